@@ -1,0 +1,94 @@
+"""The aiohttp application: health, readiness and metrics (the court API joins it later)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from ringback.server import Service
+
+SERVICE: web.AppKey[Service] = web.AppKey("service")
+
+
+def error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every error is `{"error": {"code", "message"}}`, never an HTML page or a traceback."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers. Says nothing about the database on purpose."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    db_ok = await service.database_reachable()
+    sync = service.sync
+    staleness = sync.staleness_s
+    max_staleness = service.config.index.ready_max_staleness_s
+    checks = {
+        "index_loaded": sync.loaded,
+        "database_reachable": db_ok,
+        "index_fresh": staleness <= max_staleness,
+    }
+    body = {
+        "ready": all(checks.values()),
+        "checks": checks,
+        "index": {
+            "listings": len(service.index),
+            "last_seq": sync.last_seq,
+            "staleness_s": None if math.isinf(staleness) else round(staleness, 3),
+            "max_staleness_s": max_staleness,
+        },
+    }
+    return web.json_response(body, status=200 if body["ready"] else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    text = request.app[SERVICE].metrics.render()
+    return web.Response(
+        text=text,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
+def build_app(service: Service) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=1024**2)
+    app[SERVICE] = service
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def start_http(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    return runner
+
+
+async def bound_port(runner: web.AppRunner) -> int:
+    """The port actually bound (for `http.port = 0`)."""
+    await asyncio.sleep(0)
+    for address in runner.addresses:
+        return int(address[1])
+    raise RuntimeError("HTTP server is not listening")

@@ -1,0 +1,245 @@
+"""Configuration: a TOML file, then `RINGBACK_<SECTION>_<KEY>` environment overrides.
+
+Every key has a default here and is documented in `config/ringback.toml`. A bad value is
+refused with a `ConfigError` naming the key, so `ringback serve` can print one line and exit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration key has a bad value; the message names the key."""
+
+
+@dataclass
+class DatabaseConfig:
+    url: str = ""  # empty: run the embedded PostgreSQL in `data_dir`
+    data_dir: str = "ringback-data"
+    pool_max: int = 10
+    connect_timeout_s: float = 5.0
+
+
+@dataclass
+class SipConfig:
+    listen: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    port: int = 5060
+    trusted_sources: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    loop_marker: str = "rbk"
+    t1_ms: int = 500
+    t2_ms: int = 4000
+    t4_ms: int = 5000
+    tcp_idle_s: float = 120.0
+    max_message_bytes: int = 65535
+
+
+@dataclass
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass
+class NumberingConfig:
+    country_code: str = "86"
+    trunk_prefix: str = "0"
+    international_prefix: str = "00"
+    national_max_digits: int = 11
+
+
+@dataclass
+class IndexConfig:
+    heartbeat_s: float = 1.0
+    compact_threshold: int = 50_000
+    ready_max_staleness_s: float = 30.0
+    feed_retention_days: int = 7
+
+
+@dataclass
+class AnnouncementConfig:
+    repeat: int = 1
+    gap_ms: int = 500
+    max_concurrent: int = 1000
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 29999
+    store_caller: bool = False
+
+
+@dataclass
+class LogConfig:
+    level: str = "info"
+    format: str = "auto"  # auto: readable on a terminal, JSON lines otherwise
+
+
+@dataclass
+class Config:
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    sip: SipConfig = field(default_factory=SipConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    numbering: NumberingConfig = field(default_factory=NumberingConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    announcement: AnnouncementConfig = field(default_factory=AnnouncementConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read `path` (if given), apply environment overrides, validate, return the config."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path}: not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
+    config = Config()
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    for section_name, values in raw.items():
+        if section_name not in sections:
+            raise ConfigError(f"{section_name}: unknown section")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section_name}: must be a table")
+        section = getattr(config, section_name)
+        for key, value in values.items():
+            _set(section, section_name, key, value, from_env=False)
+    for name, value in (os.environ if env is None else env).items():
+        if not name.startswith("RINGBACK_"):
+            continue
+        rest = name[len("RINGBACK_") :].lower()
+        section_name, _, key = rest.partition("_")
+        if section_name not in sections or not key:
+            continue  # other RINGBACK_* variables are not config keys
+        _set(getattr(config, section_name), section_name, key, value, from_env=True)
+    _validate(config)
+    return config
+
+
+def _set(section: Any, section_name: str, key: str, value: Any, *, from_env: bool) -> None:
+    name = f"{section_name}.{key}"
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    if key not in fields:
+        raise ConfigError(f"{name}: unknown key")
+    hints = typing.get_type_hints(type(section))
+    setattr(section, key, _coerce(name, hints[key], value, from_env=from_env))
+
+
+def _coerce(name: str, kind: Any, value: Any, *, from_env: bool) -> Any:
+    origin = typing.get_origin(kind)
+    if origin is list:
+        if from_env and isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name}: must be a list of strings, got {value!r}")
+        return value
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if from_env and isinstance(value, str) and value.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if from_env and isinstance(value, str) and value.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name}: must be true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if from_env and isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{name}: must be an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if from_env and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{name}: must be a number, got {value!r}")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{name}: must be a string, got {value!r}")
+    raise ConfigError(f"{name}: unsupported type {kind!r}")  # pragma: no cover
+
+
+def _port(name: str, value: int, *, allow_zero: bool = True) -> None:
+    low = 0 if allow_zero else 1
+    if not low <= value <= 65535:
+        raise ConfigError(f"{name}: must be a port number {low}-65535, got {value}")
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{name}: must be greater than 0, got {value}")
+
+
+def _validate(c: Config) -> None:
+    _port("sip.port", c.sip.port)
+    _port("http.port", c.http.port)
+    for address in c.sip.listen:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError(f"sip.listen: {address!r} is not an IP address") from None
+    for cidr in c.sip.trusted_sources:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"sip.trusted_sources: {cidr!r} is not a CIDR network") from None
+    if not c.sip.loop_marker.replace("-", "").isalnum():
+        raise ConfigError(
+            f"sip.loop_marker: must be a URI parameter name, got {c.sip.loop_marker!r}"
+        )
+    for key in ("t1_ms", "t2_ms", "t4_ms", "tcp_idle_s", "max_message_bytes"):
+        _positive(f"sip.{key}", getattr(c.sip, key))
+    if c.sip.t2_ms < c.sip.t1_ms:
+        raise ConfigError(
+            f"sip.t2_ms: must be at least sip.t1_ms ({c.sip.t1_ms}), got {c.sip.t2_ms}"
+        )
+    if c.database.url and not c.database.url.startswith(("postgres://", "postgresql://")):
+        raise ConfigError("database.url: must start with postgresql:// (or be empty for embedded)")
+    if not c.database.url and not c.database.data_dir:
+        raise ConfigError("database.data_dir: must be set when database.url is empty")
+    _positive("database.pool_max", c.database.pool_max)
+    _positive("database.connect_timeout_s", c.database.connect_timeout_s)
+    n = c.numbering
+    if not (
+        n.country_code.isdigit() and 1 <= len(n.country_code) <= 3 and n.country_code[0] != "0"
+    ):
+        raise ConfigError(f"numbering.country_code: must be 1-3 digits, got {n.country_code!r}")
+    if n.trunk_prefix and not n.trunk_prefix.isdigit():
+        raise ConfigError(f"numbering.trunk_prefix: must be digits, got {n.trunk_prefix!r}")
+    if not n.international_prefix.isdigit():
+        raise ConfigError(
+            f"numbering.international_prefix: must be digits, got {n.international_prefix!r}"
+        )
+    _positive("index.heartbeat_s", c.index.heartbeat_s)
+    _positive("index.compact_threshold", c.index.compact_threshold)
+    _positive("index.ready_max_staleness_s", c.index.ready_max_staleness_s)
+    _positive("index.feed_retention_days", c.index.feed_retention_days)
+    a = c.announcement
+    _positive("announcement.repeat", a.repeat)
+    if a.gap_ms < 0:
+        raise ConfigError(f"announcement.gap_ms: must be >= 0, got {a.gap_ms}")
+    _positive("announcement.max_concurrent", a.max_concurrent)
+    _port("announcement.rtp_port_min", a.rtp_port_min, allow_zero=False)
+    _port("announcement.rtp_port_max", a.rtp_port_max, allow_zero=False)
+    if a.rtp_port_max <= a.rtp_port_min:
+        raise ConfigError("announcement.rtp_port_max: must be greater than rtp_port_min")
+    if c.log.level.lower() not in {"debug", "info", "warning", "error"}:
+        raise ConfigError(f"log.level: must be debug, info, warning or error, got {c.log.level!r}")
+    if c.log.format not in {"auto", "json", "text"}:
+        raise ConfigError(f"log.format: must be auto, json or text, got {c.log.format!r}")

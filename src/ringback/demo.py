@@ -1,0 +1,119 @@
+"""`ringback demo`: the service on the embedded database with a demo court and test numbers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ringback.config import Config
+from ringback.media.shipped import default_warning_path, read_pcm8k
+from ringback.registry.numbers import format_e164
+from ringback.registry.store import Principal
+from ringback.server import Service
+
+log = logging.getLogger(__name__)
+
+DEMO_COURT = "Demo People's Court"
+DEMO_CASE = "(2026) DEMO 0001"
+LISTED = [8613800138000, 8613900139000]
+UNLISTED = [8613700137000]
+DEMO = Principal("demo", "operator")
+
+
+async def seed(service: Service) -> dict[str, Any]:
+    """Create (or reuse) the demo court, its recording and listings; mint fresh tokens."""
+    store = service.store
+    court = await store.court_by_name(DEMO_COURT)
+    if court is None:
+        court, court_token, _secret = await store.create_court(DEMO_COURT, DEMO)
+    else:
+        court_token = await store.create_token("court", court["id"], "demo", DEMO)
+    if court["default_recording_id"] is None:
+        pcm = read_pcm8k(default_warning_path())
+        recording = await store.add_recording(
+            court["id"],
+            "Shipped default warning (Mandarin, English)",
+            pcm,
+            DEMO,
+            original={
+                "filename": default_warning_path().name,
+                "format": "wav",
+                "bytes": default_warning_path().stat().st_size,
+            },
+        )
+        await store.set_default_recording(court["id"], recording["id"], DEMO)
+    operator_token = await store.create_token("operator", None, "demo operator", DEMO)
+    now = datetime.now(UTC)
+    for number in LISTED:
+        await store.put_listing(
+            court["id"], number, DEMO_CASE, now + timedelta(days=365), DEMO, effective_at=now
+        )
+    secret = await store.webhook_secret(court["id"])
+    return {
+        "court": {
+            "id": str(court["id"]),
+            "name": DEMO_COURT,
+            "token": court_token,
+            "webhook_secret": secret,
+            "case_ref": DEMO_CASE,
+        },
+        "operator_token": operator_token,
+    }
+
+
+async def run_demo(config: Config) -> int:
+    from ringback.cli import _until_signalled
+
+    service = Service(config)
+    await service.start()
+    try:
+        facts = await seed(service)
+        for _ in range(100):  # the index follows the database through the change feed
+            if service.sync.loaded and all(service.index.get(n) for n in LISTED):
+                break
+            await asyncio.sleep(0.05)
+        host = config.http.host
+        sip_host = config.sip.listen[0] if config.sip.listen else "127.0.0.1"
+        demo = {
+            "http": f"http://{host}:{service.http_port}",
+            "sip": {"host": sip_host, "port": service.sip_port, "transport": ["udp", "tcp"]},
+            "operator_token": facts["operator_token"],
+            "court": facts["court"],
+            "numbers": {
+                "listed": [format_e164(n) for n in LISTED],
+                "unlisted": [format_e164(n) for n in UNLISTED],
+            },
+            "data_dir": str(Path(config.database.data_dir).resolve()),
+        }
+        path = Path(config.database.data_dir) / "demo.json"
+        path.write_text(json.dumps(demo, indent=2) + "\n", encoding="utf-8")
+        os.chmod(path, 0o600)  # it holds tokens
+        print(_instructions(demo, path), flush=True)
+        await _until_signalled()
+    finally:
+        await service.stop()
+    return 0
+
+
+def _instructions(demo: dict[str, Any], path: Path) -> str:
+    sip = demo["sip"]
+    listed, unlisted = demo["numbers"]["listed"], demo["numbers"]["unlisted"]
+    return f"""
+ringback demo is running.
+
+  Dial from a softphone (SIP over UDP or TCP, no registration needed):
+    listed   -> sip:{listed[0]}@{sip["host"]}:{sip["port"]}   (you hear the court's warning)
+    unlisted -> sip:{unlisted[0]}@{sip["host"]}:{sip["port"]}   (redirected at once)
+
+  HTTP API   {demo["http"]}   (health: {demo["http"]}/readyz, metrics: {demo["http"]}/metrics)
+    operator token: {demo["operator_token"]}
+    court token:    {demo["court"]["token"]}
+
+  The same facts, for scripts: {path}
+  Stop with Ctrl-C.
+"""

@@ -1,0 +1,246 @@
+"""asyncio shells around the sans-I/O `CallController`: SIP over UDP and TCP on one port.
+
+Everything protocol-shaped happens in the controller; this module only moves bytes,
+checks the source against `sip.trusted_sources`, frames TCP streams and runs one 10 ms
+ticker for every transaction timer (no timer object per transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from ringback.calls import Address, CallController, SipMetrics
+from ringback.sip.message import SipParseError, split_stream
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.01
+_CACHE_LIMIT = 65536
+
+
+class TrustedSources:
+    """Source-address filter with a per-address cache (the hot path does one dict get)."""
+
+    def __init__(self, cidrs: Iterable[str]) -> None:
+        self.networks = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+        self._cache: dict[str, bool] = {}
+
+    def __call__(self, host: str) -> bool:
+        known = self._cache.get(host)
+        if known is not None:
+            return known
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if address.version == 6 and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        allowed = any(address in network for network in self.networks)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[host] = allowed
+        return allowed
+
+
+class SipEndpoint:
+    """Owns the sockets of one node's SIP service and pumps the controller."""
+
+    def __init__(
+        self,
+        controller: CallController,
+        metrics: SipMetrics,
+        trusted: TrustedSources,
+        *,
+        tcp_idle_s: float = 120.0,
+        max_message_bytes: int = 65535,
+    ) -> None:
+        self.controller = controller
+        self.metrics = metrics
+        self.trusted = trusted
+        self.tcp_idle_s = tcp_idle_s
+        self.max_message_bytes = max_message_bytes
+        self.udp: list[asyncio.DatagramTransport] = []
+        self.tcp_servers: list[asyncio.Server] = []
+        self.tcp_connections: dict[Address, _TcpConnection] = {}
+        self.port = 0
+        self._ticker: asyncio.TimerHandle | None = None
+        self._ticks = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clock = time.monotonic
+
+    # -------------------------------------------------------------- lifecycle
+    async def start(self, hosts: list[str], port: int) -> int:
+        """Listen on UDP and TCP at `port` on every host (port 0: one free port for all)."""
+        self._loop = asyncio.get_running_loop()
+        for attempt in range(20):
+            try:
+                self.port = await self._bind_all(hosts, port)
+                break
+            except OSError:
+                await self._close_sockets()
+                if port != 0 or attempt == 19:
+                    raise
+        self._sync_clock()
+        self._ticker = self._loop.call_later(TICK_S, self._tick)
+        return self.port
+
+    async def _bind_all(self, hosts: list[str], port: int) -> int:
+        assert self._loop is not None
+        for host in hosts:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            transport, _ = await self._loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(host, port), family=family
+            )
+            sock = transport.get_extra_info("socket")
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):  # the kernel caps these
+                sock.setsockopt(socket.SOL_SOCKET, option, 4 * 1024 * 1024)
+            self.udp.append(transport)
+            port = transport.get_extra_info("sockname")[1]
+            server = await self._loop.create_server(
+                lambda: _TcpConnection(self), host, port, family=family, reuse_address=True
+            )
+            self.tcp_servers.append(server)
+        return port
+
+    async def _close_sockets(self) -> None:
+        for transport in self.udp:
+            transport.close()
+        for server in self.tcp_servers:
+            server.close()
+        self.udp, self.tcp_servers = [], []
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for connection in list(self.tcp_connections.values()):
+            connection.close()
+        await self._close_sockets()
+
+    # -------------------------------------------------------------- pumping
+    def _sync_clock(self) -> None:
+        self.controller.epoch_offset = time.time() - self._clock()
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        now = self._clock()
+        try:
+            self.controller.poll(now)
+            self._send_out()
+        except Exception:  # never let one bad timer stop the ticker
+            log.exception("SIP timer processing failed")
+        self._ticks += 1
+        if self._ticks % 100 == 0:
+            self._sync_clock()
+            self._reap_idle_tcp(now)
+        self._ticker = self._loop.call_later(TICK_S, self._tick)
+
+    def receive(self, data: bytes, source: Address, transport: str) -> None:
+        started = time.perf_counter()
+        try:
+            outcome = self.controller.receive(data, source, transport, self._clock())
+        except Exception:  # the controller fails open itself; this is the last guard
+            log.exception("SIP message handling failed")
+            outcome = None
+        self._send_out()
+        if outcome is not None:
+            self.metrics.decision_latency.observe(time.perf_counter() - started)
+
+    def _send_out(self) -> None:
+        for data, dest, transport in self.controller.take_outgoing():
+            if transport == "udp":
+                self._send_udp(data, dest)
+            else:
+                connection = self.tcp_connections.get(dest)
+                if connection is not None:
+                    connection.write(data)
+
+    def _send_udp(self, data: bytes, dest: Address) -> None:
+        family_v6 = ":" in dest[0]
+        for transport in self.udp:
+            sock_family = transport.get_extra_info("socket").family
+            if (sock_family == socket.AF_INET6) == family_v6:
+                transport.sendto(data, dest)
+                return
+
+    def _reap_idle_tcp(self, now: float) -> None:
+        for connection in list(self.tcp_connections.values()):
+            if now - connection.last_active > self.tcp_idle_s:
+                connection.close()
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        host, port = addr[0], addr[1]
+        endpoint = self.endpoint
+        if not endpoint.trusted(host):
+            endpoint.metrics.untrusted.inc()
+            return
+        if len(data) < 4 or data.isspace():
+            return  # keep-alive (CRLF) or noise
+        endpoint.receive(data, (host, port), "udp")
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP error: %s", exc)  # ICMP unreachable from a gone peer: harmless
+
+
+class _TcpConnection(asyncio.Protocol):
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        self.endpoint = endpoint
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.peer: Address = ("", 0)
+        self.last_active = endpoint._clock()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0], peer[1])
+        if not self.endpoint.trusted(self.peer[0]):
+            self.endpoint.metrics.untrusted.inc()
+            transport.abort()
+            return
+        self.transport = transport
+        self.endpoint.tcp_connections[self.peer] = self
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self.endpoint._clock()
+        self.buffer += data
+        limit = self.endpoint.max_message_bytes
+        while self.buffer:
+            try:
+                frame, used = split_stream(self.buffer)
+            except SipParseError as exc:
+                log.info("closing SIP/TCP connection from %s: %s", self.peer[0], exc.reason)
+                self.endpoint.metrics.parse_errors.inc("no")
+                self.close()
+                return
+            if frame is None:
+                if len(self.buffer) > limit:
+                    self.endpoint.metrics.parse_errors.inc("no")
+                    self.close()  # a message larger than we accept, or no end in sight
+                self.buffer = self.buffer[used:]
+                return
+            self.buffer = self.buffer[used:]
+            self.endpoint.receive(frame, self.peer, "tcp")
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.endpoint.tcp_connections.get(self.peer) is self:
+            del self.endpoint.tcp_connections[self.peer]
+        self.transport = None

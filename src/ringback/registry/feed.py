@@ -1,0 +1,223 @@
+"""Keeps a node's `ListingIndex` current from PostgreSQL.
+
+Start: one consistent snapshot of `index_entries` streamed with binary COPY. Then: the
+change feed. Every committed change to listings appends `(seq, number)` rows with a gapless
+sequence in commit order and NOTIFYs `ringback_feed`; the notification only wakes us, and
+we always read every change after the last sequence we applied, so a lost notification, a
+reconnect or a gap is handled by the same catch-up. A heartbeat query every
+`heartbeat_s` proves we are current even when nothing changes; `staleness_s` is the time
+since the last such proof. While the database is away the index keeps its last state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from ringback.registry.listing_index import CopyDecoder, Entry, ListingIndex, build_base
+
+log = logging.getLogger(__name__)
+
+_ENTRY_QUERY = (
+    "SELECT number::int8, listing_id::int8, recording_id::int8, "
+    "effective_epoch::int8, expires_epoch::int8 FROM index_entries"
+)
+
+# Errors that mean "the database is not there right now"; anything else is a bug and is
+# still contained (the loop logs it and retries) so the call path never notices.
+_DB_DOWN = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class IndexSync:
+    def __init__(
+        self,
+        dsn: str,
+        index: ListingIndex,
+        *,
+        heartbeat_s: float = 1.0,
+        full_reload_threshold: int = 50_000,
+        connect_timeout_s: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.dsn = dsn
+        self.index = index
+        self.heartbeat_s = heartbeat_s
+        self.full_reload_threshold = full_reload_threshold
+        self.connect_timeout_s = connect_timeout_s
+        self._monotonic = monotonic
+        self.loaded = False
+        self.connected = False
+        self.last_seq = 0
+        self.notified_seq = 0
+        self.full_loads = 0
+        self.catch_ups = 0
+        self.reconnects = 0
+        self._last_sync: float | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._conn: asyncpg.Connection | None = None
+        self._lost = asyncio.Event()
+        self._compact_wanted = False
+        # Merging 15 M entries takes a few hundred ms: never on the loop; we do it in a
+        # thread after the batch of changes that filled the overlay.
+        index.on_overlay_full = self._want_compaction
+
+    def _want_compaction(self) -> None:
+        self._compact_wanted = True
+
+    # ------------------------------------------------------------------ state
+    @property
+    def staleness_s(self) -> float:
+        """Seconds since the index was last known to match the database (inf: never)."""
+        if self._last_sync is None:
+            return math.inf
+        return self._monotonic() - self._last_sync
+
+    @property
+    def feed_lag(self) -> int:
+        """Changes announced by NOTIFY but not yet applied."""
+        return max(0, self.notified_seq - self.last_seq)
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="index-sync")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._close()
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        self.connected = False
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except _DB_DOWN as exc:
+                log.warning("index sync: database unavailable (%s); retrying", _brief(exc))
+            except Exception:
+                log.exception("index sync: unexpected error; retrying")
+            await self._close()
+            self.reconnects += 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+            if self.connected:
+                backoff = 0.2
+
+    async def _session(self) -> None:
+        conn = await asyncpg.connect(self.dsn, timeout=self.connect_timeout_s)
+        self._conn = conn
+        self._lost.clear()
+        conn.add_termination_listener(lambda _c: self._lost.set())
+        await conn.add_listener("ringback_feed", self._on_notify)
+        self.connected = True
+        log.info("index sync: connected")
+        await self._sync(conn)
+        while True:
+            waiter = asyncio.ensure_future(self._wake.wait())
+            lost = asyncio.ensure_future(self._lost.wait())
+            try:
+                await asyncio.wait(
+                    {waiter, lost}, timeout=self.heartbeat_s, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                waiter.cancel()
+                lost.cancel()
+            if self._lost.is_set():
+                raise ConnectionError("feed connection lost")
+            self._wake.clear()
+            await asyncio.wait_for(self._sync(conn), timeout=max(30.0, self.heartbeat_s * 10))
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        with contextlib.suppress(ValueError):
+            self.notified_seq = max(self.notified_seq, int(payload))
+        self._wake.set()
+
+    # ------------------------------------------------------------------- sync
+    async def _sync(self, conn: asyncpg.Connection) -> None:
+        """Bring the index up to the database's current sequence."""
+        if not self.loaded:
+            await self._full_load(conn)
+            return
+        head = await conn.fetchval("SELECT last_seq FROM feed_counter")
+        if head == self.last_seq:
+            self._synced()
+            return
+        oldest = await conn.fetchval("SELECT min(seq) FROM change_feed")
+        behind = head - self.last_seq
+        if (
+            head < self.last_seq
+            or behind > self.full_reload_threshold
+            or (oldest is not None and oldest > self.last_seq + 1)
+        ):
+            # Too far behind, pruned past us, or a different database: start over.
+            await self._full_load(conn)
+            return
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            head = await conn.fetchval("SELECT last_seq FROM feed_counter")
+            numbers = await conn.fetch(
+                "SELECT DISTINCT number FROM change_feed WHERE seq > $1 AND seq <= $2",
+                self.last_seq,
+                head,
+            )
+            changed = [r[0] for r in numbers]
+            rows = await conn.fetch(_ENTRY_QUERY + " WHERE number = ANY($1::int8[])", changed)
+        found = {r[0]: Entry(r[1], r[2], r[3], r[4]) for r in rows}
+        for number in changed:
+            self.index.upsert(number, found.get(number))
+        self.last_seq = head
+        self.catch_ups += 1
+        self._synced()
+        if self._compact_wanted:
+            self._compact_wanted = False
+            await self.index.compact_in_thread()
+
+    async def _full_load(self, conn: asyncpg.Connection) -> None:
+        started = time.perf_counter()
+        decoder = CopyDecoder()
+
+        async def sink(chunk: bytes) -> None:
+            decoder.feed(chunk)
+
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            head = await conn.fetchval("SELECT last_seq FROM feed_counter")
+            await conn.copy_from_query(_ENTRY_QUERY, output=sink, format="binary")
+        base = await asyncio.to_thread(build_base, *decoder.finish())
+        self.index.install_base(base)
+        self.last_seq = head
+        self.loaded = True
+        self.full_loads += 1
+        self._synced()
+        log.info(
+            "index sync: loaded %d listings at seq %d in %.2f s",
+            len(self.index),
+            head,
+            time.perf_counter() - started,
+        )
+
+    def _synced(self) -> None:
+        self._last_sync = self._monotonic()
+        self.notified_seq = max(self.notified_seq, self.last_seq)
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]

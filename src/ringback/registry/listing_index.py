@@ -1,0 +1,716 @@
+"""In-memory index of listed (judgment-debtor) numbers, consulted on every INVITE.
+
+Layout (≈24 B per number, vs ~100–250 B for a dict of Python objects):
+
+* **base** — immutable, sorted numpy arrays: ``keys`` int64 (8 B) and ``fields`` uint32
+  of shape (n, 4) = listing_id, recording_id, effective_at, expires_at (16 B). The four
+  fields are interleaved so a hit touches one cache line instead of four. A small
+  *bucket directory* (uint32 offsets, ~0.25 B per number) maps the high bits of
+  ``number - min`` to a slice of ``keys``, so a lookup bisects ~16 keys instead of 15 M.
+* **overlay** — a dict ``{number: Entry | None}`` of changes since the last compaction
+  (``None`` is a tombstone for a number present in the base).
+
+The base arrays, the bucket directory, the overlay dict and the entry count live in one
+``_State`` object; ``replace_all`` and compaction build a complete new state and swap the
+single ``_state`` attribute, so a lookup never sees a half-built index.
+
+Threading model: lookups, upserts, ``install_base`` and ``finish_compaction`` run on one
+thread (the event loop). ``build_base`` and ``merged_arrays`` are pure functions of
+immutable inputs and may run in a worker thread::
+
+    ticket = index.begin_compaction()                             # loop thread, O(overlay)
+    merged = await asyncio.to_thread(index.merged_arrays, ticket)  # heavy, vectorised
+    index.finish_compaction(merged)                               # loop thread, O(changes)
+
+Upserts made between ``begin_compaction`` and ``finish_compaction`` are recorded and
+survive the swap (see ``compact_in_thread``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import sys
+from bisect import bisect_left
+from collections.abc import Callable
+from typing import Final, NamedTuple, TypeAlias
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "MAX_U32",
+    "Columns",
+    "CompactionTicket",
+    "CopyDecoder",
+    "Entry",
+    "ListingIndex",
+    "MergedBase",
+    "PreparedBase",
+    "build_base",
+    "clamp_epoch",
+]
+
+MAX_U32: Final = 2**32 - 1
+_MAX_I64: Final = 2**63 - 1
+_MIN_I64: Final = -(2**63)
+
+#: numbers int64, then listing_id, recording_id, effective_at, expires_at as uint32.
+Columns: TypeAlias = tuple[
+    NDArray[np.int64],
+    NDArray[np.uint32],
+    NDArray[np.uint32],
+    NDArray[np.uint32],
+    NDArray[np.uint32],
+]
+
+
+class Entry(NamedTuple):
+    """One listing. ``recording_id`` 0 means the shipped default; times are epoch seconds."""
+
+    listing_id: int
+    recording_id: int
+    effective_at: int
+    expires_at: int
+
+
+_new_entry: Final = tuple.__new__  # ~2x faster than Entry(...) on the lookup hot path
+#: Overlay-miss sentinel, compared by identity; an Entry so the hot path needs no casts.
+_MISSING: Final = Entry(-1, -1, -1, -1)
+#: Rough per-entry cost of an overlay slot: dict slot + int key + Entry tuple + its ints.
+_OVERLAY_ENTRY_BYTES: Final = 220
+#: Average number of keys per bucket of the directory (bisect depth ≈ log2 of this).
+_BUCKET_TARGET: Final = 16
+
+
+def clamp_epoch(value: int) -> int:
+    """Clamp an epoch to uint32: negative → 0, beyond 2106 → 2**32-1 ("never")."""
+    return 0 if value < 0 else MAX_U32 if value > MAX_U32 else value
+
+
+def _normalise(entry: Entry) -> Entry:
+    """Validate ids and clamp times so an overlay entry equals what the base would hold."""
+    lid, rid, eff, exp = (int(x) for x in entry)
+    if not 0 <= lid <= MAX_U32:
+        raise ValueError(f"listing_id {lid} does not fit in uint32")
+    if not 0 <= rid <= MAX_U32:
+        raise ValueError(f"recording_id {rid} does not fit in uint32")
+    return _new_entry(Entry, (lid, rid, clamp_epoch(eff), clamp_epoch(exp)))
+
+
+def _check_number(number: int) -> int:
+    n = int(number)
+    if not _MIN_I64 <= n <= _MAX_I64:
+        raise ValueError(f"number {n} does not fit in int64")
+    return n
+
+
+# --------------------------------------------------------------------------- base
+
+
+class PreparedBase:
+    """Immutable sorted arrays plus their bucket directory, ready to be installed.
+
+    Built off the event loop by :func:`build_base` or :meth:`ListingIndex.merged_arrays`.
+    """
+
+    __slots__ = (
+        "_fmv",
+        "_kmv",
+        "_offmv",
+        "fields",
+        "hi",
+        "keys",
+        "lo",
+        "n",
+        "offsets",
+        "shift",
+    )
+
+    def __init__(self, keys: NDArray[np.int64], fields: NDArray[np.uint32]) -> None:
+        """Take ownership of ``keys`` (sorted, unique) and ``fields`` (n x 4)."""
+        n = int(keys.shape[0])
+        if fields.shape != (n, 4):
+            raise ValueError(f"fields shape {fields.shape} != ({n}, 4)")
+        if n >= MAX_U32:
+            raise ValueError("too many entries for uint32 bucket offsets")
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        fields = np.ascontiguousarray(fields, dtype=np.uint32)
+        keys.flags.writeable = False
+        fields.flags.writeable = False
+        self.keys = keys
+        self.fields = fields
+        self.n = n
+        if n:
+            lo = int(keys[0])
+            span = int(keys[-1]) - lo + 1
+            bits = max(1, (n // _BUCKET_TARGET).bit_length())
+            shift = max(0, (span - 1).bit_length() - bits)
+            nb = ((span - 1) >> shift) + 1
+            # Bucket b holds keys in [lo + b<<shift, lo + (b+1)<<shift); offsets[b] is the
+            # first index >= that bound, offsets[nb] = n. Every bound below nb is <= the
+            # largest key, so it fits int64; uint64 wrap-around makes the sum exact.
+            bounds = np.arange(nb, dtype=np.uint64) << np.uint64(shift)
+            bounds += np.uint64(lo % 2**64)
+            offsets = np.empty(nb + 1, dtype=np.uint32)
+            offsets[:nb] = np.searchsorted(keys, bounds.view(np.int64), side="left")
+            offsets[nb] = n
+            self.lo = lo
+            self.hi = lo + span
+        else:
+            shift = 0
+            offsets = np.zeros(2, dtype=np.uint32)
+            self.lo = self.hi = 0
+        offsets.flags.writeable = False
+        self.shift = shift
+        self.offsets = offsets
+        # memoryview item access yields Python ints ~2x faster than numpy scalar indexing.
+        self._kmv: memoryview = keys.data
+        self._fmv: memoryview = fields.reshape(-1).data
+        self._offmv: memoryview = offsets.data
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.keys.nbytes + self.fields.nbytes + self.offsets.nbytes)
+
+    def index_of(self, number: int) -> int:
+        """Position of ``number`` in ``keys`` or -1."""
+        if number < self.lo or number >= self.hi:
+            return -1
+        b = (number - self.lo) >> self.shift
+        end = self._offmv[b + 1]
+        i = bisect_left(self._kmv, number, self._offmv[b], end)
+        return i if i != end and self._kmv[i] == number else -1
+
+    def get(self, number: int) -> Entry | None:
+        i = self.index_of(number)
+        if i < 0:
+            return None
+        j = i << 2
+        f = self._fmv
+        return _new_entry(Entry, (f[j], f[j + 1], f[j + 2], f[j + 3]))
+
+    def columns(self) -> Columns:
+        """Read-only views: numbers, listing_ids, recording_ids, effective_at, expires_at."""
+        f = self.fields
+        return self.keys, f[:, 0], f[:, 1], f[:, 2], f[:, 3]
+
+
+def _as_u32_ids(name: str, a: NDArray[np.integer]) -> NDArray[np.uint32]:
+    a = np.asarray(a)
+    if a.size and (int(a.min()) < 0 or int(a.max()) > MAX_U32):
+        raise ValueError(f"{name} out of uint32 range [{int(a.min())}, {int(a.max())}]")
+    return a.astype(np.uint32, copy=False)
+
+
+def _as_u32_epochs(a: NDArray[np.integer]) -> NDArray[np.uint32]:
+    a = np.asarray(a)
+    if a.dtype == np.uint32:
+        return a.astype(np.uint32, copy=False)
+    return np.clip(a.astype(np.int64, copy=False), 0, MAX_U32).astype(np.uint32)
+
+
+def build_base(
+    numbers: NDArray[np.integer],
+    listing_ids: NDArray[np.integer],
+    recording_ids: NDArray[np.integer],
+    effective_at: NDArray[np.integer],
+    expires_at: NDArray[np.integer],
+) -> PreparedBase:
+    """Build a base from columns in any order. Pure; safe in a worker thread.
+
+    Ids must fit uint32 (ValueError otherwise); epochs are clamped to uint32. Duplicate
+    numbers raise ValueError: the loader guarantees one row per number, so a duplicate
+    means a broken query and silently picking one row would hide it. Already-sorted input
+    (``ORDER BY number``) skips the O(n log n) sort.
+    """
+    keys = np.asarray(numbers)
+    n = keys.shape[0]
+    cols = [listing_ids, recording_ids, effective_at, expires_at]
+    if keys.ndim != 1 or any(np.shape(c) != (n,) for c in cols):
+        raise ValueError("all columns must be 1-D arrays of the same length")
+    if keys.dtype.kind not in "iu" or any(np.asarray(c).dtype.kind not in "iu" for c in cols):
+        raise ValueError("columns must have integer dtypes")
+    if keys.dtype != np.int64:
+        if n and keys.dtype.kind == "u" and int(keys.max()) > _MAX_I64:
+            raise ValueError("number does not fit in int64")
+        keys = keys.astype(np.int64)
+    fields = np.empty((n, 4), dtype=np.uint32)
+    fields[:, 0] = _as_u32_ids("listing_ids", listing_ids)
+    fields[:, 1] = _as_u32_ids("recording_ids", recording_ids)
+    fields[:, 2] = _as_u32_epochs(effective_at)
+    fields[:, 3] = _as_u32_epochs(expires_at)
+    if n > 1 and not bool(np.all(keys[1:] > keys[:-1])):
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        fields = fields[order]
+        dup = np.flatnonzero(keys[1:] == keys[:-1])
+        if dup.size:
+            raise ValueError(f"{dup.size} duplicate number(s), e.g. {int(keys[dup[0]])}")
+    elif keys is numbers:
+        keys = keys.copy()  # never alias the caller's array
+    return PreparedBase(keys, fields)
+
+
+# --------------------------------------------------------------------------- index
+
+
+class _State:
+    """Everything a lookup reads, swapped as one attribute."""
+
+    __slots__ = ("base", "count", "overlay")
+
+    def __init__(self, base: PreparedBase, overlay: dict[int, Entry | None], count: int):
+        self.base = base
+        self.overlay = overlay
+        self.count = count  # entries present: base - tombstones + overlay inserts
+
+
+class CompactionTicket:
+    """Snapshot taken by :meth:`ListingIndex.begin_compaction`."""
+
+    __slots__ = ("base", "overlay")
+
+    def __init__(self, base: PreparedBase, overlay: dict[int, Entry | None]) -> None:
+        self.base = base
+        self.overlay = overlay  # private copy, never mutated
+
+
+class MergedBase:
+    """Result of :meth:`ListingIndex.merged_arrays`, to pass to ``finish_compaction``."""
+
+    __slots__ = ("prepared", "ticket")
+
+    def __init__(self, ticket: CompactionTicket, prepared: PreparedBase) -> None:
+        self.ticket = ticket
+        self.prepared = prepared
+
+
+class ListingIndex:
+    """Number → :class:`Entry` index: sorted numpy base + dict overlay.
+
+    ``compact_threshold``: overlay size that triggers a compaction. ``on_overlay_full``:
+    called (instead of a synchronous :meth:`compact`) when it is exceeded and no
+    compaction is pending; an async shell passes something that schedules
+    :meth:`compact_in_thread`, because a synchronous merge of 15 M entries blocks the
+    loop for a few hundred ms.
+    """
+
+    def __init__(
+        self,
+        compact_threshold: int = 50_000,
+        on_overlay_full: Callable[[], object] | None = None,
+    ) -> None:
+        if compact_threshold < 1:
+            raise ValueError("compact_threshold must be >= 1")
+        self.compact_threshold = compact_threshold
+        self.on_overlay_full = on_overlay_full
+        empty = PreparedBase(np.empty(0, np.int64), np.empty((0, 4), np.uint32))
+        self._state = _State(empty, {}, 0)
+        self._pending: CompactionTicket | None = None
+        self._dirty: set[int] | None = None  # numbers upserted while a compaction runs
+
+    # ---- reads (hot path)
+
+    def lookup(self, number: int, now: float) -> Entry | None:
+        """The entry for ``number`` if listed and ``effective_at <= now < expires_at``."""
+        st = self._state
+        e = st.overlay.get(number, _MISSING)
+        if e is _MISSING:
+            b = st.base
+            if number < b.lo or number >= b.hi:
+                return None
+            k = (number - b.lo) >> b.shift
+            off = b._offmv
+            end = off[k + 1]
+            keys = b._kmv
+            i = bisect_left(keys, number, off[k], end)
+            if i == end or keys[i] != number:
+                return None
+            f = b._fmv
+            j = i << 2
+            eff = f[j + 2]
+            exp = f[j + 3]
+            if eff <= now < exp:
+                return _new_entry(Entry, (f[j], f[j + 1], eff, exp))
+            return None
+        if e is not None and e.effective_at <= now < e.expires_at:
+            return e
+        return None
+
+    def get(self, number: int) -> Entry | None:
+        """The entry for ``number`` regardless of its effective/expiry times."""
+        st = self._state
+        e = st.overlay.get(number, _MISSING)
+        if e is _MISSING:
+            return st.base.get(number)
+        return e
+
+    def __len__(self) -> int:
+        return self._state.count
+
+    @property
+    def overlay_size(self) -> int:
+        return len(self._state.overlay)
+
+    @property
+    def base_size(self) -> int:
+        return self._state.base.n
+
+    @property
+    def nbytes(self) -> int:
+        """Base arrays plus an estimate of the overlay dict and its objects."""
+        st = self._state
+        ov = st.overlay
+        return st.base.nbytes + sys.getsizeof(ov) + len(ov) * _OVERLAY_ENTRY_BYTES
+
+    @property
+    def compaction_pending(self) -> bool:
+        return self._pending is not None
+
+    def base_columns(self) -> Columns:
+        """Read-only views of the current base (excluding the overlay)."""
+        return self._state.base.columns()
+
+    # ---- writes (event-loop thread)
+
+    def upsert(self, number: int, entry: Entry | None) -> None:
+        """Insert/replace ``number`` (or remove it when ``entry`` is None)."""
+        number = _check_number(number)
+        if entry is not None:
+            entry = _normalise(entry)
+        st = self._state
+        ov = st.overlay
+        base_entry = st.base.get(number)
+        prev = ov.get(number, _MISSING)
+        was_present = (base_entry if prev is _MISSING else prev) is not None
+        if self._dirty is not None:
+            # A compaction is merging a snapshot; record every change so it survives.
+            ov[number] = entry
+            self._dirty.add(number)
+        elif entry == base_entry:
+            ov.pop(number, None)  # same as base (incl. removing an absent number)
+        else:
+            ov[number] = entry
+        st.count += (entry is not None) - was_present
+        if len(ov) > self.compact_threshold and self._pending is None:
+            if self.on_overlay_full is not None:
+                self.on_overlay_full()
+            else:
+                self.compact()
+
+    def remove(self, number: int) -> None:
+        """Same as ``upsert(number, None)``."""
+        self.upsert(number, None)
+
+    def replace_all(
+        self,
+        numbers: NDArray[np.integer],
+        listing_ids: NDArray[np.integer],
+        recording_ids: NDArray[np.integer],
+        effective_at: NDArray[np.integer],
+        expires_at: NDArray[np.integer],
+    ) -> None:
+        """Replace the whole index (columns in any order) and clear the overlay.
+
+        For 15 M rows prefer ``install_base(await asyncio.to_thread(build_base, ...))``.
+        """
+        self.install_base(build_base(numbers, listing_ids, recording_ids, effective_at, expires_at))
+
+    def install_base(self, base: PreparedBase) -> None:
+        """Swap in a full new base with an empty overlay; abandons a pending compaction.
+
+        Changes upserted before this call are dropped: the caller replays its change
+        feed from the sequence number the full load was taken at.
+        """
+        self._pending = None
+        self._dirty = None
+        self._state = _State(base, {}, base.n)
+
+    # ---- compaction
+
+    def begin_compaction(self) -> CompactionTicket:
+        """Snapshot the overlay (loop thread). Raises RuntimeError if one is pending."""
+        if self._pending is not None:
+            raise RuntimeError("a compaction is already pending")
+        st = self._state
+        ticket = CompactionTicket(st.base, dict(st.overlay))
+        self._pending = ticket
+        self._dirty = set()
+        return ticket
+
+    def merged_arrays(self, ticket: CompactionTicket) -> MergedBase:
+        """Merge the ticket's overlay into its base. Pure, vectorised, thread-safe."""
+        return MergedBase(ticket, _merge(ticket.base, ticket.overlay))
+
+    def finish_compaction(self, merged: MergedBase) -> bool:
+        """Install a merge (loop thread); keeps changes made since ``begin_compaction``.
+
+        Returns False (and changes nothing) if the ticket was superseded by
+        ``install_base``/``replace_all``.
+        """
+        if merged.ticket is not self._pending:
+            return False
+        st = self._state
+        dirty = self._dirty or set()
+        new = merged.prepared
+        overlay: dict[int, Entry | None] = {}
+        for number in dirty:
+            e = st.overlay[number]
+            if e != new.get(number):
+                overlay[number] = e
+        self._pending = None
+        self._dirty = None
+        # The logical contents did not change, so neither does the count.
+        self._state = _State(new, overlay, st.count)
+        return True
+
+    def abort_compaction(self) -> None:
+        """Forget a pending compaction (e.g. the worker failed); the overlay stays valid."""
+        self._pending = None
+        self._dirty = None
+
+    def compact(self) -> None:
+        """Synchronously merge the overlay into a new base."""
+        if self._pending is not None:
+            raise RuntimeError("a compaction is already pending")
+        ticket = self.begin_compaction()
+        try:
+            merged = self.merged_arrays(ticket)
+        except BaseException:
+            self.abort_compaction()
+            raise
+        self.finish_compaction(merged)
+
+    async def compact_in_thread(self) -> bool:
+        """Merge in a worker thread and swap on the loop; False if nothing was done."""
+        if self._pending is not None:
+            return False
+        ticket = self.begin_compaction()
+        try:
+            merged = await asyncio.to_thread(self.merged_arrays, ticket)
+        except BaseException:
+            if self._pending is ticket:
+                self.abort_compaction()
+            raise
+        return self.finish_compaction(merged)
+
+
+_ROW: Final = np.dtype("V16")
+
+
+def _merge(base: PreparedBase, overlay: dict[int, Entry | None]) -> PreparedBase:
+    """New base = base with overlay applied; O(n) numpy work, Python loop only over overlay."""
+    m = len(overlay)
+    if m == 0:
+        return base
+    ok = np.fromiter(overlay.keys(), dtype=np.int64, count=m)
+    present = [e is not None for e in overlay.values()]
+    pmask = np.array(present, dtype=bool)
+    vals = np.array(
+        [e if e is not None else (0, 0, 0, 0) for e in overlay.values()], dtype=np.uint32
+    ).reshape(m, 4)
+    order = np.argsort(ok)
+    ok, pmask, vals = ok[order], pmask[order], vals[order]
+
+    keys = base.keys
+    # Rows as opaque 16-byte items: 1-D boolean indexing / np.insert on them is several
+    # times faster than on the (n, 4) uint32 array.
+    rows = base.fields.view(_ROW).reshape(-1)
+    pos = np.searchsorted(keys, ok)
+    hit = pos < base.n
+    hit[hit] = keys[pos[hit]] == ok[hit]
+    if hit.any():
+        keep = np.ones(base.n, dtype=bool)
+        keep[pos[hit]] = False  # updated or removed: drop, updates come back as inserts
+        keys = keys[keep]
+        rows = rows[keep]
+    ins_k = ok[pmask]
+    if ins_k.size:
+        ins_v = np.ascontiguousarray(vals[pmask]).view(_ROW).reshape(-1)
+        at = np.searchsorted(keys, ins_k)
+        keys = np.insert(keys, at, ins_k)
+        rows = np.insert(rows, at, ins_v)
+    elif keys is base.keys:
+        return base
+    return PreparedBase(keys, rows.view(np.uint32).reshape(-1, 4))
+
+
+# --------------------------------------------------------------------------- loader
+
+_SIGNATURE: Final = b"PGCOPY\n\xff\r\n\x00"
+_NFIELDS: Final = 5
+_TUPLE_DTYPE: Final = np.dtype(
+    [("nf", ">i2")]
+    + [item for i in range(_NFIELDS) for item in ((f"l{i}", ">i4"), (f"v{i}", ">i8"))]
+)
+_TUPLE_SIZE: Final = _TUPLE_DTYPE.itemsize  # 62
+_FIELD_NAMES: Final = ("number", "listing_id", "recording_id", "effective_epoch", "expires_epoch")
+_HEAD: Final = struct.Struct(">ii")
+
+
+class CopyDecoder:
+    """Streaming decoder for ``COPY (SELECT number::int8, listing_id::int8,
+    recording_id::int8, effective_epoch::int8, expires_epoch::int8 ...) TO STDOUT
+    (FORMAT binary)``.
+
+    Every tuple is a fixed 62 bytes (int16 field count 5, then 5 x (int32 length 8 +
+    8-byte big-endian value)), so whole runs of tuples are decoded with one structured
+    numpy view. Ids must fit uint32; epochs are clamped to [0, 2**32-1]. Add
+    ``ORDER BY number`` to the query so :func:`build_base` can skip its sort.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._header_done = False
+        self._trailer_seen = False
+        self._offset = 0  # stream offset of _buf[0], for error messages
+        self._rows = 0
+        self._parts: list[Columns] = []
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> None:
+        if self._trailer_seen:
+            if len(chunk):
+                raise ValueError(f"data after COPY trailer at byte {self._offset}")
+            return
+        self._buf += chunk
+        if not self._header_done and not self._parse_header():
+            return
+        self._parse_tuples()
+
+    def finish(self) -> Columns:
+        """Return the decoded columns; ValueError if the stream is incomplete."""
+        if not self._header_done:
+            raise ValueError(f"truncated COPY stream: incomplete header ({len(self._buf)} bytes)")
+        if not self._trailer_seen:
+            raise ValueError(
+                f"truncated COPY stream: no trailer after {self._rows} tuples "
+                f"({len(self._buf)} trailing bytes at byte {self._offset})"
+            )
+        parts = self._parts
+        if not parts:
+            return (
+                np.empty(0, np.int64),
+                np.empty(0, np.uint32),
+                np.empty(0, np.uint32),
+                np.empty(0, np.uint32),
+                np.empty(0, np.uint32),
+            )
+        if len(parts) == 1:
+            return parts[0]
+        return (
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]),
+            np.concatenate([p[3] for p in parts]),
+            np.concatenate([p[4] for p in parts]),
+        )
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+    def _consume(self, k: int) -> None:
+        del self._buf[:k]
+        self._offset += k
+
+    def _parse_header(self) -> bool:
+        buf = self._buf
+        sig = bytes(buf[: len(_SIGNATURE)])
+        if sig != _SIGNATURE[: len(sig)]:
+            raise ValueError(f"not a PostgreSQL binary COPY stream: bad signature {sig!r}")
+        if len(buf) < len(_SIGNATURE) + 8:
+            return False
+        flags, ext_len = _HEAD.unpack_from(buf, len(_SIGNATURE))
+        if flags & (1 << 16):
+            raise ValueError("COPY stream includes OIDs (flags bit 16); not supported")
+        if flags & ~0xFFFF & ~(1 << 16):
+            raise ValueError(f"COPY header has unknown critical flags {flags:#010x}")
+        if ext_len < 0:
+            raise ValueError(f"negative COPY header extension length {ext_len}")
+        total = len(_SIGNATURE) + 8 + ext_len
+        if len(buf) < total:
+            return False
+        self._consume(total)
+        self._header_done = True
+        return True
+
+    def _parse_tuples(self) -> None:
+        buf = self._buf
+        m = len(buf) // _TUPLE_SIZE
+        if m:
+            good = self._decode_block(m)
+            self._consume(good * _TUPLE_SIZE)
+            if good < m:  # _decode_block found the trailer inside the block
+                self._take_trailer()
+                return
+        if len(self._buf) >= 2 and self._buf[:2] == b"\xff\xff":
+            self._take_trailer()
+        elif len(self._buf) >= 2:
+            (nf,) = struct.unpack_from(">h", self._buf)
+            if nf != _NFIELDS:
+                raise ValueError(
+                    f"tuple {self._rows} at byte {self._offset}: "
+                    f"expected {_NFIELDS} fields, got {nf}"
+                )
+
+    def _take_trailer(self) -> None:
+        if len(self._buf) > 2:
+            raise ValueError(f"data after COPY trailer at byte {self._offset + 2}")
+        if len(self._buf) < 2:  # pragma: no cover - caller checks
+            return
+        self._consume(2)
+        self._trailer_seen = True
+
+    def _decode_block(self, m: int) -> int:
+        """Decode up to m whole tuples from the buffer; return how many were tuples.
+
+        All views of the buffer are locals, released on return, before the caller
+        resizes the bytearray (which would otherwise raise BufferError).
+        """
+        rec = np.frombuffer(self._buf, dtype=_TUPLE_DTYPE, count=m)
+        nf = rec["nf"]
+        bad = np.flatnonzero(nf != _NFIELDS)
+        good = m
+        if bad.size:
+            good = int(bad[0])
+            got = int(nf[good])
+            if got != -1:
+                raise ValueError(
+                    f"tuple {self._rows + good} at byte {self._offset + good * 62}: "
+                    f"expected {_NFIELDS} fields, got {got}"
+                )
+            rec = rec[:good]
+        for i, name in enumerate(_FIELD_NAMES):
+            ln = rec[f"l{i}"]
+            badl = np.flatnonzero(ln != 8)
+            if badl.size:
+                r = int(badl[0])
+                got = int(ln[r])
+                what = "NULL" if got == -1 else f"length {got}"
+                raise ValueError(
+                    f"tuple {self._rows + r} field {i} ({name}): {what}, "
+                    f"expected non-null int8 (length 8)"
+                )
+        if good:
+            cols = self._columns(rec)
+            self._parts.append(cols)
+            self._rows += good
+        return good
+
+    def _columns(self, rec: NDArray[np.void]) -> Columns:
+        numbers = rec["v0"].astype(np.int64)
+        ids: list[NDArray[np.uint32]] = []
+        for i in (1, 2):
+            v = rec[f"v{i}"]
+            bad = np.flatnonzero((v < 0) | (v > MAX_U32))
+            if bad.size:
+                r = int(bad[0])
+                raise ValueError(
+                    f"tuple {self._rows + r} field {i} ({_FIELD_NAMES[i]}): "
+                    f"{int(v[r])} does not fit in uint32"
+                )
+            ids.append(v.astype(np.uint32))
+        eff = np.clip(rec["v3"], 0, MAX_U32).astype(np.uint32)
+        exp = np.clip(rec["v4"], 0, MAX_U32).astype(np.uint32)
+        return numbers, ids[0], ids[1], eff, exp

@@ -1,0 +1,184 @@
+"""Composition root: wires the database, the index, HTTP (and SIP) together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import asyncpg
+from aiohttp import web
+
+from ringback.api.app import bound_port, build_app, start_http
+from ringback.calls import CallController, SipMetrics
+from ringback.config import Config
+from ringback.metrics import Registry
+from ringback.net.sip_transport import SipEndpoint, TrustedSources
+from ringback.registry.embedded import EmbeddedPostgres
+from ringback.registry.feed import IndexSync
+from ringback.registry.listing_index import ListingIndex
+from ringback.registry.numbers import NumberingPlan
+from ringback.registry.store import Store, create_pool
+from ringback.sip.message import Limits
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """One ringback node. `start()` never fails because the database is away (fail open)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.embedded: EmbeddedPostgres | None = None
+        self.dsn = config.database.url
+        self.index = ListingIndex(compact_threshold=config.index.compact_threshold)
+        self.metrics = Registry()
+        self.sync: IndexSync
+        self.pool: asyncpg.Pool
+        self.store: Store
+        self.http_runner: web.AppRunner | None = None
+        self.http_port = 0
+        self.sip: SipEndpoint | None = None
+        self.sip_port = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._db_check: tuple[float, bool] = (0.0, False)
+
+    async def start(self) -> None:
+        if not self.dsn:
+            self.embedded = EmbeddedPostgres(Path(self.config.database.data_dir))
+            self.dsn = await asyncio.to_thread(self.embedded.start)
+        self.pool = await create_pool(self.dsn, min_size=0, max_size=self.config.database.pool_max)
+        self.store = Store(self.pool)
+        await self._migrate_or_retry()
+        self.sync = IndexSync(
+            self.dsn,
+            self.index,
+            heartbeat_s=self.config.index.heartbeat_s,
+            connect_timeout_s=self.config.database.connect_timeout_s,
+        )
+        self.sync.start()
+        self._register_metrics()
+        await self._start_sip()
+        self.http_runner = await start_http(
+            build_app(self), self.config.http.host, self.config.http.port
+        )
+        self.http_port = await bound_port(self.http_runner)
+        log.info("HTTP listening on %s:%d", self.config.http.host, self.http_port)
+
+    async def _start_sip(self) -> None:
+        sip, numbering = self.config.sip, self.config.numbering
+        metrics = SipMetrics(self.metrics)
+        sync = self.sync
+        self.controller = CallController(
+            self.index,
+            NumberingPlan(
+                numbering.country_code,
+                numbering.trunk_prefix,
+                numbering.international_prefix,
+                numbering.national_max_digits,
+            ),
+            metrics,
+            index_ready=lambda: sync.loaded,
+            loop_marker=sip.loop_marker,
+            t1=sip.t1_ms / 1000,
+            t2=sip.t2_ms / 1000,
+            t4=sip.t4_ms / 1000,
+            limits=Limits(max_message_size=sip.max_message_bytes),
+        )
+        self.sip = SipEndpoint(
+            self.controller,
+            metrics,
+            TrustedSources(sip.trusted_sources),
+            tcp_idle_s=sip.tcp_idle_s,
+            max_message_bytes=sip.max_message_bytes,
+        )
+        self.sip_port = await self.sip.start(sip.listen, sip.port)
+        self.metrics.gauge(
+            "ringback_sip_transactions",
+            "SIP server transactions in memory",
+            lambda: self.controller.transactions(),
+        )
+        log.info("SIP listening on %s port %d (UDP and TCP)", ", ".join(sip.listen), self.sip_port)
+
+    async def _migrate_or_retry(self) -> None:
+        try:
+            applied = await asyncio.wait_for(
+                self.store.migrate(), self.config.database.connect_timeout_s
+            )
+            if applied:
+                log.info("applied migrations: %s", ", ".join(applied))
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("database unavailable at start (%s); will migrate when it returns", exc)
+            self._tasks.append(asyncio.create_task(self._migrate_later()))
+
+    async def _migrate_later(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            try:
+                await self.store.migrate()
+                log.info("database back: migrations checked")
+                return
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                continue
+
+    async def database_reachable(self) -> bool:
+        """A cheap `SELECT 1`, cached for a second so probes cannot load the database."""
+        checked_at, ok = self._db_check
+        now = time.monotonic()
+        if now - checked_at < 1.0:
+            return ok
+        try:
+            await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=1.0)
+            ok = True
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            ok = False
+        self._db_check = (time.monotonic(), ok)
+        return ok
+
+    def _register_metrics(self) -> None:
+        m, sync, index = self.metrics, self.sync, self.index
+        m.gauge(
+            "ringback_index_listings",
+            "Numbers currently in the in-memory index",
+            lambda: len(index),
+        )
+        m.gauge("ringback_index_bytes", "Memory held by the in-memory index", lambda: index.nbytes)
+        m.gauge(
+            "ringback_index_loaded",
+            "1 once the index has been loaded from the database",
+            lambda: float(sync.loaded),
+        )
+        m.gauge(
+            "ringback_index_staleness_seconds",
+            "Seconds since the index was last confirmed current (-1: never)",
+            lambda: -1.0 if sync.staleness_s == float("inf") else sync.staleness_s,
+        )
+        m.gauge(
+            "ringback_feed_last_seq", "Last change-feed sequence applied", lambda: sync.last_seq
+        )
+        m.gauge("ringback_feed_lag", "Changes notified but not yet applied", lambda: sync.feed_lag)
+        m.gauge("ringback_feed_full_loads", "Full index loads since start", lambda: sync.full_loads)
+        m.gauge(
+            "ringback_feed_reconnects", "Feed reconnections since start", lambda: sync.reconnects
+        )
+        m.gauge(
+            "ringback_database_up",
+            "1 when the feed connection to the database is up",
+            lambda: float(sync.connected),
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.sip is not None:
+            await self.sip.stop()
+        if self.http_runner is not None:
+            await self.http_runner.cleanup()
+        await self.sync.stop()
+        try:
+            await asyncio.wait_for(self.pool.close(), timeout=5)
+        except (TimeoutError, OSError):
+            self.pool.terminate()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)

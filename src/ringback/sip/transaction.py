@@ -1,0 +1,400 @@
+"""Sans-I/O SIP server transactions (RFC 3261 §17.2, RFC 6026, RFC 3262, RFC 3581).
+
+One :class:`ServerTransactionLayer` holds every server transaction in a dict and a
+single timer heap. The asyncio shell feeds it requests and the current time, then
+drains :meth:`~ServerTransactionLayer.take_outgoing` and
+:meth:`~ServerTransactionLayer.take_events`, and sleeps until
+:meth:`~ServerTransactionLayer.next_deadline`, calling
+:meth:`~ServerTransactionLayer.poll`. Timers are cancelled lazily: every heap entry
+carries the generation of its timer slot and stale entries are skipped on pop.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import secrets
+from dataclasses import dataclass, field
+
+from .message import Request, Response, Via, parse_name_addr
+
+__all__ = [
+    "AckTimeout",
+    "Event",
+    "PrackTimeout",
+    "ServerTransactionLayer",
+    "TxKey",
+    "TxState",
+]
+
+MAGIC_COOKIE = "z9hG4bK"
+TxKey = tuple[str, ...]
+Address = tuple[str, int]
+
+
+class TxState(enum.Enum):
+    TRYING = "trying"  # non-INVITE, no response yet
+    PROCEEDING = "proceeding"  # INVITE awaiting a final response / non-INVITE after 1xx
+    COMPLETED = "completed"  # final response sent (non-2xx for INVITE)
+    CONFIRMED = "confirmed"  # INVITE: ACK received, Timer I running
+    ACCEPTED = "accepted"  # INVITE: 2xx sent (RFC 6026), Timer L running
+
+
+@dataclass(frozen=True, slots=True)
+class AckTimeout:
+    """Timer H fired: no ACK for the final response of this INVITE transaction."""
+
+    key: TxKey
+
+
+@dataclass(frozen=True, slots=True)
+class PrackTimeout:
+    """No PRACK within 64*T1 for a reliable provisional response (RFC 3262 §3);
+    the TU should reject the INVITE with a 5xx."""
+
+    key: TxKey
+    rseq: int
+
+
+Event = AckTimeout | PrackTimeout
+
+# timer slots
+_G, _H, _I, _J, _L, _P, _X = range(7)
+
+
+@dataclass(slots=True)
+class _Tx:
+    key: TxKey
+    is_invite: bool
+    dest: Address
+    reliable: bool
+    via_rewrite: str | None
+    state: TxState
+    last: bytes | None = None
+    interval: float = 0.0
+    gens: list[int] = field(default_factory=lambda: [0] * 7)
+    to_tag: str | None = None
+    # RFC 3262 state (INVITE only)
+    rseq: int = 0
+    prov_pending: tuple[int, int] | None = None  # (rseq, cseq number)
+    prov_bytes: bytes | None = None
+    prov_interval: float = 0.0
+    call_id: str = ""
+    # PRACK transactions: the INVITE key they acknowledged
+    prack_of: TxKey | None = None
+
+
+def _sent_by(via: Via) -> tuple[str, str]:
+    port = via.port
+    if port is None:
+        port = 5061 if via.transport in ("TLS", "WSS") else 5060
+    return via.host.lower(), str(port)
+
+
+def _key_for(req: Request, method: str) -> TxKey:
+    """Transaction key (RFC 3261 §17.2.3); ``method`` is the transaction's method."""
+    via = req.top_via
+    branch = via.branch
+    if branch is not None and branch.startswith(MAGIC_COOKIE) and len(branch) > 7:
+        host, port = _sent_by(via)
+        return (branch, host, port, method)
+    # RFC 2543 fallback: Request-URI, From tag, Call-ID, CSeq number, top Via.
+    # The To tag is compared separately for ACK (see ServerTransactionLayer).
+    return (
+        "2543",
+        req.uri,
+        req.from_tag or "",
+        req.call_id,
+        str(req.cseq[0]),
+        str(via),
+        method,
+    )
+
+
+class ServerTransactionLayer:
+    """All server transactions of one SIP endpoint, as one sans-I/O object."""
+
+    def __init__(self, t1: float = 0.5, t2: float = 4.0, t4: float = 5.0) -> None:
+        self.t1 = t1
+        self.t2 = t2
+        self.t4 = t4
+        self._txs: dict[TxKey, _Tx] = {}
+        self._heap: list[tuple[float, int, TxKey, int, int]] = []
+        self._seq = 0
+        self._out: list[tuple[bytes, Address]] = []
+        self._events: list[Event] = []
+        self._prack_index: dict[tuple[str, int, int], TxKey] = {}
+
+    # ------------------------------------------------------------------ input
+
+    def receive_request(
+        self, req: Request, source: Address, reliable: bool, now: float
+    ) -> Request | None:
+        """Feed a parsed request. Returns it when the TU must handle it (new
+        request, ACK matching no transaction or a 2xx, CANCEL, PRACK); returns None
+        when the transaction layer absorbed it (retransmission, ACK to non-2xx)."""
+        method = req.method
+        if method == "ACK":
+            tx = self._txs.get(_key_for(req, "INVITE"))
+            if tx is None or tx.state is TxState.ACCEPTED:
+                return req
+            if tx.key[0] == "2543" and tx.to_tag is not None and req.to_tag != tx.to_tag:
+                return req
+            if tx.state is TxState.COMPLETED:
+                tx.state = TxState.CONFIRMED
+                self._cancel(tx, _G)
+                self._cancel(tx, _H)
+                if reliable or tx.reliable:
+                    self._drop(tx)
+                else:
+                    self._start(tx, _I, now + self.t4)
+            return None
+        key = _key_for(req, method)
+        tx = self._txs.get(key)
+        if tx is not None:
+            # retransmission: resend the last response, if any (RFC 3261 §17.2.1/2)
+            if tx.last is not None and tx.state is not TxState.ACCEPTED:
+                self._out.append((tx.last, tx.dest))
+            return None
+        via = req.top_via
+        dest, rewrite = _response_target(via, source, reliable)
+        is_invite = method == "INVITE"
+        tx = _Tx(
+            key,
+            is_invite,
+            dest,
+            reliable,
+            rewrite,
+            TxState.PROCEEDING if is_invite else TxState.TRYING,
+        )
+        if is_invite:
+            tx.call_id = req.call_id
+        self._txs[key] = tx
+        if method == "PRACK":
+            tx.prack_of = self._match_prack(req)
+        return req
+
+    def _match_prack(self, req: Request) -> TxKey | None:
+        rack = req.headers.get("RAck")
+        if rack is None:
+            return None
+        parts = rack.split()
+        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+            return None
+        if parts[2] != "INVITE":
+            return None
+        ikey = self._prack_index.pop((req.call_id, int(parts[1]), int(parts[0])), None)
+        if ikey is None:
+            return None
+        itx = self._txs.get(ikey)
+        if itx is None or itx.prov_pending is None:
+            return None
+        itx.prov_pending = None
+        itx.prov_bytes = None
+        self._cancel(itx, _P)
+        self._cancel(itx, _X)
+        return ikey
+
+    # ------------------------------------------------------------------ output
+
+    def send_response(self, req: Request, resp: Response, now: float) -> None:
+        """Send ``resp`` on the transaction of ``req`` and run the state machine.
+
+        The response's top Via gets ``received``/``rport`` per RFC 3261 §18.2.2 and
+        RFC 3581 and the bytes are queued for the right address."""
+        key = _key_for(req, req.method)
+        tx = self._txs.get(key)
+        if tx is None:
+            raise KeyError(f"no server transaction for {key!r}")
+        if tx.via_rewrite is not None:
+            resp.headers.replace_first_value("Via", tx.via_rewrite)
+        data = resp.to_bytes()
+        self._out.append((data, tx.dest))
+        status = resp.status
+        if tx.state in (TxState.COMPLETED, TxState.CONFIRMED, TxState.ACCEPTED):
+            return  # final already sent: the TU must not send another
+        tx.last = data
+        if status < 200:
+            tx.state = TxState.PROCEEDING
+            return
+        if tx.is_invite:
+            self._cancel(tx, _P)
+            self._cancel(tx, _X)
+            tx.prov_pending = None
+            tx.prov_bytes = None
+            if tx.key[0] == "2543":
+                to = resp.headers.get("To")
+                tx.to_tag = parse_name_addr(to).tag if to else None
+            if status < 300:
+                tx.state = TxState.ACCEPTED
+                self._start(tx, _L, now + 64 * self.t1)
+                return
+            tx.state = TxState.COMPLETED
+            if not tx.reliable:
+                tx.interval = self.t1
+                self._start(tx, _G, now + self.t1)
+            self._start(tx, _H, now + 64 * self.t1)
+        else:
+            tx.state = TxState.COMPLETED
+            if tx.reliable:
+                self._drop(tx)
+            else:
+                self._start(tx, _J, now + 64 * self.t1)
+
+    def send_reliable_provisional(self, req: Request, resp: Response, now: float) -> int:
+        """Send a 101-199 reliably (RFC 3262): adds ``RSeq`` and ``Require: 100rel``,
+        retransmits at T1, 2*T1, 4*T1... (unreliable transports) until the matching
+        PRACK arrives; emits :class:`PrackTimeout` after 64*T1. Returns the RSeq."""
+        if not 100 < resp.status < 200:
+            raise ValueError("only 101-199 responses can be sent reliably")
+        key = _key_for(req, "INVITE")
+        tx = self._txs.get(key)
+        if tx is None or not tx.is_invite or tx.state is not TxState.PROCEEDING:
+            raise KeyError(f"no INVITE transaction awaiting a final response: {key!r}")
+        if tx.prov_pending is not None:
+            raise ValueError("previous reliable provisional response not yet PRACKed")
+        tx.rseq = tx.rseq + 1 if tx.rseq else secrets.randbelow(2**31 - 1) + 1
+        resp.headers.set("RSeq", str(tx.rseq))
+        requires = [v.lower() for v in resp.headers.get_all("Require")]
+        if "100rel" not in requires:
+            resp.headers.add("Require", "100rel")
+        self.send_response(req, resp, now)
+        tx.prov_bytes = tx.last
+        cseq = req.cseq[0]
+        tx.prov_pending = (tx.rseq, cseq)
+        self._prack_index[(tx.call_id, cseq, tx.rseq)] = key
+        if not tx.reliable:
+            tx.prov_interval = self.t1
+            self._start(tx, _P, now + self.t1)
+        self._start(tx, _X, now + 64 * self.t1)
+        return tx.rseq
+
+    # ------------------------------------------------------------------ queries
+
+    def find_invite_for(self, req: Request) -> TxKey | None:
+        """The INVITE transaction a CANCEL or ACK refers to (RFC 3261 §9.2, §17.2.3)."""
+        key = _key_for(req, "INVITE")
+        return key if key in self._txs else None
+
+    def invite_state(self, key: TxKey) -> TxState | None:
+        """State of a transaction (PROCEEDING = still awaiting a final response)."""
+        tx = self._txs.get(key)
+        return None if tx is None else tx.state
+
+    def key_of(self, req: Request) -> TxKey:
+        return _key_for(req, "INVITE" if req.method == "ACK" else req.method)
+
+    def prack_match(self, prack: Request) -> TxKey | None:
+        """For a PRACK returned by :meth:`receive_request`: the INVITE transaction
+        whose reliable provisional response it acknowledged, or None (answer 481)."""
+        tx = self._txs.get(_key_for(prack, "PRACK"))
+        return None if tx is None else tx.prack_of
+
+    def __len__(self) -> int:
+        return len(self._txs)
+
+    # ------------------------------------------------------------------ time
+
+    def next_deadline(self) -> float | None:
+        heap = self._heap
+        while heap:
+            when, _, key, slot, gen = heap[0]
+            tx = self._txs.get(key)
+            if tx is not None and tx.gens[slot] == gen:
+                return when
+            heapq.heappop(heap)
+        return None
+
+    def poll(self, now: float) -> None:
+        """Fire every timer due at or before ``now``."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, _, key, slot, gen = heapq.heappop(heap)
+            tx = self._txs.get(key)
+            if tx is None or tx.gens[slot] != gen:
+                continue
+            tx.gens[slot] += 1
+            if slot == _G:
+                if tx.state is TxState.COMPLETED and tx.last is not None:
+                    self._out.append((tx.last, tx.dest))
+                    tx.interval = min(tx.interval * 2, self.t2)
+                    self._start(tx, _G, when + tx.interval)
+            elif slot == _H:
+                self._events.append(AckTimeout(key))
+                self._drop(tx)
+            elif slot == _P:
+                if tx.prov_pending is not None and tx.prov_bytes is not None:
+                    self._out.append((tx.prov_bytes, tx.dest))
+                    tx.prov_interval *= 2
+                    self._start(tx, _P, when + tx.prov_interval)
+            elif slot == _X:
+                if tx.prov_pending is not None:
+                    rseq, cseq = tx.prov_pending
+                    self._prack_index.pop((tx.call_id, cseq, rseq), None)
+                    tx.prov_pending = None
+                    tx.prov_bytes = None
+                    self._cancel(tx, _P)
+                    self._events.append(PrackTimeout(key, rseq))
+            else:  # I, J, L: terminate
+                self._drop(tx)
+
+    def take_outgoing(self) -> list[tuple[bytes, Address]]:
+        out, self._out = self._out, []
+        return out
+
+    def take_events(self) -> list[Event]:
+        ev, self._events = self._events, []
+        return ev
+
+    # ------------------------------------------------------------------ internals
+
+    def _start(self, tx: _Tx, slot: int, when: float) -> None:
+        gen = tx.gens[slot] = tx.gens[slot] + 1
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, tx.key, slot, gen))
+
+    def _cancel(self, tx: _Tx, slot: int) -> None:
+        tx.gens[slot] += 1
+
+    def _drop(self, tx: _Tx) -> None:
+        if self._txs.get(tx.key) is tx:
+            del self._txs[tx.key]
+        for i in range(len(tx.gens)):
+            tx.gens[i] += 1
+        if tx.prov_pending is not None:
+            rseq, cseq = tx.prov_pending
+            self._prack_index.pop((tx.call_id, cseq, rseq), None)
+
+
+def _response_target(via: Via, source: Address, reliable: bool) -> tuple[Address, str | None]:
+    """Where responses go and the rewritten top Via (RFC 3261 §18.2.2, RFC 3581).
+
+    Reliable transports answer on the same connection: the source address is the
+    connection's key. Over UDP: ``maddr`` wins, else the source address (with the
+    source port when ``rport`` is present, else the Via port or 5060)."""
+    src_host, src_port = source
+    params: list[tuple[str, str | None]] = []
+    changed = False
+    has_rport = False
+    for name, value in via.params:
+        low = name.lower()
+        if low == "rport":
+            has_rport = True
+            params.append((name, str(src_port)))
+            changed = True
+        elif low != "received":
+            params.append((name, value))
+    if has_rport or via.host.strip("[]").lower() != src_host.lower():
+        params.append(("received", src_host))
+        changed = True
+    rewrite = str(Via(via.transport, via.host, via.port, tuple(params), via.protocol))
+    if reliable:
+        dest = source
+    elif via.maddr:
+        dest = (via.maddr, via.port or 5060)
+    elif has_rport:
+        dest = source
+    else:
+        dest = (src_host, via.port or 5060)
+    return dest, (rewrite if changed else None)
+

@@ -1,0 +1,188 @@
+"""Migrations, the append-only hash-chained audit trail, listing status by time."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from ringback.registry.audit import verify_chain
+from ringback.registry.migrate import available, migrate
+from ringback.registry.store import Principal, Store
+
+COURT_ADMIN = Principal("test", "operator")
+
+
+async def test_migrations_up_from_empty(database: str) -> None:
+    conn = await asyncpg.connect(database)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname='public'") == 0
+        applied = await migrate(conn)
+        assert [m.version for m in applied] == [m.version for m in available()]
+        tables = {
+            r[0]
+            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+        }
+        assert {
+            "courts",
+            "api_tokens",
+            "recordings",
+            "listings",
+            "payment_events",
+            "announcements",
+            "audit_events",
+            "change_feed",
+        } <= tables
+        assert await migrate(conn) == []  # idempotent
+        versions = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+        assert [r[0] for r in versions] == [m.version for m in available()]
+    finally:
+        await conn.close()
+
+
+async def _court(store: Store) -> asyncpg.Record:
+    court, _token, _secret = await store.create_court("Test Court", COURT_ADMIN)
+    return court
+
+
+async def test_audit_rows_cannot_be_updated_deleted_or_truncated(store: Store) -> None:
+    court = await _court(store)
+    await store.put_listing(
+        court["id"], 8613800138000, "CASE-1", datetime.now(UTC) + timedelta(days=30), COURT_ADMIN
+    )
+    async with store.pool.acquire() as conn:
+        count = await conn.fetchval("SELECT count(*) FROM audit_events")
+        assert count >= 3  # court, token, listing
+        for statement in (
+            "UPDATE audit_events SET actor = 'someone else' WHERE id = 1",
+            "DELETE FROM audit_events WHERE id = 1",
+            "TRUNCATE audit_events",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await conn.execute(statement)
+        assert await conn.fetchval("SELECT count(*) FROM audit_events") == count
+        assert await conn.fetchval("SELECT actor FROM audit_events WHERE id = 1") == "test"
+
+
+async def test_audit_chain_verifies_and_detects_tampering(store: Store) -> None:
+    court = await _court(store)
+    for i in range(5):
+        await store.put_listing(
+            court["id"],
+            8613800138000 + i,
+            f"CASE-{i}",
+            datetime.now(UTC) + timedelta(days=30),
+            COURT_ADMIN,
+        )
+    async with store.pool.acquire() as conn:
+        result = await verify_chain(conn)
+        assert result.ok and result.rows == 7
+        rows = await conn.fetch("SELECT id, prev_hash, hash FROM audit_events ORDER BY id")
+        for prev, row in itertools.pairwise(rows):
+            assert row["prev_hash"] == prev["hash"]
+        # A superuser goes behind the database's back; the chain shows it.
+        await conn.execute("ALTER TABLE audit_events DISABLE TRIGGER audit_no_update")
+        await conn.execute("UPDATE audit_events SET actor = 'forged' WHERE id = 4")
+        await conn.execute("ALTER TABLE audit_events ENABLE TRIGGER audit_no_update")
+        result = await verify_chain(conn)
+        assert not result.ok and result.first_bad_id == 4
+
+
+async def test_every_listing_change_is_audited_with_before_and_after(store: Store) -> None:
+    court = await _court(store)
+    expires = datetime.now(UTC) + timedelta(days=30)
+    who = Principal("token:7:rbk_abc…", "court", court["id"])
+    listing = await store.put_listing(court["id"], 8613800138000, "CASE-9", expires, who)
+    await store.change_status(court["id"], 8613800138000, "suspended", who, reason="appeal")
+    await store.change_status(court["id"], 8613800138000, "active", who)
+    await store.change_status(court["id"], 8613800138000, "cleared", who, reason="paid")
+    rows = await store.pool.fetch(
+        "SELECT actor, action, before, after FROM audit_events WHERE entity = $1 ORDER BY id",
+        f"listing:{listing['id']}",
+    )
+    assert [r["action"] for r in rows] == [
+        "listing.create",
+        "listing.suspend",
+        "listing.resume",
+        "listing.clear",
+    ]
+    assert all(r["actor"] == who.actor for r in rows)
+    assert rows[0]["before"] is None and rows[0]["after"]["status"] == "active"
+    assert rows[1]["before"]["status"] == "active" and rows[1]["after"]["status"] == "suspended"
+    assert rows[1]["after"]["reason"] == "appeal"
+    assert rows[3]["after"]["status"] == "cleared" and rows[3]["after"]["clear_reason"] == "paid"
+
+
+async def test_expiry_is_applied_by_time_without_a_sweep(store: Store) -> None:
+    court = await _court(store)
+    now = datetime.now(UTC)
+    await store.put_listing(
+        court["id"],
+        8613800138001,
+        "CASE-A",
+        now + timedelta(days=1),
+        COURT_ADMIN,
+        effective_at=now - timedelta(days=2),
+    )
+    await store.put_listing(
+        court["id"],
+        8613800138002,
+        "CASE-B",
+        now + timedelta(days=1),
+        COURT_ADMIN,
+        effective_at=now - timedelta(days=2),
+    )
+    # Move one listing's expiry into the past, as time passing would.
+    await store.pool.execute(
+        "UPDATE listings SET expires_at = now() - interval '1 second' WHERE number = $1",
+        8613800138002,
+    )
+    status = dict(
+        await store.pool.fetch("SELECT number, effective_status FROM listings_view ORDER BY number")
+    )
+    assert status == {8613800138001: "active", 8613800138002: "expired"}
+    indexed = [r[0] for r in await store.pool.fetch("SELECT number FROM index_entries")]
+    assert indexed == [8613800138001]
+
+
+async def test_two_courts_listing_one_number_first_listed_recording_wins(store: Store) -> None:
+    a, _, _ = await store.create_court("Court A", COURT_ADMIN)
+    b, _, _ = await store.create_court("Court B", COURT_ADMIN)
+    rec_a = await store.add_recording(a["id"], "a", b"\x00\x01" * 8000, COURT_ADMIN)
+    rec_b = await store.add_recording(b["id"], "b", b"\x00\x02" * 8000, COURT_ADMIN)
+    now = datetime.now(UTC)
+    await store.put_listing(
+        a["id"],
+        8613800138000,
+        "A-1",
+        now + timedelta(days=10),
+        COURT_ADMIN,
+        recording_id=rec_a["id"],
+    )
+    await store.put_listing(
+        b["id"],
+        8613800138000,
+        "B-1",
+        now + timedelta(days=20),
+        COURT_ADMIN,
+        recording_id=rec_b["id"],
+    )
+    row = await store.pool.fetchrow("SELECT * FROM index_entries")
+    assert row["recording_id"] == rec_a["id"]
+    await store.change_status(a["id"], 8613800138000, "cleared", COURT_ADMIN, reason="paid")
+    row = await store.pool.fetchrow("SELECT * FROM index_entries")
+    assert row["recording_id"] == rec_b["id"]  # still announced until both clear
+    await store.change_status(b["id"], 8613800138000, "cleared", COURT_ADMIN, reason="paid")
+    assert await store.pool.fetchrow("SELECT * FROM index_entries") is None
+
+
+async def test_change_feed_sequence_is_gapless_and_in_commit_order(store: Store) -> None:
+    court = await _court(store)
+    expires = datetime.now(UTC) + timedelta(days=3)
+    for i in range(10):
+        await store.put_listing(court["id"], 8613800000000 + i, "C", expires, COURT_ADMIN)
+    seqs = [r[0] for r in await store.pool.fetch("SELECT seq FROM change_feed ORDER BY seq")]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert await store.pool.fetchval("SELECT last_seq FROM feed_counter") == seqs[-1]

@@ -1,0 +1,281 @@
+"""Server transaction layer with a fake clock (RFC 3261 §17.2, RFC 3581, RFC 3262)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ringback.sip.message import Request, Response, make_response, parse_message
+from ringback.sip.transaction import (
+    AckTimeout,
+    PrackTimeout,
+    ServerTransactionLayer,
+    TxState,
+)
+
+SRC = ("192.0.2.10", 5062)
+
+
+def invite(
+    branch: str = "z9hG4bKabc1",
+    via_extra: str = ";rport",
+    method: str = "INVITE",
+    cseq: str = "1 INVITE",
+    to: str = "<sip:+4930123@rb.example.net>",
+    extra: str = "",
+) -> Request:
+    raw = (
+        f"{method} sip:+4930123@rb.example.net SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 198.51.100.1:5060;branch={branch}{via_extra}\r\n"
+        "From: <sip:alice@example.com>;tag=ft1\r\n"
+        f"To: {to}\r\n"
+        "Call-ID: call-1@example.com\r\n"
+        f"CSeq: {cseq}\r\n"
+        f"Max-Forwards: 70\r\n{extra}"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    msg = parse_message(raw)
+    assert isinstance(msg, Request)
+    return msg
+
+
+def ack(
+    branch: str = "z9hG4bKabc1",
+    to: str = "<sip:+4930123@rb.example.net>;tag=rt1",
+    via_extra: str = ";rport",
+) -> Request:
+    return invite(branch, via_extra, method="ACK", cseq="1 ACK", to=to)
+
+
+def statuses(out: list[tuple[bytes, tuple[str, int]]]) -> list[int]:
+    res = []
+    for data, _ in out:
+        m = parse_message(data)
+        assert isinstance(m, Response)
+        res.append(m.status)
+    return res
+
+
+def test_invite_302_udp_retransmit_schedule_and_ack() -> None:
+    layer = ServerTransactionLayer()
+    req = invite()
+    assert layer.receive_request(req, SRC, False, 0.0) is req
+    layer.send_response(req, make_response(req, 302, to_tag="rt1"), 0.0)
+    out = layer.take_outgoing()
+    assert statuses(out) == [302]
+    assert out[0][1] == SRC  # rport: reply to source address and port
+    times = []
+    now = 0.0
+    while True:
+        d = layer.next_deadline()
+        assert d is not None
+        if d > 20:
+            break
+        now = d
+        layer.poll(now)
+        if layer.take_outgoing():
+            times.append(now)
+    gaps = [round(b - a, 3) for a, b in zip([0.0, *times], times, strict=False)]
+    assert gaps[:6] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    key = layer.key_of(req)
+    assert layer.invite_state(key) is TxState.COMPLETED
+    assert layer.receive_request(ack(), SRC, False, now) is None
+    assert layer.invite_state(key) is TxState.CONFIRMED
+    # retransmitted ACK and INVITE during Timer I are absorbed, no retransmissions
+    assert layer.receive_request(ack(), SRC, False, now + 1) is None
+    layer.poll(now + 4.9)
+    assert layer.take_outgoing() == []
+    layer.poll(now + 5.0)  # Timer I = T4
+    assert layer.invite_state(key) is None
+    assert len(layer) == 0
+
+
+def test_invite_retransmission_absorbed_and_last_response_resent() -> None:
+    layer = ServerTransactionLayer()
+    req = invite()
+    assert layer.receive_request(req, SRC, False, 0.0) is req
+    assert layer.receive_request(invite(), SRC, False, 0.1) is None  # nothing sent yet
+    assert layer.take_outgoing() == []
+    layer.send_response(req, make_response(req, 183, to_tag="rt1"), 0.2)
+    assert statuses(layer.take_outgoing()) == [183]
+    assert layer.receive_request(invite(), SRC, False, 0.3) is None
+    assert statuses(layer.take_outgoing()) == [183]
+    layer.send_response(req, make_response(req, 302, to_tag="rt1"), 0.4)
+    layer.take_outgoing()
+    assert layer.receive_request(invite(), SRC, False, 0.5) is None
+    assert statuses(layer.take_outgoing()) == [302]
+
+
+def test_timer_h_ack_timeout_after_32s() -> None:
+    layer = ServerTransactionLayer()
+    req = invite()
+    layer.receive_request(req, SRC, False, 100.0)
+    layer.send_response(req, make_response(req, 302), 100.0)
+    layer.poll(131.9)
+    assert layer.take_events() == []
+    layer.poll(132.0)
+    assert layer.take_events() == [AckTimeout(layer.key_of(req))]
+    assert len(layer) == 0 and layer.next_deadline() is None
+
+
+def test_tcp_no_retransmissions() -> None:
+    layer = ServerTransactionLayer()
+    req = invite(via_extra="")
+    layer.receive_request(req, ("192.0.2.10", 40000), True, 0.0)
+    layer.send_response(req, make_response(req, 302), 0.0)
+    out = layer.take_outgoing()
+    assert [d for _, d in out] == [("192.0.2.10", 40000)]  # same connection
+    for t in (0.5, 1.5, 3.5, 7.5, 20.0):
+        layer.poll(t)
+        assert layer.take_outgoing() == []
+    layer.receive_request(ack(), ("192.0.2.10", 40000), True, 1.0)
+    assert len(layer) == 0  # Timer I = 0 on reliable transports
+
+
+def test_non_invite_timer_j() -> None:
+    layer = ServerTransactionLayer()
+    req = invite(method="OPTIONS", cseq="5 OPTIONS", branch="z9hG4bKopt")
+    assert layer.receive_request(req, SRC, False, 0.0) is req
+    layer.send_response(req, make_response(req, 200), 0.0)
+    layer.take_outgoing()
+    assert (
+        layer.receive_request(
+            invite(method="OPTIONS", cseq="5 OPTIONS", branch="z9hG4bKopt"), SRC, False, 1.0
+        )
+        is None
+    )
+    assert statuses(layer.take_outgoing()) == [200]
+    layer.poll(31.9)
+    assert len(layer) == 1
+    layer.poll(32.0)
+    assert len(layer) == 0
+    # reliable: Timer J = 0
+    req2 = invite(method="OPTIONS", cseq="6 OPTIONS", branch="z9hG4bKopt2")
+    layer.receive_request(req2, SRC, True, 0.0)
+    layer.send_response(req2, make_response(req2, 200), 0.0)
+    assert len(layer) == 0
+
+
+def test_cancel_matches_invite() -> None:
+    layer = ServerTransactionLayer()
+    req = invite()
+    layer.receive_request(req, SRC, False, 0.0)
+    layer.send_response(req, make_response(req, 183, to_tag="rt1"), 0.0)
+    cancel = invite(method="CANCEL", cseq="1 CANCEL")
+    assert layer.receive_request(cancel, SRC, False, 0.1) is cancel
+    key = layer.find_invite_for(cancel)
+    assert key == layer.key_of(req)
+    assert layer.invite_state(key) is TxState.PROCEEDING
+    layer.send_response(cancel, make_response(cancel, 200, to_tag="rt1"), 0.1)
+    layer.send_response(req, make_response(req, 487, to_tag="rt1"), 0.1)
+    assert statuses(layer.take_outgoing()) == [183, 200, 487]
+    unknown = invite(method="CANCEL", cseq="1 CANCEL", branch="z9hG4bKother")
+    assert layer.receive_request(unknown, SRC, False, 0.2) is unknown
+    assert layer.find_invite_for(unknown) is None  # TU answers 481
+
+
+def test_ack_without_transaction_goes_to_tu() -> None:
+    layer = ServerTransactionLayer()
+    a = ack(branch="z9hG4bKnone")
+    assert layer.receive_request(a, SRC, False, 0.0) is a
+
+
+def test_rfc2543_fallback_matching() -> None:
+    layer = ServerTransactionLayer()
+    req = invite(branch="abc2543", via_extra="")
+    layer.receive_request(req, SRC, False, 0.0)
+    layer.send_response(req, make_response(req, 302, to_tag="rt1"), 0.0)
+    layer.take_outgoing()
+    assert layer.receive_request(invite(branch="abc2543", via_extra=""), SRC, False, 0.1) is None
+    assert statuses(layer.take_outgoing()) == [302]
+    cancel = invite(branch="abc2543", via_extra="", method="CANCEL", cseq="1 CANCEL")
+    assert layer.find_invite_for(cancel) == layer.key_of(req)
+    wrong = ack(branch="abc2543", to="<sip:+4930123@rb.example.net>;tag=other", via_extra="")
+    assert layer.receive_request(wrong, SRC, False, 0.2) is wrong  # To tag mismatch
+    right = ack(branch="abc2543", via_extra="")
+    assert layer.receive_request(right, SRC, False, 0.3) is None
+    assert layer.invite_state(layer.key_of(req)) is TxState.CONFIRMED
+
+
+def test_received_and_rport() -> None:
+    layer = ServerTransactionLayer()
+    req = invite()  # Via 198.51.100.1:5060;rport, arrives from 192.0.2.10:5062
+    layer.receive_request(req, SRC, False, 0.0)
+    layer.send_response(req, make_response(req, 302), 0.0)
+    data, dest = layer.take_outgoing()[0]
+    assert dest == SRC
+    resp = parse_message(data)
+    via = resp.top_via
+    assert via.received == "192.0.2.10" and via.rport == 5062
+    # no rport: reply to the source IP and the Via port
+    req2 = invite(branch="z9hG4bKnorport", via_extra="")
+    layer.receive_request(req2, SRC, False, 0.0)
+    layer.send_response(req2, make_response(req2, 302), 0.0)
+    data, dest = layer.take_outgoing()[0]
+    assert dest == ("192.0.2.10", 5060)
+    assert parse_message(data).top_via.received == "192.0.2.10"
+    # source equals sent-by: no received added
+    req3 = invite(branch="z9hG4bKsame", via_extra="")
+    layer.receive_request(req3, ("198.51.100.1", 5060), False, 0.0)
+    layer.send_response(req3, make_response(req3, 302), 0.0)
+    data, dest = layer.take_outgoing()[0]
+    assert dest == ("198.51.100.1", 5060)
+    assert parse_message(data).top_via.received is None
+
+
+def test_reliable_provisional_prack() -> None:
+    layer = ServerTransactionLayer()
+    req = invite(extra="Require: 100rel\r\n")
+    layer.receive_request(req, SRC, False, 0.0)
+    rseq = layer.send_reliable_provisional(req, make_response(req, 183, to_tag="rt1"), 0.0)
+    first = parse_message(layer.take_outgoing()[0][0])
+    assert first.headers.get("RSeq") == str(rseq) and "100rel" in first.headers.get_all("Require")
+    layer.poll(0.5)
+    layer.poll(1.5)  # T1, then 2*T1
+    assert statuses(layer.take_outgoing()) == [183, 183]
+    with pytest.raises(ValueError):
+        layer.send_reliable_provisional(req, make_response(req, 183, to_tag="rt1"), 1.6)
+    prack = invite(
+        method="PRACK",
+        cseq="2 PRACK",
+        branch="z9hG4bKprack",
+        to="<sip:+4930123@rb.example.net>;tag=rt1",
+        extra=f"RAck: {rseq} 1 INVITE\r\n",
+    )
+    assert layer.receive_request(prack, SRC, False, 2.0) is prack
+    assert layer.prack_match(prack) == layer.key_of(req)
+    layer.poll(10.0)
+    assert layer.take_outgoing() == []  # retransmissions stopped
+    bad = invite(
+        method="PRACK",
+        cseq="3 PRACK",
+        branch="z9hG4bKprack2",
+        extra=f"RAck: {rseq + 7} 1 INVITE\r\n",
+    )
+    layer.receive_request(bad, SRC, False, 3.0)
+    assert layer.prack_match(bad) is None  # TU answers 481
+
+
+def test_reliable_provisional_gives_up() -> None:
+    layer = ServerTransactionLayer()
+    req = invite()
+    layer.receive_request(req, SRC, False, 0.0)
+    rseq = layer.send_reliable_provisional(req, make_response(req, 183), 0.0)
+    layer.poll(31.9)
+    assert layer.take_events() == []
+    layer.poll(32.0)
+    assert layer.take_events() == [PrackTimeout(layer.key_of(req), rseq)]
+    assert layer.invite_state(layer.key_of(req)) is TxState.PROCEEDING
+
+
+def test_2xx_accepted_state() -> None:
+    layer = ServerTransactionLayer()
+    req = invite()
+    layer.receive_request(req, SRC, False, 0.0)
+    layer.send_response(req, make_response(req, 200), 0.0)
+    layer.take_outgoing()
+    assert layer.receive_request(invite(), SRC, False, 1.0) is None
+    assert layer.take_outgoing() == []
+    a = ack()
+    assert layer.receive_request(a, SRC, False, 1.0) is a  # ACK for 2xx goes to the TU
+    layer.poll(32.0)
+    assert len(layer) == 0
