@@ -21,9 +21,13 @@ def error(status: int, code: str, message: str) -> web.Response:
 @web.middleware
 async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every error is `{"error": {"code", "message"}}`, never an HTML page or a traceback."""
+    from ringback.api.auth import ApiError
+
     try:
         response: web.StreamResponse = await handler(request)
         return response
+    except ApiError as exc:
+        return error(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -75,6 +79,8 @@ def build_app(service: Service) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    # routes: court API (issue 5a)
+    # routes: recordings, imports, events (issue 5b)
     return app
 
 
