@@ -1,0 +1,151 @@
+"""SIP over real sockets: UDP and TCP on one port, IPv4 and IPv6, trusted sources."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+from ringback.calls import CallController, SipMetrics
+from ringback.metrics import Registry
+from ringback.net.sip_transport import SipEndpoint, TrustedSources
+from ringback.registry.listing_index import ListingIndex
+from ringback.registry.numbers import NumberingPlan
+
+
+def invite(
+    port: int,
+    local_port: int,
+    *,
+    transport: str = "UDP",
+    host: str = "127.0.0.1",
+    branch: str = "z9hG4bK-t1",
+    call_id: str = "call-1",
+) -> bytes:
+    ruri = (
+        f"sip:+8613700137000@{host}:{port}"
+        if ":" not in host
+        else f"sip:+8613700137000@[{host}]:{port}"
+    )
+    via_host = host if ":" not in host else f"[{host}]"
+    return (
+        f"INVITE {ruri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/{transport} {via_host}:{local_port};branch={branch};rport\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:caller@{via_host}>;tag=abc\r\n"
+        f"To: <{ruri}>\r\n"
+        f"Call-ID: {call_id}\r\n"
+        "CSeq: 1 INVITE\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+async def endpoint(trusted: list[str], hosts: list[str]) -> tuple[SipEndpoint, SipMetrics]:
+    metrics = SipMetrics(Registry())
+    controller = CallController(ListingIndex(), NumberingPlan(), metrics, index_ready=lambda: True)
+    sip = SipEndpoint(controller, metrics, TrustedSources(trusted))
+    await sip.start(hosts, 0)
+    return sip, metrics
+
+
+@pytest.fixture
+async def sip() -> AsyncIterator[tuple[SipEndpoint, SipMetrics]]:
+    pair = await endpoint(["127.0.0.0/8", "::1/128"], ["127.0.0.1", "::1"])
+    yield pair
+    await pair[0].stop()
+
+
+async def udp_exchange(
+    family: int, host: str, port: int, payload_for: object, timeout: float = 2.0
+) -> bytes | None:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.setblocking(False)
+    try:
+        local_port = sock.getsockname()[1]
+        payload = payload_for(local_port)  # type: ignore[operator]
+        await loop.sock_sendto(sock, payload, (host, port))
+        try:
+            return await asyncio.wait_for(loop.sock_recv(sock, 65535), timeout)
+        except TimeoutError:
+            return None
+    finally:
+        sock.close()
+
+
+async def test_udp_ipv4_invite_gets_302(sip: tuple[SipEndpoint, SipMetrics]) -> None:
+    endpoint_, _ = sip
+    data = await udp_exchange(
+        socket.AF_INET, "127.0.0.1", endpoint_.port, lambda lp: invite(endpoint_.port, lp)
+    )
+    assert data is not None
+    assert data.startswith(b"SIP/2.0 302 ")
+    assert f"Contact: <sip:+8613700137000@127.0.0.1:{endpoint_.port};rbk>".encode() in data
+
+
+async def test_udp_ipv6_invite_gets_302(sip: tuple[SipEndpoint, SipMetrics]) -> None:
+    endpoint_, _ = sip
+    data = await udp_exchange(
+        socket.AF_INET6, "::1", endpoint_.port, lambda lp: invite(endpoint_.port, lp, host="::1")
+    )
+    assert data is not None and data.startswith(b"SIP/2.0 302 ")
+    assert f"<sip:+8613700137000@[::1]:{endpoint_.port};rbk>".encode() in data
+
+
+async def test_tcp_framing_two_messages_in_one_write_and_one_split(
+    sip: tuple[SipEndpoint, SipMetrics],
+) -> None:
+    endpoint_, _ = sip
+    reader, writer = await asyncio.open_connection("127.0.0.1", endpoint_.port)
+    local_port = writer.get_extra_info("sockname")[1]
+    one = invite(endpoint_.port, local_port, transport="TCP", branch="z9hG4bK-1", call_id="a")
+    two = invite(endpoint_.port, local_port, transport="TCP", branch="z9hG4bK-2", call_id="b")
+    three = invite(endpoint_.port, local_port, transport="TCP", branch="z9hG4bK-3", call_id="c")
+    writer.write(b"\r\n\r\n" + one + two + three[:50])  # keep-alive CRLFs, then 2.5 messages
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(three[50:])
+    await writer.drain()
+    seen = b""
+    while seen.count(b"SIP/2.0 302") < 3:
+        seen += await asyncio.wait_for(reader.read(65535), 2)
+    for call_id in (b"a", b"b", b"c"):
+        assert b"Call-ID: " + call_id + b"\r\n" in seen
+    writer.close()
+
+
+async def test_tcp_garbage_closes_only_that_connection(sip: tuple[SipEndpoint, SipMetrics]) -> None:
+    endpoint_, _ = sip
+    reader, writer = await asyncio.open_connection("127.0.0.1", endpoint_.port)
+    writer.write(b"INVITE sip:x SIP/2.0\r\nContent-Length: banana\r\n\r\n")
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 2) == b""  # closed by the server
+    # ...and everyone else is still served
+    data = await udp_exchange(
+        socket.AF_INET, "127.0.0.1", endpoint_.port, lambda lp: invite(endpoint_.port, lp)
+    )
+    assert data is not None and data.startswith(b"SIP/2.0 302 ")
+
+
+async def test_untrusted_source_gets_no_answer_at_all() -> None:
+    endpoint_, metrics = await endpoint(["10.0.0.0/8"], ["127.0.0.1"])
+    try:
+        data = await udp_exchange(
+            socket.AF_INET,
+            "127.0.0.1",
+            endpoint_.port,
+            lambda lp: invite(endpoint_.port, lp),
+            timeout=0.5,
+        )
+        assert data is None
+        reader, writer = await asyncio.open_connection("127.0.0.1", endpoint_.port)
+        writer.write(invite(endpoint_.port, 1, transport="TCP"))
+        assert await asyncio.wait_for(reader.read(), 2) == b""
+        writer.close()
+        assert metrics.untrusted.get() == 2
+        assert metrics.requests.values == {}
+    finally:
+        await endpoint_.stop()
