@@ -24,6 +24,7 @@ from ringback.sip.message import (
     TelUri,
     error_response,
     make_response,
+    new_tag,
     parse_message,
     parse_uri,
 )
@@ -49,8 +50,8 @@ _PLAIN_USER = frozenset("+0123456789-.()")
 
 
 class Announcer(Protocol):
-    """Plays the warning for a listed number (the announcement issue). It answers the
-    INVITE with 183 through `controller.send`, and later calls `controller.finish_invite`."""
+    """Plays the warning for a listed number. It answers the held INVITE with 183 through
+    `controller.provisional`, and ends it with `controller.finish_invite`."""
 
     def start(
         self,
@@ -59,13 +60,12 @@ class Announcer(Protocol):
         key: TxKey,
         entry: Entry,
         source: Address,
-        transport: str,
         now: float,
     ) -> str | None:
         """Begin; return None if started, else the fail-open reason (no_sdp, no_codec...)."""
 
-    def cancel(self, key: TxKey, now: float) -> None:
-        """Stop the warning of this INVITE at once (CANCEL, or the transaction ended)."""
+    def cancel(self, key: TxKey) -> None:
+        """Stop the warning of this INVITE at once (CANCEL, or no PRACK)."""
 
 
 @dataclass(slots=True)
@@ -75,6 +75,8 @@ class Pending:
     invite: Request
     transport: str
     contact: str
+    to_tag: str
+    reliable: bool  # the INVITE said `Require: 100rel`: the 183 goes reliably (RFC 3262)
 
 
 class SipMetrics:
@@ -220,8 +222,15 @@ class CallController:
         if entry is not None:
             if self.announcer is not None:
                 key = layer.key_of(invite)
-                self.pending[key] = Pending(invite, transport, contact)
-                reason = self.announcer.start(self, invite, key, entry, source, transport, now)
+                requires = invite.headers.get_all("Require")
+                self.pending[key] = Pending(
+                    invite,
+                    transport,
+                    contact,
+                    new_tag(),
+                    any(v.lower() == "100rel" for v in requires),
+                )
+                reason = self.announcer.start(self, invite, key, entry, source, now)
                 if reason is None:
                     self.metrics.decisions.inc(ANNOUNCED)
                     return ANNOUNCED
@@ -286,23 +295,35 @@ class CallController:
         self._respond(layer, invite, 302, now, transport, extra=extra, to_tag=to_tag)
 
     # ---------------------------------------------------- held INVITEs (warnings)
-    def send(self, key: TxKey, response: Response, now: float, *, reliable: bool = False) -> None:
-        """Send a provisional response on a held INVITE (used by the announcer)."""
+    def provisional(
+        self,
+        key: TxKey,
+        status: int,
+        now: float,
+        *,
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> bool:
+        """Send a 1xx on a held INVITE (reliably if it required 100rel). False if gone."""
         held = self.pending.get(key)
         if held is None:
-            return
+            return False
         layer = self.layers[held.transport]
-        if reliable:
+        if layer.invite_state(key) is not TxState.PROCEEDING:
+            return False
+        response = make_response(
+            held.invite, status, to_tag=held.to_tag, body=body, content_type=content_type
+        )
+        if held.reliable and status > 100:
             layer.send_reliable_provisional(held.invite, response, now)
         else:
             layer.send_response(held.invite, response, now)
-        self.metrics.responses.inc(str(response.status))
+        self.metrics.responses.inc(str(status))
         self._flush(layer, held.transport)
+        return True
 
-    def finish_invite(
-        self, key: TxKey, now: float, *, played: bool, why: str = "", to_tag: str | None = None
-    ) -> None:
-        """The warning is over (or failed): redirect the held INVITE."""
+    def finish_invite(self, key: TxKey, now: float, *, played: bool, why: str = "") -> None:
+        """The warning is over (or could not play): redirect the held INVITE."""
         held = self.pending.pop(key, None)
         if held is None:
             return
@@ -316,7 +337,7 @@ class CallController:
                 held.transport,
                 played=played,
                 why=why,
-                to_tag=to_tag,
+                to_tag=held.to_tag,
             )
 
     def _cancel(
@@ -330,8 +351,8 @@ class CallController:
         held = self.pending.pop(key, None)
         if held is not None and layer.invite_state(key) is TxState.PROCEEDING:
             if self.announcer is not None:
-                self.announcer.cancel(key, now)
-            self._respond(layer, held.invite, 487, now, transport)
+                self.announcer.cancel(key)
+            self._respond(layer, held.invite, 487, now, transport, to_tag=held.to_tag)
 
     def _prack(
         self, prack: Request, layer: ServerTransactionLayer, transport: str, now: float
@@ -380,9 +401,8 @@ class CallController:
                 if isinstance(event, AckTimeout):
                     self.metrics.ack_timeouts.inc()
                 else:  # PrackTimeout: the caller never PRACKed the reliable 183
-                    held = self.pending.get(event.key)
-                    if held is not None and self.announcer is not None:
-                        self.announcer.cancel(event.key, now)
+                    if event.key in self.pending and self.announcer is not None:
+                        self.announcer.cancel(event.key)
                     self.finish_invite(event.key, now, played=False, why="no_prack")
 
     def transactions(self) -> int:

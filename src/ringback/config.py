@@ -69,9 +69,47 @@ class AnnouncementConfig:
     repeat: int = 1
     gap_ms: int = 500
     max_concurrent: int = 1000
+    media_ip: str = ""  # empty: the SIP listen addresses
     rtp_port_min: int = 20000
     rtp_port_max: int = 29999
     store_caller: bool = False
+
+
+@dataclass
+class ListingsConfig:
+    max_duration_days: int = 365
+    notice_period_days: float = 3.0
+
+
+@dataclass
+class RecordingsConfig:
+    max_bytes: int = 20 * 1024 * 1024
+    max_duration_s: float = 60.0
+    min_duration_s: float = 0.5
+    decode_timeout_s: float = 20.0
+    max_concurrent_decodes: int = 4
+    target_lufs: float = -19.0
+    peak_dbfs: float = -1.0
+    silence_dbfs: float = -50.0
+
+
+@dataclass
+class ImportsConfig:
+    max_bytes: int = 200 * 1024 * 1024
+    batch_rows: int = 20_000
+
+
+@dataclass
+class EventsConfig:
+    enabled: bool = True
+    poll_interval_s: float = 1.0
+    batch_size: int = 100
+    concurrency: int = 16
+    timeout_s: float = 10.0
+    max_attempts: int = 12
+    backoff_initial_s: float = 5.0
+    backoff_max_s: float = 3600.0
+    hourly_delay_s: float = 120.0
 
 
 @dataclass
@@ -88,6 +126,10 @@ class Config:
     numbering: NumberingConfig = field(default_factory=NumberingConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     announcement: AnnouncementConfig = field(default_factory=AnnouncementConfig)
+    listings: ListingsConfig = field(default_factory=ListingsConfig)
+    recordings: RecordingsConfig = field(default_factory=RecordingsConfig)
+    imports: ImportsConfig = field(default_factory=ImportsConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -235,10 +277,46 @@ def _validate(c: Config) -> None:
     if a.gap_ms < 0:
         raise ConfigError(f"announcement.gap_ms: must be >= 0, got {a.gap_ms}")
     _positive("announcement.max_concurrent", a.max_concurrent)
+    if a.media_ip:
+        try:
+            ipaddress.ip_address(a.media_ip)
+        except ValueError:
+            raise ConfigError(f"announcement.media_ip: not an IP address: {a.media_ip!r}") from None
     _port("announcement.rtp_port_min", a.rtp_port_min, allow_zero=False)
     _port("announcement.rtp_port_max", a.rtp_port_max, allow_zero=False)
     if a.rtp_port_max <= a.rtp_port_min:
         raise ConfigError("announcement.rtp_port_max: must be greater than rtp_port_min")
+    _positive("listings.max_duration_days", c.listings.max_duration_days)
+    if c.listings.notice_period_days < 0:
+        raise ConfigError(
+            f"listings.notice_period_days: must be >= 0, got {c.listings.notice_period_days}"
+        )
+    if c.listings.notice_period_days >= c.listings.max_duration_days:
+        raise ConfigError("listings.notice_period_days: must be less than max_duration_days")
+    r = c.recordings
+    for key in ("max_bytes", "max_duration_s", "min_duration_s", "decode_timeout_s"):
+        _positive(f"recordings.{key}", getattr(r, key))
+    _positive("recordings.max_concurrent_decodes", r.max_concurrent_decodes)
+    if r.min_duration_s >= r.max_duration_s:
+        raise ConfigError("recordings.min_duration_s: must be less than max_duration_s")
+    if not -40.0 <= r.target_lufs <= -6.0:
+        raise ConfigError(f"recordings.target_lufs: must be -40 to -6, got {r.target_lufs}")
+    if not -20.0 <= r.peak_dbfs <= 0.0:
+        raise ConfigError(f"recordings.peak_dbfs: must be -20 to 0, got {r.peak_dbfs}")
+    if not -90.0 <= r.silence_dbfs <= -20.0:
+        raise ConfigError(f"recordings.silence_dbfs: must be -90 to -20, got {r.silence_dbfs}")
+    _positive("imports.max_bytes", c.imports.max_bytes)
+    _positive("imports.batch_rows", c.imports.batch_rows)
+    e = c.events
+    for key in (
+        "poll_interval_s", "batch_size", "concurrency", "timeout_s", "max_attempts",
+        "backoff_initial_s", "backoff_max_s",
+    ):  # fmt: skip
+        _positive(f"events.{key}", getattr(e, key))
+    if e.backoff_max_s < e.backoff_initial_s:
+        raise ConfigError("events.backoff_max_s: must be at least backoff_initial_s")
+    if e.hourly_delay_s < 0:
+        raise ConfigError(f"events.hourly_delay_s: must be >= 0, got {e.hourly_delay_s}")
     if c.log.level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log.level: must be debug, info, warning or error, got {c.log.level!r}")
     if c.log.format not in {"auto", "json", "text"}:

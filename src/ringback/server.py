@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from pathlib import Path
@@ -13,12 +14,16 @@ from aiohttp import web
 from ringback.api.app import bound_port, build_app, start_http
 from ringback.calls import CallController, SipMetrics
 from ringback.config import Config
+from ringback.media.shipped import default_warning_path, read_pcm8k
 from ringback.metrics import Registry
+from ringback.net.announcements import Announcements
+from ringback.net.rtp_pacer import RtpPacer, RtpPortPool
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
 from ringback.registry.embedded import EmbeddedPostgres
 from ringback.registry.feed import IndexSync
 from ringback.registry.listing_index import ListingIndex
 from ringback.registry.numbers import NumberingPlan
+from ringback.registry.proof_of_play import ProofOfPlayWriter
 from ringback.registry.store import Store, create_pool
 from ringback.sip.message import Limits
 
@@ -94,12 +99,40 @@ class Service:
             max_message_bytes=sip.max_message_bytes,
         )
         self.sip_port = await self.sip.start(sip.listen, sip.port)
+        self.announcements = self._announcements(self.sip)
+        self.controller.announcer = self.announcements
         self.metrics.gauge(
             "ringback_sip_transactions",
             "SIP server transactions in memory",
             lambda: self.controller.transactions(),
         )
         log.info("SIP listening on %s port %d (UDP and TCP)", ", ".join(sip.listen), self.sip_port)
+
+    def _announcements(self, endpoint: SipEndpoint) -> Announcements:
+        a = self.config.announcement
+        addresses = [a.media_ip] if a.media_ip else self.config.sip.listen
+        pools: dict[int, RtpPortPool] = {}
+        for address in addresses:
+            version = ipaddress.ip_address(address).version
+            pools.setdefault(version, RtpPortPool(address, a.rtp_port_min, a.rtp_port_max))
+        self.pacer = RtpPacer(asyncio.get_running_loop())
+        self.proof = ProofOfPlayWriter(self.pool)
+        self.proof.start()
+        store = self.store
+        return Announcements(
+            pools,
+            self.pacer,
+            store.recording_pcm,
+            default_pcm=read_pcm8k(default_warning_path()),
+            registry=self.metrics,
+            proof=self.proof,
+            clock=endpoint.clock,
+            flush=endpoint.flush,
+            repeat=a.repeat,
+            gap_ms=a.gap_ms,
+            max_concurrent=a.max_concurrent,
+            store_caller=a.store_caller,
+        )
 
     async def _migrate_or_retry(self) -> None:
         try:
@@ -172,7 +205,10 @@ class Service:
         for task in self._tasks:
             task.cancel()
         if self.sip is not None:
+            await self.announcements.stop()
             await self.sip.stop()
+            self.pacer.close()
+            await self.proof.stop()
         if self.http_runner is not None:
             await self.http_runner.cleanup()
         await self.sync.stop()

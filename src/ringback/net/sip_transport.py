@@ -72,7 +72,7 @@ class SipEndpoint:
         self._ticker: asyncio.TimerHandle | None = None
         self._ticks = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._clock = time.monotonic
+        self.clock = time.monotonic
 
     # -------------------------------------------------------------- lifecycle
     async def start(self, hosts: list[str], port: int) -> int:
@@ -124,11 +124,11 @@ class SipEndpoint:
 
     # -------------------------------------------------------------- pumping
     def _sync_clock(self) -> None:
-        self.controller.epoch_offset = time.time() - self._clock()
+        self.controller.epoch_offset = time.time() - self.clock()
 
     def _tick(self) -> None:
         assert self._loop is not None
-        now = self._clock()
+        now = self.clock()
         try:
             self.controller.poll(now)
             self._send_out()
@@ -143,13 +143,17 @@ class SipEndpoint:
     def receive(self, data: bytes, source: Address, transport: str) -> None:
         started = time.perf_counter()
         try:
-            outcome = self.controller.receive(data, source, transport, self._clock())
+            outcome = self.controller.receive(data, source, transport, self.clock())
         except Exception:  # the controller fails open itself; this is the last guard
             log.exception("SIP message handling failed")
             outcome = None
         self._send_out()
         if outcome is not None:
             self.metrics.decision_latency.observe(time.perf_counter() - started)
+
+    def flush(self) -> None:
+        """Send what the controller has queued (after work done outside receive/tick)."""
+        self._send_out()
 
     def _send_out(self) -> None:
         for data, dest, transport in self.controller.take_outgoing():
@@ -198,7 +202,7 @@ class _TcpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.peer: Address = ("", 0)
-        self.last_active = endpoint._clock()
+        self.last_active = endpoint.clock()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -212,7 +216,7 @@ class _TcpConnection(asyncio.Protocol):
         self.endpoint.tcp_connections[self.peer] = self
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = self.endpoint._clock()
+        self.last_active = self.endpoint.clock()
         self.buffer += data
         limit = self.endpoint.max_message_bytes
         while self.buffer:

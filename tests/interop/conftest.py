@@ -1,0 +1,166 @@
+"""Fixtures for the SIP interop tests (sipp, Kamailio). The helpers themselves are in harness.py.
+
+The server under test comes from ONE fixture, `redirect_target`. Today it starts a stand-in
+(sipp running sipp/uas_redirect_standin.xml). To test the real ringback, change only that
+fixture: start `ringback serve` on 127.0.0.1 with UDP+TCP on a `free_port("both")`, list
+`SipTarget.held` (so the server holds it pending with 183 during its warning), wait for the
+port, and yield `SipTarget(host, port, "ringback", hold_seconds=<warning length + margin>)`;
+register the process with `processes` so it is stopped by PID. Or, with no code change, point
+the tests at a server that is already running:
+
+    RINGBACK_INTEROP_TARGET=127.0.0.1:5060 [RINGBACK_INTEROP_HELD=+...] \
+    [RINGBACK_INTEROP_UNLISTED=+...] [RINGBACK_INTEROP_HOLD_SECONDS=12] pytest -m interop
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import (
+    KAMAILIO_TEMPLATES,
+    LOCALHOST,
+    KamailioProcess,
+    MissingBinary,
+    PeerFailed,
+    ProcessSet,
+    SippResult,
+    SippServer,
+    SipTarget,
+    free_port,
+    render_switch_cfg,
+    require_binary,
+    run_sipp,
+    start_kamailio,
+    start_sipp_uas,
+    start_standin,
+)
+
+
+@pytest.fixture(autouse=True)
+def _interop_binaries() -> None:
+    """Fail (never skip) with the Debian package to install when a peer is missing."""
+    try:
+        require_binary("sipp")
+        require_binary("kamailio")
+    except MissingBinary as exc:
+        problem = str(exc)
+    else:
+        return
+    pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture
+def processes() -> Iterator[ProcessSet]:
+    """Every process a test starts; all are stopped by PID at teardown, pass or fail."""
+    owned = ProcessSet()
+    try:
+        yield owned
+    finally:
+        owned.stop_all()
+
+
+@pytest.fixture
+def interop_dir(tmp_path: Path) -> Path:
+    """Where this test's configs, logs and sipp traces go (kept by pytest for inspection)."""
+    return tmp_path
+
+
+@pytest.fixture
+def sipp_uas(processes: ProcessSet, interop_dir: Path) -> Callable[..., SippServer]:
+    """Factory: `sipp_uas(scenario, *, transport="u1", port=None, extra_args=())` starts a
+    sipp UAS in the background on 127.0.0.1 (free port unless given) and returns a
+    SippServer(host, port, transport, process, workdir) once it is bound."""
+
+    def start(
+        scenario: str | Path,
+        *,
+        transport: str = "u1",
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> SippServer:
+        try:
+            return start_sipp_uas(
+                processes,
+                scenario,
+                workdir=interop_dir,
+                transport=transport,
+                port=port,
+                extra_args=extra_args,
+            )
+        except PeerFailed as exc:
+            problem = str(exc)
+        pytest.fail(problem, pytrace=False)
+
+    return start
+
+
+@pytest.fixture
+def kamailio_switch(
+    processes: ProcessSet, interop_dir: Path
+) -> Callable[[str, str], KamailioProcess]:
+    """Factory: `kamailio_switch(ringback_addr, callee_addr)` renders kamailio/switch.cfg
+    ("host:port" strings), checks it with `kamailio -c`, runs it in the foreground on a free
+    UDP port and returns KamailioProcess(host, port, cfg, process)."""
+
+    def start(ringback_addr: str, callee_addr: str) -> KamailioProcess:
+        port = free_port("udp")
+        cfg = render_switch_cfg(
+            KAMAILIO_TEMPLATES / "switch.cfg",
+            interop_dir / f"switch-{port}.cfg",
+            listen_port=port,
+            ringback_addr=ringback_addr,
+            callee_addr=callee_addr,
+        )
+        try:
+            return start_kamailio(processes, cfg, port=port, workdir=interop_dir)
+        except PeerFailed as exc:
+            problem = str(exc)
+        pytest.fail(problem, pytrace=False)
+
+    return start
+
+
+@pytest.fixture
+def redirect_target(processes: ProcessSet, interop_dir: Path) -> Iterator[SipTarget]:
+    """THE server under test (see the module docstring to swap in the real ringback)."""
+    external = os.environ.get("RINGBACK_INTEROP_TARGET")
+    if external:
+        host, _, port = external.rpartition(":")
+        defaults = SipTarget(LOCALHOST, 0, "")
+        yield SipTarget(
+            host or LOCALHOST,
+            int(port),
+            f"external {external}",
+            unlisted=os.environ.get("RINGBACK_INTEROP_UNLISTED", defaults.unlisted),
+            held=os.environ.get("RINGBACK_INTEROP_HELD", defaults.held),
+            hold_seconds=float(
+                os.environ.get("RINGBACK_INTEROP_HOLD_SECONDS", defaults.hold_seconds)
+            ),
+        )
+        return
+    try:
+        target, _servers = start_standin(processes, interop_dir)
+    except PeerFailed as exc:
+        problem = str(exc)
+    else:
+        yield target
+        return
+    pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture
+def uac(processes: ProcessSet, interop_dir: Path) -> Callable[..., SippResult]:
+    """`uac(scenario, target, *, transport="u1", calls=1, rate=None, extra_args=(),
+    timeout=15, service=None, ...)`: harness.run_sipp with this test's process set and
+    directory."""
+
+    def run(scenario: str | Path, target: tuple[str, int], **kwargs: Any) -> SippResult:
+        kwargs.setdefault("workdir", interop_dir)
+        kwargs.setdefault("processes", processes)
+        return run_sipp(scenario, target, **kwargs)
+
+    return run

@@ -1,0 +1,787 @@
+"""Helpers for the SIP interop tests and the SIP benchmark: sipp and Kamailio as real peers.
+
+Plain Python (no pytest import), so `bench/sip_redirect.py` uses it too; the pytest fixtures
+that wrap it live in `conftest.py` beside this file.
+
+Rules every helper keeps:
+- everything listens on 127.0.0.1 only, on free ports chosen at run time (`free_port`);
+- every process is started in its own session and stopped by its PID (`ManagedProcess.stop`),
+  also when a test fails (the fixtures own a `ProcessSet`);
+- every load is bounded: sipp always gets `-m` (call count) and `-timeout` (global time limit),
+  and Python kills it by PID if it outlives that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = HERE / "sipp"
+KAMAILIO_TEMPLATES = HERE / "kamailio"
+KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
+LOCALHOST = "127.0.0.1"
+
+# binary -> Debian package that provides it
+PACKAGES = {"sipp": "sip-tester", "kamailio": "kamailio", "taskset": "util-linux"}
+
+
+class MissingBinary(RuntimeError):
+    """A peer the interop tests need is not installed (the tests fail, never skip)."""
+
+
+class PeerFailed(RuntimeError):
+    """A peer process did not start or check its configuration."""
+
+
+def require_binary(name: str, package: str | None = None) -> str:
+    """Absolute path of `name`, or MissingBinary naming the Debian package to install."""
+    path = shutil.which(name)
+    if path is None:
+        pkg = package or PACKAGES.get(name, name)
+        raise MissingBinary(
+            f"`{name}` is not installed: the SIP interop tests need it. "
+            f"Install the Debian package: apt-get install -y {pkg}"
+        )
+    return path
+
+
+# --------------------------------------------------------------------------- ports
+
+_handed_out: set[tuple[str, int]] = set()
+
+
+def _bindable(kind: str, port: int) -> bool:
+    stype = socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, stype) as s:
+        try:
+            s.bind((LOCALHOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(kind: Literal["udp", "tcp", "both"] = "udp", *, span: int = 1) -> int:
+    """A port on 127.0.0.1 that is free now for `kind` ("both": UDP and TCP alike).
+
+    `span` > 1 asks for `span` consecutive free ports starting at the returned one (sipp's
+    media port uses port and port + 2). Ports handed out earlier in this process are never
+    handed out again, so two peers started back to back cannot be given the same port.
+    """
+    kinds = ("udp", "tcp") if kind == "both" else (kind,)
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((LOCALHOST, 0))
+            port = int(s.getsockname()[1])
+        ports = range(port, port + span)
+        if port + span > 65535:
+            continue
+        if any((k, p) in _handed_out for k in kinds for p in ports):
+            continue
+        if all(_bindable(k, p) for k in kinds for p in ports):
+            _handed_out.update((k, p) for k in kinds for p in ports)
+            return port
+    raise RuntimeError(f"no free {kind} port on {LOCALHOST}")
+
+
+def _bound_ports(kind: str) -> set[int]:
+    """Local ports bound on 127.0.0.1 / 0.0.0.0 (UDP) or listening (TCP), from /proc/net."""
+    found: set[int] = set()
+    table = Path(f"/proc/net/{kind}")
+    for line in table.read_text().splitlines()[1:]:
+        cols = line.split()
+        local, state = cols[1], cols[3]
+        addr, port_hex = local.split(":")
+        if kind == "tcp" and state != "0A":  # LISTEN
+            continue
+        if addr in ("0100007F", "00000000"):
+            found.add(int(port_hex, 16))
+    return found
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class ManagedProcess:
+    """A process we started, in its own session; stopped by PID (then its own group)."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    argv: list[str]
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self, tail: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-tail:]
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, grace: float = 3.0) -> int | None:
+        """SIGTERM the PID, wait, then SIGKILL it and anything left in its process group.
+
+        The group was created for this process (start_new_session), so it holds only the
+        process and the children it forked itself (Kamailio's workers).
+        """
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                self.popen.wait(grace)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        return self.popen.returncode
+
+
+class ProcessSet:
+    """Owns every process a test (or the bench) started; `stop_all()` ends them, newest first."""
+
+    def __init__(self) -> None:
+        self.processes: list[ManagedProcess] = []
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        cwd: Path | None = None,
+        cpu: int | None = None,
+    ) -> ManagedProcess:
+        argv = list(argv)
+        if cpu is not None:
+            argv = [require_binary("taskset"), "-c", str(cpu), *argv]
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "wb") as log:
+            popen = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        proc = ManagedProcess(name, popen, log_path, argv)
+        self.processes.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.processes.clear()
+
+
+def wait_bound(
+    proc: ManagedProcess,
+    port: int,
+    kinds: Iterable[str] = ("udp",),
+    timeout: float = 5.0,
+) -> None:
+    """Wait until `port` is bound for every kind, or raise PeerFailed with the peer's log."""
+    deadline = time.monotonic() + timeout
+    kinds = tuple(kinds)
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise PeerFailed(
+                f"{proc.name} exited with {proc.popen.returncode} before binding port {port}.\n"
+                f"argv: {' '.join(proc.argv)}\n--- log ---\n{proc.log()}"
+            )
+        if all(port in _bound_ports(k) for k in kinds):
+            return
+        time.sleep(0.02)
+    raise PeerFailed(
+        f"{proc.name} did not bind {'/'.join(kinds)} port {port} in {timeout} s.\n"
+        f"argv: {' '.join(proc.argv)}\n--- log ---\n{proc.log()}"
+    )
+
+
+# --------------------------------------------------------------------------- sipp results
+
+_SEP = re.compile(
+    r"^-{40,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\n"
+    r"(UDP|TCP|TLS|SCTP) message (sent|received) (?:\((\d+) bytes\)|\[(\d+)\] bytes ?):\n\n",
+    re.M,
+)
+
+
+@dataclass(frozen=True)
+class TraceMessage:
+    """One SIP message from a sipp -trace_msg file."""
+
+    time: datetime
+    transport: str
+    direction: Literal["sent", "received"]
+    text: str
+
+    @property
+    def first_line(self) -> str:
+        return self.text.split("\n", 1)[0].strip()
+
+    @property
+    def is_response(self) -> bool:
+        return self.first_line.startswith("SIP/2.0 ")
+
+    @property
+    def status(self) -> int | None:
+        return int(self.first_line.split()[1]) if self.is_response else None
+
+    @property
+    def method(self) -> str:
+        """Request method, or the CSeq method of a response."""
+        if not self.is_response:
+            return self.first_line.split()[0]
+        cseq = self.header("CSeq") or ""
+        return cseq.split()[-1] if cseq else ""
+
+    @property
+    def request_uri(self) -> str | None:
+        return None if self.is_response else self.first_line.split()[1]
+
+    def header(self, name: str) -> str | None:
+        """First value of a header (case-insensitive; compact forms not mapped)."""
+        for line in self.text.split("\n")[1:]:
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            if key.strip().lower() == name.lower():
+                return value.strip()
+        return None
+
+    @property
+    def body(self) -> str:
+        parts = re.split(r"\r?\n\r?\n", self.text, maxsplit=1)
+        return parts[1] if len(parts) > 1 else ""
+
+
+def parse_trace(text: str) -> list[TraceMessage]:
+    """Split a sipp -trace_msg file into messages (other log lines are dropped)."""
+    out: list[TraceMessage] = []
+    matches = list(_SEP.finditer(text))
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        chunk = text[m.end() : end]
+        # sipp appends notes such as "Dead call ... received" after a message: cut them off
+        chunk = re.split(r"\n-{40,}\n", chunk, maxsplit=1)[0]
+        direction: Literal["sent", "received"] = "sent" if m.group(3) == "sent" else "received"
+        out.append(
+            TraceMessage(
+                time=datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f"),
+                transport=m.group(2),
+                direction=direction,
+                text=chunk.replace("\r\n", "\n").strip("\n") + "\n",
+            )
+        )
+    return out
+
+
+def parse_sipp_duration(value: str) -> float:
+    """sipp's 'HH:MM:SS:uuuuuu' (or 'HH:MM:SS') as seconds."""
+    parts = value.strip().split(":")
+    if len(parts) == 4:
+        h, m, s, us = (int(p) for p in parts)
+        return h * 3600 + m * 60 + s + us / 1e6
+    h, m, s = (int(p) for p in parts[:3])
+    return float(h * 3600 + m * 60 + s)
+
+
+def _int(stats: dict[str, str], key: str) -> int:
+    try:
+        return int(float(stats.get(key, "0") or 0))
+    except ValueError:
+        return 0
+
+
+@dataclass
+class SippResult:
+    """What one sipp run left behind: exit code, final statistics and the trace files."""
+
+    returncode: int
+    argv: list[str]
+    workdir: Path
+    wall_seconds: float
+    timed_out: bool
+    stats: dict[str, str]  # last row of the -trace_stat CSV (cumulative "(C)" columns)
+    messages_text: str  # -trace_msg file
+    errors_text: str  # -trace_err file
+    counts: dict[str, str]  # last row of -trace_counts (per scenario step, e.g. "3_302_Retrans")
+    rtt_ms: list[float] = field(default_factory=list)  # -trace_rtt samples (response time 1)
+    screen: str = ""  # sipp's stdout (its last screen)
+
+    # exit codes documented by sipp
+    EXIT_MEANINGS = {  # noqa: RUF012
+        0: "all calls successful",
+        1: "at least one call failed",
+        97: "exit on internal command",
+        99: "normal exit without calls processed",
+        255: "fatal error",
+        254: "fatal error binding a socket",
+    }
+
+    @property
+    def successful(self) -> int:
+        return _int(self.stats, "SuccessfulCall(C)")
+
+    @property
+    def failed(self) -> int:
+        return _int(self.stats, "FailedCall(C)")
+
+    @property
+    def outgoing(self) -> int:
+        return _int(self.stats, "OutgoingCall(C)")
+
+    @property
+    def retransmissions(self) -> int:
+        """Messages sipp sent again (UAC: its INVITE/BYE retransmissions, because a response
+        was late or lost; also re-sent ACKs when a final response came again)."""
+        return _int(self.stats, "Retransmissions(C)")
+
+    @property
+    def elapsed(self) -> float:
+        value = self.stats.get("ElapsedTime(C)")
+        return parse_sipp_duration(value) if value else self.wall_seconds
+
+    @property
+    def failure_reasons(self) -> dict[str, int]:
+        return {
+            k.removesuffix("(C)"): _int(self.stats, k)
+            for k in self.stats
+            if k.startswith("Failed") and k.endswith("(C)") and _int(self.stats, k)
+        }
+
+    @property
+    def response_time_repartition(self) -> dict[str, int]:
+        """Buckets of response time 1, e.g. {"<1": 12, "<2": 3, ">=500": 0} (ms)."""
+        prefix = "ResponseTimeRepartition1_"
+        return {k[len(prefix) :]: _int(self.stats, k) for k in self.stats if k.startswith(prefix)}
+
+    @property
+    def messages(self) -> list[TraceMessage]:
+        return parse_trace(self.messages_text)
+
+    def step_count(self, suffix: str) -> int:
+        """Sum of -trace_counts columns ending with `suffix`, e.g. "_302_Retrans"."""
+        return sum(_int(self.counts, k) for k in self.counts if k.endswith(suffix))
+
+    def describe(self) -> str:
+        meaning = self.EXIT_MEANINGS.get(self.returncode, "?")
+        return (
+            f"sipp exit {self.returncode} ({meaning}){' TIMED OUT' if self.timed_out else ''}; "
+            f"successful={self.successful} failed={self.failed} "
+            f"retransmissions={self.retransmissions} reasons={self.failure_reasons}\n"
+            f"argv: {' '.join(self.argv)}\nworkdir: {self.workdir}\n"
+            f"--- errors ---\n{self.errors_text[-3000:]}\n"
+            f"--- messages (tail) ---\n{self.messages_text[-4000:]}"
+        )
+
+    def assert_all_ok(self, calls: int) -> None:
+        """Exit code 0, `calls` successful, none failed (AssertionError with the traces)."""
+        ok = (
+            self.returncode == 0
+            and not self.timed_out
+            and self.successful == calls
+            and self.failed == 0
+        )
+        assert ok, f"expected {calls} successful calls and 0 failed\n{self.describe()}"
+
+
+def _last_csv_row(path: Path | None) -> dict[str, str]:
+    if path is None or not path.exists():
+        return {}
+    with open(path, newline="", errors="replace") as f:
+        rows = [r for r in csv.reader(f, delimiter=";") if r]
+    if len(rows) < 2:
+        return {}
+    header, last = rows[0], rows[-1]
+    return {k: v for k, v in zip(header, last, strict=False) if k}
+
+
+def _read_rtt(path: Path | None) -> list[float]:
+    """-trace_rtt file: 'Date_ms;response_time_ms;rtd_no' lines; keep response time 1."""
+    out: list[float] = []
+    if path is None or not path.exists():
+        return out
+    with open(path, errors="replace") as f:
+        for line in f:
+            cols = line.strip().split(";")
+            if len(cols) >= 3 and cols[2].strip() in ("1", "rtd1"):
+                with contextlib.suppress(ValueError):
+                    out.append(float(cols[1]))
+    return out
+
+
+def _one(workdir: Path, pattern: str) -> Path | None:
+    found = sorted(workdir.glob(pattern))
+    return found[-1] if found else None
+
+
+def scenario_path(scenario: str | Path) -> Path:
+    """A scenario name ("invite_302") or file name in tests/interop/sipp, or any path."""
+    p = Path(scenario)
+    if p.is_absolute() or p.exists():
+        return p.resolve()
+    name = p.name if p.suffix == ".xml" else p.name + ".xml"
+    path = SCENARIOS / name
+    if not path.exists():
+        raise FileNotFoundError(path)
+    return path
+
+
+def sipp_common_args() -> list[str]:
+    """Arguments every sipp we start gets: loopback control and media sockets on free ports."""
+    return [
+        "-nostdin",
+        "-ci",
+        LOCALHOST,
+        "-cp",
+        str(free_port("udp")),
+        "-mi",
+        LOCALHOST,
+        "-mp",
+        str(free_port("udp", span=3)),
+    ]
+
+
+def run_sipp(
+    scenario: str | Path,
+    target: tuple[str, int],
+    *,
+    transport: str = "u1",
+    calls: int = 1,
+    rate: float | None = None,
+    extra_args: Sequence[str] = (),
+    timeout: float = 15.0,
+    service: str | None = None,
+    limit: int | None = None,
+    workdir: Path | None = None,
+    trace_msg: bool = True,
+    trace_rtt: bool = False,
+    cpu: int | None = None,
+    processes: ProcessSet | None = None,
+) -> SippResult:
+    """Run a sipp UAC scenario against `target` to completion and collect its results.
+
+    The load is bounded: `-m calls`, a global `-timeout` of `timeout` seconds, and the
+    process is killed by PID if it is still running `timeout` + 5 s later. All trace files go
+    to a fresh directory under `workdir` (or a temporary directory), kept for inspection.
+    `service` is the called number ([service] in the scenarios); `cpu` pins sipp (taskset).
+    """
+    sipp = require_binary("sipp")
+    path = scenario_path(scenario)
+    base = workdir if workdir is not None else Path(tempfile.mkdtemp(prefix="sipp-"))
+    base.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{path.stem}-", dir=base))
+    host, port = target
+    argv = [
+        sipp,
+        "-sf",
+        str(path),
+        f"{host}:{port}",
+        "-t",
+        transport,
+        "-i",
+        LOCALHOST,
+        "-p",
+        str(free_port("both" if transport.startswith("t") else "udp")),
+        "-m",
+        str(calls),
+        "-timeout",
+        f"{max(1, round(timeout))}s",
+        "-trace_stat",
+        "-stf",
+        str(run_dir / "stat.csv"),
+        "-fd",
+        "1",
+        "-trace_err",
+        "-error_file",
+        str(run_dir / "errors.log"),
+        "-trace_counts",
+        *sipp_common_args(),
+    ]
+    if rate is not None:
+        argv += ["-r", f"{rate:g}"]
+    if limit is not None:
+        argv += ["-l", str(limit)]
+    if service is not None:
+        argv += ["-s", service]
+    if trace_msg:
+        argv += ["-trace_msg", "-message_file", str(run_dir / "messages.log")]
+    if trace_rtt:
+        argv += ["-trace_rtt", "-rtt_freq", "1000"]
+    argv += list(extra_args)
+
+    owned = processes if processes is not None else ProcessSet()
+    started = time.monotonic()
+    proc = owned.start(
+        f"sipp {path.stem}", argv, log_path=run_dir / "screen.log", cwd=run_dir, cpu=cpu
+    )
+    timed_out = False
+    try:
+        proc.popen.wait(timeout + 5)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        proc.stop()
+        if processes is None:
+            owned.stop_all()
+        elif proc in owned.processes:
+            owned.processes.remove(proc)
+    wall = time.monotonic() - started
+
+    def text(p: Path | None) -> str:
+        return p.read_text(errors="replace") if p is not None and p.exists() else ""
+
+    return SippResult(
+        returncode=proc.popen.returncode,
+        argv=argv,
+        workdir=run_dir,
+        wall_seconds=wall,
+        timed_out=timed_out,
+        stats=_last_csv_row(run_dir / "stat.csv"),
+        messages_text=text(run_dir / "messages.log"),
+        errors_text=text(run_dir / "errors.log"),
+        counts=_last_csv_row(_one(run_dir, "*_counts.csv")),
+        rtt_ms=_read_rtt(_one(run_dir, "*_rtt.csv")),
+        screen=proc.log(20000),
+    )
+
+
+# --------------------------------------------------------------------------- background peers
+
+
+@dataclass
+class SippServer:
+    """A sipp UAS running in the background (one transport per sipp process)."""
+
+    host: str
+    port: int
+    transport: str
+    process: ManagedProcess
+    workdir: Path
+
+    @property
+    def addr(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def messages(self) -> list[TraceMessage]:
+        path = self.workdir / "messages.log"
+        return parse_trace(path.read_text(errors="replace")) if path.exists() else []
+
+
+def start_sipp_uas(
+    processes: ProcessSet,
+    scenario: str | Path,
+    *,
+    workdir: Path,
+    transport: str = "u1",
+    port: int | None = None,
+    extra_args: Sequence[str] = (),
+    trace_msg: bool = True,
+    cpu: int | None = None,
+) -> SippServer:
+    """Start a sipp UAS scenario listening on 127.0.0.1:`port` and wait until it is bound."""
+    sipp = require_binary("sipp")
+    path = scenario_path(scenario)
+    tcp = transport.startswith("t")
+    port = port if port is not None else free_port("both" if tcp else "udp")
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{path.stem}-{transport}-", dir=workdir))
+    argv = [
+        sipp,
+        "-sf",
+        str(path),
+        "-t",
+        transport,
+        "-i",
+        LOCALHOST,
+        "-p",
+        str(port),
+        "-trace_err",
+        "-error_file",
+        str(run_dir / "errors.log"),
+        *sipp_common_args(),
+    ]
+    if trace_msg:
+        argv += ["-trace_msg", "-message_file", str(run_dir / "messages.log")]
+    argv += list(extra_args)
+    proc = processes.start(
+        f"sipp UAS {path.stem} ({transport})",
+        argv,
+        log_path=run_dir / "screen.log",
+        cwd=run_dir,
+        cpu=cpu,
+    )
+    wait_bound(proc, port, ("tcp",) if tcp else ("udp",))
+    return SippServer(LOCALHOST, port, transport, proc, run_dir)
+
+
+def render_switch_cfg(
+    template: Path, dest: Path, *, listen_port: int, ringback_addr: str, callee_addr: str
+) -> Path:
+    text = template.read_text()
+    for key, value in {
+        "@@LISTEN_PORT@@": str(listen_port),
+        "@@RINGBACK_ADDR@@": ringback_addr,
+        "@@CALLEE_ADDR@@": callee_addr,
+    }.items():
+        text = text.replace(key, value)
+    leftover = re.findall(r"@@[A-Z_]+@@", text)
+    if leftover:
+        raise ValueError(f"unfilled placeholders in {template}: {leftover}")
+    dest.write_text(text)
+    return dest
+
+
+@dataclass
+class KamailioProcess:
+    host: str
+    port: int
+    cfg: Path
+    process: ManagedProcess
+
+    @property
+    def addr(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def log(self) -> str:
+        return self.process.log(20000)
+
+
+def check_kamailio_cfg(cfg: Path) -> None:
+    """`kamailio -c`: parses the config (it does not initialise modules; a module that fails in
+    mod_init only shows when Kamailio really starts, see start_kamailio)."""
+    kamailio = require_binary("kamailio")
+    check = subprocess.run(
+        [kamailio, "-c", "-f", str(cfg), "-L", str(KAMAILIO_MODULES)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    if check.returncode != 0:
+        raise PeerFailed(f"kamailio -c rejected {cfg}:\n{check.stdout}\n{check.stderr}")
+
+
+def start_kamailio(
+    processes: ProcessSet,
+    cfg: Path,
+    *,
+    port: int,
+    workdir: Path,
+    cpu: int | None = None,
+    extra_args: Sequence[str] = (),
+) -> KamailioProcess:
+    """Check `cfg`, then run Kamailio in the foreground (-DD: main process not daemonised,
+    -E: log to stderr) with its runtime files in `workdir`; wait until it listens on UDP."""
+    kamailio = require_binary("kamailio")
+    if not KAMAILIO_MODULES.is_dir():
+        raise MissingBinary(
+            f"Kamailio modules not found in {KAMAILIO_MODULES}: apt-get install -y kamailio"
+        )
+    check_kamailio_cfg(cfg)
+    run_dir = workdir / f"kamailio-{port}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        kamailio,
+        "-DD",
+        "-E",
+        "-f",
+        str(cfg),
+        "-L",
+        str(KAMAILIO_MODULES),
+        "-w",
+        str(run_dir),
+        "-Y",
+        str(run_dir),
+        "-P",
+        str(run_dir / "kamailio.pid"),
+        *extra_args,
+    ]
+    proc = processes.start(
+        f"kamailio {cfg.name}", argv, log_path=run_dir / "kamailio.log", cwd=run_dir, cpu=cpu
+    )
+    wait_bound(proc, port, ("udp",), timeout=15.0)
+    return KamailioProcess(LOCALHOST, port, cfg, proc)
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class SipTarget:
+    """The SIP server under test, as the interop tests see it.
+
+    `unlisted`: a number the server redirects at once (302).
+    `held`: a number the server holds pending (183 first): for ringback a listed number during
+    its warning. `hold_seconds`: how long at most it holds before its 302.
+    """
+
+    host: str
+    port: int
+    name: str
+    unlisted: str = "+4930555000"
+    held: str = "+99955501"
+    hold_seconds: float = 2.0
+    transports: tuple[str, ...] = ("u1", "t1")
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    @property
+    def hostport(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def __iter__(self) -> Iterator[str | int]:
+        """`host, port = target` works as for a plain (host, port) pair."""
+        return iter((self.host, self.port))
+
+
+def start_standin(
+    processes: ProcessSet,
+    workdir: Path,
+    *,
+    cpu: int | None = None,
+    extra_args: Sequence[str] = (),
+    trace_msg: bool = True,
+    transports: Sequence[str] = ("u1", "t1"),
+) -> tuple[SipTarget, list[SippServer]]:
+    """The stand-in for ringback: uas_redirect_standin.xml over UDP and TCP on one port
+    (two sipp processes, since one sipp serves one transport)."""
+    port = free_port("both")
+    servers = [
+        start_sipp_uas(
+            processes,
+            "uas_redirect_standin",
+            workdir=workdir,
+            transport=t,
+            port=port,
+            extra_args=extra_args,
+            trace_msg=trace_msg,
+            cpu=cpu,
+        )
+        for t in transports
+    ]
+    return SipTarget(LOCALHOST, port, "sipp stand-in", transports=tuple(transports)), servers
