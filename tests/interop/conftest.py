@@ -14,11 +14,17 @@ the tests at a server that is already running:
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable, Iterator, Sequence
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from harness import (
     KAMAILIO_TEMPLATES,
@@ -38,6 +44,8 @@ from harness import (
     start_sipp_uas,
     start_standin,
 )
+
+from ringback.registry.store import Principal, Store, create_pool
 
 
 @pytest.fixture(autouse=True)
@@ -124,9 +132,45 @@ def kamailio_switch(
     return start
 
 
+LISTED = "+8613800138000"
+WARNING_SECONDS = 2.0
+
+
+def chirp(seconds: float) -> bytes:
+    """A rising tone: court audio that cross-correlation can find unambiguously."""
+    t = np.arange(int(8000 * seconds)) / 8000
+    return (0.4 * np.sin(2 * np.pi * (400 + 400 * t) * t) * 32767).astype("<i2").tobytes()
+
+
+async def _seed(dsn: str, pcm: bytes) -> None:
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        store = Store(pool)
+        await store.migrate()
+        who = Principal("interop", "operator")
+        court, _, _ = await store.create_court("Interop Court", who)
+        recording = await store.add_recording(court["id"], "chirp", pcm, who)
+        now = datetime.now(UTC)
+        await store.put_listing(court["id"], int(LISTED[1:]), "INTEROP-1",
+                                now + timedelta(days=1), who,
+                                effective_at=now - timedelta(minutes=1),
+                                recording_id=recording["id"])
+    finally:
+        await pool.close()
+
+
 @pytest.fixture
-def redirect_target(processes: ProcessSet, interop_dir: Path) -> Iterator[SipTarget]:
-    """THE server under test (see the module docstring to swap in the real ringback)."""
+def court_audio() -> bytes:
+    return chirp(WARNING_SECONDS)
+
+
+@pytest.fixture
+async def redirect_target(
+    processes: ProcessSet, interop_dir: Path, database: str, court_audio: bytes
+) -> AsyncIterator[SipTarget]:
+    """THE server under test: `ringback serve` on a seeded database (LISTED plays a 2 s
+    warning), or a server already running (RINGBACK_INTEROP_TARGET=host:port), or the sipp
+    stand-in that validated this harness (RINGBACK_INTEROP_STANDIN=1)."""
     external = os.environ.get("RINGBACK_INTEROP_TARGET")
     if external:
         host, _, port = external.rpartition(":")
@@ -142,14 +186,42 @@ def redirect_target(processes: ProcessSet, interop_dir: Path) -> Iterator[SipTar
             ),
         )
         return
-    try:
-        target, _servers = start_standin(processes, interop_dir)
-    except PeerFailed as exc:
-        problem = str(exc)
-    else:
+    if os.environ.get("RINGBACK_INTEROP_STANDIN"):
+        try:
+            target, _servers = start_standin(processes, interop_dir)
+        except PeerFailed as exc:
+            pytest.fail(str(exc), pytrace=False)
         yield target
         return
-    pytest.fail(problem, pytrace=False)
+    await _seed(database, court_audio)
+    sip_port, http_port = free_port("both"), free_port("tcp")
+    config = interop_dir / "ringback.toml"
+    config.write_text(
+        f"[database]\nurl = '{database}'\n"
+        f"[sip]\nport = {sip_port}\n"
+        f"[http]\nport = {http_port}\n"
+        "[index]\nheartbeat_s = 0.2\n"
+        "[announcement]\ngap_ms = 0\nrtp_port_min = 32000\nrtp_port_max = 32999\n"
+        "[log]\nformat = 'json'\nlevel = 'debug'\n"
+    )
+    proc = processes.start(
+        "ringback",
+        [sys.executable, "-m", "ringback", "serve", "--config", str(config)],
+        log_path=interop_dir / "ringback.log",
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.popen.poll() is not None or time.monotonic() > deadline:
+            pytest.fail("ringback did not become ready:\n" + proc.log(), pytrace=False)
+        await asyncio.sleep(0.1)
+    yield SipTarget(LOCALHOST, sip_port, "ringback", held=LISTED,
+                    hold_seconds=WARNING_SECONDS + 3)
 
 
 @pytest.fixture

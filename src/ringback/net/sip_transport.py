@@ -13,7 +13,7 @@ import logging
 import socket
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from ringback.calls import Address, CallController, SipMetrics
 from ringback.sip.message import SipParseError, split_stream
@@ -205,7 +205,7 @@ class _TcpConnection(asyncio.Protocol):
         self.last_active = endpoint.clock()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
         if not self.endpoint.trusted(self.peer[0]):
