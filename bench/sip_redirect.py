@@ -361,12 +361,82 @@ def table(title: str, steps: list[Step]) -> str:
     return "\n".join(out)
 
 
+def start_ringback(
+    processes: harness.ProcessSet, workdir: Path, *, numbers: int, cpu: int
+) -> tuple[str, int]:
+    """`ringback serve` on an embedded PostgreSQL in `workdir` with `numbers` listings."""
+    import asyncio
+    import urllib.request
+
+    import asyncpg
+
+    from ringback.registry.embedded import EmbeddedPostgres
+    from ringback.registry.store import Principal, Store, create_pool
+
+    import atexit
+
+    db = EmbeddedPostgres(workdir / "db")
+    dsn = db.start()
+    atexit.register(db.remove)
+
+    async def seed() -> None:
+        pool = await create_pool(dsn, min_size=1, max_size=2)
+        try:
+            store = Store(pool)
+            await store.migrate()
+            court, _, _ = await store.create_court("Bench Court", Principal("bench", "operator"))
+            conn: asyncpg.Connection
+            async with pool.acquire() as conn:
+                await conn.execute(
+                    "INSERT INTO listings (number, court_id, case_ref, expires_at) "
+                    "SELECT 8613000000000 + n * 7, $1, 'BENCH', now() + interval '30 days' "
+                    "FROM generate_series(1, $2) AS n",
+                    court["id"],
+                    numbers,
+                )
+        finally:
+            await pool.close()
+
+    asyncio.run(seed())
+    sip_port, http_port = harness.free_port("both"), harness.free_port("tcp")
+    config = workdir / "ringback.toml"
+    config.write_text(
+        f"[database]\nurl = '{dsn}'\n[sip]\nport = {sip_port}\n"
+        f"[http]\nport = {http_port}\n[log]\nformat = 'json'\nlevel = 'warning'\n"
+    )
+    proc = processes.start(
+        "ringback",
+        [sys.executable, "-m", "ringback", "serve", "--config", str(config)],
+        log_path=workdir / "ringback.log",
+        cpu=cpu,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    log(f"ringback ready on {harness.LOCALHOST}:{sip_port}")
+                    return (harness.LOCALHOST, sip_port)
+        except OSError:
+            pass
+        if not proc.alive():
+            break
+        time.sleep(0.2)
+    raise SystemExit("ringback did not become ready:\n" + proc.log())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     who = ap.add_mutually_exclusive_group()
     who.add_argument("--target", help="HOST:PORT of a running server (not started here)")
     who.add_argument(
         "--kamailio-peer", action="store_true", help="start Kamailio stateless redirect peer"
+    )
+    who.add_argument(
+        "--ringback",
+        action="store_true",
+        help="start `ringback serve` (one worker, uvloop) on an embedded PostgreSQL holding "
+        "--numbers listings, pinned to --server-cpu",
     )
     ap.add_argument("--rates", default=DEFAULT_RATES, help=f"calls/s steps ({DEFAULT_RATES})")
     ap.add_argument("--step-seconds", type=float, default=10.0, help="load per step (10 s)")
@@ -402,6 +472,12 @@ def main(argv: list[str] | None = None) -> int:
             host, _, port = args.target.rpartition(":")
             target = (host or harness.LOCALHOST, int(port))
             title = f"server at {args.target}"
+        elif args.ringback:
+            target = start_ringback(processes, workdir, numbers=args.numbers, cpu=args.server_cpu)
+            title = (
+                f"ringback serve (1 worker, uvloop, {args.numbers:,} listed numbers in the "
+                f"index, CPU {args.server_cpu})"
+            )
         elif args.kamailio_peer:
             target = start_kamailio_peer(
                 processes,

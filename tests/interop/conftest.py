@@ -151,10 +151,15 @@ async def _seed(dsn: str, pcm: bytes) -> None:
         court, _, _ = await store.create_court("Interop Court", who)
         recording = await store.add_recording(court["id"], "chirp", pcm, who)
         now = datetime.now(UTC)
-        await store.put_listing(court["id"], int(LISTED[1:]), "INTEROP-1",
-                                now + timedelta(days=1), who,
-                                effective_at=now - timedelta(minutes=1),
-                                recording_id=recording["id"])
+        await store.put_listing(
+            court["id"],
+            int(LISTED[1:]),
+            "INTEROP-1",
+            now + timedelta(days=1),
+            who,
+            effective_at=now - timedelta(minutes=1),
+            recording_id=recording["id"],
+        )
     finally:
         await pool.close()
 
@@ -220,8 +225,7 @@ async def redirect_target(
         if proc.popen.poll() is not None or time.monotonic() > deadline:
             pytest.fail("ringback did not become ready:\n" + proc.log(), pytrace=False)
         await asyncio.sleep(0.1)
-    yield SipTarget(LOCALHOST, sip_port, "ringback", held=LISTED,
-                    hold_seconds=WARNING_SECONDS + 3)
+    yield SipTarget(LOCALHOST, sip_port, "ringback", held=LISTED, hold_seconds=WARNING_SECONDS + 3)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import heapq
 import secrets
 from dataclasses import dataclass, field
 
-from .message import Request, Response, Via, parse_name_addr
+from .message import Request, Response, SipParseError, Via, parse_name_addr, parse_via
 
 __all__ = [
     "AckTimeout",
@@ -173,6 +173,33 @@ class ServerTransactionLayer:
         if method == "PRACK":
             tx.prack_of = self._match_prack(req)
         return req
+
+    def absorb_ack(self, top_via: str, reliable: bool, now: float) -> bool:
+        """Hot-path shortcut for the ACK to a non-2xx final response: match it by the top
+        Via value alone (RFC 3261 branch, so no other field takes part in matching) and
+        absorb it as :meth:`receive_request` would. False: not such an ACK; parse it fully.
+        """
+        try:
+            via = parse_via(top_via)
+        except SipParseError:
+            return False
+        branch = via.branch
+        if branch is None or not branch.startswith(MAGIC_COOKIE) or len(branch) <= 7:
+            return False
+        host, port = _sent_by(via)
+        tx = self._txs.get((branch, host, port, "INVITE"))
+        if tx is None:
+            return False
+        if tx.state is TxState.COMPLETED:
+            tx.state = TxState.CONFIRMED
+            self._cancel(tx, _G)
+            self._cancel(tx, _H)
+            if reliable or tx.reliable:
+                self._drop(tx)
+            else:
+                self._start(tx, _I, now + self.t4)
+            return True
+        return tx.state is TxState.CONFIRMED  # a retransmitted ACK
 
     def _match_prack(self, req: Request) -> TxKey | None:
         rack = req.headers.get("RAck")
@@ -397,4 +424,3 @@ def _response_target(via: Via, source: Address, reliable: bool) -> tuple[Address
     else:
         dest = (src_host, via.port or 5060)
     return dest, (rewrite if changed else None)
-
