@@ -366,14 +366,13 @@ def start_ringback(
 ) -> tuple[str, int]:
     """`ringback serve` on an embedded PostgreSQL in `workdir` with `numbers` listings."""
     import asyncio
+    import atexit
     import urllib.request
 
     import asyncpg
 
     from ringback.registry.embedded import EmbeddedPostgres
     from ringback.registry.store import Principal, Store, create_pool
-
-    import atexit
 
     db = EmbeddedPostgres(workdir / "db")
     dsn = db.start()
