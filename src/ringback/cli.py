@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -88,6 +89,29 @@ async def _court_create(config: Config, name: str) -> int:
     return 0
 
 
+async def _token_create(config: Config, role: str, court: str | None, label: str) -> int:
+    import uuid
+
+    if (role == "court") != (court is not None):
+        print("ringback: --court is needed for role court, and only for it", file=sys.stderr)
+        return 2
+    async with _store(config) as store:
+        court_id = None
+        if court is not None:
+            try:
+                row = await store.court(uuid.UUID(court))
+            except ValueError:
+                row = await store.court_by_name(court)
+            if row is None:
+                print(f"ringback: no court {court!r}", file=sys.stderr)
+                return 1
+            court_id = row["id"]
+        _, secret = await store.issue_token(role, court_id, label, Principal("cli", "operator"))
+    print(f"{role} token: {secret}")
+    print("Shown once only; ringback keeps the token hashed.")
+    return 0
+
+
 async def _audit_verify(config: Config) -> int:
     from ringback.registry.audit import verify_chain
 
@@ -98,6 +122,96 @@ async def _audit_verify(config: Config) -> int:
         return 0
     print(f"audit trail BROKEN at event {result.first_bad_id}: {result.problem}", file=sys.stderr)
     return 1
+
+
+class _ProgressBar:
+    """A progress bar on stderr: redrawn in place on a terminal, a line a second otherwise."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.started = time.monotonic()
+
+    def __call__(self, stage: str, rows: int, done: int, total: int) -> None:
+        now = time.monotonic()
+        if stage not in ("done", "loading") and now - self.last < (0.1 if self.tty else 1.0):
+            return
+        self.last = now
+        fraction = done / total if total else 1.0
+        width = 30
+        filled = int(width * fraction)
+        bar = "#" * filled + "-" * (width - filled)
+        text = (
+            f"{self.label} [{bar}] {fraction:4.0%} {rows:,} rows {stage} "
+            f"({now - self.started:.1f} s)"
+        )
+        if self.tty:
+            print("\r" + text, end="\n" if stage == "done" else "", file=sys.stderr, flush=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+
+async def _import(config: Config, file: str, court: str | None, reason: str | None) -> int:
+    import uuid
+
+    from ringback.registry.imports import ImportOptions, ImportRejected, create_job, run_import
+    from ringback.registry.numbers import NumberingPlan
+
+    path = Path(file)
+    if not path.is_file():
+        print(f"ringback: {file}: no such file", file=sys.stderr)
+        return 1
+    async with _store(config) as store:
+        if court is None:
+            rows = await store.pool.fetch("SELECT id FROM courts LIMIT 2")
+            if len(rows) != 1:
+                print("ringback: give --court ID (there is not exactly one court)", file=sys.stderr)
+                return 1
+            court_id = rows[0]["id"]
+        else:
+            try:
+                court_id = uuid.UUID(court)
+            except ValueError:
+                row = await store.court_by_name(court)
+                if row is None:
+                    print(f"ringback: no court {court!r}", file=sys.stderr)
+                    return 1
+                court_id = row["id"]
+            if not await store.pool.fetchval("SELECT 1 FROM courts WHERE id = $1", court_id):
+                print(f"ringback: no court {court}", file=sys.stderr)
+                return 1
+        n = config.numbering
+        options = ImportOptions(
+            plan=NumberingPlan(
+                n.country_code, n.trunk_prefix, n.international_prefix, n.national_max_digits
+            ),
+            max_duration_days=config.listings.max_duration_days,
+            notice_period_days=config.listings.notice_period_days,
+            effective_reason=reason,
+            batch_rows=config.imports.batch_rows,
+        )
+        who = Principal("cli", "operator")
+        job_id = await create_job(store.pool, court_id, who, path.name)
+        try:
+            result = await run_import(
+                store.pool,
+                job_id,
+                court_id,
+                who,
+                path,
+                options,
+                filename=path.name,
+                progress=_ProgressBar(path.name),
+            )
+        except ImportRejected as exc:
+            print(f"\nringback: {path.name}: {exc.message} (nothing was imported)", file=sys.stderr)
+            return 1
+    print(
+        f"imported {path.name}: {result['rows_total']} rows, {result['listed']} listed, "
+        f"{result['updated']} updated (import {result['id']}, sha256 {result['sha256']})"
+    )
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,6 +233,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     create = with_config(court.add_parser("create", help="create a court with its first token"))
     create.add_argument("name")
+    imp = with_config(sub.add_parser("import", help="bulk-list numbers from a CSV file"))
+    imp.add_argument("file", help="CSV: number,case_ref,expires_at[,effective_at] with a header")
+    imp.add_argument("--court", metavar="ID", help="court id or name (default: the only court)")
+    imp.add_argument(
+        "--effective-reason", help="why rows may start before the notice period ends (audited)"
+    )
+    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
+    token_create = with_config(token.add_parser("create", help="issue an API token (shown once)"))
+    token_create.add_argument("--role", required=True, choices=("operator", "switch", "court"))
+    token_create.add_argument("--court", metavar="ID|NAME", help="the court (role court)")
+    token_create.add_argument("--label", default="", help="what the token is for")
     audit = sub.add_parser("audit", help="audit trail").add_subparsers(dest="action", required=True)
     with_config(audit.add_parser("verify", help="check the audit trail's hash chain"))
     return parser
@@ -147,8 +272,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_loop(_migrate(config))
         if args.command == "court":
             return _run_loop(_court_create(config, args.name))
+        if args.command == "import":
+            return _run_loop(_import(config, args.file, args.court, args.effective_reason))
         if args.command == "audit":
             return _run_loop(_audit_verify(config))
+        if args.command == "token":
+            return _run_loop(_token_create(config, args.role, args.court, args.label))
     except EmbeddedPostgresError as exc:
         print(f"ringback: {exc}", file=sys.stderr)
         return 1

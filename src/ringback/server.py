@@ -70,6 +70,12 @@ class Service:
         )
         self.http_port = await bound_port(self.http_runner)
         log.info("HTTP listening on %s:%d", self.config.http.host, self.http_port)
+        self.event_worker = None
+        if self.config.events.enabled:  # outgoing event webhooks (issue 5b)
+            from ringback.api.events import EventWorker
+
+            self.event_worker = EventWorker(self.pool, self.config.events)
+            self.event_worker.start()
 
     async def _start_sip(self) -> None:
         sip, numbering = self.config.sip, self.config.numbering
@@ -202,6 +208,9 @@ class Service:
         )
 
     async def stop(self) -> None:
+        worker = getattr(self, "event_worker", None)
+        if worker is not None:
+            await worker.stop()
         for task in self._tasks:
             task.cancel()
         if self.sip is not None:

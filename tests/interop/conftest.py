@@ -240,3 +240,35 @@ def uac(processes: ProcessSet, interop_dir: Path) -> Callable[..., SippResult]:
         return run_sipp(scenario, target, **kwargs)
 
     return run
+
+
+# --------------------------------------------------------------------------- announcements
+# Added for test_softphones.py / test_announcement_sipp.py.
+
+
+def _required(name: str) -> str:
+    from harness import SOFTPHONE_PACKAGES
+
+    try:
+        return require_binary(name, SOFTPHONE_PACKAGES.get(name))
+    except MissingBinary as exc:
+        problem = str(exc)
+    pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture
+def linphonec_binary() -> str:
+    """Path of linphonec; the test FAILS naming the Debian package (linphone-cli) if absent."""
+    return _required("linphonec")
+
+
+@pytest.fixture
+def baresip_binary() -> str:
+    """Path of baresip; the test FAILS naming the Debian package (baresip) if absent."""
+    return _required("baresip")
+
+
+@pytest.fixture
+def court_reference(court_audio: bytes) -> np.ndarray:
+    """The court's recording as float samples at 8 kHz: what callers must hear."""
+    return np.frombuffer(court_audio, dtype="<i2").astype(np.float64) / 32768.0

@@ -785,3 +785,386 @@ def start_standin(
         for t in transports
     ]
     return SipTarget(LOCALHOST, port, "sipp stand-in", transports=tuple(transports)), servers
+
+
+# --------------------------------------------------------------------------- announcements
+# Added for the warning-announcement interop tests (test_announcement_sipp.py,
+# test_softphones.py): softphones driven through their console, an RTP receiver the tests own,
+# an independent G.711 decoder and the audio comparison against the court's recording.
+
+import itertools  # noqa: E402  (imports of the helpers below, which were added later)
+import threading  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+SOFTPHONE_PACKAGES = {"linphonec": "linphone-cli", "baresip": "baresip"}
+SOFTPHONE_TEMPLATES = HERE / "softphones"
+
+
+def start_piped(
+    processes: ProcessSet,
+    name: str,
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> ManagedProcess:
+    """Like ProcessSet.start, but stdin is a pipe the test writes console commands into
+    (`send_line`). Registered with `processes`, so it is stopped by PID at teardown."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        popen = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+    proc = ManagedProcess(name, popen, log_path, list(argv))
+    processes.processes.append(proc)
+    return proc
+
+
+def send_line(proc: ManagedProcess, line: str) -> None:
+    """Type one console command into a process started with `start_piped`."""
+    assert proc.popen.stdin is not None
+    proc.popen.stdin.write(line.encode() + b"\n")
+    proc.popen.stdin.flush()
+
+
+def wait_for_log(
+    proc: ManagedProcess, pattern: str, timeout: float, *, since: int = 0
+) -> re.Match[str]:
+    """Wait until `pattern` (a regex) appears in the process's log after character `since`;
+    PeerFailed with the log if the process exits first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    regex = re.compile(pattern)
+    while True:
+        text = proc.log(10_000_000)
+        found = regex.search(text, since)
+        if found:
+            return found
+        if not proc.alive():
+            raise PeerFailed(
+                f"{proc.name} exited with {proc.popen.returncode} before /{pattern}/\n"
+                f"--- log ---\n{text[-4000:]}"
+            )
+        if time.monotonic() > deadline:
+            raise PeerFailed(
+                f"{proc.name}: no /{pattern}/ within {timeout} s\n--- log ---\n{text[-4000:]}"
+            )
+        time.sleep(0.02)
+
+
+# ---- RTP
+
+
+@dataclass(frozen=True)
+class RtpPacket:
+    arrival: float  # time.time() when the receiving thread got it
+    source: tuple[str, int]
+    payload_type: int
+    marker: bool
+    sequence: int
+    timestamp: int
+    ssrc: int
+    payload: bytes
+
+
+def parse_rtp(data: bytes, arrival: float, source: tuple[str, int]) -> RtpPacket | None:
+    """A plain RTP v2 packet (CSRCs and extension skipped), or None for anything else
+    (RTCP included)."""
+    if len(data) < 12 or data[0] >> 6 != 2 or 192 <= data[1] <= 223:
+        return None
+    start = 12 + 4 * (data[0] & 0x0F)
+    if data[0] & 0x10:  # header extension
+        if len(data) < start + 4:
+            return None
+        start += 4 + 4 * int.from_bytes(data[start + 2 : start + 4], "big")
+    end = len(data) - (data[-1] if data[0] & 0x20 else 0)  # padding
+    return RtpPacket(
+        arrival=arrival,
+        source=source,
+        payload_type=data[1] & 0x7F,
+        marker=bool(data[1] & 0x80),
+        sequence=int.from_bytes(data[2:4], "big"),
+        timestamp=int.from_bytes(data[4:8], "big"),
+        ssrc=int.from_bytes(data[8:12], "big"),
+        payload=data[start:end],
+    )
+
+
+class RtpReceiver:
+    """A UDP socket on 127.0.0.1 (the RTP address a test offers in its SDP) and a thread that
+    timestamps every datagram as it arrives. Use as a context manager; `packets` afterwards."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock.bind((LOCALHOST, port if port is not None else free_port("udp", span=2)))
+        self.sock.settimeout(0.05)
+        self.port = int(self.sock.getsockname()[1])
+        self.datagrams: list[tuple[float, bytes, tuple[str, int]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"rtp-{self.port}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, source = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.datagrams.append((time.time(), data, source))
+
+    def __enter__(self) -> RtpReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(2)
+        self.sock.close()
+
+    @property
+    def packets(self) -> list[RtpPacket]:
+        out = []
+        for arrival, data, source in list(self.datagrams):
+            packet = parse_rtp(data, arrival, source)
+            if packet is not None:
+                out.append(packet)
+        return out
+
+
+def rtp_stream_problems(packets: Sequence[RtpPacket], payload_type: int) -> list[str]:
+    """What is wrong with `packets` as ONE RFC 3550 stream of 20 ms G.711 frames (empty list:
+    nothing): one SSRC, the expected payload type, consecutive sequence numbers, timestamps
+    160 apart, 160-byte payloads, marker on the first packet only."""
+    problems: list[str] = []
+    if not packets:
+        return ["no RTP packet received"]
+    ssrcs = {p.ssrc for p in packets}
+    if len(ssrcs) != 1:
+        problems.append(f"{len(ssrcs)} SSRCs")
+    pts = {p.payload_type for p in packets}
+    if pts != {payload_type}:
+        problems.append(f"payload types {sorted(pts)}, expected {payload_type}")
+    for a, b in itertools.pairwise(packets):
+        if (b.sequence - a.sequence) % 65536 != 1:
+            problems.append(f"sequence {a.sequence} -> {b.sequence}")
+        if (b.timestamp - a.timestamp) % (1 << 32) != 160:
+            problems.append(f"timestamp {a.timestamp} -> {b.timestamp} at seq {b.sequence}")
+    sizes = {len(p.payload) for p in packets}
+    if sizes != {160}:
+        problems.append(f"payload sizes {sorted(sizes)}")
+    if not packets[0].marker or any(p.marker for p in packets[1:]):
+        problems.append("marker bit not on the first packet only")
+    return problems[:20]
+
+
+# ---- G.711 decoding (ITU-T G.711, the classic Sun reference decoder; independent of
+# ringback.media.g711, which encodes)
+
+
+def _ulaw_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        u = ~byte & 0xFF
+        sample = (((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 0x07)
+        table.append(0x84 - sample if u & 0x80 else sample - 0x84)
+    return table
+
+
+def _alaw_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        a = byte ^ 0x55
+        t = (a & 0x0F) << 4
+        seg = (a & 0x70) >> 4
+        if seg == 0:
+            t += 8
+        elif seg == 1:
+            t += 0x108
+        else:
+            t = (t + 0x108) << (seg - 1)
+        table.append(t if a & 0x80 else -t)
+    return table
+
+
+def g711_decode(payload: bytes, payload_type: int) -> np.ndarray:
+    """PCMU (PT 0) or PCMA (PT 8) bytes as float samples in [-1, 1)."""
+    table = np.array(_ulaw_table() if payload_type == 0 else _alaw_table(), dtype=np.float64)
+    return table[np.frombuffer(payload, dtype=np.uint8)] / 32768.0
+
+
+def rtp_audio(packets: Sequence[RtpPacket]) -> np.ndarray:
+    """The decoded audio of a stream, in sequence order, gaps left out."""
+    if not packets:
+        return np.zeros(0)
+    return np.concatenate([g711_decode(p.payload, p.payload_type) for p in packets])
+
+
+# ---- audio comparison
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """A 16-bit PCM WAV as mono float samples in [-1, 1) and its rate. Tolerates what
+    softphones leave behind: a data size in the header larger than the file (recording
+    stopped without rewriting the header), extra chunks, any channel count (averaged)."""
+    data = Path(path).read_bytes()
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError(f"{path}: not a RIFF/WAVE file ({len(data)} bytes)")
+    pos, fmt, pcm = 12, None, None
+    while pos + 8 <= len(data):
+        chunk, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        body = data[pos + 8 : pos + 8 + size]
+        if chunk == b"fmt ":
+            fmt = body
+        elif chunk == b"data":
+            pcm = body
+            break
+        pos += 8 + size + (size & 1)
+    if fmt is None or pcm is None:
+        raise ValueError(f"{path}: no fmt or data chunk")
+    tag = int.from_bytes(fmt[0:2], "little")
+    channels = int.from_bytes(fmt[2:4], "little")
+    rate = int.from_bytes(fmt[4:8], "little")
+    bits = int.from_bytes(fmt[14:16], "little")
+    if tag not in (1, 0xFFFE) or bits != 16:
+        raise ValueError(f"{path}: format tag {tag}, {bits} bits: only 16-bit PCM is read")
+    frame = 2 * channels
+    usable = len(pcm) // frame * frame
+    samples = np.frombuffer(pcm[:usable], dtype="<i2").astype(np.float64) / 32768.0
+    return samples.reshape(-1, channels).mean(axis=1), rate
+
+
+def resample_to_8k(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Band-limited resampling (FFT: cut the spectrum at 4 kHz) to 8 kHz."""
+    if rate == 8000 or len(samples) == 0:
+        return samples
+    n = len(samples)
+    m = round(n * 8000 / rate)
+    spectrum = np.fft.rfft(samples)[: m // 2 + 1]
+    return np.fft.irfft(spectrum, m) * (m / n)
+
+
+def rms_dbfs(samples: np.ndarray) -> float:
+    if len(samples) == 0:
+        return -200.0
+    rms = float(np.sqrt(np.mean(np.square(samples))))
+    return 20 * float(np.log10(max(rms, 1e-10)))
+
+
+@dataclass(frozen=True)
+class AudioMatch:
+    """How a recording (8 kHz) compares with a reference (the court's recording).
+
+    lag_s: where the reference starts in the recording (FFT cross-correlation peak).
+    global_correlation: normalised correlation over the overlap at that one lag.
+    correlation: the same, pooled over 20 ms blocks of the reference, each block re-aligned
+      within ±max_shift_s of the global lag: a receiver's adaptive jitter buffer may drop or
+      insert a few ms mid-stream (linphone drops 10 ms at a time), which one global lag
+      cannot follow. Blocks outside the recording count as silence.
+    matched_fraction: share of blocks whose own normalised correlation exceeds `threshold`.
+    chirp_seconds: span of the recording from the first to the end of the last matched block
+      (the audible length of the reference; a receiver's concealment tail is not included).
+    energy_seconds: span where the 10 ms RMS is within 20 dB of the recording's peak
+      (reported for diagnosis: it includes packet-loss concealment tails).
+    """
+
+    lag_s: float
+    global_correlation: float
+    correlation: float
+    matched_fraction: float
+    chirp_seconds: float
+    energy_seconds: float
+    recording_seconds: float
+    rms_dbfs: float
+
+    def describe(self) -> str:
+        return (
+            f"lag {self.lag_s * 1000:.1f} ms, correlation {self.correlation:.3f} "
+            f"(one lag: {self.global_correlation:.3f}), matched blocks "
+            f"{self.matched_fraction:.0%}, chirp {self.chirp_seconds:.3f} s, energy span "
+            f"{self.energy_seconds:.3f} s, recording {self.recording_seconds:.3f} s at "
+            f"{self.rms_dbfs:.1f} dBFS"
+        )
+
+
+def match_reference(
+    recording: np.ndarray,
+    reference: np.ndarray,
+    *,
+    rate: int = 8000,
+    block_s: float = 0.02,
+    max_shift_s: float = 0.05,
+    threshold: float = 0.8,
+) -> AudioMatch:
+    rec = np.asarray(recording, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64)
+    seconds = len(rec) / rate
+    level = rms_dbfs(rec)
+    if len(rec) == 0 or not np.any(rec):
+        return AudioMatch(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, seconds, level)
+    size = 1 << (len(rec) + len(ref)).bit_length()
+    xc = np.fft.irfft(np.fft.rfft(rec, size) * np.conj(np.fft.rfft(ref, size)), size)
+    lag = int(np.argmax(xc))
+    if lag > size // 2:
+        lag -= size
+
+    def ncorr(a: np.ndarray, b: np.ndarray) -> float:
+        denom = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
+        return float(np.dot(a, b)) / denom if denom > 0 else 0.0
+
+    a0, b0 = max(lag, 0), max(-lag, 0)
+    k = min(len(rec) - a0, len(ref) - b0)
+    global_corr = ncorr(rec[a0 : a0 + k], ref[b0 : b0 + k]) if k > 0 else 0.0
+
+    block, shift = round(block_s * rate), round(max_shift_s * rate)
+    dot_sum = rec_energy = ref_energy = 0.0
+    matched: list[int] = []  # recording positions of matched blocks
+    blocks = 0
+    for start in range(0, len(ref) - block + 1, block):
+        blocks += 1
+        b = ref[start : start + block]
+        ref_energy += float(np.dot(b, b))
+        lo = max(start + lag - shift, 0)
+        hi = min(start + lag + shift + block, len(rec))
+        if hi - lo < block:
+            continue
+        window = rec[lo:hi]
+        dots = np.correlate(window, b, mode="valid")
+        energies = np.convolve(np.square(window), np.ones(block), mode="valid")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scores = np.where(energies > 0, dots / np.sqrt(energies * np.dot(b, b)), 0.0)
+        best = int(np.argmax(scores))
+        dot_sum += float(dots[best])
+        rec_energy += float(energies[best])
+        if scores[best] > threshold:
+            matched.append(lo + best)
+    pooled = dot_sum / np.sqrt(rec_energy * ref_energy) if rec_energy and ref_energy else 0.0
+    chirp = (max(matched) + block - min(matched)) / rate if matched else 0.0
+
+    win = rate // 100
+    n = len(rec) // win
+    rms = np.sqrt(np.mean(np.square(rec[: n * win].reshape(n, win)), axis=1))
+    loud = np.nonzero(rms > rms.max() / 10)[0] if n else np.zeros(0, dtype=int)
+    energy = (loud[-1] + 1 - loud[0]) * win / rate if len(loud) else 0.0
+    return AudioMatch(
+        lag_s=lag / rate,
+        global_correlation=global_corr,
+        correlation=float(pooled),
+        matched_fraction=len(matched) / blocks if blocks else 0.0,
+        chirp_seconds=chirp,
+        energy_seconds=float(energy),
+        recording_seconds=seconds,
+        rms_dbfs=level,
+    )

@@ -80,7 +80,17 @@ def build_app(service: Service) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     # routes: court API (issue 5a)
+    from ringback.api.court_api import register_court_api
+
+    register_court_api(app)
     # routes: recordings, imports, events (issue 5b)
+    from ringback.api import events as events_api
+    from ringback.api import imports as imports_api
+    from ringback.api import recordings as recordings_api
+
+    recordings_api.setup(app, service.config.recordings.max_concurrent_decodes)
+    imports_api.setup(app)
+    events_api.setup(app)
     return app
 
 

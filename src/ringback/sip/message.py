@@ -91,24 +91,85 @@ def _clip(text: str, n: int = 40) -> str:
 # --------------------------------------------------------------------------- headers
 
 _CANONICAL_NAMES = [
-    "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow",
-    "Allow-Events", "Authentication-Info", "Authorization", "Call-ID", "Call-Info",
-    "Contact", "Content-Disposition", "Content-Encoding", "Content-Language",
-    "Content-Length", "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires",
-    "From", "Identity", "In-Reply-To", "Max-Forwards", "MIME-Version", "Min-Expires",
-    "Organization", "P-Asserted-Identity", "Priority", "Proxy-Authenticate",
-    "Proxy-Authorization", "Proxy-Require", "RAck", "Reason", "Record-Route",
-    "Refer-To", "Referred-By", "Reply-To", "Request-Disposition", "Require",
-    "Retry-After", "Route", "RSeq", "Server", "Session-Expires", "Subject",
-    "Subscription-State", "Supported", "Timestamp", "To", "Unsupported", "User-Agent",
-    "Via", "Warning", "WWW-Authenticate",
+    "Accept",
+    "Accept-Contact",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Alert-Info",
+    "Allow",
+    "Allow-Events",
+    "Authentication-Info",
+    "Authorization",
+    "Call-ID",
+    "Call-Info",
+    "Contact",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Length",
+    "Content-Type",
+    "CSeq",
+    "Date",
+    "Error-Info",
+    "Event",
+    "Expires",
+    "From",
+    "Identity",
+    "In-Reply-To",
+    "Max-Forwards",
+    "MIME-Version",
+    "Min-Expires",
+    "Organization",
+    "P-Asserted-Identity",
+    "Priority",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Require",
+    "RAck",
+    "Reason",
+    "Record-Route",
+    "Refer-To",
+    "Referred-By",
+    "Reply-To",
+    "Request-Disposition",
+    "Require",
+    "Retry-After",
+    "Route",
+    "RSeq",
+    "Server",
+    "Session-Expires",
+    "Subject",
+    "Subscription-State",
+    "Supported",
+    "Timestamp",
+    "To",
+    "Unsupported",
+    "User-Agent",
+    "Via",
+    "Warning",
+    "WWW-Authenticate",
 ]
 _COMPACT = {
-    "v": "Via", "i": "Call-ID", "f": "From", "t": "To", "m": "Contact",
-    "l": "Content-Length", "c": "Content-Type", "k": "Supported", "e": "Content-Encoding",
-    "s": "Subject", "o": "Event", "r": "Refer-To", "u": "Allow-Events",
-    "x": "Session-Expires", "b": "Referred-By", "y": "Identity", "n": "Identity-Info",
-    "a": "Accept-Contact", "j": "Reject-Contact", "d": "Request-Disposition",
+    "v": "Via",
+    "i": "Call-ID",
+    "f": "From",
+    "t": "To",
+    "m": "Contact",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "k": "Supported",
+    "e": "Content-Encoding",
+    "s": "Subject",
+    "o": "Event",
+    "r": "Refer-To",
+    "u": "Allow-Events",
+    "x": "Session-Expires",
+    "b": "Referred-By",
+    "y": "Identity",
+    "n": "Identity-Info",
+    "a": "Accept-Contact",
+    "j": "Reject-Contact",
+    "d": "Request-Disposition",
 }
 #: lower-case spelling (full or compact) -> (canonical name, lookup key)
 _CANON: dict[str, tuple[str, str]] = {n.lower(): (n, n.lower()) for n in _CANONICAL_NAMES}
@@ -120,12 +181,37 @@ _CANON_GET = _CANON.get
 _LIST_HEADERS = frozenset(
     k.lower()
     for k in (
-        "Via", "Route", "Record-Route", "Contact", "Supported", "Require", "Proxy-Require",
-        "Allow", "Accept", "Accept-Encoding", "Accept-Language", "Unsupported",
-        "Allow-Events", "Content-Encoding", "Content-Language", "In-Reply-To", "Alert-Info",
-        "Call-Info", "Error-Info", "Warning", "Reply-To", "Path", "Service-Route",
-        "P-Asserted-Identity", "Accept-Contact", "Reject-Contact", "Request-Disposition",
-        "Reason", "Security-Client", "Security-Server", "Security-Verify",
+        "Via",
+        "Route",
+        "Record-Route",
+        "Contact",
+        "Supported",
+        "Require",
+        "Proxy-Require",
+        "Allow",
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Unsupported",
+        "Allow-Events",
+        "Content-Encoding",
+        "Content-Language",
+        "In-Reply-To",
+        "Alert-Info",
+        "Call-Info",
+        "Error-Info",
+        "Warning",
+        "Reply-To",
+        "Path",
+        "Service-Route",
+        "P-Asserted-Identity",
+        "Accept-Contact",
+        "Reject-Contact",
+        "Request-Disposition",
+        "Reason",
+        "Security-Client",
+        "Security-Server",
+        "Security-Verify",
     )
 )
 _SINGLETONS = frozenset(
@@ -289,9 +375,7 @@ class Headers:
         return f"Headers({self.items()!r})"
 
     def _head(self) -> str:
-        return "".join(
-            [f"{n}: {v}\r\n" for k, n, v in self._items if k != "content-length"]
-        )
+        return "".join([f"{n}: {v}\r\n" for k, n, v in self._items if k != "content-length"])
 
 
 # --------------------------------------------------------------------------- messages
@@ -317,7 +401,10 @@ class Request:
         if not isinstance(other, Request):
             return NotImplemented
         return (self.method, self.uri, _semantic(self.headers), self.body) == (
-            other.method, other.uri, _semantic(other.headers), other.body
+            other.method,
+            other.uri,
+            _semantic(other.headers),
+            other.body,
         )
 
     @property
@@ -378,7 +465,10 @@ class Response:
         if not isinstance(other, Response):
             return NotImplemented
         return (self.status, self.reason, _semantic(self.headers), self.body) == (
-            other.status, other.reason, _semantic(other.headers), other.body
+            other.status,
+            other.reason,
+            _semantic(other.headers),
+            other.body,
         )
 
     @property
@@ -442,8 +532,7 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
     if len(data) > limits.max_message_size:
         raise SipParseError(
             513,
-            f"Message Too Large: {len(data)} bytes exceeds limit of "
-            f"{limits.max_message_size}",
+            f"Message Too Large: {len(data)} bytes exceeds limit of {limits.max_message_size}",
         )
     start = 0
     while data.startswith(b"\r\n", start):
@@ -547,9 +636,7 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
         return exc
 
     if len(parts) != 3:
-        raise fail(
-            _bad("malformed Request-Line (expected 'Method SP Request-URI SP SIP/2.0')")
-        )
+        raise fail(_bad("malformed Request-Line (expected 'Method SP Request-URI SP SIP/2.0')"))
     uri = parts[1]
     if not _token_match(method):
         raise fail(_bad(f"invalid method {_clip(method)!r}"))
@@ -632,18 +719,14 @@ def _body(data: bytes, body_start: int, cl: str | None, limits: Limits) -> bytes
         raise _bad(f"invalid Content-Length {_clip(cl)!r}")
     n = int(cl)
     if n > limits.max_message_size:
-        raise SipParseError(
-            413, f"Request Entity Too Large: Content-Length {n} exceeds limit"
-        )
+        raise SipParseError(413, f"Request Entity Too Large: Content-Length {n} exceeds limit")
     avail = len(data) - body_start
     if avail < n:
         raise _bad(f"body shorter than Content-Length ({avail} < {n})")
     return data[body_start : body_start + n]
 
 
-def split_stream(
-    buffer: bytes, limits: Limits = DEFAULT_LIMITS
-) -> tuple[bytes | None, int]:
+def split_stream(buffer: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes | None, int]:
     """Frame one message from a stream buffer (TCP/TLS) by Content-Length.
 
     Returns ``(message, consumed)``; ``message`` is None when more data is needed
@@ -681,33 +764,84 @@ def split_stream(
 # --------------------------------------------------------------------------- responses
 
 REASON_PHRASES: dict[int, str] = {
-    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
-    183: "Session Progress", 199: "Early Dialog Terminated", 200: "OK", 202: "Accepted",
-    204: "No Notification", 300: "Multiple Choices", 301: "Moved Permanently",
-    302: "Moved Temporarily", 305: "Use Proxy", 380: "Alternative Service",
-    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
-    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
-    407: "Proxy Authentication Required", 408: "Request Timeout", 410: "Gone",
-    412: "Conditional Request Failed", 413: "Request Entity Too Large",
-    414: "Request-URI Too Long", 415: "Unsupported Media Type",
-    416: "Unsupported URI Scheme", 417: "Unknown Resource-Priority", 420: "Bad Extension",
-    421: "Extension Required", 422: "Session Interval Too Small", 423: "Interval Too Brief",
-    428: "Use Identity Header", 429: "Provide Referrer Identity", 433: "Anonymity Disallowed",
-    436: "Bad Identity-Info", 437: "Unsupported Certificate", 438: "Invalid Identity Header",
-    439: "First Hop Lacks Outbound Support", 440: "Max-Breadth Exceeded",
-    469: "Bad Info Package", 470: "Consent Needed",
-    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
-    482: "Loop Detected", 483: "Too Many Hops", 484: "Address Incomplete", 485: "Ambiguous",
-    486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
-    489: "Bad Event", 491: "Request Pending", 493: "Undecipherable",
-    494: "Security Agreement Required", 500: "Server Internal Error",
-    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
-    504: "Server Time-out", 505: "Version Not Supported", 513: "Message Too Large",
-    580: "Precondition Failure", 600: "Busy Everywhere", 603: "Decline",
-    604: "Does Not Exist Anywhere", 606: "Not Acceptable",
+    100: "Trying",
+    180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
+    199: "Early Dialog Terminated",
+    200: "OK",
+    202: "Accepted",
+    204: "No Notification",
+    300: "Multiple Choices",
+    301: "Moved Permanently",
+    302: "Moved Temporarily",
+    305: "Use Proxy",
+    380: "Alternative Service",
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    410: "Gone",
+    412: "Conditional Request Failed",
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Long",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    417: "Unknown Resource-Priority",
+    420: "Bad Extension",
+    421: "Extension Required",
+    422: "Session Interval Too Small",
+    423: "Interval Too Brief",
+    428: "Use Identity Header",
+    429: "Provide Referrer Identity",
+    433: "Anonymity Disallowed",
+    436: "Bad Identity-Info",
+    437: "Unsupported Certificate",
+    438: "Invalid Identity Header",
+    439: "First Hop Lacks Outbound Support",
+    440: "Max-Breadth Exceeded",
+    469: "Bad Info Package",
+    470: "Consent Needed",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    484: "Address Incomplete",
+    485: "Ambiguous",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    489: "Bad Event",
+    491: "Request Pending",
+    493: "Undecipherable",
+    494: "Security Agreement Required",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+    580: "Precondition Failure",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
 }
-_CLASS_REASON = {1: "Trying", 2: "OK", 3: "Redirect", 4: "Client Error", 5: "Server Error",
-                 6: "Global Failure"}
+_CLASS_REASON = {
+    1: "Trying",
+    2: "OK",
+    3: "Redirect",
+    4: "Client Error",
+    5: "Server Error",
+    6: "Global Failure",
+}
 
 
 def new_tag() -> str:
@@ -913,7 +1047,12 @@ class SipUri:
         low = name.lower()
         params = (*tuple(p for p in self.params if p[0].lower() != low), (name, value))
         return SipUri(
-            self.scheme, self.user, self.password, self.host, self.port, params,
+            self.scheme,
+            self.user,
+            self.password,
+            self.host,
+            self.port,
+            params,
             self.headers,
         )
 
@@ -921,7 +1060,12 @@ class SipUri:
         low = name.lower()
         params = tuple(p for p in self.params if p[0].lower() != low)
         return SipUri(
-            self.scheme, self.user, self.password, self.host, self.port, params,
+            self.scheme,
+            self.user,
+            self.password,
+            self.host,
+            self.port,
+            params,
             self.headers,
         )
 

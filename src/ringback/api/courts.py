@@ -1,0 +1,145 @@
+"""Courts and API tokens: `/v1/courts`, `/v1/courts/{id}/tokens`, `/v1/tokens`."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from ringback.api.app import SERVICE
+from ringback.api.auth import ApiError, authenticate
+from ringback.api.common import (
+    api_handler,
+    court_json,
+    decode_cursor,
+    encode_cursor,
+    get_str,
+    json_body,
+    parse_limit,
+    path_int,
+    path_uuid,
+    scope_court,
+    token_json,
+)
+from ringback.registry.store import Conflict, NotFound
+
+ONCE = "shown once only: ringback keeps a hash of the token and cannot show it again"
+
+
+@api_handler
+async def create_court(request: web.Request) -> web.Response:
+    who = await authenticate(request, "operator")
+    body = await json_body(request, ("name",))
+    name = get_str(body, "name", required=True)
+    assert name is not None
+    store = request.app[SERVICE].store
+    try:
+        court, token, secret = await store.create_court(name, who)
+    except Conflict as exc:
+        raise ApiError(409, "court_exists", str(exc)) from None
+    return web.json_response(
+        {
+            "court": court_json(court),
+            "token": token,
+            "webhook_secret": secret,
+            "note": "token and webhook_secret are " + ONCE,
+        },
+        status=201,
+    )
+
+
+@api_handler
+async def list_courts(request: web.Request) -> web.Response:
+    who = await authenticate(request, "operator", "court")
+    store = request.app[SERVICE].store
+    if who.role == "court":
+        assert who.court_id is not None
+        court = await store.court(who.court_id)
+        return web.json_response(
+            {"items": [court_json(court)] if court else [], "next_cursor": None}
+        )
+    limit = parse_limit(request)
+    # Court ids are UUIDs: the cursor carries the last one as a 128-bit integer.
+    after = decode_cursor(request, "court", max_value=2**128)
+    after_id = uuid.UUID(int=after) if after else None
+    rows = await store.courts(after_id, limit)
+    items = [court_json(r) for r in rows]
+    next_cursor = None
+    if len(rows) == limit:
+        next_cursor = encode_cursor("court", rows[-1]["id"].int)
+    return web.json_response({"items": items, "next_cursor": next_cursor})
+
+
+@api_handler
+async def get_court(request: web.Request) -> web.Response:
+    who = await authenticate(request, "operator", "court")
+    court_id = scope_court(who, path_uuid(request, "court_id", "court"))
+    court = await request.app[SERVICE].store.court(court_id)
+    if court is None:
+        raise ApiError(404, "not_found", "no such court")
+    return web.json_response(court_json(court))
+
+
+@api_handler
+async def create_court_token(request: web.Request) -> web.Response:
+    who = await authenticate(request, "operator", "court")
+    court_id = scope_court(who, path_uuid(request, "court_id", "court"))
+    body = await json_body(request, ("label",))
+    label = get_str(body, "label", required=False) or ""
+    try:
+        row, token = await request.app[SERVICE].store.issue_token("court", court_id, label, who)
+    except NotFound:
+        raise ApiError(404, "not_found", "no such court") from None
+    return web.json_response({**token_json(row), "token": token, "note": ONCE}, status=201)
+
+
+@api_handler
+async def list_court_tokens(request: web.Request) -> web.Response:
+    who = await authenticate(request, "operator", "court")
+    court_id = scope_court(who, path_uuid(request, "court_id", "court"))
+    store = request.app[SERVICE].store
+    if await store.court(court_id) is None:
+        raise ApiError(404, "not_found", "no such court")
+    rows = await store.tokens(court_id)
+    return web.json_response({"items": [token_json(r) for r in rows], "next_cursor": None})
+
+
+@api_handler
+async def create_token(request: web.Request) -> web.Response:
+    """Operator and switch tokens (court tokens: POST /v1/courts/{id}/tokens)."""
+    who = await authenticate(request, "operator")
+    body = await json_body(request, ("role", "label"))
+    role = get_str(body, "role", required=True)
+    if role not in ("operator", "switch"):
+        raise ApiError(
+            400,
+            "invalid_field",
+            f"role: must be operator or switch, got {role!r} "
+            "(court tokens: POST /v1/courts/{id}/tokens)",
+        )
+    label = get_str(body, "label", required=False) or ""
+    row, token = await request.app[SERVICE].store.issue_token(role, None, label, who)
+    return web.json_response({**token_json(row), "token": token, "note": ONCE}, status=201)
+
+
+@api_handler
+async def revoke_token(request: web.Request) -> web.Response:
+    who = await authenticate(request, "operator", "court")
+    token_id = path_int(request, "token_id", "token")
+    scope = who.court_id if who.role == "court" else None
+    try:
+        row = await request.app[SERVICE].store.revoke_token(token_id, who, court_id=scope)
+    except NotFound:
+        raise ApiError(404, "not_found", "no such token") from None
+    return web.json_response(token_json(row))
+
+
+def register(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/v1/courts", create_court)
+    r.add_get("/v1/courts", list_courts)
+    r.add_get("/v1/courts/{court_id}", get_court)
+    r.add_post("/v1/courts/{court_id}/tokens", create_court_token)
+    r.add_get("/v1/courts/{court_id}/tokens", list_court_tokens)
+    r.add_post("/v1/tokens", create_token)
+    r.add_delete("/v1/tokens/{token_id}", revoke_token)

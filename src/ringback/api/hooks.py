@@ -1,0 +1,160 @@
+"""`POST /v1/hooks/payment-confirmed`: a payment system says a debt is paid.
+
+Authenticated by the court's webhook secret, not by a bearer token:
+
+    X-Ringback-Timestamp: <unix seconds>
+    X-Ringback-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">
+
+The timestamp must be within ±300 s of our clock (replay window). The hook is idempotent
+by (court_id, payment_id): a replay gets the first answer, byte for byte, and changes
+nothing. A first delivery clears every open (active or suspended) listing of the case in
+one transaction; the change feed then takes the numbers out of every node's index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from aiohttp import web
+
+from ringback.api.app import SERVICE
+from ringback.api.auth import ApiError
+from ringback.api.common import api_handler, get_str, parse_time
+
+REPLAY_WINDOW_S = 300
+MAX_BODY = 64 * 1024
+FIELDS = ("court_id", "case_ref", "payment_id", "paid_at", "amount", "currency")
+
+
+def sign(secret: str, timestamp: str | int, body: bytes) -> str:
+    """The `X-Ringback-Signature` value for `body` sent at `timestamp` (for senders and tests)."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def _unauthorized(code: str, message: str) -> ApiError:
+    return ApiError(401, code, message)
+
+
+def _check_headers(request: web.Request, now: float) -> tuple[str, str]:
+    timestamp = request.headers.get("X-Ringback-Timestamp", "").strip()
+    signature = request.headers.get("X-Ringback-Signature", "").strip()
+    if not signature or not timestamp:
+        missing = [
+            name
+            for name, value in (
+                ("X-Ringback-Timestamp", timestamp),
+                ("X-Ringback-Signature", signature),
+            )
+            if not value
+        ]
+        raise _unauthorized("missing_signature", f"missing header(s): {', '.join(missing)}")
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        raise _unauthorized(
+            "bad_timestamp", f"X-Ringback-Timestamp: must be unix seconds, got {timestamp[:40]!r}"
+        )
+    skew = int(timestamp) - now
+    if abs(skew) > REPLAY_WINDOW_S:
+        raise _unauthorized(
+            "stale_timestamp",
+            f"X-Ringback-Timestamp is {abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} "
+            f"our clock; the window is ±{REPLAY_WINDOW_S} s",
+        )
+    scheme, _, hexdigest = signature.partition("=")
+    if scheme != "sha256" or len(hexdigest) != 64:
+        raise _unauthorized(
+            "bad_signature", "X-Ringback-Signature: must be 'sha256=' and 64 hex digits"
+        )
+    return timestamp, hexdigest.lower()
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    return body
+
+
+def _amount(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ApiError(400, "invalid_field", "amount: must be a number or a decimal string")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ApiError(400, "invalid_field", f"amount: not a decimal number: {value!r}") from None
+    if not amount.is_finite() or amount < 0 or abs(amount.adjusted()) > 15:
+        raise ApiError(400, "invalid_field", f"amount: must be a finite number >= 0: {value!r}")
+    return amount
+
+
+@api_handler
+async def payment_confirmed(request: web.Request) -> web.Response:
+    store = request.app[SERVICE].store
+    timestamp, digest = _check_headers(request, time.time())
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, "body_too_large", f"body larger than {MAX_BODY} bytes")
+    raw = await request.read()
+    if len(raw) > MAX_BODY:
+        raise ApiError(413, "body_too_large", f"body larger than {MAX_BODY} bytes")
+    body = _parse(raw)
+    # The court (and so the secret) comes from the body; only a correct signature makes
+    # any of the body trustworthy, so an unknown court is just a bad signature.
+    court_text = body.get("court_id")
+    court_id: uuid.UUID | None = None
+    if isinstance(court_text, str):
+        try:
+            court_id = uuid.UUID(court_text)
+        except ValueError:
+            court_id = None
+    if court_id is None:
+        raise ApiError(400, "invalid_field", "court_id: must be the court's UUID")
+    secret = await store.webhook_secret(court_id)
+    expected = sign(secret or "\0unknown court", timestamp, raw).removeprefix("sha256=")
+    if not hmac.compare_digest(expected.encode(), digest.encode()) or secret is None:
+        raise _unauthorized(
+            "bad_signature",
+            "X-Ringback-Signature does not match HMAC-SHA256('<timestamp>.<body>') "
+            "with the court's webhook secret",
+        )
+
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(unknown)}")
+    case_ref = get_str(body, "case_ref", required=True)
+    payment_id = get_str(body, "payment_id", required=True)
+    if body.get("paid_at") is None:
+        raise ApiError(400, "missing_field", "paid_at is required")
+    paid_at = parse_time("paid_at", body["paid_at"])
+    amount = _amount(body.get("amount"))
+    currency = get_str(body, "currency", required=False, max_len=3)
+    if currency is not None and not (
+        currency.isascii() and currency.isalpha() and len(currency) == 3
+    ):
+        raise ApiError(
+            400, "invalid_field", f"currency: an ISO 4217 code such as CNY, got {currency!r}"
+        )
+    assert case_ref is not None and payment_id is not None
+    result, replayed = await store.payment_confirmed(
+        court_id, payment_id, case_ref, paid_at, amount, currency and currency.upper()
+    )
+    # Keys sorted: a replay (read back from jsonb) answers with exactly the same bytes.
+    return web.Response(
+        text=json.dumps(result, sort_keys=True, ensure_ascii=False),
+        content_type="application/json",
+        headers={"Idempotent-Replayed": "true" if replayed else "false"},
+    )
+
+
+def register(app: web.Application) -> None:
+    app.router.add_post("/v1/hooks/payment-confirmed", payment_confirmed)

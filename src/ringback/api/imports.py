@@ -1,0 +1,284 @@
+"""Bulk CSV import of listings: `POST /v1/imports`, `GET /v1/imports[/{id}]`.
+
+The upload (a CSV body, or multipart with the CSV in field `file`) is streamed to a
+temporary file under the byte limit, then validated row by row and loaded in one
+transaction (see `ringback.registry.imports`). By default the request waits for the
+result: 201 with the finished job, or 422 naming the bad row's line (nothing changed).
+With `Prefer: respond-async` it answers 202 with the job at once; poll
+`GET /v1/imports/{id}` for progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from ringback.api.auth import ApiError, authenticate
+from ringback.api.common import api_handler
+from ringback.registry.imports import (
+    JOB_COLUMNS,
+    ImportOptions,
+    ImportRejected,
+    create_job,
+    import_json,
+    run_import,
+)
+from ringback.registry.numbers import NumberingPlan
+from ringback.registry.store import Principal
+
+TASKS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("import_tasks")
+_CHUNK = 1 << 16
+_FLUSH = 1 << 20
+_CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-stream", "")
+
+
+def _service(request: web.Request) -> Any:
+    from ringback.api.app import SERVICE
+
+    return request.app[SERVICE]
+
+
+def _options(config: Any, effective_reason: str | None) -> ImportOptions:
+    n = config.numbering
+    return ImportOptions(
+        plan=NumberingPlan(
+            n.country_code, n.trunk_prefix, n.international_prefix, n.national_max_digits
+        ),
+        max_duration_days=config.listings.max_duration_days,
+        notice_period_days=config.listings.notice_period_days,
+        effective_reason=effective_reason,
+        batch_rows=config.imports.batch_rows,
+    )
+
+
+class _Spool:
+    """Streams chunks to a temporary file, enforcing the byte limit and hashing."""
+
+    def __init__(self, limit: int) -> None:
+        fd, name = tempfile.mkstemp(prefix="ringback-import-", suffix=".csv")
+        self.file = os.fdopen(fd, "wb")
+        self.path = Path(name)
+        self.limit = limit
+        self.size = 0
+        self.digest = hashlib.sha256()
+        self._buffer = bytearray()
+
+    async def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise ApiError(413, "too_large", f"the file is larger than {self.limit} bytes")
+        self.digest.update(chunk)
+        self._buffer += chunk
+        if len(self._buffer) >= _FLUSH:
+            data, self._buffer = bytes(self._buffer), bytearray()
+            await asyncio.to_thread(self.file.write, data)
+
+    async def finish(self) -> None:
+        if self._buffer:
+            await asyncio.to_thread(self.file.write, bytes(self._buffer))
+            self._buffer = bytearray()
+        self.file.close()
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+async def _court(request: web.Request, who: Principal, field: str | None) -> uuid.UUID:
+    if who.role == "court":
+        assert who.court_id is not None
+        if field and field != str(who.court_id):
+            raise ApiError(404, "not_found", "no such court")
+        return who.court_id
+    if not field:
+        raise ApiError(422, "invalid", "an operator must give court_id (query or form field)")
+    try:
+        court_id = uuid.UUID(field)
+    except ValueError:
+        raise ApiError(404, "not_found", "no such court") from None
+    if not await _service(request).pool.fetchval("SELECT 1 FROM courts WHERE id = $1", court_id):
+        raise ApiError(404, "not_found", "no such court")
+    return court_id
+
+
+async def _receive(request: web.Request, spool: _Spool) -> tuple[str | None, dict[str, str]]:
+    """Stream the CSV into `spool`; (filename, form fields)."""
+    fields: dict[str, str] = {}
+    if request.content_type.startswith("multipart/"):
+        try:
+            reader = await request.multipart()
+        except (ValueError, AssertionError):
+            raise ApiError(400, "bad_request", "malformed multipart body") from None
+        filename: str | None = None
+        while True:
+            try:
+                part = await reader.next()
+            except ValueError:
+                raise ApiError(400, "bad_request", "malformed multipart body") from None
+            if part is None:
+                break
+            if not isinstance(part, BodyPartReader):
+                raise ApiError(400, "bad_request", "nested multipart is not supported")
+            if part.name == "file":
+                if filename is not None:
+                    raise ApiError(400, "bad_request", "send one file per import")
+                filename = (part.filename or "import.csv")[:200]
+                while chunk := await part.read_chunk(_CHUNK):
+                    await spool.write(chunk)
+            elif part.name in ("court_id", "effective_reason"):
+                value = await part.read_chunk(2048)
+                fields[part.name] = bytes(value).decode("utf-8", "replace").strip()
+            else:
+                await part.release()
+        if filename is None:
+            raise ApiError(400, "bad_request", "no file: send the CSV in form field 'file'")
+        return filename, fields
+    if request.content_type not in _CSV_TYPES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send text/csv, or multipart/form-data with the CSV in field 'file'",
+        )
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        await spool.write(chunk)
+    return request.query.get("filename"), fields
+
+
+async def create_import(request: web.Request) -> web.Response:
+    who = await authenticate(request, "court", "operator")
+    service = _service(request)
+    limit = service.config.imports.max_bytes
+    if request.content_length is not None and request.content_length > limit + _CHUNK:
+        raise ApiError(413, "too_large", f"the file is larger than {limit} bytes")
+    spool = _Spool(limit)
+    handed_over = False
+    try:
+        filename, fields = await _receive(request, spool)
+        await spool.finish()
+        court_id = await _court(
+            request, who, fields.get("court_id") or request.query.get("court_id")
+        )
+        reason = fields.get("effective_reason") or request.query.get("effective_reason")
+        if reason is not None and not 1 <= len(reason) <= 1000:
+            raise ApiError(422, "invalid", "effective_reason must be 1-1000 characters")
+        pool = service.pool
+        job_id = await create_job(pool, court_id, who, filename)
+        options = _options(service.config, reason)
+        work = run_import(
+            pool,
+            job_id,
+            court_id,
+            who,
+            spool.path,
+            options,
+            filename=filename,
+            sha256=spool.digest.digest(),
+        )
+
+        async def job() -> dict[str, Any]:
+            try:
+                return await work
+            finally:
+                spool.remove()
+
+        task = asyncio.ensure_future(job())
+        handed_over = True
+        tasks = request.app[TASKS]
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        if "respond-async" in request.headers.get("Prefer", ""):
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            row = await pool.fetchrow(f"SELECT {JOB_COLUMNS} FROM imports WHERE id = $1", job_id)
+            return web.json_response(
+                import_json(row),
+                status=202,
+                headers={
+                    "Location": f"/v1/imports/{job_id}",
+                    "Preference-Applied": "respond-async",
+                },
+            )
+        try:
+            result = await asyncio.shield(task)
+        except ImportRejected as exc:
+            return web.json_response(
+                {
+                    "error": {
+                        "code": exc.code,
+                        "message": exc.message,
+                        "line": exc.line,
+                        "import_id": str(job_id),
+                    }
+                },
+                status=422,
+            )
+        return web.json_response(result, status=201, headers={"Location": f"/v1/imports/{job_id}"})
+    finally:
+        if not handed_over:
+            spool.remove()
+
+
+def _job_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["id"])
+    except ValueError:
+        raise ApiError(404, "not_found", "no such import") from None
+
+
+async def get_import(request: web.Request) -> web.Response:
+    who = await authenticate(request, "court", "operator")
+    row = await _service(request).pool.fetchrow(
+        f"SELECT {JOB_COLUMNS} FROM imports WHERE id = $1", _job_id(request)
+    )
+    if row is None or (who.role == "court" and row["court_id"] != who.court_id):
+        raise ApiError(404, "not_found", "no such import")
+    return web.json_response(import_json(row))
+
+
+async def list_imports(request: web.Request) -> web.Response:
+    who = await authenticate(request, "court", "operator")
+    try:
+        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
+    except ValueError:
+        raise ApiError(400, "bad_request", "limit must be an integer") from None
+    if who.role == "court":
+        rows = await _service(request).pool.fetch(
+            f"SELECT {JOB_COLUMNS} FROM imports WHERE court_id = $1 "
+            "ORDER BY created_at DESC LIMIT $2",
+            who.court_id,
+            limit,
+        )
+    else:
+        rows = await _service(request).pool.fetch(
+            f"SELECT {JOB_COLUMNS} FROM imports ORDER BY created_at DESC LIMIT $1", limit
+        )
+    return web.json_response({"imports": [import_json(r) for r in rows]})
+
+
+async def _cancel_jobs(app: web.Application) -> None:
+    running: set[asyncio.Task[Any]] = app[TASKS]
+    tasks = list(running)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def setup(app: web.Application) -> None:
+    app[TASKS] = set()
+    app.on_shutdown.append(_cancel_jobs)
+    app.router.add_post("/v1/imports", api_handler(create_import))
+    app.router.add_get("/v1/imports", api_handler(list_imports))
+    app.router.add_get("/v1/imports/{id}", api_handler(get_import))
+
+
+__all__ = ["setup"]

@@ -1,0 +1,276 @@
+"""Listings: `PUT/GET /v1/listings/{number}`, clear/suspend/resume, `GET /v1/listings`.
+
+A court acts on its own listings only; an operator acts for any court (naming it with
+`court_id` where a number could be listed by several).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from ringback.api.app import SERVICE
+from ringback.api.auth import ApiError, authenticate
+from ringback.api.common import (
+    api_handler,
+    decode_cursor,
+    get_int,
+    get_str,
+    get_time,
+    iso,
+    json_body,
+    listing_json,
+    page,
+    parse_limit,
+    parse_uuid,
+    scope_court,
+)
+from ringback.registry.numbers import NumberError, NumberingPlan, normalize, parse_e164
+from ringback.registry.store import Conflict, NotFound, Principal
+
+PLAN: web.AppKey[NumberingPlan] = web.AppKey("numbering_plan")
+
+# effective_at may be this far in the past (clock skew between a court's system and ours).
+PAST_TOLERANCE = timedelta(minutes=5)
+STATUSES = ("active", "suspended", "cleared", "expired")
+
+
+def numbering_plan(app: web.Application) -> NumberingPlan:
+    plan = app.get(PLAN)
+    if plan is None:
+        n = app[SERVICE].config.numbering
+        plan = NumberingPlan(
+            n.country_code, n.trunk_prefix, n.international_prefix, n.national_max_digits
+        )
+    return plan
+
+
+def e164_number(app: web.Application, text: str) -> int:
+    """A listed number: strict E.164 ('+' and digits only) that the home plan also accepts."""
+    try:
+        number = parse_e164(text)
+        if normalize(text, numbering_plan(app)) != number:  # pragma: no cover - defensive
+            raise NumberError(f"not a canonical E.164 number: {text!r}")
+    except NumberError as exc:
+        raise ApiError(
+            400, "invalid_number", f"{exc}; write numbers in E.164, e.g. +8613800138000"
+        ) from None
+    return number
+
+
+def _body_court(who: Principal, body: dict[str, Any]) -> uuid.UUID | None:
+    raw = body.get("court_id")
+    requested = None if raw is None else parse_uuid("court_id", raw)
+    court_id: uuid.UUID | None = scope_court(who, requested)
+    return court_id
+
+
+@api_handler
+async def put_listing(request: web.Request) -> web.Response:
+    who = await authenticate(request, "operator", "court")
+    service = request.app[SERVICE]
+    number = e164_number(request.app, request.match_info["number"])
+    body = await json_body(
+        request,
+        ("case_ref", "expires_at", "recording_id", "effective_at", "effective_reason", "court_id"),
+    )
+    court_id = _body_court(who, body)
+    if court_id is None:
+        raise ApiError(400, "missing_field", "court_id is required when an operator lists a number")
+    case_ref = get_str(body, "case_ref", required=True)
+    assert case_ref is not None
+    expires_at = get_time(body, "expires_at", required=True)
+    assert expires_at is not None
+    recording_id = get_int(body, "recording_id")
+    effective_at = get_time(body, "effective_at", required=False)
+    effective_reason = get_str(body, "effective_reason", required=False, max_len=1000)
+
+    store = service.store
+    if await store.court(court_id) is None:
+        raise ApiError(404, "not_found", "no such court")
+    existing = next(
+        (
+            r
+            for r in await store.listings_of_number(number, court_id)
+            if r["status"] in ("active", "suspended")
+        ),
+        None,
+    )
+    cfg = service.config.listings
+    now = datetime.now(UTC)
+    notice_end = now + timedelta(days=cfg.notice_period_days)
+    max_expiry = now + timedelta(days=cfg.max_duration_days)
+    if expires_at <= now:
+        raise ApiError(400, "invalid_field", f"expires_at: {iso(expires_at)} is in the past")
+    if expires_at > max_expiry:
+        raise ApiError(
+            400,
+            "expiry_too_late",
+            f"expires_at: at most {cfg.max_duration_days} days from now "
+            f"(latest {iso(max_expiry)}), got {iso(expires_at)}",
+        )
+    if existing is not None and effective_at == existing["effective_at"]:
+        effective_at = None  # unchanged: no new justification needed
+    if effective_at is not None:
+        if effective_at < now - PAST_TOLERANCE:
+            raise ApiError(
+                400, "invalid_field", f"effective_at: {iso(effective_at)} is in the past"
+            )
+        if effective_at < notice_end and effective_reason is None:
+            raise ApiError(
+                400,
+                "effective_reason_required",
+                f"effective_at {iso(effective_at)} is before the end of the "
+                f"{cfg.notice_period_days:g}-day notice period ({iso(notice_end)}); "
+                "an earlier start needs effective_reason (it is audited)",
+            )
+    effective = effective_at or (existing["effective_at"] if existing is not None else notice_end)
+    if expires_at <= effective:
+        raise ApiError(
+            400,
+            "invalid_field",
+            f"expires_at ({iso(expires_at)}) must be after effective_at ({iso(effective)})",
+        )
+    try:
+        row = await store.put_listing(
+            court_id,
+            number,
+            case_ref,
+            expires_at,
+            who,
+            effective_at=effective_at,
+            recording_id=recording_id,
+            effective_reason=effective_reason if effective_at is not None else None,
+            default_effective_at=notice_end,
+        )
+    except NotFound:
+        raise ApiError(
+            404, "not_found", f"recording_id: no recording {recording_id} of this court"
+        ) from None
+    created = bool(row["created"])
+    return web.json_response(
+        listing_json(row),
+        status=201 if created else 200,
+        headers={"Location": f"/v1/listings/+{number}"} if created else None,
+    )
+
+
+@api_handler
+async def get_listing(request: web.Request) -> web.Response:
+    who = await authenticate(request, "operator", "court")
+    service = request.app[SERVICE]
+    number = e164_number(request.app, request.match_info["number"])
+    scope = who.court_id if who.role == "court" else None
+    rows = await service.store.listings_of_number(number, scope)
+    if not rows:
+        raise ApiError(404, "not_found", f"no listing of +{number}")
+    now = datetime.now(UTC)
+    body: dict[str, Any] = {"number": f"+{number}", "items": [listing_json(r, now) for r in rows]}
+    if who.role == "operator":
+        body["announced"] = service.index.lookup(number, time.time()) is not None
+    return web.json_response(body)
+
+
+async def _change(request: web.Request, new_status: str, reason_required: bool) -> web.Response:
+    who = await authenticate(request, "operator", "court")
+    store = request.app[SERVICE].store
+    number = e164_number(request.app, request.match_info["number"])
+    body = await json_body(request, ("reason", "court_id"))
+    reason = get_str(body, "reason", required=reason_required, max_len=1000)
+    court_id = _body_court(who, body)
+    if court_id is None:
+        courts = await store.open_listing_courts(number)
+        if not courts:
+            raise ApiError(404, "not_found", f"no open listing of +{number}")
+        if len(courts) > 1:
+            raise ApiError(
+                409,
+                "ambiguous",
+                f"+{number} is listed by {len(courts)} courts; give court_id "
+                f"({', '.join(str(c) for c in courts)})",
+            )
+        court_id = courts[0]
+    try:
+        row = await store.change_status(court_id, number, new_status, who, reason=reason or "")
+    except NotFound:
+        raise ApiError(404, "not_found", f"no open listing of +{number}") from None
+    except Conflict as exc:
+        raise ApiError(409, "invalid_transition", str(exc)) from None
+    return web.json_response(listing_json(row))
+
+
+@api_handler
+async def clear_listing(request: web.Request) -> web.Response:
+    return await _change(request, "cleared", reason_required=True)
+
+
+@api_handler
+async def suspend_listing(request: web.Request) -> web.Response:
+    return await _change(request, "suspended", reason_required=True)
+
+
+@api_handler
+async def resume_listing(request: web.Request) -> web.Response:
+    return await _change(request, "active", reason_required=False)
+
+
+_SEARCH_PARAMS = {"status", "case_ref", "court_id", "number", "limit", "cursor"}
+
+
+@api_handler
+async def search_listings(request: web.Request) -> web.Response:
+    who = await authenticate(request, "operator", "court")
+    q = request.query
+    unknown = sorted(set(q) - _SEARCH_PARAMS)
+    if unknown:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"unknown parameter(s): {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(_SEARCH_PARAMS))}",
+        )
+    status = q.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"status: must be one of {', '.join(STATUSES)}, got {status!r}",
+        )
+    requested = None
+    if q.get("court_id"):
+        try:
+            requested = uuid.UUID(q["court_id"])
+        except ValueError:
+            raise ApiError(
+                400, "invalid_parameter", f"court_id: not a UUID: {q['court_id']!r}"
+            ) from None
+    court_id = scope_court(who, requested)
+    number = e164_number(request.app, q["number"]) if q.get("number") else None
+    case_ref = q.get("case_ref") or None
+    limit = parse_limit(request)
+    after = decode_cursor(request, "listing")
+    rows = await request.app[SERVICE].store.search_listings(
+        court_id=court_id,
+        status=status,
+        case_ref=case_ref,
+        number=number,
+        after_id=after,
+        limit=limit,
+    )
+    now = datetime.now(UTC)
+    items = [listing_json(r, now) for r in rows]
+    return web.json_response(page(items, "listing", limit, rows[-1]["id"] if rows else None))
+
+
+def register(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/v1/listings", search_listings)
+    r.add_put("/v1/listings/{number}", put_listing)
+    r.add_get("/v1/listings/{number}", get_listing)
+    r.add_post("/v1/listings/{number}/clear", clear_listing)
+    r.add_post("/v1/listings/{number}/suspend", suspend_listing)
+    r.add_post("/v1/listings/{number}/resume", resume_listing)

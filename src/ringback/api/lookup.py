@@ -1,0 +1,71 @@
+"""`GET /v1/lookup/{number}`: the HTTP dip for switches that prefer it to SIP.
+
+Answered from the node's in-memory index only (no database round trip per request; the
+caller's token is checked against a short-lived in-process cache).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from ringback.api.app import SERVICE
+from ringback.api.auth import ApiError
+from ringback.api.common import api_handler
+from ringback.api.listings import PLAN, numbering_plan
+from ringback.registry.numbers import NumberError, normalize
+
+AUTH_CACHE_S = 5.0
+
+
+async def _switch_or_operator(request: web.Request) -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthenticated", "missing 'Authorization: Bearer <token>' header")
+    principal = await request.app[SERVICE].store.authenticate_cached(token.strip(), AUTH_CACHE_S)
+    if principal is None:
+        raise ApiError(401, "unauthenticated", "unknown or revoked token")
+    if principal.role not in ("operator", "switch"):
+        raise ApiError(403, "forbidden", "this needs a token of role operator or switch")
+
+
+def recording_url(recording_id: int, codec: str) -> str:
+    """Where a switch fetches the warning as WAV (recording 0: the shipped default)."""
+    ref = "default" if recording_id == 0 else str(recording_id)
+    return f"/v1/recordings/{ref}/audio.wav?codec={codec}"
+
+
+@api_handler
+async def lookup(request: web.Request) -> web.Response:
+    await _switch_or_operator(request)
+    app = request.app
+    raw = request.match_info["number"]
+    plan = app.get(PLAN) or numbering_plan(app)
+    try:
+        number = normalize(raw, plan)
+    except NumberError as exc:
+        raise ApiError(400, "invalid_number", str(exc)) from None
+    service = app[SERVICE]
+    if not service.sync.loaded:
+        raise ApiError(
+            503, "index_not_ready", "the index is not loaded yet; treat the number as not listed"
+        )
+    entry = service.index.lookup(number, time.time())
+    body: dict[str, Any] = {"number": f"+{number}", "listed": entry is not None}
+    if entry is not None:
+        body["listing_id"] = entry.listing_id
+        body["recording_id"] = entry.recording_id
+        body["recording_url"] = recording_url(entry.recording_id, "pcmu")
+        body["recording_urls"] = {
+            "pcmu": recording_url(entry.recording_id, "pcmu"),
+            "pcma": recording_url(entry.recording_id, "pcma"),
+        }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+def register(app: web.Application) -> None:
+    app[PLAN] = numbering_plan(app)
+    app.router.add_get("/v1/lookup/{number}", lookup)

@@ -1,0 +1,352 @@
+"""Recordings: upload (any format ffmpeg reads), metadata, preview audio, a court's default.
+
+A court sees its own recordings and the shipped ones (court_id NULL); another court's
+recording ids answer 404. Operators see all; switch tokens may fetch audio (the HTTP dip
+hands switches the audio URL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import struct
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aiohttp import BodyPartReader, web
+
+from ringback.api.auth import ApiError, authenticate
+from ringback.api.common import api_handler
+from ringback.media.g711 import alaw_encode, ulaw_encode
+from ringback.media.ingest import IngestError, IngestLimits, PreparedAudio, prepare
+from ringback.registry.store import NotFound, Principal
+
+DECODES: web.AppKey[asyncio.Semaphore] = web.AppKey("recording_decodes", asyncio.Semaphore)
+
+_COLUMNS = (
+    "id, court_id, name, original_filename, original_format, original_bytes, original_sha256, "
+    "duration_ms, loudness_lufs, created_at"
+)
+_FIELD_LIMIT = 1000  # bytes of a text form field
+_CHUNK = 1 << 16
+_FLUSH = 1 << 20
+
+
+def _service(request: web.Request) -> Any:
+    from ringback.api.app import SERVICE
+
+    return request.app[SERVICE]
+
+
+def recording_json(row: Any) -> dict[str, Any]:
+    sha = row["original_sha256"]
+    return {
+        "id": row["id"],
+        "court_id": str(row["court_id"]) if row["court_id"] is not None else None,
+        "name": row["name"],
+        "duration_ms": row["duration_ms"],
+        "loudness_lufs": row["loudness_lufs"],
+        "created_at": row["created_at"].isoformat(),
+        "original": {
+            "filename": row["original_filename"],
+            "format": row["original_format"],
+            "bytes": row["original_bytes"],
+            "sha256": bytes(sha).hex() if sha is not None else None,
+        },
+        "audio_url": f"/v1/recordings/{row['id']}/audio.wav",
+    }
+
+
+def _limits(config: Any) -> IngestLimits:
+    r = config.recordings
+    return IngestLimits(
+        max_duration_s=r.max_duration_s,
+        min_duration_s=r.min_duration_s,
+        decode_timeout_s=r.decode_timeout_s,
+        target_lufs=r.target_lufs,
+        peak_dbfs=r.peak_dbfs,
+        silence_dbfs=r.silence_dbfs,
+    )
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "too_large", f"the upload is larger than the limit of {limit} bytes")
+
+
+def _clean_name(text: str) -> str:
+    text = re.sub(r"[\x00-\x1f\x7f]", "", text).strip()
+    return text[:200]
+
+
+async def _read_field(part: BodyPartReader) -> str:
+    data = bytearray()
+    while chunk := await part.read_chunk(_CHUNK):
+        data += chunk
+        if len(data) > _FIELD_LIMIT:
+            raise ApiError(400, "bad_request", f"form field {part.name!r} is too long")
+    return data.decode("utf-8", errors="replace").strip()
+
+
+async def _spool(part: BodyPartReader, path: Path, limit: int) -> tuple[int, bytes]:
+    """Stream a file part to `path`; 413 as soon as it passes `limit`. (size, sha256)."""
+    digest = hashlib.sha256()
+    size = 0
+    buffer = bytearray()
+    with path.open("wb") as out:
+        while chunk := await part.read_chunk(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            digest.update(chunk)
+            buffer += chunk
+            if len(buffer) >= _FLUSH:
+                data, buffer = bytes(buffer), bytearray()
+                await asyncio.to_thread(out.write, data)
+        if buffer:
+            await asyncio.to_thread(out.write, bytes(buffer))
+    return size, digest.digest()
+
+
+async def _court_for_upload(request: web.Request, who: Principal, field: str | None) -> uuid.UUID:
+    if who.role == "court":
+        assert who.court_id is not None
+        if field and field != str(who.court_id):
+            raise ApiError(404, "not_found", "no such court")
+        return who.court_id
+    if not field:
+        raise ApiError(422, "invalid", "an operator must give the court_id form field")
+    try:
+        court_id = uuid.UUID(field)
+    except ValueError:
+        raise ApiError(404, "not_found", "no such court") from None
+    exists = await _service(request).pool.fetchval("SELECT 1 FROM courts WHERE id = $1", court_id)
+    if not exists:
+        raise ApiError(404, "not_found", "no such court")
+    return court_id
+
+
+async def upload(request: web.Request) -> web.Response:
+    who = await authenticate(request, "court", "operator")
+    service = _service(request)
+    limit: int = service.config.recordings.max_bytes
+    if request.content_length is not None and request.content_length > limit + _CHUNK:
+        raise _too_large(limit)
+    if not request.content_type.startswith("multipart/"):
+        raise ApiError(
+            415, "unsupported_media_type", "send multipart/form-data with the audio in field 'file'"
+        )
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError):
+        raise ApiError(400, "bad_request", "malformed multipart body") from None
+    fields: dict[str, str] = {}
+    filename = None
+    size, sha = 0, b""
+    fd, tmp = tempfile.mkstemp(prefix="ringback-upload-")
+    os.close(fd)
+    path = Path(tmp)
+    try:
+        while True:
+            try:
+                part = await reader.next()
+            except ValueError:
+                raise ApiError(400, "bad_request", "malformed multipart body") from None
+            if part is None:
+                break
+            if not isinstance(part, BodyPartReader):
+                raise ApiError(400, "bad_request", "nested multipart is not supported")
+            if part.name == "file" or (part.filename and filename is None and part.name != "name"):
+                if filename is not None:
+                    raise ApiError(400, "bad_request", "send one file per upload")
+                filename = _clean_name(part.filename or "upload")
+                size, sha = await _spool(part, path, limit)
+            elif part.name in ("name", "court_id"):
+                fields[part.name] = await _read_field(part)
+            else:
+                await part.release()
+        if filename is None:
+            raise ApiError(400, "bad_request", "no file: send the audio in form field 'file'")
+        court_id = await _court_for_upload(request, who, fields.get("court_id"))
+        async with request.app[DECODES]:
+            try:
+                prepared: PreparedAudio = await prepare(path, _limits(service.config))
+            except IngestError as exc:
+                raise ApiError(exc.status, exc.code, exc.message) from None
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    name = _clean_name(fields.get("name") or "") or Path(filename).stem or "recording"
+    row = await service.store.add_recording(
+        court_id,
+        name,
+        prepared.pcm,
+        who,
+        original={
+            "filename": filename,
+            "format": prepared.original_format(),
+            "bytes": size,
+            "sha256": sha,
+        },
+        loudness_lufs=prepared.loudness_lufs,
+    )
+    body = recording_json({**dict(row), "original_sha256": sha})
+    body["processing"] = {
+        "decoded_duration_ms": int(prepared.decoded_duration_s * 1000),
+        "trimmed_start_ms": prepared.trimmed_start_ms,
+        "trimmed_end_ms": prepared.trimmed_end_ms,
+        "gain_db": prepared.gain_db,
+        "peak_dbfs": prepared.peak_dbfs,
+        "sample_rate": 8000,
+    }
+    return web.json_response(body, status=201, headers={"Location": f"/v1/recordings/{row['id']}"})
+
+
+def _recording_id(request: web.Request) -> int:
+    text = request.match_info["id"]
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise ApiError(404, "not_found", "no such recording")
+    return int(text)
+
+
+def _visible(who: Principal, court_id: uuid.UUID | None) -> bool:
+    return who.role in ("operator", "switch") or court_id is None or court_id == who.court_id
+
+
+async def list_recordings(request: web.Request) -> web.Response:
+    who = await authenticate(request, "court", "operator")
+    try:
+        limit = min(max(int(request.query.get("limit", "100")), 1), 500)
+        after = min(max(int(request.query.get("after", "0")), 0), 2**63 - 1)
+    except ValueError:
+        raise ApiError(400, "bad_request", "limit and after must be integers") from None
+    court_filter: uuid.UUID | None = None
+    if "court_id" in request.query:
+        try:
+            court_filter = uuid.UUID(request.query["court_id"])
+        except ValueError:
+            raise ApiError(400, "bad_request", "court_id must be a UUID") from None
+    conditions = ["id > $1"]
+    args: list[Any] = [after, limit + 1]
+    if who.role == "court":
+        if court_filter is None:
+            args.append(who.court_id)
+            conditions.append("(court_id = $3 OR court_id IS NULL)")
+        elif court_filter == who.court_id:
+            args.append(who.court_id)
+            conditions.append("court_id = $3")
+        else:
+            conditions.append("false")  # another court's: nothing to show
+    elif court_filter is not None:
+        args.append(court_filter)
+        conditions.append("court_id = $3")
+    rows = await _service(request).pool.fetch(
+        f"SELECT {_COLUMNS} FROM recordings WHERE {' AND '.join(conditions)} ORDER BY id LIMIT $2",
+        *args,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return web.json_response(
+        {
+            "recordings": [recording_json(r) for r in rows],
+            "next": f"/v1/recordings?after={rows[-1]['id']}&limit={limit}" if more else None,
+        }
+    )
+
+
+async def _fetch(request: web.Request, who: Principal, columns: str) -> Any:
+    rid = _recording_id(request)
+    row = await _service(request).pool.fetchrow(
+        f"SELECT {columns} FROM recordings WHERE id = $1", rid
+    )
+    if row is None or not _visible(who, row["court_id"]):
+        raise ApiError(404, "not_found", "no such recording")
+    return row
+
+
+async def get_recording(request: web.Request) -> web.Response:
+    who = await authenticate(request, "court", "operator")
+    row = await _fetch(request, who, _COLUMNS)
+    return web.json_response(recording_json(row))
+
+
+def wav_bytes(pcm: bytes, codec: str = "pcm") -> bytes:
+    """A WAV file of 8 kHz mono audio: 16-bit PCM, or G.711 μ-law (tag 7) / A-law (tag 6)."""
+    if codec == "pcm":
+        fmt = struct.pack("<HHIIHH", 1, 1, 8000, 16000, 2, 16)
+        chunks = [b"fmt " + struct.pack("<I", len(fmt)) + fmt]
+        data = pcm
+    else:
+        samples = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
+        data = ulaw_encode(samples) if codec == "pcmu" else alaw_encode(samples)
+        tag = 7 if codec == "pcmu" else 6
+        fmt = struct.pack("<HHIIHHH", tag, 1, 8000, 8000, 1, 8, 0)
+        chunks = [
+            b"fmt " + struct.pack("<I", len(fmt)) + fmt,
+            b"fact" + struct.pack("<II", 4, len(data)),
+        ]
+    pad = b"\x00" if len(data) % 2 else b""
+    chunks.append(b"data" + struct.pack("<I", len(data)) + data + pad)
+    body = b"WAVE" + b"".join(chunks)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+async def get_audio(request: web.Request) -> web.Response:
+    who = await authenticate(request, "court", "operator", "switch")
+    codec = request.query.get("codec", "pcm").lower()
+    if codec not in ("pcm", "pcmu", "pcma"):
+        raise ApiError(400, "bad_request", "codec must be pcm, pcmu or pcma")
+    row = await _fetch(request, who, "id, court_id, pcm")
+    etag = f'"rec-{row["id"]}-{codec}"'
+    headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=headers)
+    body = await asyncio.to_thread(wav_bytes, bytes(row["pcm"]), codec)
+    return web.Response(
+        body=body,
+        content_type="audio/wav",
+        headers={
+            **headers,
+            "Content-Disposition": f'inline; filename="recording-{row["id"]}-{codec}.wav"',
+        },
+    )
+
+
+async def set_default(request: web.Request) -> web.Response:
+    who = await authenticate(request, "court", "operator")
+    try:
+        court_id = uuid.UUID(request.match_info["id"])
+    except ValueError:
+        raise ApiError(404, "not_found", "no such court") from None
+    if who.role == "court" and court_id != who.court_id:
+        raise ApiError(404, "not_found", "no such court")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "bad_request", "body must be JSON") from None
+    if not isinstance(body, dict) or "recording_id" not in body:
+        raise ApiError(422, "invalid", 'body must be {"recording_id": <id or null>}')
+    rid = body["recording_id"]
+    if rid is not None and (isinstance(rid, bool) or not isinstance(rid, int)):
+        raise ApiError(422, "invalid", "recording_id must be an integer or null")
+    if rid is not None and not 0 < rid < 2**63:
+        raise ApiError(404, "not_found", "no such recording")
+    try:
+        await _service(request).store.set_default_recording(court_id, rid, who)
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    return web.json_response({"court_id": str(court_id), "default_recording_id": rid})
+
+
+def setup(app: web.Application, max_concurrent_decodes: int) -> None:
+    app[DECODES] = asyncio.Semaphore(max_concurrent_decodes)
+    app.router.add_post("/v1/recordings", api_handler(upload))
+    app.router.add_get("/v1/recordings", api_handler(list_recordings))
+    app.router.add_get("/v1/recordings/{id}", api_handler(get_recording))
+    app.router.add_get("/v1/recordings/{id}/audio.wav", api_handler(get_audio))
+    app.router.add_put("/v1/courts/{id}/default-recording", api_handler(set_default))

@@ -1,0 +1,343 @@
+"""Audio ingest: any file ffmpeg reads → what callers hear (8 kHz mono s16le, normalised).
+
+Steps, none of which blocks the event loop:
+
+1. ``ffprobe`` reads the container (format, audio codec, declared duration). Only audio
+   and common audio-in-video demuxers are allowed (no playlists, no network protocols).
+2. ``ffmpeg`` decodes the first audio stream and resamples **inside ffmpeg** with the SoX
+   resampler (a steep anti-alias low-pass): pydub's ``set_frame_rate`` uses
+   ``audioop.ratecv``, which has no anti-alias filter. A subprocess, killed on timeout or
+   once the output passes the duration cap.
+3. In a thread, with numpy: reject silent and mostly-silent audio and audio shorter than the
+   container declares (a truncated MP3 decodes without error); trim leading and trailing
+   silence; loudness-normalise to a telephone target measured per ITU-R BS.1770
+   (pyloudnorm) with a look-ahead peak limiter so nothing clips.
+
+Failures raise :class:`IngestError` with a stable ``code`` and a message meant for users;
+ffmpeg's own output is never part of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import pyloudnorm
+
+__all__ = ["IngestError", "IngestLimits", "PreparedAudio", "condition", "prepare", "probe"]
+
+RATE: Final = 8000
+BYTES_PER_SECOND: Final = RATE * 2
+FRAME: Final = RATE // 100  # 10 ms analysis frames
+PAD_FRAMES: Final = 1  # keep 10 ms either side of the sound when trimming
+MAX_GAIN_DB: Final = 40.0
+
+# Demuxers ffmpeg may use on an upload: audio formats and the usual audio-in-video
+# containers. No playlists (hls, concat), no images, no devices, no network protocols.
+DEMUXERS: Final = ",".join(
+    [
+        "wav", "w64", "mp3", "ogg", "mov", "mp4", "m4a", "3gp", "3g2", "aac", "amr", "amrnb",
+        "amrwb", "flac", "matroska", "webm", "aiff", "au", "caf", "wv", "asf", "ac3", "eac3",
+        "mp2", "mpegts", "avi", "voc", "gsm", "g722", "g723_1", "g729", "alaw", "mulaw",
+        "dts", "ape", "tta", "mpc", "mpc8", "wsaud", "xwma", "opus", "spx",
+    ]
+)  # fmt: skip
+
+
+class IngestError(Exception):
+    """An upload that cannot become a recording; `message` is safe to show to users."""
+
+    def __init__(self, code: str, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    max_duration_s: float = 60.0
+    min_duration_s: float = 0.5
+    decode_timeout_s: float = 20.0
+    target_lufs: float = -19.0
+    peak_dbfs: float = -1.0
+    silence_dbfs: float = -50.0
+    # Reject audio whose trimmed length is less than this fraction sound.
+    min_sound_fraction: float = 0.25
+
+
+@dataclass(frozen=True)
+class ProbeInfo:
+    format_name: str
+    codec: str
+    channels: int
+    sample_rate: int
+    declared_duration_s: float | None  # None: unknown or only estimated from the bitrate
+
+
+@dataclass(frozen=True)
+class PreparedAudio:
+    pcm: bytes  # 8 kHz mono s16le
+    duration_ms: int
+    loudness_lufs: float
+    peak_dbfs: float
+    gain_db: float
+    decoded_duration_s: float
+    trimmed_start_ms: int
+    trimmed_end_ms: int
+    probe: ProbeInfo
+
+    def original_format(self) -> str:
+        return f"{self.probe.format_name}/{self.probe.codec}"
+
+
+NOT_AUDIO = "not an audio file ffmpeg can decode"
+# Containers whose declared duration is exact (a header field or a sample count), so audio
+# that decodes much shorter is truncated. Others (AMR, ADTS AAC, ...) only estimate it.
+EXACT_DURATION_FORMATS: Final = frozenset(
+    {"wav", "w64", "mp3", "flac", "mov", "ogg", "aiff", "caf", "matroska", "wv"}
+)
+
+
+async def _run(
+    args: list[str], deadline: float, stdout_cap: int | None = None
+) -> tuple[int, bytes, bytes, bool]:
+    """Run a process; (returncode, stdout, stderr, capped). Killed at `deadline` or the cap."""
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    chunks: list[bytes] = []
+    size = 0
+    capped = False
+
+    async def read_out() -> None:
+        nonlocal size, capped
+        assert proc.stdout is not None
+        while chunk := await proc.stdout.read(1 << 16):
+            chunks.append(chunk)
+            size += len(chunk)
+            if stdout_cap is not None and size > stdout_cap:
+                capped = True
+                proc.kill()
+                return
+
+    async def read_err() -> bytes:
+        assert proc.stderr is not None
+        return await proc.stderr.read(1 << 16)
+
+    try:
+        async with asyncio.timeout_at(deadline):
+            _, err = await asyncio.gather(read_out(), read_err())
+            code = await proc.wait()
+    except TimeoutError:
+        raise IngestError(
+            "decode_timeout", "decoding took too long; try a shorter or simpler file"
+        ) from None
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(proc.wait())
+    return code, b"".join(chunks), err, capped
+
+
+async def probe(path: Path, deadline: float) -> ProbeInfo:
+    """Container facts from ffprobe; IngestError `not_audio` if it has no audio stream."""
+    code, out, err, _ = await _run(
+        [
+            "ffprobe", "-hide_banner", "-v", "warning", "-format_whitelist", DEMUXERS,
+            "-protocol_whitelist", "file", "-print_format", "json",
+            "-show_format", "-show_streams", "-select_streams", "a", "file:" + str(path),
+        ],
+        deadline,
+        stdout_cap=1 << 20,
+    )  # fmt: skip
+    if code != 0:
+        raise IngestError("not_audio", NOT_AUDIO, 415)
+    try:
+        info: dict[str, Any] = json.loads(out or b"{}")
+    except ValueError:
+        raise IngestError("not_audio", NOT_AUDIO, 415) from None
+    streams = info.get("streams") or []
+    fmt = info.get("format") or {}
+    if not streams or not fmt:
+        raise IngestError("not_audio", f"{NOT_AUDIO} (no audio stream found)", 415)
+    stream = streams[0]
+    format_name = str(fmt.get("format_name", "unknown")).split(",")[0]
+    estimated = (
+        b"Estimating duration from bitrate" in err or format_name not in EXACT_DURATION_FORMATS
+    )
+    declared: float | None = None
+    for source in (stream.get("duration"), fmt.get("duration")):
+        try:
+            value = float(source) if source is not None else math.nan
+        except ValueError:
+            continue
+        if math.isfinite(value) and value > 0:
+            declared = value
+            break
+    return ProbeInfo(
+        format_name=format_name,
+        codec=str(stream.get("codec_name", "unknown")),
+        channels=int(stream.get("channels") or 0),
+        sample_rate=int(stream.get("sample_rate") or 0),
+        declared_duration_s=None if estimated else declared,
+    )
+
+
+async def decode(path: Path, limits: IngestLimits, deadline: float) -> npt.NDArray[np.int16]:
+    """The first audio stream as 8 kHz mono int16, anti-alias filtered by the SoX resampler."""
+    cap_s = limits.max_duration_s + 30.0  # room for silence that trimming will remove
+    code, out, _err, capped = await _run(
+        [
+            "ffmpeg", "-nostdin", "-hide_banner", "-v", "error",
+            "-format_whitelist", DEMUXERS, "-protocol_whitelist", "file",
+            "-i", "file:" + str(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
+            "-af", f"highpass=f=60,aresample={RATE}:resampler=soxr:precision=28",
+            "-ac", "1", "-ar", str(RATE), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1",
+        ],
+        deadline,
+        stdout_cap=int(cap_s * BYTES_PER_SECOND),
+    )  # fmt: skip
+    if capped:
+        raise IngestError(
+            "too_long", f"the audio is longer than the limit of {limits.max_duration_s:g} s"
+        )
+    if code != 0 and not out:
+        raise IngestError("corrupt", "the audio could not be decoded (the file is damaged)")
+    usable = len(out) - len(out) % 2
+    return np.frombuffer(out[:usable], dtype="<i2").astype(np.int16)
+
+
+def _db(value: float) -> float:
+    return 20.0 * math.log10(value) if value > 0 else -math.inf
+
+
+def _limit(y: npt.NDArray[np.float64], ceiling: float) -> npt.NDArray[np.float64]:
+    """Look-ahead peak limiter: no sample above `ceiling`, gain changes smoothed over ~5 ms."""
+    magnitude = np.abs(y)
+    if magnitude.size == 0 or float(magnitude.max()) <= ceiling:
+        return y
+    need = np.minimum(1.0, ceiling / np.maximum(magnitude, 1e-12))
+    k = 40  # 5 ms at 8 kHz
+    padded = np.pad(need, k, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * k + 1)
+    held = windows.min(axis=1)  # min over ±k: the gain is down before the peak arrives
+    half = k // 2
+    kernel = np.ones(2 * half + 1) / (2 * half + 1)
+    # Averaging over ±half (≤ k) of a min over ±k never exceeds the gain needed at the centre.
+    smooth = np.convolve(np.pad(held, half, mode="edge"), kernel, mode="valid")
+    out: npt.NDArray[np.float64] = y * np.minimum(smooth, need)
+    return out
+
+
+def condition(
+    samples: npt.NDArray[np.int16], limits: IngestLimits, probe_info: ProbeInfo
+) -> PreparedAudio:
+    """Check, trim and normalise decoded 8 kHz samples (CPU work: run it in a thread)."""
+    n = int(samples.size)
+    decoded_s = n / RATE
+    if n == 0:
+        raise IngestError("no_audio", "the file holds no audio")
+    declared = probe_info.declared_duration_s
+    if declared is not None and declared >= 1.0 and decoded_s < declared * 0.9 - 0.2:
+        raise IngestError(
+            "truncated",
+            f"the file declares {declared:.1f} s of audio but only {decoded_s:.1f} s could be "
+            "decoded (truncated or damaged file)",
+        )
+    x = samples.astype(np.float64) / 32768.0
+    frames = -(-n // FRAME)
+    padded = np.zeros(frames * FRAME)
+    padded[:n] = x
+    rms = np.sqrt(np.mean(padded.reshape(frames, FRAME) ** 2, axis=1))
+    with np.errstate(divide="ignore"):
+        frame_db = 20.0 * np.log10(rms)
+    peak = float(np.abs(x).max())
+    loud_frames = frame_db[frame_db > limits.silence_dbfs]
+    if loud_frames.size == 0:
+        raise IngestError(
+            "silent", f"the audio is silent (peak {_db(peak):.0f} dBFS): nothing to play"
+        )
+    threshold = max(limits.silence_dbfs, float(np.percentile(loud_frames, 95)) - 40.0)
+    active = np.flatnonzero(frame_db > threshold)
+    first = max(int(active[0]) - PAD_FRAMES, 0)
+    last = min(int(active[-1]) + 1 + PAD_FRAMES, frames)
+    start, end = first * FRAME, min(last * FRAME, n)
+    y = x[start:end]
+    duration_s = y.size / RATE
+    if duration_s > limits.max_duration_s:
+        raise IngestError(
+            "too_long",
+            f"the audio is {duration_s:.1f} s long after trimming silence; "
+            f"the limit is {limits.max_duration_s:g} s",
+        )
+    if duration_s < limits.min_duration_s:
+        raise IngestError(
+            "too_short",
+            f"only {duration_s:.2f} s of sound; at least {limits.min_duration_s:g} s is needed",
+        )
+    sound = active.size / max(last - first, 1)
+    if sound < limits.min_sound_fraction:
+        raise IngestError(
+            "mostly_silent",
+            f"the audio is mostly silence: only {sound:.0%} of its {duration_s:.1f} s has sound",
+        )
+
+    meter = pyloudnorm.Meter(RATE)
+    measured = float(meter.integrated_loudness(y))
+    if not math.isfinite(measured) or measured < -70.0:
+        raise IngestError("silent", "the audio is too quiet to measure: nothing to play")
+    ceiling = 10.0 ** (limits.peak_dbfs / 20.0)
+    gain_db = min(limits.target_lufs - measured, MAX_GAIN_DB)
+    out = y
+    loudness = measured
+    for _ in range(3):
+        out = _limit(y * 10.0 ** (gain_db / 20.0), ceiling)
+        loudness = float(meter.integrated_loudness(out))
+        shortfall = limits.target_lufs - loudness
+        if abs(shortfall) < 0.3 or gain_db >= MAX_GAIN_DB:
+            break
+        gain_db = min(gain_db + shortfall, MAX_GAIN_DB)
+    pcm = np.clip(np.round(out * 32768.0), -32768, 32767).astype("<i2")
+    return PreparedAudio(
+        pcm=pcm.tobytes(),
+        duration_ms=pcm.size * 1000 // RATE,
+        loudness_lufs=round(loudness, 2),
+        peak_dbfs=round(_db(float(np.abs(out).max())), 2),
+        gain_db=round(gain_db, 2),
+        decoded_duration_s=round(decoded_s, 3),
+        trimmed_start_ms=start * 1000 // RATE,
+        trimmed_end_ms=(n - end) * 1000 // RATE,
+        probe=probe_info,
+    )
+
+
+async def prepare(path: Path, limits: IngestLimits) -> PreparedAudio:
+    """The whole ingest of one file on disk; IngestError on anything users must fix."""
+    if path.stat().st_size == 0:
+        raise IngestError("empty_file", "the file is empty (0 bytes)")
+    deadline = asyncio.get_running_loop().time() + limits.decode_timeout_s
+    info = await probe(path, deadline)
+    started = time.monotonic()
+    samples = await decode(path, limits, deadline)
+    remaining = limits.decode_timeout_s - (time.monotonic() - started)
+    try:
+        return await asyncio.wait_for(
+            asyncio.to_thread(condition, samples, limits, info), max(remaining, 1.0)
+        )
+    except TimeoutError:
+        raise IngestError("decode_timeout", "processing the audio took too long") from None
