@@ -66,6 +66,8 @@ class SipEndpoint:
         self.tcp_idle_s = tcp_idle_s
         self.max_message_bytes = max_message_bytes
         self.udp: list[asyncio.DatagramTransport] = []
+        self._udp_v4: asyncio.DatagramTransport | None = None  # replies go out of these
+        self._udp_v6: asyncio.DatagramTransport | None = None
         self.tcp_servers: list[asyncio.Server] = []
         self.tcp_connections: dict[Address, _TcpConnection] = {}
         self.port = 0
@@ -101,6 +103,10 @@ class SipEndpoint:
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):  # the kernel caps these
                 sock.setsockopt(socket.SOL_SOCKET, option, 4 * 1024 * 1024)
             self.udp.append(transport)
+            if family == socket.AF_INET6:
+                self._udp_v6 = self._udp_v6 or transport
+            else:
+                self._udp_v4 = self._udp_v4 or transport
             port = transport.get_extra_info("sockname")[1]
             server = await self._loop.create_server(
                 lambda: _TcpConnection(self), host, port, family=family, reuse_address=True
@@ -114,6 +120,7 @@ class SipEndpoint:
         for server in self.tcp_servers:
             server.close()
         self.udp, self.tcp_servers = [], []
+        self._udp_v4 = self._udp_v6 = None
 
     async def stop(self) -> None:
         if self._ticker is not None:
@@ -165,12 +172,9 @@ class SipEndpoint:
                     connection.write(data)
 
     def _send_udp(self, data: bytes, dest: Address) -> None:
-        family_v6 = ":" in dest[0]
-        for transport in self.udp:
-            sock_family = transport.get_extra_info("socket").family
-            if (sock_family == socket.AF_INET6) == family_v6:
-                transport.sendto(data, dest)
-                return
+        transport = self._udp_v6 if ":" in dest[0] else self._udp_v4
+        if transport is not None:
+            transport.sendto(data, dest)
 
     def _reap_idle_tcp(self, now: float) -> None:
         for connection in list(self.tcp_connections.values()):

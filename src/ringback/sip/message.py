@@ -572,6 +572,8 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
     items: list[tuple[str, str, str]] = []
     append = items.append
     seen: dict[str, str] = {}
+    top_via: str | None = None
+    top_via_at = -1
     error: SipParseError | None = None
     for line in lines[1:]:
         if not line:
@@ -584,6 +586,8 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
             k, n, v = items[-1]
             cont = line.strip()
             items[-1] = (k, n, f"{v} {cont}" if v else cont)
+            if top_via_at == len(items) - 1:
+                top_via = items[-1][2]
             if k in seen:
                 seen[k] = items[-1][2]
             continue
@@ -609,7 +613,10 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
                     seen[key] = value
                 append((key, name, value))
                 continue
-        append((key, name, value.strip()))
+        value = value.strip()
+        if top_via is None and key == "via":
+            top_via, top_via_at = value, len(items)
+        append((key, name, value))
     if len(items) > limits.max_header_count:
         raise SipParseError(
             513,
@@ -625,7 +632,7 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
 
     first = first.rstrip(" \t")  # trailing SP (RFC 4475 trws): be liberal
     parts = first.split(" ")
-    has_via = any(k == "via" for k, _, _ in items)
+    has_via = top_via is not None
     answerable = has_via and all(k in seen for k in ("from", "to", "call-id", "cseq"))
     method = parts[0]
 
@@ -671,9 +678,8 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
         mf = seen.get("max-forwards")
         if mf is not None:
             parse_max_forwards(mf)
-        vias = [v for k, _, v in items if k == "via"]
-        top = vias[0]
-        via = parse_via(split_list(top)[0] if "," in top else top)
+        assert top_via is not None
+        via = parse_via(split_list(top_via)[0] if "," in top_via else top_via)
         body = _body(data, body_start, seen.get("content-length"), limits)
     except SipParseError as exc:
         raise fail(exc) from None

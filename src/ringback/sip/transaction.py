@@ -11,9 +11,10 @@ carries the generation of its timer slot and stale entries are skipped on pop.
 
 from __future__ import annotations
 
+import bisect
 import enum
-import heapq
 import secrets
+from collections import deque
 from dataclasses import dataclass, field
 
 from .message import Request, Response, SipParseError, Via, parse_name_addr, parse_via
@@ -119,8 +120,10 @@ class ServerTransactionLayer:
         self.t2 = t2
         self.t4 = t4
         self._txs: dict[TxKey, _Tx] = {}
-        self._heap: list[tuple[float, int, TxKey, int, int]] = []
-        self._seq = 0
+        # Timers: one FIFO per delay. Entries of one delay are added in deadline order
+        # (time only moves forward), so each queue stays sorted and firing costs O(1) per
+        # timer instead of a heap's O(log n) over every transaction in flight.
+        self._timers: dict[float, deque[tuple[float, TxKey, int, int]]] = {}
         self._out: list[tuple[bytes, Address]] = []
         self._events: list[Event] = []
         self._prack_index: dict[tuple[str, int, int], TxKey] = {}
@@ -147,7 +150,7 @@ class ServerTransactionLayer:
                 if reliable or tx.reliable:
                     self._drop(tx)
                 else:
-                    self._start(tx, _I, now + self.t4)
+                    self._start(tx, _I, now, self.t4)
             return None
         key = _key_for(req, method)
         tx = self._txs.get(key)
@@ -197,7 +200,7 @@ class ServerTransactionLayer:
             if reliable or tx.reliable:
                 self._drop(tx)
             else:
-                self._start(tx, _I, now + self.t4)
+                self._start(tx, _I, now, self.t4)
             return True
         return tx.state is TxState.CONFIRMED  # a retransmitted ACK
 
@@ -254,19 +257,19 @@ class ServerTransactionLayer:
                 tx.to_tag = parse_name_addr(to).tag if to else None
             if status < 300:
                 tx.state = TxState.ACCEPTED
-                self._start(tx, _L, now + 64 * self.t1)
+                self._start(tx, _L, now, 64 * self.t1)
                 return
             tx.state = TxState.COMPLETED
             if not tx.reliable:
                 tx.interval = self.t1
-                self._start(tx, _G, now + self.t1)
-            self._start(tx, _H, now + 64 * self.t1)
+                self._start(tx, _G, now, self.t1)
+            self._start(tx, _H, now, 64 * self.t1)
         else:
             tx.state = TxState.COMPLETED
             if tx.reliable:
                 self._drop(tx)
             else:
-                self._start(tx, _J, now + 64 * self.t1)
+                self._start(tx, _J, now, 64 * self.t1)
 
     def send_reliable_provisional(self, req: Request, resp: Response, now: float) -> int:
         """Send a 101-199 reliably (RFC 3262): adds ``RSeq`` and ``Require: 100rel``,
@@ -292,8 +295,8 @@ class ServerTransactionLayer:
         self._prack_index[(tx.call_id, cseq, tx.rseq)] = key
         if not tx.reliable:
             tx.prov_interval = self.t1
-            self._start(tx, _P, now + self.t1)
-        self._start(tx, _X, now + 64 * self.t1)
+            self._start(tx, _P, now, self.t1)
+        self._start(tx, _X, now, 64 * self.t1)
         return tx.rseq
 
     # ------------------------------------------------------------------ queries
@@ -323,20 +326,27 @@ class ServerTransactionLayer:
     # ------------------------------------------------------------------ time
 
     def next_deadline(self) -> float | None:
-        heap = self._heap
-        while heap:
-            when, _, key, slot, gen = heap[0]
-            tx = self._txs.get(key)
-            if tx is not None and tx.gens[slot] == gen:
-                return when
-            heapq.heappop(heap)
-        return None
+        best: float | None = None
+        for queue in self._timers.values():
+            while queue:
+                when, key, slot, gen = queue[0]
+                tx = self._txs.get(key)
+                if tx is not None and tx.gens[slot] == gen:
+                    if best is None or when < best:
+                        best = when
+                    break
+                queue.popleft()
+        return best
 
     def poll(self, now: float) -> None:
         """Fire every timer due at or before ``now``."""
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            when, _, key, slot, gen = heapq.heappop(heap)
+        due: list[tuple[float, TxKey, int, int]] = []
+        for queue in self._timers.values():
+            while queue and queue[0][0] <= now:
+                due.append(queue.popleft())
+        if len(due) > 1:
+            due.sort(key=lambda item: item[0])
+        for when, key, slot, gen in due:
             tx = self._txs.get(key)
             if tx is None or tx.gens[slot] != gen:
                 continue
@@ -345,7 +355,7 @@ class ServerTransactionLayer:
                 if tx.state is TxState.COMPLETED and tx.last is not None:
                     self._out.append((tx.last, tx.dest))
                     tx.interval = min(tx.interval * 2, self.t2)
-                    self._start(tx, _G, when + tx.interval)
+                    self._start(tx, _G, when, tx.interval)
             elif slot == _H:
                 self._events.append(AckTimeout(key))
                 self._drop(tx)
@@ -353,7 +363,7 @@ class ServerTransactionLayer:
                 if tx.prov_pending is not None and tx.prov_bytes is not None:
                     self._out.append((tx.prov_bytes, tx.dest))
                     tx.prov_interval *= 2
-                    self._start(tx, _P, when + tx.prov_interval)
+                    self._start(tx, _P, when, tx.prov_interval)
             elif slot == _X:
                 if tx.prov_pending is not None:
                     rseq, cseq = tx.prov_pending
@@ -375,10 +385,17 @@ class ServerTransactionLayer:
 
     # ------------------------------------------------------------------ internals
 
-    def _start(self, tx: _Tx, slot: int, when: float) -> None:
+    def _start(self, tx: _Tx, slot: int, base: float, delay: float) -> None:
         gen = tx.gens[slot] = tx.gens[slot] + 1
-        self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, tx.key, slot, gen))
+        when = base + delay
+        queue = self._timers.get(delay)
+        if queue is None:
+            queue = self._timers[delay] = deque()
+        entry = (when, tx.key, slot, gen)
+        if queue and queue[-1][0] > when:  # a caller's clock went backwards: keep it sorted
+            bisect.insort(queue, entry, key=lambda item: item[0])
+        else:
+            queue.append(entry)
 
     def _cancel(self, tx: _Tx, slot: int) -> None:
         tx.gens[slot] += 1
