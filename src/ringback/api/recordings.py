@@ -25,6 +25,7 @@ from ringback.api.auth import ApiError, authenticate
 from ringback.api.common import api_handler
 from ringback.media.g711 import alaw_encode, ulaw_encode
 from ringback.media.ingest import IngestError, IngestLimits, PreparedAudio, prepare
+from ringback.media.shipped import default_warning_path, read_pcm8k
 from ringback.registry.store import NotFound, Principal
 
 DECODES: web.AppKey[asyncio.Semaphore] = web.AppKey("recording_decodes", asyncio.Semaphore)
@@ -301,18 +302,22 @@ async def get_audio(request: web.Request) -> web.Response:
     codec = request.query.get("codec", "pcm").lower()
     if codec not in ("pcm", "pcmu", "pcma"):
         raise ApiError(400, "bad_request", "codec must be pcm, pcmu or pcma")
-    row = await _fetch(request, who, "id, court_id, pcm")
-    etag = f'"rec-{row["id"]}-{codec}"'
+    if request.match_info["id"] == "default":  # the shipped warning (recording id 0)
+        rid, pcm = "default", read_pcm8k(default_warning_path())
+    else:
+        row = await _fetch(request, who, "id, court_id, pcm")
+        rid, pcm = str(row["id"]), bytes(row["pcm"])
+    etag = f'"rec-{rid}-{codec}"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers=headers)
-    body = await asyncio.to_thread(wav_bytes, bytes(row["pcm"]), codec)
+    body = await asyncio.to_thread(wav_bytes, pcm, codec)
     return web.Response(
         body=body,
         content_type="audio/wav",
         headers={
             **headers,
-            "Content-Disposition": f'inline; filename="recording-{row["id"]}-{codec}.wav"',
+            "Content-Disposition": f'inline; filename="recording-{rid}-{codec}.wav"',
         },
     )
 

@@ -146,6 +146,11 @@ async def test_lookup_dip_for_switches(api: Api, operator: str, service: Service
     r = await api.get(f"/v1/lookup/+{N2}", operator)
     assert r.body["listed"] is True and r.body["recording_id"] == 0
     assert r.body["recording_url"] == "/v1/recordings/default/audio.wav?codec=pcmu"
+    audio = await api.get(r.body["recording_url"], switch)
+    assert audio.status == 200 and audio.headers["Content-Type"] == "audio/wav"
+    wav = audio.raw
+    assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE"
+    assert int.from_bytes(wav[20:22], "little") == 7  # G.711 mu-law format tag
     r = await api.get("/v1/lookup/+8613700137000", switch)
     assert r.status == 200 and r.body == {"number": "+8613700137000", "listed": False}
 
