@@ -273,3 +273,40 @@ async def test_listed_number_without_sdp_offer_fails_open(service: tuple[Service
         assert caller.packets == []
     finally:
         caller.close()
+
+
+async def test_no_common_codec_fails_open(service: tuple[Service, bytes]) -> None:
+    svc, _ = service
+    caller = Caller(svc.sip_port)
+    try:
+        invite = caller.invite(LISTED, codecs="18 101", branch="z9hG4bK-g729")
+        await caller.send(invite.replace(b"a=rtpmap:0 PCMU/8000\r\n", b"a=rtpmap:18 G729/8000\r\n"))
+        response = await caller.response()
+        assert response.status == 302
+        assert response.headers.get("X-Ringback-Warning") == "skipped; reason=listed_no_codec"
+        await asyncio.sleep(0.2)
+        assert caller.packets == []
+    finally:
+        caller.close()
+
+
+async def test_announcement_capacity_reached_fails_open(service: tuple[Service, bytes]) -> None:
+    svc, _ = service
+    svc.announcements.max_concurrent = 1
+    first, second = Caller(svc.sip_port), Caller(svc.sip_port)
+    try:
+        await first.send(first.invite(LISTED, branch="z9hG4bK-cap1"))
+        response = await first.response()
+        while response.status != 183:
+            response = await first.response()
+        await second.send(second.invite(LISTED, branch="z9hG4bK-cap2"))
+        response = await second.response()
+        assert response.status == 302
+        assert response.headers.get("X-Ringback-Warning") == "skipped; reason=listed_capacity"
+        assert (await first.response(timeout=SECONDS + 3)).status == 302  # the first one plays
+    finally:
+        first.close()
+        second.close()
+    text = svc.metrics.render()
+    assert 'ringback_sip_decisions_total{outcome="listed_capacity"} 1' in text
+    assert 'ringback_sip_decisions_total{outcome="announced"} 1' in text

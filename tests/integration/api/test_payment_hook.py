@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import uuid
 from typing import Any
@@ -21,6 +22,7 @@ from court_api_support import (  # noqa: F401
 
 from ringback.api.hooks import sign
 from ringback.server import Service
+from ringback.sip.message import Response, parse_message
 
 N1 = 8613800138000
 N2 = 8613900139000
@@ -45,6 +47,30 @@ async def _list(api: Api, court: dict[str, Any], number: int, case_ref: str = CA
     assert r.status == 201, r.body
 
 
+async def _sip_warning_header(service: Service, number: int) -> str | None:
+    """Send a real INVITE (no SDP) to the service; the 302's X-Ringback-Warning header:
+    'skipped; reason=listed_no_sdp' while the number is listed, None once it is not."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    try:
+        port, branch = sock.getsockname()[1], uuid.uuid4().hex
+        invite = (
+            f"INVITE sip:+{number}@127.0.0.1:{service.sip_port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{branch};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=a\r\n"
+            f"To: <sip:+{number}@127.0.0.1>\r\nCall-ID: {branch}\r\nCSeq: 1 INVITE\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        await loop.sock_sendto(sock, invite, ("127.0.0.1", service.sip_port))
+        response = parse_message(await asyncio.wait_for(loop.sock_recv(sock, 65535), 2))
+        assert isinstance(response, Response) and response.status == 302
+        return response.headers.get("X-Ringback-Warning")
+    finally:
+        sock.close()
+
+
 async def _audit_count(service: Service) -> int:
     return int(await service.store.pool.fetchval("SELECT count(*) FROM audit_events"))
 
@@ -59,6 +85,7 @@ async def test_payment_clears_every_listing_of_the_case_and_the_sip_path_stops_a
     r = await api.post(f"/v1/listings/+{N2}/suspend", court["token"], {"reason": "appeal"})
     assert r.status == 200
     assert await until(lambda: announced(service, N1) and announced(service, N3))
+    assert await _sip_warning_header(service, N1) == "skipped; reason=listed_no_sdp"
 
     r = await api.hook(court["webhook_secret"], payment(court))
     assert r.status == 200, r.body
@@ -69,6 +96,8 @@ async def test_payment_clears_every_listing_of_the_case_and_the_sip_path_stops_a
     assert await until(lambda: not announced(service, N1), timeout=1.0)
     assert service.index.get(N1) is None and service.index.get(N2) is None
     assert announced(service, N3)  # another case of the same court: untouched
+    assert await _sip_warning_header(service, N1) is None  # a switch now gets a plain 302
+    assert await _sip_warning_header(service, N3) == "skipped; reason=listed_no_sdp"
 
     got = await api.get(f"/v1/listings/+{N1}", court["token"])
     item = got.body["items"][0]
