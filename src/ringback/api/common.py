@@ -280,3 +280,25 @@ def listing_json(row: Mapping[str, Any], now: datetime | None = None) -> dict[st
         "suspend_reason": row["suspend_reason"],
         "updated_at": iso(row["updated_at"]),
     }
+
+
+async def court_of_request(request: web.Request, who: Principal, field: str | None) -> uuid.UUID:
+    """The court an upload or import is for: a court's own, or the `court_id` an operator
+    names (404 for an unknown or another court's id, never 403)."""
+    from ringback.api.app import SERVICE
+
+    if who.role == "court":
+        assert who.court_id is not None
+        if field and field != str(who.court_id):
+            raise ApiError(404, "not_found", "no such court")
+        return who.court_id
+    if not field:
+        raise ApiError(422, "invalid", "an operator must give court_id")
+    try:
+        court_id = uuid.UUID(field)
+    except ValueError:
+        raise ApiError(404, "not_found", "no such court") from None
+    pool = request.app[SERVICE].pool
+    if not await pool.fetchval("SELECT 1 FROM courts WHERE id = $1", court_id):
+        raise ApiError(404, "not_found", "no such court")
+    return court_id

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from ringback.api.auth import ApiError, authenticate
-from ringback.api.common import api_handler
+from ringback.api.common import api_handler, court_of_request
 from ringback.registry.imports import (
     JOB_COLUMNS,
     ImportOptions,
@@ -32,7 +32,6 @@ from ringback.registry.imports import (
     run_import,
 )
 from ringback.registry.numbers import NumberingPlan
-from ringback.registry.store import Principal
 
 TASKS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("import_tasks")
 _CHUNK = 1 << 16
@@ -94,23 +93,6 @@ class _Spool:
             self.path.unlink()
 
 
-async def _court(request: web.Request, who: Principal, field: str | None) -> uuid.UUID:
-    if who.role == "court":
-        assert who.court_id is not None
-        if field and field != str(who.court_id):
-            raise ApiError(404, "not_found", "no such court")
-        return who.court_id
-    if not field:
-        raise ApiError(422, "invalid", "an operator must give court_id (query or form field)")
-    try:
-        court_id = uuid.UUID(field)
-    except ValueError:
-        raise ApiError(404, "not_found", "no such court") from None
-    if not await _service(request).pool.fetchval("SELECT 1 FROM courts WHERE id = $1", court_id):
-        raise ApiError(404, "not_found", "no such court")
-    return court_id
-
-
 async def _receive(request: web.Request, spool: _Spool) -> tuple[str | None, dict[str, str]]:
     """Stream the CSV into `spool`; (filename, form fields)."""
     fields: dict[str, str] = {}
@@ -165,7 +147,7 @@ async def create_import(request: web.Request) -> web.Response:
     try:
         filename, fields = await _receive(request, spool)
         await spool.finish()
-        court_id = await _court(
+        court_id = await court_of_request(
             request, who, fields.get("court_id") or request.query.get("court_id")
         )
         reason = fields.get("effective_reason") or request.query.get("effective_reason")

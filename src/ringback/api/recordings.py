@@ -22,7 +22,7 @@ import numpy as np
 from aiohttp import BodyPartReader, web
 
 from ringback.api.auth import ApiError, authenticate
-from ringback.api.common import api_handler
+from ringback.api.common import api_handler, court_of_request
 from ringback.media.g711 import alaw_encode, ulaw_encode
 from ringback.media.ingest import IngestError, IngestLimits, PreparedAudio, prepare
 from ringback.media.shipped import default_warning_path, read_pcm8k
@@ -114,24 +114,6 @@ async def _spool(part: BodyPartReader, path: Path, limit: int) -> tuple[int, byt
     return size, digest.digest()
 
 
-async def _court_for_upload(request: web.Request, who: Principal, field: str | None) -> uuid.UUID:
-    if who.role == "court":
-        assert who.court_id is not None
-        if field and field != str(who.court_id):
-            raise ApiError(404, "not_found", "no such court")
-        return who.court_id
-    if not field:
-        raise ApiError(422, "invalid", "an operator must give the court_id form field")
-    try:
-        court_id = uuid.UUID(field)
-    except ValueError:
-        raise ApiError(404, "not_found", "no such court") from None
-    exists = await _service(request).pool.fetchval("SELECT 1 FROM courts WHERE id = $1", court_id)
-    if not exists:
-        raise ApiError(404, "not_found", "no such court")
-    return court_id
-
-
 async def upload(request: web.Request) -> web.Response:
     who = await authenticate(request, "court", "operator")
     service = _service(request)
@@ -173,7 +155,7 @@ async def upload(request: web.Request) -> web.Response:
                 await part.release()
         if filename is None:
             raise ApiError(400, "bad_request", "no file: send the audio in form field 'file'")
-        court_id = await _court_for_upload(request, who, fields.get("court_id"))
+        court_id = await court_of_request(request, who, fields.get("court_id"))
         async with request.app[DECODES]:
             try:
                 prepared: PreparedAudio = await prepare(path, _limits(service.config))

@@ -144,13 +144,7 @@ class ServerTransactionLayer:
             if tx.key[0] == "2543" and tx.to_tag is not None and req.to_tag != tx.to_tag:
                 return req
             if tx.state is TxState.COMPLETED:
-                tx.state = TxState.CONFIRMED
-                self._cancel(tx, _G)
-                self._cancel(tx, _H)
-                if reliable or tx.reliable:
-                    self._drop(tx)
-                else:
-                    self._start(tx, _I, now, self.t4)
+                self._confirm(tx, reliable, now)
             return None
         key = _key_for(req, method)
         tx = self._txs.get(key)
@@ -194,15 +188,19 @@ class ServerTransactionLayer:
         if tx is None:
             return False
         if tx.state is TxState.COMPLETED:
-            tx.state = TxState.CONFIRMED
-            self._cancel(tx, _G)
-            self._cancel(tx, _H)
-            if reliable or tx.reliable:
-                self._drop(tx)
-            else:
-                self._start(tx, _I, now, self.t4)
+            self._confirm(tx, reliable, now)
             return True
         return tx.state is TxState.CONFIRMED  # a retransmitted ACK
+
+    def _confirm(self, tx: _Tx, reliable: bool, now: float) -> None:
+        """ACK for a non-2xx final response: stop retransmitting, linger for Timer I."""
+        tx.state = TxState.CONFIRMED
+        self._cancel(tx, _G)
+        self._cancel(tx, _H)
+        if reliable or tx.reliable:
+            self._drop(tx)
+        else:
+            self._start(tx, _I, now, self.t4)
 
     def _match_prack(self, req: Request) -> TxKey | None:
         rack = req.headers.get("RAck")
