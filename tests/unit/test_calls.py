@@ -263,3 +263,73 @@ def test_a_broken_index_fails_open(h: Harness) -> None:
     assert response.status == 302
     assert response.headers.get("Contact") == "<sip:+8613800138000@192.0.2.1;rbk>"
     assert h.metrics.decisions.get("internal_error") == 1
+
+
+# ------------------------------------------------------------------ robustness
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SEEDS = [
+    invite("sip:+8613800138000@192.0.2.1"),
+    invite("sip:+8613700137000@192.0.2.1;rbk"),
+    request("OPTIONS"),
+    request("CANCEL"),
+    request("BYE"),
+    request("PRACK", extra="RAck: 1 1 INVITE\r\n"),
+    request("ACK", cseq="1 ACK"),
+]
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 6))):
+        op = draw(st.sampled_from(["flip", "cut", "insert", "dup-line"]))
+        pos = draw(st.integers(0, max(0, len(data) - 1)))
+        if op == "flip" and data:
+            data[pos] = draw(st.integers(0, 255))
+        elif op == "cut":
+            del data[pos : pos + draw(st.integers(1, 40))]
+        elif op == "insert":
+            data[pos:pos] = draw(
+                st.sampled_from(
+                    [
+                        b"\r\n",
+                        b":",
+                        b";",
+                        b",",
+                        b"<",
+                        b">",
+                        b'"',
+                        b" ",
+                        b"\x00",
+                        b"%",
+                        b"@",
+                        b"0" * 30,
+                    ]
+                )
+            )
+        else:
+            lines = bytes(data).split(b"\r\n")
+            i = draw(st.integers(0, len(lines) - 1))
+            lines.insert(i, lines[i])
+            data = bytearray(b"\r\n".join(lines))
+    return bytes(data)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(mutated(), min_size=1, max_size=5), st.sampled_from(["udp", "tcp"]))
+def test_nothing_a_peer_sends_crashes_the_controller(messages: list[bytes], transport: str) -> None:
+    h = Harness()
+    for data in messages:
+        h.controller.receive(data, SRC, transport, h.now)  # must not raise
+        for out, dest, via in h.controller.take_outgoing():
+            assert out.startswith(b"SIP/2.0 ") and via == transport
+            # back to the sender: its address; over UDP the port may come from its Via
+            assert dest == SRC if transport == "tcp" else dest[0] == SRC[0]
+        h.now += 0.3
+        h.controller.poll(h.now)
+        h.controller.take_outgoing()
+    # ...and a well-formed call still gets its answer afterwards.
+    [response] = h.send(invite("sip:+8613700137000@192.0.2.1", branch="z9hG4bK-after"))
+    assert response.status == 302
