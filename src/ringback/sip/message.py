@@ -396,6 +396,7 @@ class Request:
     body: bytes = b""
     _via: Via | None = field(default=None, repr=False)
     _cseq: tuple[int, str] | None = field(default=None, repr=False)
+    _tx_key: tuple[str, ...] | None = field(default=None, repr=False)  # see transaction.py
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Request):
@@ -519,6 +520,10 @@ _token_match = _TOKEN_RE.match
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:\S+\Z")
 _scheme_match = _SCHEME_RE.match
 _REQUIRED = ("via", "from", "to", "call-id", "cseq")
+# Header names as they arrive -> (canonical name, key): the same few spellings come in
+# every message, so one dict lookup replaces lower() + canonical lookup + token check.
+_NAME_CACHE: dict[str, tuple[str, str]] = {}
+_NAME_CACHE_GET = _NAME_CACHE.get
 _REQUIRED_NAMES = {"via": "Via", "from": "From", "to": "To", "call-id": "Call-ID", "cseq": "CSeq"}
 
 
@@ -596,23 +601,26 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
             error = error or _bad(f"header line without colon: {_clip(line)!r}")
             continue
         name = name.rstrip()
-        ent = _CANON_GET(name.lower())
+        ent = _NAME_CACHE_GET(name)
         if ent is None:
-            if not _token_match(name):
-                error = error or _bad(f"invalid header name {_clip(name)!r}")
-                continue
-            key = name.lower()
-        else:
-            name, key = ent
-            if key in _SINGLETONS:
-                value = value.strip()
-                if key in seen:
-                    if key != "content-length" or seen[key] != value:
-                        error = error or _bad(f"multiple {name} header fields")
-                else:
-                    seen[key] = value
-                append((key, name, value))
-                continue
+            ent = _CANON_GET(name.lower())
+            if ent is None:
+                if not _token_match(name):
+                    error = error or _bad(f"invalid header name {_clip(name)!r}")
+                    continue
+                ent = (name, name.lower())
+            if len(_NAME_CACHE) < 1024:
+                _NAME_CACHE[name] = ent
+        name, key = ent
+        if key in _SINGLETONS:
+            value = value.strip()
+            if key in seen:
+                if key != "content-length" or seen[key] != value:
+                    error = error or _bad(f"multiple {name} header fields")
+            else:
+                seen[key] = value
+            append((key, name, value))
+            continue
         value = value.strip()
         if top_via is None and key == "via":
             top_via, top_via_at = value, len(items)

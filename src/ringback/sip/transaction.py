@@ -93,7 +93,19 @@ def _sent_by(via: Via) -> tuple[str, str]:
 
 
 def _key_for(req: Request, method: str) -> TxKey:
-    """Transaction key (RFC 3261 §17.2.3); ``method`` is the transaction's method."""
+    """Transaction key (RFC 3261 §17.2.3); ``method`` is the transaction's method.
+
+    A request's own key is computed once and kept on it (receive, then respond)."""
+    own = method == req.method
+    if own and req._tx_key is not None:
+        return req._tx_key
+    key = _compute_key(req, method)
+    if own:
+        req._tx_key = key
+    return key
+
+
+def _compute_key(req: Request, method: str) -> TxKey:
     via = req.top_via
     branch = via.branch
     if branch is not None and branch.startswith(MAGIC_COOKIE) and len(branch) > 7:
