@@ -144,6 +144,8 @@ class CallController:
         # `now` is the shell's monotonic clock (timers); listings carry wall-clock times.
         # The shell keeps this offset current (wall = now + epoch_offset).
         self.epoch_offset = 0.0
+        # Our Contact per transport for early dialogs; the shell fills it in once bound.
+        self.contacts: dict[str, str] = {}
         self._out: list[tuple[bytes, Address, str]] = []
 
     # ------------------------------------------------------------------ input
@@ -329,8 +331,21 @@ class CallController:
         layer = self.layers[held.transport]
         if layer.invite_state(key) is not TxState.PROCEEDING:
             return False
+        extra: list[tuple[str, str]] = []
+        if status > 100:
+            # A 1xx with a To tag opens an early dialog (RFC 3261 §12.1.1): it carries our
+            # Contact and the request's Record-Route, so a PRACK follows the proxies' route.
+            contact = self.contacts.get(held.transport)
+            if contact:
+                extra.append(("Contact", contact))
+            extra.extend(("Record-Route", v) for v in held.invite.headers.get_all("Record-Route"))
         response = make_response(
-            held.invite, status, to_tag=held.to_tag, body=body, content_type=content_type
+            held.invite,
+            status,
+            to_tag=held.to_tag,
+            body=body,
+            content_type=content_type,
+            extra_headers=extra,
         )
         if held.reliable and status > 100:
             layer.send_reliable_provisional(held.invite, response, now)

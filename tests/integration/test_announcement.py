@@ -153,6 +153,7 @@ async def test_listed_number_hears_the_courts_recording_then_302(
         if first.status == 100:
             first = await caller.response()
         assert first.status == 183
+        assert first.headers.get("Contact") == f"<sip:127.0.0.1:{svc.sip_port}>"
         answer = parse_sdp(first.body)
         media = answer.media[0]
         assert media.formats == ["8"]  # PCMA: the offer's first preference

@@ -333,3 +333,34 @@ def test_nothing_a_peer_sends_crashes_the_controller(messages: list[bytes], tran
     # ...and a well-formed call still gets its answer afterwards.
     [response] = h.send(invite("sip:+8613700137000@192.0.2.1", branch="z9hG4bK-after"))
     assert response.status == 302
+
+
+class EarlyMediaStub:
+    """An announcer that answers 183 at once and plays nothing (for SIP-level checks)."""
+
+    def __init__(self) -> None:
+        self.cancelled: list[object] = []
+
+    def start(self, controller, invite, key, entry, source, now):  # type: ignore[no-untyped-def]
+        controller.provisional(key, 183, now, body=b"v=0\r\n", content_type="application/sdp")
+        return None
+
+    def cancel(self, key) -> None:  # type: ignore[no-untyped-def]
+        self.cancelled.append(key)
+
+
+def test_183_opens_an_early_dialog_with_contact_and_record_route(h: Harness) -> None:
+    stub = EarlyMediaStub()
+    h.controller.announcer = stub
+    h.controller.contacts = {"udp": "<sip:192.0.2.1:5060>"}
+    extra = "Record-Route: <sip:p1.example;lr>\r\nRecord-Route: <sip:p2.example;lr>\r\n"
+    [early] = h.send(invite("sip:+8613800138000@192.0.2.1", extra=extra))
+    assert early.status == 183
+    assert early.headers.get("Contact") == "<sip:192.0.2.1:5060>"
+    assert early.headers.get_all("Record-Route") == ["<sip:p1.example;lr>", "<sip:p2.example;lr>"]
+    key = next(iter(h.controller.pending))
+    h.controller.finish_invite(key, h.now, played=True)
+    [final] = h.take()
+    assert final.status == 302 and final.to_tag == early.to_tag
+    assert final.headers.get("X-Ringback-Warning") == "played"
+    assert stub.cancelled == []

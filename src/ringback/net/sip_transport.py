@@ -89,6 +89,11 @@ class SipEndpoint:
                 if port != 0 or attempt == 19:
                     raise
         self._sync_clock()
+        host = hosts[0] if ":" not in hosts[0] else f"[{hosts[0]}]"
+        self.controller.contacts = {
+            "udp": f"<sip:{host}:{self.port}>",
+            "tcp": f"<sip:{host}:{self.port};transport=tcp>",
+        }
         self._ticker = self._loop.call_later(TICK_S, self._tick)
         return self.port
 
