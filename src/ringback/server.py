@@ -61,6 +61,7 @@ class Service:
             self.dsn,
             self.index,
             heartbeat_s=self.config.index.heartbeat_s,
+            retention_days=self.config.index.feed_retention_days,
             connect_timeout_s=self.config.database.connect_timeout_s,
         )
         self.sync.start()

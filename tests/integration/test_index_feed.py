@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -106,18 +107,19 @@ async def test_lost_connection_loses_no_change(
     """Changes made while a node is cut off arrive by catch-up from its last sequence."""
     court = await _court(store)
     admin = await asyncpg.connect(database)
-    await admin.execute("CREATE ROLE feed_reader LOGIN")
-    await admin.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO feed_reader")
-    node_dsn = database.replace("postgres@", "feed_reader@", 1)
+    role = f"reader_{uuid.uuid4().hex[:8]}"  # roles are per server: unique per test
+    await admin.execute(f"CREATE ROLE {role} LOGIN")
+    await admin.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    node_dsn = database.replace("postgres@", f"{role}@", 1)
     try:
         node = await node_factory(node_dsn)
         await eventually(lambda: node.loaded, 10, "initial load")
         seq_before = node.last_seq
 
         # Cut the node off: refuse its logins, kill its session.
-        await admin.execute("ALTER ROLE feed_reader NOLOGIN")
+        await admin.execute(f"ALTER ROLE {role} NOLOGIN")
         await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'feed_reader'"
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
         )
         await eventually(lambda: not node.connected, 5, "node to notice the lost connection")
         for i in range(50):
@@ -128,7 +130,7 @@ async def test_lost_connection_loses_no_change(
         assert len(node.index) == 0  # still its last state
         assert node.staleness_s > 0.5
 
-        await admin.execute("ALTER ROLE feed_reader LOGIN")
+        await admin.execute(f"ALTER ROLE {role} LOGIN")
         expected = {BASE + 100 + i for i in range(50) if i % 5}
         await eventually(lambda: len(node.index) == len(expected), 10, "catch-up")
         assert all(node.index.get(n) is not None for n in expected)
@@ -138,7 +140,7 @@ async def test_lost_connection_loses_no_change(
         assert node.reconnects >= 1
     finally:
         await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'feed_reader'"
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
         )
         await admin.close()
 
@@ -221,3 +223,37 @@ async def test_effective_and_expiry_times_reach_the_index(
     assert node.index.lookup(BASE + 7, time.time() + 4 * 86400) is not None
     assert node.index.lookup(BASE + 7, time.time() + 10 * 86400) is None  # expired by time
     assert abs(entry.effective_at - (now + timedelta(days=3)).timestamp()) <= 1
+
+
+async def test_feed_is_pruned_and_a_node_behind_the_pruned_range_reloads(
+    store: Store, database: str, node_factory: Callable[..., Awaitable[IndexSync]]
+) -> None:
+    from ringback.registry.feed import prune_feed
+
+    court = await _court(store)
+    admin = await asyncpg.connect(database)
+    role = f"reader_{uuid.uuid4().hex[:8]}"  # roles are per server: unique per test
+    await admin.execute(f"CREATE ROLE {role} LOGIN")
+    await admin.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    node = await node_factory(database.replace("postgres@", f"{role}@", 1))
+    try:
+        await eventually(lambda: node.loaded, 10, "load")
+        # Cut the node off, change listings, then prune the feed past the node's position.
+        await admin.execute(f"ALTER ROLE {role} NOLOGIN")
+        await admin.execute(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+        )
+        await eventually(lambda: not node.connected, 5, "node to notice")
+        for i in range(5):
+            await store.put_listing(court["id"], BASE + 500 + i, "P", _expires(), WHO)
+        await admin.execute("UPDATE change_feed SET at = now() - interval '30 days'")
+        assert await prune_feed(admin, 7) >= 5
+        assert await admin.fetchval("SELECT count(*) FROM change_feed") == 0
+        await admin.execute(f"ALTER ROLE {role} LOGIN")
+        await eventually(lambda: len(node.index) == 5, 10, "reload after the gap")
+        assert node.full_loads == 2  # the changes were pruned: caught up by a full load
+    finally:
+        await admin.execute(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+        )
+        await admin.close()

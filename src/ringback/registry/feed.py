@@ -35,6 +35,18 @@ _ENTRY_QUERY = (
 _DB_DOWN = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
+PRUNE_EVERY_S = 600.0
+
+
+async def prune_feed(conn: asyncpg.Connection, retention_days: int) -> int:
+    """Delete change-feed rows older than the retention; returns how many. Any node may
+    run it; a node that was away longer than the retention reloads in full."""
+    status = await conn.execute(
+        "DELETE FROM change_feed WHERE at < now() - make_interval(days => $1)", retention_days
+    )
+    return int(status.split()[-1])
+
+
 class IndexSync:
     def __init__(
         self,
@@ -44,6 +56,7 @@ class IndexSync:
         heartbeat_s: float = 1.0,
         full_reload_threshold: int = 50_000,
         connect_timeout_s: float = 5.0,
+        retention_days: int = 7,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.dsn = dsn
@@ -52,6 +65,8 @@ class IndexSync:
         self.full_reload_threshold = full_reload_threshold
         self.connect_timeout_s = connect_timeout_s
         self._monotonic = monotonic
+        self.retention_days = retention_days
+        self._next_prune = 0.0
         self.loaded = False
         self.connected = False
         self.last_seq = 0
@@ -161,31 +176,37 @@ class IndexSync:
         if head == self.last_seq:
             self._synced()
             return
-        oldest = await conn.fetchval("SELECT min(seq) FROM change_feed")
-        behind = head - self.last_seq
-        if (
-            head < self.last_seq
-            or behind > self.full_reload_threshold
-            or (oldest is not None and oldest > self.last_seq + 1)
-        ):
-            # Too far behind, pruned past us, or a different database: start over.
+        if head < self.last_seq or head - self.last_seq > self.full_reload_threshold:
+            # A different database, or so far behind that a reload is cheaper.
             await self._full_load(conn)
             return
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             head = await conn.fetchval("SELECT last_seq FROM feed_counter")
-            numbers = await conn.fetch(
-                "SELECT DISTINCT number FROM change_feed WHERE seq > $1 AND seq <= $2",
+            changes = await conn.fetch(
+                "SELECT seq, number FROM change_feed WHERE seq > $1 AND seq <= $2",
                 self.last_seq,
                 head,
             )
-            changed = [r[0] for r in numbers]
+            complete = len(changes) == head - self.last_seq  # the sequence has no gaps
+            changed = list({r[1] for r in changes})
             rows = await conn.fetch(_ENTRY_QUERY + " WHERE number = ANY($1::int8[])", changed)
+        if not complete:
+            # Pruned past our position (a node away longer than the retention): start over.
+            await self._full_load(conn)
+            return
         found = {r[0]: Entry(r[1], r[2], r[3], r[4]) for r in rows}
         for number in changed:
             self.index.upsert(number, found.get(number))
         self.last_seq = head
         self.catch_ups += 1
         self._synced()
+        if self.retention_days and self._monotonic() >= self._next_prune:
+            self._next_prune = self._monotonic() + PRUNE_EVERY_S
+            try:
+                await prune_feed(conn, self.retention_days)
+            except asyncpg.InsufficientPrivilegeError:
+                log.info("index sync: read-only database role; another node prunes the feed")
+                self.retention_days = 0
         if self._compact_wanted:
             self._compact_wanted = False
             await self.index.compact_in_thread()
