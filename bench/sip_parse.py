@@ -1,4 +1,7 @@
-"""Timing of the hot path (not a test; run: .venv/bin/python tests/unit/sip/bench_parse.py)."""
+"""Micro-benchmark of the SIP hot path: parse, transaction, 302.
+
+Run: .venv/bin/python bench/sip_parse.py
+"""
 
 from __future__ import annotations
 
