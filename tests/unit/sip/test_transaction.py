@@ -279,3 +279,27 @@ def test_2xx_accepted_state() -> None:
     assert layer.receive_request(a, SRC, False, 1.0) is a  # ACK for 2xx goes to the TU
     layer.poll(32.0)
     assert len(layer) == 0
+
+
+def test_plain_via_key_agrees_with_the_full_parse() -> None:
+    from ringback.sip.message import parse_via
+    from ringback.sip.transaction import _plain_via_key, _sent_by
+
+    for value in [
+        "SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK-a1;rport",
+        "SIP/2.0/UDP Switch.Example.COM;branch=z9hG4bKabc",
+        "SIP/2.0/TLS sbc.example;received=1.2.3.4;BRANCH=z9hG4bKx9",
+        "SIP/2.0/tcp 10.0.0.1:65535;branch=z9hG4bK1;ttl=4",
+    ]:
+        via = parse_via(value)
+        host, port = _sent_by(via)
+        assert _plain_via_key(value) == (via.branch, host, port, "INVITE"), value
+    for odd in [
+        "SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK1",  # IPv6: full parser
+        "SIP / 2.0 / UDP host;branch=z9hG4bK1",
+        "SIP/2.0/UDP host:05060;branch=z9hG4bK1",
+        "SIP/2.0/UDP host;branch=1234",  # RFC 2543 branch
+        "SIP/2.0/UDP host:5060",
+        "SIP/2.0/UDP host ; branch=z9hG4bK1",
+    ]:
+        assert _plain_via_key(odd) is None, odd
