@@ -61,6 +61,7 @@ async def _serve(config: Config) -> int:
 
     service = Service(config)
     await service.start()
+    service.take_over_gc()
     try:
         await _until_signalled()
     finally:

@@ -71,6 +71,7 @@ async def run_demo(config: Config) -> int:
 
     service = Service(config)
     await service.start()
+    service.take_over_gc()
     try:
         facts = await seed(service)
         for _ in range(100):  # the index follows the database through the change feed
