@@ -8,12 +8,12 @@ import functools
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from ringback.api.auth import ApiError
 from ringback.registry.store import Conflict, NotFound, Principal
@@ -302,3 +302,22 @@ async def court_of_request(request: web.Request, who: Principal, field: str | No
     if not await pool.fetchval("SELECT 1 FROM courts WHERE id = $1", court_id):
         raise ApiError(404, "not_found", "no such court")
     return court_id
+
+
+async def form_parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
+    """The parts of a multipart/form-data body, one at a time (streamed, never buffered
+    whole); a malformed or nested body is a 400."""
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError):
+        raise ApiError(400, "bad_request", "malformed multipart body") from None
+    while True:
+        try:
+            part = await reader.next()
+        except ValueError:
+            raise ApiError(400, "bad_request", "malformed multipart body") from None
+        if part is None:
+            return
+        if not isinstance(part, BodyPartReader):
+            raise ApiError(400, "bad_request", "nested multipart is not supported")
+        yield part

@@ -19,10 +19,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from ringback.api.auth import ApiError, authenticate
-from ringback.api.common import api_handler, court_of_request
+from ringback.api.common import api_handler, court_of_request, form_parts
 from ringback.registry.imports import (
     JOB_COLUMNS,
     ImportOptions,
@@ -97,20 +97,8 @@ async def _receive(request: web.Request, spool: _Spool) -> tuple[str | None, dic
     """Stream the CSV into `spool`; (filename, form fields)."""
     fields: dict[str, str] = {}
     if request.content_type.startswith("multipart/"):
-        try:
-            reader = await request.multipart()
-        except (ValueError, AssertionError):
-            raise ApiError(400, "bad_request", "malformed multipart body") from None
         filename: str | None = None
-        while True:
-            try:
-                part = await reader.next()
-            except ValueError:
-                raise ApiError(400, "bad_request", "malformed multipart body") from None
-            if part is None:
-                break
-            if not isinstance(part, BodyPartReader):
-                raise ApiError(400, "bad_request", "nested multipart is not supported")
+        async for part in form_parts(request):
             if part.name == "file":
                 if filename is not None:
                     raise ApiError(400, "bad_request", "send one file per import")

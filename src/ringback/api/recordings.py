@@ -22,7 +22,7 @@ import numpy as np
 from aiohttp import BodyPartReader, web
 
 from ringback.api.auth import ApiError, authenticate
-from ringback.api.common import api_handler, court_of_request
+from ringback.api.common import api_handler, court_of_request, form_parts
 from ringback.media.g711 import alaw_encode, ulaw_encode
 from ringback.media.ingest import IngestError, IngestLimits, PreparedAudio, prepare
 from ringback.media.shipped import default_warning_path, read_pcm8k
@@ -124,10 +124,6 @@ async def upload(request: web.Request) -> web.Response:
         raise ApiError(
             415, "unsupported_media_type", "send multipart/form-data with the audio in field 'file'"
         )
-    try:
-        reader = await request.multipart()
-    except (ValueError, AssertionError):
-        raise ApiError(400, "bad_request", "malformed multipart body") from None
     fields: dict[str, str] = {}
     filename = None
     size, sha = 0, b""
@@ -135,15 +131,7 @@ async def upload(request: web.Request) -> web.Response:
     os.close(fd)
     path = Path(tmp)
     try:
-        while True:
-            try:
-                part = await reader.next()
-            except ValueError:
-                raise ApiError(400, "bad_request", "malformed multipart body") from None
-            if part is None:
-                break
-            if not isinstance(part, BodyPartReader):
-                raise ApiError(400, "bad_request", "nested multipart is not supported")
+        async for part in form_parts(request):
             if part.name == "file" or (part.filename and filename is None and part.name != "name"):
                 if filename is not None:
                     raise ApiError(400, "bad_request", "send one file per upload")
