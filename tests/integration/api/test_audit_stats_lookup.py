@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from court_api_support)
 """GET /v1/audit, GET /v1/stats and the HTTP dip GET /v1/lookup/{number}."""
 
 from __future__ import annotations
@@ -8,14 +7,11 @@ import uuid
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from court_api_support import (  # noqa: F401
+from court_api_support import (
     Api,
     add_recording,
     announced,
-    api,
     listing,
-    operator,
-    service,
     until,
 )
 

@@ -1,9 +1,8 @@
-# ruff: noqa: F811  (pytest fixtures imported from court_api_support)
 """Courts and tokens over HTTP: creation, roles, scoping, revocation, audit."""
 
 from __future__ import annotations
 
-from court_api_support import Api, api, operator, service  # noqa: F401
+from court_api_support import Api
 
 from ringback.server import Service
 

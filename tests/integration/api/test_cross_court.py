@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from court_api_support)
 """Court A's token against court B's ids, on every court API endpoint: always 404, never
 403, and nothing of B's changes or leaks."""
 
@@ -7,14 +6,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from court_api_support import (  # noqa: F401
+from court_api_support import (
     Api,
     add_recording,
     announced,
-    api,
     listing,
-    operator,
-    service,
     until,
 )
 

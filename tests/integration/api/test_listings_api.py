@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from court_api_support)
 """Listings over HTTP: validation, notice period, status changes, search, two courts."""
 
 from __future__ import annotations
@@ -8,16 +7,13 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from court_api_support import (  # noqa: F401
+from court_api_support import (
     Api,
     add_recording,
     announced,
-    api,
     days,
     listing,
-    operator,
     seconds,
-    service,
     until,
 )
 

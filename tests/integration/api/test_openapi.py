@@ -1,11 +1,10 @@
-# ruff: noqa: F811  (pytest fixtures imported from court_api_support)
 """/openapi.json describes every route the service serves, and /docs renders it."""
 
 from __future__ import annotations
 
 import re
 
-from court_api_support import Api, api, service  # noqa: F401
+from court_api_support import Api
 
 from ringback.server import Service
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from court_api_support)
 """The payment-confirmed webhook: signatures, replay window, idempotency, clearing."""
 
 from __future__ import annotations
@@ -10,13 +9,10 @@ import time
 import uuid
 from typing import Any
 
-from court_api_support import (  # noqa: F401
+from court_api_support import (
     Api,
     announced,
-    api,
     listing,
-    operator,
-    service,
     until,
 )
 

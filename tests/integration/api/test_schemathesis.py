@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from court_api_support)
 """Schemathesis against a live Service: the court API's endpoints, fuzzed from /openapi.json,
 must never answer 5xx and must match their documented responses."""
 
@@ -11,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from court_api_support import Api, api, listing, operator, service  # noqa: F401
+from court_api_support import Api, listing
 
 from ringback.server import Service
 
