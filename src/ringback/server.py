@@ -17,9 +17,9 @@ from ringback.calls import CallController, SipMetrics
 from ringback.config import Config
 from ringback.media.shipped import default_warning_path, read_pcm8k
 from ringback.metrics import Registry
-from ringback.net.announcements import Announcements
 from ringback.net.rtp_pacer import RtpPacer, RtpPortPool
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
+from ringback.net.warnings import WarningPlayer
 from ringback.registry.embedded import EmbeddedPostgres
 from ringback.registry.feed import IndexSync
 from ringback.registry.listing_index import ListingIndex
@@ -47,6 +47,10 @@ class Service:
         self.http_port = 0
         self.sip: SipEndpoint | None = None
         self.sip_port = 0
+        self.controller: CallController | None = None
+        self.player: WarningPlayer | None = None
+        self.pacer: RtpPacer | None = None
+        self.proof: ProofOfPlayWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._db_check: tuple[float, bool] = (0.0, False)
 
@@ -80,10 +84,10 @@ class Service:
             self.event_worker.start()
 
     async def _start_sip(self) -> None:
-        sip, numbering = self.config.sip, self.config.numbering
+        sip, numbering, a = self.config.sip, self.config.numbering, self.config.announcement
         metrics = SipMetrics(self.metrics)
         sync = self.sync
-        self.controller = CallController(
+        controller = self.controller = CallController(
             self.index,
             NumberingPlan(
                 numbering.country_code,
@@ -98,25 +102,27 @@ class Service:
             t2=sip.t2_ms / 1000,
             t4=sip.t4_ms / 1000,
             limits=Limits(max_message_size=sip.max_message_bytes),
+            warnings=True,
+            max_warnings=a.max_concurrent,
+            keep_caller=a.store_caller,
         )
         self.sip = SipEndpoint(
-            self.controller,
+            controller,
             metrics,
             TrustedSources(sip.trusted_sources),
+            player=self._warning_player(),
             tcp_idle_s=sip.tcp_idle_s,
             max_message_bytes=sip.max_message_bytes,
         )
         self.sip_port = await self.sip.start(sip.listen, sip.port)
-        self.announcements = self._announcements(self.sip)
-        self.controller.announcer = self.announcements
         self.metrics.gauge(
             "ringback_sip_transactions",
             "SIP server transactions in memory",
-            lambda: self.controller.transactions(),
+            controller.transactions,
         )
         log.info("SIP listening on %s port %d (UDP and TCP)", ", ".join(sip.listen), self.sip_port)
 
-    def _announcements(self, endpoint: SipEndpoint) -> Announcements:
+    def _warning_player(self) -> WarningPlayer:
         a = self.config.announcement
         addresses = [a.media_ip] if a.media_ip else self.config.sip.listen
         pools: dict[int, RtpPortPool] = {}
@@ -126,21 +132,17 @@ class Service:
         self.pacer = RtpPacer(asyncio.get_running_loop())
         self.proof = ProofOfPlayWriter(self.pool)
         self.proof.start()
-        store = self.store
-        return Announcements(
+        self.player = WarningPlayer(
             pools,
             self.pacer,
-            store.recording_pcm,
+            self.store.recording_pcm,
             default_pcm=read_pcm8k(default_warning_path()),
             registry=self.metrics,
             proof=self.proof,
-            clock=endpoint.clock,
-            flush=endpoint.flush,
             repeat=a.repeat,
             gap_ms=a.gap_ms,
-            max_concurrent=a.max_concurrent,
-            store_caller=a.store_caller,
         )
+        return self.player
 
     async def _migrate_or_retry(self) -> None:
         try:
@@ -232,10 +234,13 @@ class Service:
             await worker.stop()
         for task in self._tasks:
             task.cancel()
+        if self.player is not None:
+            await self.player.stop()
         if self.sip is not None:
-            await self.announcements.stop()
             await self.sip.stop()
+        if self.pacer is not None:
             self.pacer.close()
+        if self.proof is not None:
             await self.proof.stop()
         if self.http_runner is not None:
             await self.http_runner.cleanup()

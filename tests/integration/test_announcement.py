@@ -293,7 +293,8 @@ async def test_no_common_codec_fails_open(service: tuple[Service, bytes]) -> Non
 
 async def test_announcement_capacity_reached_fails_open(service: tuple[Service, bytes]) -> None:
     svc, _ = service
-    svc.announcements.max_concurrent = 1
+    assert svc.controller is not None
+    svc.controller.max_warnings = 1
     first, second = Caller(svc.sip_port), Caller(svc.sip_port)
     try:
         await first.send(first.invite(LISTED, branch="z9hG4bK-cap1"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ringback.calls import ALLOW, CallController, SipMetrics
+from ringback.calls import ALLOW, CallController, SipMetrics, StartWarning, StopWarning
 from ringback.metrics import Registry
 from ringback.registry.listing_index import Entry, ListingIndex
 from ringback.registry.numbers import NumberingPlan
@@ -51,16 +51,20 @@ def request(method: str, *, branch: str = "z9hG4bK-b1", cseq: str = "", extra: s
 
 
 class Harness:
-    def __init__(self, *, ready: bool = True) -> None:
+    def __init__(self, *, ready: bool = True, warnings: bool = False) -> None:
         self.index = ListingIndex()
         self.index.upsert(LISTED, Entry(7, 3, 0, 2**32 - 1))
         self.registry = Registry()
         self.metrics = SipMetrics(self.registry)
         self.ready = ready
         self.controller = CallController(
-            self.index, NumberingPlan(), self.metrics, index_ready=lambda: self.ready
+            self.index,
+            NumberingPlan(),
+            self.metrics,
+            index_ready=lambda: self.ready,
+            warnings=warnings,
         )
-        self.controller.epoch_offset = 1_700_000_000.0
+        self.controller.sync_clock(1_700_000_000.0)
         self.now = 100.0
 
     def send(
@@ -335,32 +339,98 @@ def test_nothing_a_peer_sends_crashes_the_controller(messages: list[bytes], tran
     assert response.status == 302
 
 
-class EarlyMediaStub:
-    """An announcer that answers 183 at once and plays nothing (for SIP-level checks)."""
-
-    def __init__(self) -> None:
-        self.cancelled: list[object] = []
-
-    def start(self, controller, invite, key, entry, source, now):  # type: ignore[no-untyped-def]
-        controller.provisional(key, 183, now, body=b"v=0\r\n", content_type="application/sdp")
-        return None
-
-    def cancel(self, key) -> None:  # type: ignore[no-untyped-def]
-        self.cancelled.append(key)
+OFFER = (
+    "v=0\r\no=alice 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
+    "m=audio 40000 RTP/AVP 8 0\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n"
+)
 
 
-def test_183_opens_an_early_dialog_with_contact_and_record_route(h: Harness) -> None:
-    stub = EarlyMediaStub()
-    h.controller.announcer = stub
-    h.controller.contacts = {"udp": "<sip:192.0.2.1:5060>"}
+def invite_with_offer(ruri: str, *, branch: str = "z9hG4bK-a1", extra: str = "") -> bytes:
+    head = invite(ruri, branch=branch, extra=extra + "Content-Type: application/sdp\r\n")
+    return head.replace(
+        b"Content-Length: 0\r\n\r\n", f"Content-Length: {len(OFFER)}\r\n\r\n{OFFER}".encode()
+    )
+
+
+@pytest.fixture
+def w() -> Harness:
+    """A controller that plays warnings: the test plays the shell's part."""
+    return Harness(warnings=True)
+
+
+def test_183_opens_an_early_dialog_with_contact_and_record_route(w: Harness) -> None:
+    w.controller.listening("udp", "<sip:192.0.2.1:5060>")
     extra = "Record-Route: <sip:p1.example;lr>\r\nRecord-Route: <sip:p2.example;lr>\r\n"
-    [early] = h.send(invite("sip:+8613800138000@192.0.2.1", extra=extra))
+    assert w.send(invite_with_offer("sip:+8613800138000@192.0.2.1", extra=extra)) == []
+    [start] = w.controller.take_effects()
+    assert isinstance(start, StartWarning)
+    assert w.controller.warning_ready(start.key, b"v=0\r\n", w.now)
+    [early] = w.take()
     assert early.status == 183
     assert early.headers.get("Contact") == "<sip:192.0.2.1:5060>"
     assert early.headers.get_all("Record-Route") == ["<sip:p1.example;lr>", "<sip:p2.example;lr>"]
-    key = next(iter(h.controller.pending))
-    h.controller.finish_invite(key, h.now, played=True)
-    [final] = h.take()
+    w.controller.warning_ended(start.key, "completed", w.now)
+    [final] = w.take()
     assert final.status == 302 and final.to_tag == early.to_tag
     assert final.headers.get("X-Ringback-Warning") == "played"
-    assert stub.cancelled == []
+    assert w.controller.take_effects() == []
+
+
+def test_listed_call_asks_the_shell_for_the_warning_in_the_callers_codec(w: Harness) -> None:
+    w.send(invite_with_offer("sip:+8613800138000@192.0.2.1"))
+    [start] = w.controller.take_effects()
+    assert isinstance(start, StartWarning)
+    assert (start.media.codec, start.media.payload_type) == ("PCMA", 8)
+    assert start.media.remote_addr == ("192.0.2.10", 40000)
+    assert start.entry.listing_id == 7 and start.source == SRC
+
+
+def test_cancel_during_the_warning_stops_it_and_answers_487(w: Harness) -> None:
+    w.send(invite_with_offer("sip:+8613800138000@192.0.2.1"))
+    [start] = w.controller.take_effects()
+    w.controller.warning_ready(start.key, b"v=0\r\n", w.now)
+    w.take()
+    cancel = invite_with_offer("sip:+8613800138000@192.0.2.1").replace(b"INVITE", b"CANCEL")
+    statuses = sorted(r.status for r in w.send(cancel))
+    assert statuses == [200, 487]
+    assert w.controller.take_effects() == [StopWarning(start.key)]
+    w.controller.warning_ended(start.key, "cancelled", w.now)  # the shell's late report
+    assert w.take() == []
+
+
+@pytest.mark.parametrize("reason", ["capacity", "recording_missing", "start_failed"])
+def test_a_warning_that_cannot_start_fails_open_with_its_reason(w: Harness, reason: str) -> None:
+    w.send(invite_with_offer("sip:+8613800138000@192.0.2.1"))
+    [start] = w.controller.take_effects()
+    w.controller.warning_ended(start.key, reason, w.now)
+    [final] = w.take()
+    assert final.status == 302
+    assert final.headers.get("X-Ringback-Warning") == f"skipped; reason={reason}"
+    assert w.metrics.decisions.get(f"listed_{reason}") == 1
+    assert w.metrics.decisions.get("announced") == 0
+
+
+def test_warning_capacity_is_decided_by_the_core(w: Harness) -> None:
+    w.controller.max_warnings = 1
+    w.send(invite_with_offer("sip:+8613800138000@192.0.2.1", branch="z9hG4bK-c1"))
+    [final] = w.send(invite_with_offer("sip:+8613800138000@192.0.2.1", branch="z9hG4bK-c2"))
+    assert final.headers.get("X-Ringback-Warning") == "skipped; reason=listed_capacity"
+    assert len(w.controller.take_effects()) == 1
+
+
+def test_no_prack_stops_the_warning_and_redirects(w: Harness) -> None:
+    w.send(invite_with_offer("sip:+8613800138000@192.0.2.1", extra="Require: 100rel\r\n"))
+    [start] = w.controller.take_effects()
+    w.controller.warning_ready(start.key, b"v=0\r\n", w.now)
+    [early] = w.take()
+    assert early.headers.get("RSeq") is not None
+    responses = w.advance(32.5)  # 64*T1 with no PRACK
+    assert responses[-1].status == 302
+    assert responses[-1].headers.get("X-Ringback-Warning") == "skipped; reason=no_prack"
+    assert w.controller.take_effects() == [StopWarning(start.key)]
+
+
+def test_next_deadline_is_the_302_retransmission(h: Harness) -> None:
+    assert h.controller.next_deadline() is None
+    h.send(invite("sip:+8613700137000@192.0.2.1"))
+    assert h.controller.next_deadline() == pytest.approx(h.now + 0.5)  # Timer G = T1

@@ -35,7 +35,7 @@ from ringback.sip.sdp import (
     parse_sdp,
 )
 
-__all__ = ["Answer", "NoAnswer", "NoAnswerReason", "negotiate"]
+__all__ = ["Answer", "NoAnswer", "NoAnswerReason", "Selection", "answer_sdp", "negotiate", "select"]
 
 NoAnswerReason = Literal["no_sdp", "bad_sdp", "no_audio", "no_codec", "inactive"]
 _PLAIN_RTP = ("RTP/AVP", "RTP/AVPF")
@@ -57,13 +57,22 @@ class NoAnswer:
     detail: str = ""
 
 
-def negotiate(
-    offer_sdp: bytes | None, *, local_ip: str, local_port: int, session_id: int
-) -> Answer | NoAnswer:
-    """Answer ``offer_sdp`` with a send-only PCMU/PCMA stream from ``local_ip:local_port``.
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What the offer lets us play, before any socket exists: the call core decides on this
+    (fail open or go on), and the shell renders the answer once it has a port."""
 
-    ``session_id`` is used as both the o= session id and version (a new session per call).
-    """
+    codec: Literal["PCMU", "PCMA"]
+    payload_type: int
+    remote_addr: tuple[str, int]  # (IP literal, port) from the offer's c= and m= lines
+    remote_family: Literal[4, 6]
+    offer_direction: str  # "sendrecv" or "recvonly"
+    offer: SessionDescription
+    media_index: int
+
+
+def select(offer_sdp: bytes | None) -> Selection | NoAnswer:
+    """Choose the stream and codec of ``offer_sdp``, or say why there is nothing to play."""
     if offer_sdp is None or not offer_sdp.strip():
         return NoAnswer("no_sdp", "INVITE has no SDP offer")
     try:
@@ -91,7 +100,22 @@ def negotiate(
         return NoAnswer("inactive", f"offer connection address {host} (hold)")
     if remote_ip.is_multicast:
         return NoAnswer("bad_sdp", f"multicast c= address {host} not supported")
+    return Selection(
+        codec=codec,
+        payload_type=pt,
+        remote_addr=(str(remote_ip), media.port),
+        remote_family=4 if remote_ip.version == 4 else 6,
+        offer_direction=direction,
+        offer=offer,
+        media_index=index,
+    )
 
+
+def answer_sdp(chosen: Selection, *, local_ip: str, local_port: int, session_id: int) -> bytes:
+    """The SDP answer for ``chosen``, sending from ``local_ip:local_port``.
+
+    ``session_id`` is used as both the o= session id and version (a new session per call).
+    """
     try:
         local = ipaddress.ip_address(local_ip)
     except ValueError:
@@ -103,8 +127,9 @@ def negotiate(
         connection=Connection("IN", addrtype, local_ip),
         times=["0 0"],
     )
-    for i, m in enumerate(offer.media):
-        if i == index:
+    pt, codec = chosen.payload_type, chosen.codec
+    for i, m in enumerate(chosen.offer.media):
+        if i == chosen.media_index:
             answer.media.append(
                 MediaDescription(
                     "audio",
@@ -120,13 +145,24 @@ def negotiate(
             )
         else:
             answer.media.append(MediaDescription(m.media, 0, m.proto, list(m.formats) or ["0"]))
+    return answer.to_bytes()
+
+
+def negotiate(
+    offer_sdp: bytes | None, *, local_ip: str, local_port: int, session_id: int
+) -> Answer | NoAnswer:
+    """:func:`select`, then :func:`answer_sdp` (for tools that have their port already)."""
+    chosen = select(offer_sdp)
+    if isinstance(chosen, NoAnswer):
+        return chosen
+    sdp = answer_sdp(chosen, local_ip=local_ip, local_port=local_port, session_id=session_id)
     return Answer(
-        codec=codec,
-        payload_type=pt,
-        remote_addr=(str(remote_ip), media.port),
-        remote_family=4 if remote_ip.version == 4 else 6,
-        offer_direction=direction,
-        sdp=answer.to_bytes(),
+        codec=chosen.codec,
+        payload_type=chosen.payload_type,
+        remote_addr=chosen.remote_addr,
+        remote_family=chosen.remote_family,
+        offer_direction=chosen.offer_direction,
+        sdp=sdp,
     )
 
 

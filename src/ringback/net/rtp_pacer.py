@@ -1,15 +1,9 @@
 """The asyncio shell that puts RTP on the wire: one pacer for every stream in flight.
 
-Timing model. The pacer owns a grid of ticks ``epoch + k * tick_s`` (5 ms by default; a
-packet interval of 20 ms is 4 ticks) and wakes once per tick with ``loop.call_at`` —
-one timer for the whole process, no task or timer per stream or per packet. Every stream
-starts on a grid tick, so packet ``i`` of a stream is due at grid tick
-``start_k + 4 * i``: integer arithmetic, computed from the start, so there is no drift.
-A wake handles every grid tick up to the nearest one (``round``), which tolerates the
-millisecond granularity of uvloop/epoll timers (a packet may leave up to half a tick
-early), and a late wake sends every packet that has fallen due (catch-up: nothing is
-dropped or shifted). New streams are put on the least-loaded of the next four phases
-(delaying a start by at most 15 ms), so a burst of calls does not make one heavy tick.
+Timing: :class:`~ringback.media.pacing.PacerSchedule` (pure) says which packets are due;
+this shell wakes once per grid tick with ``loop.call_at`` at the schedule's next deadline —
+one timer for the whole process, no task or timer per stream or per packet — and sends
+them.
 
 Symmetric RTP. Each stream reads its socket until the first RTP packet (not RTCP, not
 STUN) arrives and then sends to that packet's source instead of the offered address
@@ -43,13 +37,13 @@ import asyncio
 import errno
 import ipaddress
 import logging
-import math
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
-from ringback.media.rtp import PTIME_S, RtpStream, StreamSchedule, is_rtcp
+from ringback.media.pacing import PacerSchedule, Slot
+from ringback.media.rtp import RtpStream, StreamSchedule, is_rtcp
 
 __all__ = [
     "Outcome",
@@ -177,48 +171,27 @@ def _reachable(host: str, family: int) -> bool:
     return (ip.version == 4) == (family == socket.AF_INET)
 
 
-class _Playing:
-    """Per-stream state, read by the hot loop (slots: attribute access is a fixed offset)."""
+class _Playing(Slot):
+    """A stream on the grid plus what the shell needs to send it."""
 
-    __slots__ = (
-        "count",
-        "dest",
-        "i",
-        "id",
-        "latch_deadline_k",
-        "latched",
-        "next_k",
-        "on_done",
-        "outcome",
-        "phase",
-        "reading",
-        "render",
-        "rtp",
-        "schedule",
-        "sendto",
-    )
+    __slots__ = ("dest", "latched", "on_done", "outcome", "reading", "render", "rtp", "sendto")
 
-    id: int
-    count: int
     dest: Address | None
-    latch_deadline_k: int
-    next_k: int
     on_done: Callable[[Outcome], None]
-    phase: int
     render: Callable[[int], bytearray]
     rtp: RtpSocket
-    schedule: StreamSchedule
     sendto: Callable[[bytearray, Address], int]
 
-    def __init__(self) -> None:
-        self.i = 0
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
         self.latched = False
         self.reading = False
         self.outcome: Outcome | None = None
 
 
 class RtpPacer:
-    """Paces every RTP stream of the process from one timer on ``loop``."""
+    """Sends every RTP stream of the process, woken by one timer on ``loop`` at the
+    :class:`~ringback.media.pacing.PacerSchedule`'s next deadline."""
 
     def __init__(
         self,
@@ -228,26 +201,30 @@ class RtpPacer:
         latch_timeout_s: float = 2.0,
     ) -> None:
         self._loop = loop if loop is not None else asyncio.get_running_loop()
-        ticks = PTIME_S / tick_s
-        if tick_s <= 0 or abs(ticks - round(ticks)) > 1e-9:
-            raise ValueError(f"tick_s must divide {PTIME_S} s, got {tick_s}")
+        self.grid = PacerSchedule(self._loop.time(), tick_s=tick_s, latch_timeout_s=latch_timeout_s)
         self.tick_s = tick_s
-        self._tpp = round(ticks)  # ticks per packet
-        self._latch_ticks = math.ceil(latch_timeout_s / tick_s)
-        self._epoch = self._loop.time()
-        self._last_k = 0  # the last grid tick handled
-        self._buckets: list[list[_Playing]] = [[] for _ in range(self._tpp)]
         self._streams: dict[int, _Playing] = {}
-        self._next_id = 1
         self._timer: asyncio.TimerHandle | None = None
-        # Counters for /metrics.
+        self._when = 0.0  # grid time of the pending wake
+        # Counters for /metrics (the timing counters live on the grid).
         self.packets_sent = 0
         self.packets_dropped = 0  # socket buffer full
-        self.max_catch_up = 0  # most grid ticks handled by one wake (1 = on time)
-        self.wakes = 0
-        self.late_wakes = 0  # wakes more than half a tick after their grid time
-        self.max_lateness_s = 0.0  # the latest wake seen, after its grid time
-        self._when = 0.0  # grid time of the pending wake
+
+    @property
+    def late_wakes(self) -> int:
+        return self.grid.late_wakes
+
+    @property
+    def max_catch_up(self) -> int:
+        return self.grid.max_catch_up
+
+    @property
+    def max_lateness_s(self) -> float:
+        return self.grid.max_lateness_s
+
+    @property
+    def wakes(self) -> int:
+        return self.grid.wakes
 
     # --- public API ---------------------------------------------------------------------
 
@@ -273,11 +250,8 @@ class RtpPacer:
         on an IPv4 socket), ``(fallback_host, dest port)`` is used instead — pass the
         source address of the INVITE.
         """
-        st = _Playing()
-        st.id = self._next_id
-        self._next_id += 1
+        st = _Playing(stream.count)
         st.render = stream.render
-        st.count = stream.count
         st.rtp = rtp
         st.sendto = rtp.sock.sendto
         st.on_done = on_done
@@ -288,26 +262,14 @@ class RtpPacer:
             st.dest = (fallback_host, port)
         else:
             st.dest = None
-
-        now = self._loop.time()
-        if self._timer is None:  # idle: move the grid's "handled" mark up to now
-            self._last_k = max(self._last_k, self._k_at(now))
-        when = now if start_at is None else max(start_at, now)
-        k0 = max(self._last_k + 1, math.ceil((when - self._epoch) / self.tick_s - 1e-9))
-        start_k = min(range(k0, k0 + self._tpp), key=lambda k: len(self._buckets[k % self._tpp]))
-        st.next_k = start_k
-        st.phase = start_k % self._tpp
-        st.latch_deadline_k = start_k + self._latch_ticks
-        st.schedule = StreamSchedule(self._epoch + start_k * self.tick_s, stream.count)
-
-        self._buckets[st.phase].append(st)
-        self._streams[st.id] = st
+        stream_id = self.grid.add(st, self._loop.time(), start_at)
+        self._streams[stream_id] = st
         if symmetric:
             self._loop.add_reader(rtp.sock.fileno(), self._on_readable, st)
             st.reading = True
         if self._timer is None:
             self._schedule()
-        return st.id
+        return stream_id
 
     def stop(self, stream_id: int) -> bool:
         """Stop a stream now: no packet leaves after this returns. ``on_done("cancelled")``
@@ -315,7 +277,7 @@ class RtpPacer:
         st = self._streams.pop(stream_id, None)
         if st is None:
             return False
-        self._buckets[st.phase].remove(st)
+        self.grid.remove(st)
         self._finish(st, "cancelled")
         if not self._streams:
             self._idle()
@@ -338,13 +300,11 @@ class RtpPacer:
 
     # --- timing -------------------------------------------------------------------------
 
-    def _k_at(self, t: float) -> int:
-        """The grid tick nearest to loop time ``t``."""
-        return math.floor((t - self._epoch) / self.tick_s + 0.5)
-
     def _schedule(self) -> None:
-        self._when = when = self._epoch + (self._last_k + 1) * self.tick_s
-        self._timer = self._loop.call_at(when, self._tick)
+        when = self.grid.next_deadline()
+        if when is not None:
+            self._when = when
+            self._timer = self._loop.call_at(when, self._tick)
 
     def _idle(self) -> None:
         if self._timer is not None:
@@ -354,78 +314,51 @@ class RtpPacer:
     def _tick(self) -> None:
         self._timer = None
         now = self._loop.time()
-        k_now = self._k_at(now)
-        lateness = now - self._when
-        self.wakes += 1
-        if lateness > self.max_lateness_s:
-            self.max_lateness_s = lateness
-        if lateness > self.tick_s / 2:
-            self.late_wakes += 1
-        last = self._last_k
-        if k_now > last:
-            self._last_k = k_now
-            tpp = self._tpp
-            if k_now - last >= tpp:
-                buckets = self._buckets
-            else:
-                buckets = [self._buckets[k % tpp] for k in range(last + 1, k_now + 1)]
-            if k_now - last > self.max_catch_up:
-                self.max_catch_up = k_now - last
-            done = self._send_due(buckets, k_now)
-            if done:
-                self._reap(done)
+        due = self.grid.advance(now, self._when)
+        if due:
+            self._send_due(due, now)
         if self._streams and self._timer is None:  # start() from on_done may have set it
             self._schedule()
 
-    def _send_due(self, buckets: list[list[_Playing]], k_now: int) -> list[_Playing]:
-        """Send every packet due by grid tick ``k_now``: the hot loop."""
-        tpp = self._tpp
+    def _send_due(self, due: list[Slot], now: float) -> None:
+        """Send every packet the grid says is due: the hot loop."""
         done: list[_Playing] = []
         sent_total = 0
         dropped = 0
-        for bucket in buckets:
-            for st in bucket:
-                k = st.next_k
-                if k > k_now:
-                    continue
-                i = st.i
-                count = st.count
-                dest = st.dest
-                render = st.render
-                sendto = st.sendto
-                while k <= k_now:
-                    if i >= count:  # the last frame has played out
-                        st.outcome = "completed"
-                        done.append(st)
-                        break
-                    if dest is not None:
-                        try:
-                            sendto(render(i), dest)
-                            sent_total += 1
-                        except (BlockingIOError, InterruptedError):
-                            dropped += 1
-                        except OSError as exc:
-                            log.warning("RTP stream %d to %s failed: %s", st.id, dest, exc)
-                            st.outcome = "failed"
-                            done.append(st)
-                            break
-                    elif k >= st.latch_deadline_k:
-                        log.info("RTP stream %d: no reachable peer, nothing latched", st.id)
-                        st.outcome = "failed"
-                        done.append(st)
-                        break
-                    i += 1
-                    k += tpp
-                st.i = i
-                st.next_k = k
+        for slot in due:
+            st = cast(_Playing, slot)
+            dest = st.dest
+            if dest is None:
+                if now >= st.latch_deadline:
+                    log.info("RTP stream %d: no reachable peer, nothing latched", st.id)
+                    st.outcome = "failed"
+                    done.append(st)
+                elif st.completed:
+                    st.outcome = "completed"
+                    done.append(st)
+                continue
+            render = st.render
+            sendto = st.sendto
+            try:
+                for i in range(st.send_from, st.i):
+                    try:
+                        sendto(render(i), dest)
+                        sent_total += 1
+                    except (BlockingIOError, InterruptedError):
+                        dropped += 1
+            except OSError as exc:
+                log.warning("RTP stream %d to %s failed: %s", st.id, dest, exc)
+                st.outcome = "failed"
+                done.append(st)
+                continue
+            if st.completed:
+                st.outcome = "completed"
+                done.append(st)
         self.packets_sent += sent_total
         self.packets_dropped += dropped
-        return done
-
-    def _reap(self, done: list[_Playing]) -> None:
-        for phase in {st.phase for st in done}:
-            self._buckets[phase] = [s for s in self._buckets[phase] if s.outcome is None]
         for st in done:
+            if not st.completed:
+                self.grid.remove(st)
             del self._streams[st.id]
         for st in done:
             assert st.outcome is not None

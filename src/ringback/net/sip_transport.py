@@ -1,8 +1,10 @@
 """asyncio shells around the sans-I/O `CallController`: SIP over UDP and TCP on one port.
 
 Everything protocol-shaped happens in the controller; this module only moves bytes,
-checks the source against `sip.trusted_sources`, frames TCP streams and runs one 10 ms
-ticker for every transaction timer (no timer object per transaction).
+checks the source against `sip.trusted_sources`, frames TCP streams, hands the
+controller's warning effects to the :class:`~ringback.net.warnings.WarningPlayer`, and
+keeps one timer armed at the controller's next deadline (no timer object per
+transaction), plus a once-a-second housekeeping timer (clock offset, idle TCP).
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import time
 from collections.abc import Iterable
 from typing import Any, cast
 
-from ringback.calls import Address, CallController, SipMetrics
+from ringback.calls import CallController, SipMetrics
+from ringback.calls.effects import Address
+from ringback.net.warnings import WarningPlayer
 from ringback.sip.message import SipParseError, split_stream
+from ringback.sip.transaction import TxKey
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.01
+HOUSEKEEPING_S = 1.0
 _CACHE_LIMIT = 65536
 
 
@@ -57,10 +62,12 @@ class SipEndpoint:
         metrics: SipMetrics,
         trusted: TrustedSources,
         *,
+        player: WarningPlayer | None = None,
         tcp_idle_s: float = 120.0,
         max_message_bytes: int = 65535,
     ) -> None:
         self.controller = controller
+        self.player = player
         self.metrics = metrics
         self.trusted = trusted
         self.tcp_idle_s = tcp_idle_s
@@ -71,8 +78,9 @@ class SipEndpoint:
         self.tcp_servers: list[asyncio.Server] = []
         self.tcp_connections: dict[Address, _TcpConnection] = {}
         self.port = 0
-        self._ticker: asyncio.TimerHandle | None = None
-        self._ticks = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # the deadline `_timer` was armed for (our clock)
+        self._housekeeping: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.clock = time.monotonic
 
@@ -90,11 +98,9 @@ class SipEndpoint:
                     raise
         self._sync_clock()
         host = hosts[0] if ":" not in hosts[0] else f"[{hosts[0]}]"
-        self.controller.contacts = {
-            "udp": f"<sip:{host}:{self.port}>",
-            "tcp": f"<sip:{host}:{self.port};transport=tcp>",
-        }
-        self._ticker = self._loop.call_later(TICK_S, self._tick)
+        self.controller.listening("udp", f"<sip:{host}:{self.port}>")
+        self.controller.listening("tcp", f"<sip:{host}:{self.port};transport=tcp>")
+        self._housekeeping = self._loop.call_later(HOUSEKEEPING_S, self._housekeep)
         return self.port
 
     async def _bind_all(self, hosts: list[str], port: int) -> int:
@@ -128,29 +134,43 @@ class SipEndpoint:
         self._udp_v4 = self._udp_v6 = None
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
+        for timer in (self._timer, self._housekeeping):
+            if timer is not None:
+                timer.cancel()
         for connection in list(self.tcp_connections.values()):
             connection.close()
         await self._close_sockets()
 
     # -------------------------------------------------------------- pumping
     def _sync_clock(self) -> None:
-        self.controller.epoch_offset = time.time() - self.clock()
+        self.controller.sync_clock(time.time() - self.clock())
 
-    def _tick(self) -> None:
+    def _housekeep(self) -> None:
         assert self._loop is not None
-        now = self.clock()
+        self._sync_clock()
+        self._reap_idle_tcp(self.clock())
+        self._housekeeping = self._loop.call_later(HOUSEKEEPING_S, self._housekeep)
+
+    def _on_timer(self) -> None:
+        self._timer = None
         try:
-            self.controller.poll(now)
-            self._send_out()
-        except Exception:  # never let one bad timer stop the ticker
+            self.controller.poll(self.clock())
+        except Exception:  # never let one bad timer stop the timers
             log.exception("SIP timer processing failed")
-        self._ticks += 1
-        if self._ticks % 100 == 0:
-            self._sync_clock()
-            self._reap_idle_tcp(now)
-        self._ticker = self._loop.call_later(TICK_S, self._tick)
+        self._pump()
+
+    def _arm(self) -> None:
+        """Keep one timer armed at the controller's next deadline."""
+        deadline = self.controller.next_deadline()
+        if deadline is None:
+            return
+        if self._timer is not None:
+            if self._timer_at <= deadline + 0.0005:
+                return
+            self._timer.cancel()
+        assert self._loop is not None
+        self._timer_at = deadline
+        self._timer = self._loop.call_later(max(0.0, deadline - self.clock()), self._on_timer)
 
     def receive(self, data: bytes, source: Address, transport: str) -> None:
         started = time.perf_counter()
@@ -159,13 +179,37 @@ class SipEndpoint:
         except Exception:  # the controller fails open itself; this is the last guard
             log.exception("SIP message handling failed")
             outcome = None
-        self._send_out()
+        self._pump()
         if outcome is not None:
             self.metrics.decision_latency.observe(time.perf_counter() - started)
 
-    def flush(self) -> None:
-        """Send what the controller has queued (after work done outside receive/tick)."""
+    def _pump(self) -> None:
+        """Send what the controller queued, carry out its effects, re-arm the timer."""
         self._send_out()
+        effects = self.controller.take_effects()
+        while effects:
+            for effect in effects:
+                if self.player is not None:
+                    self.player.execute(effect, self)
+            self._send_out()
+            effects = self.controller.take_effects()
+        self._arm()
+
+    # ----------------------------------------- the player's reports (WarningReports)
+    def warning_trying(self, key: TxKey) -> None:
+        self.controller.warning_trying(key, self.clock())
+        self._send_out()
+
+    def warning_ready(self, key: TxKey, sdp: bytes) -> bool:
+        ready = self.controller.warning_ready(key, sdp, self.clock())
+        self._send_out()
+        self._arm()
+        return ready
+
+    def warning_ended(self, key: TxKey, outcome: str) -> None:
+        self.controller.warning_ended(key, outcome, self.clock())
+        self._send_out()
+        self._arm()
 
     def _send_out(self) -> None:
         for data, dest, transport in self.controller.take_outgoing():

@@ -1,0 +1,402 @@
+"""The call controller: every SIP request that reaches `ringback`, and every fail-open rule.
+
+INVITE → :class:`~ringback.calls.decision.Decider` → 302 to the loop-marked Request-URI;
+for a listed number whose offer we can play, the INVITE is held, a
+:class:`~ringback.calls.effects.StartWarning` goes to the shell, and the 302 follows when
+the shell reports the warning over. Whatever goes wrong on the way — no offer, no codec,
+capacity, a warning that cannot start, an exception here — ends in a 302 (fail open),
+counted by reason.
+
+Nothing here touches a socket, a clock or the event loop. The shell feeds
+:meth:`~CallController.receive` and :meth:`~CallController.poll`, sends
+:meth:`~CallController.take_outgoing`, carries out :meth:`~CallController.take_effects`,
+and wakes at :meth:`~CallController.next_deadline`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from ringback.calls.decision import (
+    ANNOUNCED,
+    INTERNAL_ERROR,
+    LISTED_UNANNOUNCED,
+    Decider,
+    Decision,
+)
+from ringback.calls.effects import Address, Effect, StartWarning, StopWarning
+from ringback.calls.metrics import SipMetrics
+from ringback.calls.redirect import Held, redirect_headers
+from ringback.media.offer_answer import NoAnswer, select
+from ringback.registry.listing_index import ListingIndex
+from ringback.registry.numbers import NumberingPlan
+from ringback.sip.message import (
+    Limits,
+    Request,
+    Response,
+    SipParseError,
+    error_response,
+    make_response,
+    new_tag,
+    parse_message,
+    parse_name_addr,
+)
+from ringback.sip.transaction import AckTimeout, ServerTransactionLayer, TxKey, TxState
+
+ALLOW = "INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK"
+SUPPORTED = "100rel"
+ACCEPT = "application/sdp"
+
+_TOP_VIA = re.compile(rb"\r?\n(?:Via|v)[ \t]*:([^\r\n]*)", re.IGNORECASE).search
+
+
+class CallController:
+    def __init__(
+        self,
+        index: ListingIndex,
+        plan: NumberingPlan,
+        metrics: SipMetrics,
+        *,
+        index_ready: Callable[[], bool],
+        loop_marker: str = "rbk",
+        t1: float = 0.5,
+        t2: float = 4.0,
+        t4: float = 5.0,
+        limits: Limits | None = None,
+        warnings: bool = False,
+        max_warnings: int = 1000,
+        keep_caller: bool = False,
+    ) -> None:
+        self.decider = Decider(index, plan, index_ready=index_ready, loop_marker=loop_marker)
+        self.metrics = metrics
+        self.limits = limits or Limits()
+        self.warnings = warnings  # False: listed numbers are redirected, counted, not warned
+        self.max_warnings = max_warnings
+        self.keep_caller = keep_caller
+        # One transaction layer per transport: a response goes back the way its request came.
+        self.layers = {
+            "udp": ServerTransactionLayer(t1, t2, t4),
+            "tcp": ServerTransactionLayer(t1, t2, t4),
+        }
+        self.held: dict[TxKey, Held] = {}
+        # `now` is the shell's monotonic clock (timers); listings carry wall-clock times:
+        # wall = now + epoch_offset, kept current through `sync_clock`.
+        self.epoch_offset = 0.0
+        # Our Contact per transport, for early dialogs: told by the shell once bound.
+        self.contacts: dict[str, str] = {}
+        self._out: list[tuple[bytes, Address, str]] = []
+        self._effects: list[Effect] = []
+
+    # ------------------------------------------------------------ shell inputs
+    def listening(self, transport: str, contact: str) -> None:
+        """The shell is bound: our Contact for early dialogs on ``transport``."""
+        self.contacts[transport] = contact
+
+    def sync_clock(self, epoch_offset: float) -> None:
+        """Wall-clock time minus the shell's monotonic time."""
+        self.epoch_offset = epoch_offset
+
+    def receive(self, data: bytes, source: Address, transport: str, now: float) -> str | None:
+        """Handle one datagram or stream frame. Returns the INVITE decision outcome, if any."""
+        if data.startswith(b"ACK ") and self._absorbed_ack(data, transport, now):
+            return None
+        try:
+            message = parse_message(data, self.limits)
+        except SipParseError as exc:
+            reply = error_response(exc)
+            self.metrics.parse_errors.inc("yes" if reply is not None else "no")
+            if reply is not None and exc.method not in (None, "ACK"):
+                self._out.append((reply.to_bytes(), source, transport))
+            return None
+        if isinstance(message, Response):
+            return None  # we send no requests, so no response is ours: ignore
+        method = message.method
+        self.metrics.requests.inc(method)
+        layer = self.layers[transport]
+        try:
+            request = layer.receive_request(message, source, transport != "udp", now)
+        except SipParseError:  # a header parsed lazily (e.g. the Via) was bad
+            self.metrics.parse_errors.inc("no")
+            return None
+        if request is None:
+            self._flush(layer, transport)
+            return None  # retransmission or ACK: absorbed by the transaction layer
+        try:
+            if method == "INVITE":
+                return self._invite(request, layer, source, transport, now)
+            if method == "ACK":
+                return None  # ACK for a 2xx we never send, or a late one: absorb
+            max_forwards = request.max_forwards
+            if max_forwards is not None and max_forwards <= 0 and method != "CANCEL":
+                self._respond(layer, request, 483, now, transport)
+            elif method == "OPTIONS":
+                self._respond(
+                    layer,
+                    request,
+                    200,
+                    now,
+                    transport,
+                    extra=(("Allow", ALLOW), ("Accept", ACCEPT), ("Supported", SUPPORTED)),
+                )
+            elif method == "CANCEL":
+                self._cancel(request, layer, transport, now)
+            elif method == "PRACK":
+                matched = layer.prack_match(request)
+                self._respond(layer, request, 200 if matched is not None else 481, now, transport)
+            elif method == "BYE":
+                self._respond(layer, request, 481, now, transport)  # we hold no dialogs
+            else:
+                self._respond(layer, request, 405, now, transport, extra=(("Allow", ALLOW),))
+        except SipParseError as exc:
+            self.metrics.parse_errors.inc("yes")
+            self._respond(layer, request, exc.status, now, transport, reason=exc.reason)
+        return None
+
+    def _absorbed_ack(self, data: bytes, transport: str, now: float) -> bool:
+        """Every redirected call ends with an ACK; absorbing it from its top Via alone
+        halves its cost. Anything unusual goes through the full parser instead."""
+        match = _TOP_VIA(data)
+        if match is None:
+            return False
+        value = match.group(1).decode("utf-8", "replace").strip()
+        if "," in value or b"\n " in data or b"\n\t" in data:
+            return False  # several Vias in one line, or folded headers: take the long way
+        if self.layers[transport].absorb_ack(value, transport != "udp", now):
+            self.metrics.requests.inc("ACK")
+            return True
+        return False
+
+    # ----------------------------------------------------------------- INVITE
+    def _invite(
+        self,
+        invite: Request,
+        layer: ServerTransactionLayer,
+        source: Address,
+        transport: str,
+        now: float,
+    ) -> str:
+        try:
+            max_forwards = invite.max_forwards
+            if max_forwards is not None and max_forwards <= 0:
+                self._respond(layer, invite, 483, now, transport)
+                return "too_many_hops"
+            decision = self.decider.decide(invite.uri, now + self.epoch_offset)
+        except SipParseError as exc:
+            self.metrics.parse_errors.inc("yes")
+            self._respond(layer, invite, exc.status, now, transport, reason=exc.reason)
+            return "bad_request"
+        except Exception:  # fail open: whatever broke, the call goes on
+            decision = Decision(INTERNAL_ERROR, self.decider.fallback_contact(invite.uri))
+        if decision.entry is None:
+            self.metrics.decisions.inc(decision.outcome)
+            self._redirect(layer, invite, decision.contact, now, transport)
+            return decision.outcome
+        try:
+            skipped = self._hold_for_warning(invite, decision, layer, source, transport)
+        except Exception:  # fail open
+            skipped = INTERNAL_ERROR
+        if skipped is None:
+            return ANNOUNCED
+        outcome = skipped if skipped == LISTED_UNANNOUNCED else f"listed_{skipped}"
+        self.metrics.decisions.inc(outcome)
+        self._redirect(layer, invite, decision.contact, now, transport, played=False, why=outcome)
+        return outcome
+
+    def _hold_for_warning(
+        self,
+        invite: Request,
+        decision: Decision,
+        layer: ServerTransactionLayer,
+        source: Address,
+        transport: str,
+    ) -> str | None:
+        """Hold the INVITE and ask the shell for its warning; or the reason not to."""
+        if not self.warnings:
+            return LISTED_UNANNOUNCED
+        if len(self.held) >= self.max_warnings:
+            return "capacity"
+        content_type = (invite.headers.get("Content-Type") or "").lower()
+        if not invite.body or "application/sdp" not in content_type:
+            return "no_sdp"
+        media = select(invite.body)
+        if isinstance(media, NoAnswer):
+            return media.reason
+        assert decision.entry is not None
+        key = layer.key_of(invite)
+        requires = invite.headers.get_all("Require")
+        self.held[key] = Held(
+            invite,
+            transport,
+            decision.contact,
+            new_tag(),
+            any(v.lower() == "100rel" for v in requires),
+        )
+        caller = _caller(invite) if self.keep_caller else None
+        self._effects.append(StartWarning(key, decision.entry, media, source, caller))
+        return None
+
+    def _redirect(
+        self,
+        layer: ServerTransactionLayer,
+        invite: Request,
+        contact: str,
+        now: float,
+        transport: str,
+        *,
+        played: bool | None = None,
+        why: str = "",
+        to_tag: str | None = None,
+    ) -> None:
+        extra = redirect_headers(contact, played=played, why=why)
+        self._respond(layer, invite, 302, now, transport, extra=extra, to_tag=to_tag)
+
+    # ------------------------------------------------ the shell's warning reports
+    def warning_trying(self, key: TxKey, now: float) -> None:
+        """The warning needs a moment (its recording is being fetched): 100 Trying."""
+        held = self.held.get(key)
+        if held is not None:
+            self._provisional(held, key, 100, now)
+
+    def warning_ready(self, key: TxKey, sdp: bytes, now: float) -> bool:
+        """The media port and the audio are ready: 183 with ``sdp``. False when the INVITE
+        is gone (cancelled meanwhile): the shell then plays nothing."""
+        held = self.held.get(key)
+        if held is None or not self._provisional(held, key, 183, now, body=sdp):
+            return False
+        held.ready = True
+        self.metrics.decisions.inc(ANNOUNCED)
+        return True
+
+    def warning_ended(self, key: TxKey, outcome: str, now: float) -> None:
+        """The warning is over (``completed``), or could not start or go on (any other
+        outcome is the fail-open reason): redirect the held INVITE."""
+        held = self.held.pop(key, None)
+        if held is None:
+            return  # cancelled by us: already answered
+        layer = self.layers[held.transport]
+        if not held.ready:
+            self.metrics.decisions.inc(f"listed_{outcome}")
+        if layer.invite_state(key) is TxState.PROCEEDING:
+            self._redirect(
+                layer,
+                held.invite,
+                held.contact,
+                now,
+                held.transport,
+                played=outcome == "completed",
+                why=outcome,
+                to_tag=held.to_tag,
+            )
+
+    def _provisional(
+        self, held: Held, key: TxKey, status: int, now: float, *, body: bytes = b""
+    ) -> bool:
+        """Send a 1xx on a held INVITE (reliably if it required 100rel). False if gone."""
+        layer = self.layers[held.transport]
+        if layer.invite_state(key) is not TxState.PROCEEDING:
+            return False
+        extra: list[tuple[str, str]] = []
+        if status > 100:
+            # A 1xx with a To tag opens an early dialog (RFC 3261 §12.1.1): it carries our
+            # Contact and the request's Record-Route, so a PRACK follows the proxies' route.
+            contact = self.contacts.get(held.transport)
+            if contact:
+                extra.append(("Contact", contact))
+            extra.extend(("Record-Route", v) for v in held.invite.headers.get_all("Record-Route"))
+        response = make_response(
+            held.invite,
+            status,
+            to_tag=held.to_tag,
+            body=body,
+            content_type="application/sdp" if body else None,
+            extra_headers=extra,
+        )
+        if held.reliable and status > 100:
+            layer.send_reliable_provisional(held.invite, response, now)
+        else:
+            layer.send_response(held.invite, response, now)
+        self.metrics.responses.inc(str(status))
+        self._flush(layer, held.transport)
+        return True
+
+    def _cancel(
+        self, cancel: Request, layer: ServerTransactionLayer, transport: str, now: float
+    ) -> None:
+        key = layer.find_invite_for(cancel)
+        if key is None:
+            self._respond(layer, cancel, 481, now, transport)
+            return
+        self._respond(layer, cancel, 200, now, transport)
+        held = self.held.pop(key, None)
+        if held is not None and layer.invite_state(key) is TxState.PROCEEDING:
+            self._effects.append(StopWarning(key))
+            if not held.ready:
+                self.metrics.decisions.inc("listed_cancelled")
+            self._respond(layer, held.invite, 487, now, transport, to_tag=held.to_tag)
+
+    # ------------------------------------------------------------------ output
+    def _respond(
+        self,
+        layer: ServerTransactionLayer,
+        request: Request,
+        status: int,
+        now: float,
+        transport: str,
+        *,
+        extra: tuple[tuple[str, str], ...] = (),
+        reason: str | None = None,
+        to_tag: str | None = None,
+    ) -> None:
+        response = make_response(request, status, reason, extra_headers=extra, to_tag=to_tag)
+        layer.send_response(request, response, now)
+        self.metrics.responses.inc(str(status))
+        self._flush(layer, transport)
+
+    def _flush(self, layer: ServerTransactionLayer, transport: str) -> None:
+        for data, dest in layer.take_outgoing():
+            self._out.append((data, dest, transport))
+
+    def take_outgoing(self) -> list[tuple[bytes, Address, str]]:
+        """Bytes to send: (data, destination, transport)."""
+        out, self._out = self._out, []
+        return out
+
+    def take_effects(self) -> list[Effect]:
+        """Warnings to start or stop, in the order they were decided."""
+        effects, self._effects = self._effects, []
+        return effects
+
+    # ------------------------------------------------------------------- time
+    def next_deadline(self) -> float | None:
+        """When :meth:`poll` next has work (a retransmission or a timeout), or None."""
+        deadlines = [
+            d for d in (layer.next_deadline() for layer in self.layers.values()) if d is not None
+        ]
+        return min(deadlines) if deadlines else None
+
+    def poll(self, now: float) -> None:
+        """Fire every transaction timer due at ``now``."""
+        for transport, layer in self.layers.items():
+            layer.poll(now)
+            self._flush(layer, transport)
+            for event in layer.take_events():
+                if isinstance(event, AckTimeout):
+                    self.metrics.ack_timeouts.inc()
+                elif event.key in self.held:  # PrackTimeout: the 183 was never PRACKed
+                    self._effects.append(StopWarning(event.key))
+                    self.warning_ended(event.key, "no_prack", now)
+
+    def transactions(self) -> int:
+        return sum(len(layer) for layer in self.layers.values())
+
+
+def _caller(invite: Request) -> str | None:
+    """The caller's URI (P-Asserted-Identity, else From), at most 200 characters."""
+    value = invite.headers.get("P-Asserted-Identity") or invite.headers.get("From")
+    if value is None:
+        return None
+    try:
+        return parse_name_addr(value).uri[:200]
+    except Exception:
+        return None

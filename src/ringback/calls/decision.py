@@ -1,0 +1,118 @@
+"""Whom an INVITE calls and whether that number is listed: Request-URI → E.164 → index.
+
+Every way this can go wrong is an outcome too (a bad number, the index not loaded): the
+caller redirects in every case (fail open), counted by outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ringback.registry.listing_index import Entry, ListingIndex
+from ringback.registry.numbers import NumberError, NumberingPlan, normalize
+from ringback.sip.message import SipUri, TelUri, parse_uri
+
+# Decision outcomes (label values of ringback_sip_decisions_total).
+NOT_LISTED = "not_listed"
+LOOP_MARKED = "loop_marked"
+INDEX_NOT_READY = "index_not_ready"
+BAD_NUMBER = "bad_number"
+LISTED = "listed"
+ANNOUNCED = "announced"
+LISTED_UNANNOUNCED = "listed_unannounced"
+INTERNAL_ERROR = "internal_error"
+
+_PLAIN_USER = frozenset("+0123456789-.()")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: str
+    contact: str  # the loop-marked Request-URI the 302 points to
+    entry: Entry | None = None  # the listing, when the number is listed
+
+
+class Decider:
+    """Looks the callee of a Request-URI up in the index; pure apart from the index."""
+
+    def __init__(
+        self,
+        index: ListingIndex,
+        plan: NumberingPlan,
+        *,
+        index_ready: Callable[[], bool],
+        loop_marker: str = "rbk",
+    ) -> None:
+        self.index = index
+        self.plan = plan
+        self.index_ready = index_ready
+        self.marker = loop_marker.lower()
+
+    def decide(self, ruri: str, wall_now: float) -> Decision:
+        """Raises :class:`~ringback.sip.message.SipParseError` for a malformed URI."""
+        fast = _fast_sip_uri(ruri)
+        user: str | None
+        if fast is not None:
+            user, params = fast
+            if self.marker in params:
+                return Decision(LOOP_MARKED, ruri)
+            contact = ruri + ";" + self.marker
+        else:
+            uri = parse_uri(ruri)
+            if uri.has_param(self.marker):
+                return Decision(LOOP_MARKED, ruri)
+            contact = str(uri.with_param(self.marker))
+            user = _user_of(uri)
+        if user is None:
+            return Decision(BAD_NUMBER, contact)
+        if not self.index_ready():
+            return Decision(INDEX_NOT_READY, contact)
+        number = _fast_e164(user)
+        if number is None:
+            try:
+                number = normalize(user, self.plan)
+            except NumberError:
+                return Decision(BAD_NUMBER, contact)
+        entry = self.index.lookup(number, wall_now)
+        if entry is None:
+            return Decision(NOT_LISTED, contact)
+        return Decision(LISTED, contact, entry)
+
+    def fallback_contact(self, ruri: str) -> str:
+        """Best-effort loop marking when the URI could not be handled: append the parameter."""
+        head, sep, tail = ruri.partition("?")
+        return f"{head};{self.marker}{sep}{tail}"
+
+
+def _fast_sip_uri(ruri: str) -> tuple[str, set[str]] | None:
+    """The common case `sip:+8613800138000@host[:port][;params]` without parsing the URI
+    fully: (user, lower-case param names). None when anything is unusual."""
+    if not ruri.startswith("sip:"):
+        return None
+    at = ruri.find("@", 4)
+    if at < 0 or "?" in ruri or "%" in ruri or '"' in ruri:
+        return None
+    user = ruri[4:at]
+    if not user or not _PLAIN_USER.issuperset(user):
+        return None
+    rest = ruri[at + 1 :]
+    if not rest or rest[0] == ";":
+        return None
+    semi = rest.find(";")
+    if semi < 0:
+        return user, set()
+    names = {p.split("=", 1)[0].strip().lower() for p in rest[semi + 1 :].split(";")}
+    return user, names
+
+
+def _fast_e164(user: str) -> int | None:
+    if user.startswith("+") and 9 <= len(user) <= 16 and user[1:].isdigit() and user[1] != "0":
+        return int(user[1:])
+    return None
+
+
+def _user_of(uri: SipUri | TelUri) -> str | None:
+    if isinstance(uri, TelUri):
+        return str(uri)
+    return uri.user_unescaped or None

@@ -1,0 +1,39 @@
+"""What the call core asks its shell to do, besides sending bytes.
+
+The core never calls out: it queues these and the shell takes them with
+:meth:`~ringback.calls.controller.CallController.take_effects` (aioquic's ``next_event()``
+style). The shell reports back through the controller's ``warning_*`` methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ringback.media.offer_answer import Selection
+from ringback.registry.listing_index import Entry
+from ringback.sip.transaction import TxKey
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class StartWarning:
+    """Play ``entry``'s recording for the held INVITE ``key``: get a media port and the
+    audio, then report ``warning_ready`` (or ``warning_ended`` with the reason it could not
+    start), and ``warning_ended`` when the stream is over."""
+
+    key: TxKey
+    entry: Entry
+    media: Selection
+    source: Address  # where the INVITE came from (the symmetric-RTP fallback host)
+    caller: str | None  # the caller's URI, for proof of play where configured
+
+
+@dataclass(frozen=True, slots=True)
+class StopWarning:
+    """Stop the warning of ``key`` at once (CANCEL, or no PRACK); no report is needed."""
+
+    key: TxKey
+
+
+Effect = StartWarning | StopWarning

@@ -1,0 +1,37 @@
+"""The call path's Prometheus series (plain-int counters: see :mod:`ringback.metrics`)."""
+
+from __future__ import annotations
+
+from ringback.metrics import Registry
+
+
+class SipMetrics:
+    def __init__(self, registry: Registry) -> None:
+        self.requests = registry.counter(
+            "ringback_sip_requests_total", "SIP requests received, by method", ("method",)
+        )
+        self.responses = registry.counter(
+            "ringback_sip_responses_total",
+            "SIP responses sent (first send), by status code",
+            ("code",),
+        )
+        self.decisions = registry.counter(
+            "ringback_sip_decisions_total", "INVITE decisions, by outcome", ("outcome",)
+        )
+        self.parse_errors = registry.counter(
+            "ringback_sip_parse_errors_total",
+            "Malformed SIP messages, by whether they could be answered",
+            ("answered",),
+        )
+        self.untrusted = registry.counter(
+            "ringback_sip_untrusted_dropped_total",
+            "Requests from sources outside sip.trusted_sources, dropped silently",
+        )
+        self.decision_latency = registry.histogram(
+            "ringback_sip_decision_seconds",
+            "Time from an INVITE's arrival to its decision being sent",
+            (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+        )
+        self.ack_timeouts = registry.counter(
+            "ringback_sip_ack_timeouts_total", "Final responses never ACKed (Timer H)"
+        )
