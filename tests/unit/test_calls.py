@@ -434,3 +434,74 @@ def test_next_deadline_is_the_302_retransmission(h: Harness) -> None:
     assert h.controller.next_deadline() is None
     h.send(invite("sip:+8613700137000@192.0.2.1"))
     assert h.controller.next_deadline() == pytest.approx(h.now + 0.5)  # Timer G = T1
+
+
+def test_sip_i_multipart_offer_gets_the_warning(w: Harness) -> None:
+    isup = bytes.fromhex("0100600a0003020a08831013")
+    body = (
+        b"--b1\r\nContent-Type: application/sdp\r\n\r\n"
+        + OFFER.encode()
+        + b"\r\n--b1\r\nContent-Type: application/isup;version=itu-t92+\r\n\r\n"
+        + isup
+        + b"\r\n--b1--\r\n"
+    )
+    data = invite(
+        "sip:+8613800138000@192.0.2.1", extra="Content-Type: multipart/mixed;boundary=b1\r\n"
+    )
+    data = (
+        data.replace(b"Content-Length: 0\r\n\r\n", b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    )
+    assert w.send(data) == []
+    [start] = w.controller.take_effects()
+    assert isinstance(start, StartWarning) and start.media.codec == "PCMA"
+
+
+def test_reinvite_for_a_dialog_we_do_not_have_gets_481_and_no_warning(w: Harness) -> None:
+    data = invite_with_offer("sip:+8613800138000@192.0.2.1").replace(
+        b"To: <sip:+8613800138000@192.0.2.1>", b"To: <sip:+8613800138000@192.0.2.1>;tag=x9"
+    )
+    [response] = w.send(data)
+    assert response.status == 481
+    assert w.controller.take_effects() == []
+
+
+def test_200_to_cancel_carries_the_invites_to_tag(w: Harness) -> None:
+    w.send(invite_with_offer("sip:+8613800138000@192.0.2.1"))
+    [start] = w.controller.take_effects()
+    w.controller.warning_ready(start.key, b"v=0\r\n", w.now)
+    [early] = w.take()
+    cancel = invite_with_offer("sip:+8613800138000@192.0.2.1").replace(b"INVITE", b"CANCEL")
+    responses = {r.status: r for r in w.send(cancel)}
+    assert responses[200].to_tag == early.to_tag == responses[487].to_tag
+
+
+def test_prack_for_another_early_dialog_is_refused_and_the_183_keeps_coming(w: Harness) -> None:
+    w.send(invite_with_offer("sip:+8613800138000@192.0.2.1", extra="Require: 100rel\r\n"))
+    [start] = w.controller.take_effects()
+    w.controller.warning_ready(start.key, b"v=0\r\n", w.now)
+    [early] = w.take()
+    rseq = early.headers.get("RSeq")
+
+    def prack(tag: str, branch: str) -> bytes:
+        return (
+            f"PRACK sip:192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5070;branch={branch}\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:alice@192.0.2.10>;tag=from1\r\n"
+            f"To: <sip:+8613800138000@192.0.2.1>;tag={tag}\r\nCall-ID: c1\r\nCSeq: 2 PRACK\r\n"
+            f"RAck: {rseq} 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+
+    [wrong] = w.send(prack("not-ours", "z9hG4bK-p1"))
+    assert wrong.status == 481
+    assert [r.status for r in w.advance(0.5)] == [183]  # still unacknowledged: retransmitted
+    [right] = w.send(prack(early.to_tag or "", "z9hG4bK-p2"))
+    assert right.status == 200
+    assert w.advance(1.0) == []
+
+
+def test_invented_methods_are_counted_as_other(h: Harness) -> None:
+    for method in ("FOO", "BAR", "X-ANYTHING"):
+        h.send(request(method, branch=f"z9hG4bK-{method}"))
+    h.send(request("OPTIONS", branch="z9hG4bK-o"))
+    assert h.metrics.requests.get("other") == 3
+    assert h.metrics.requests.get("OPTIONS") == 1
+    assert h.metrics.requests.get("FOO") == 0

@@ -31,6 +31,7 @@ from ringback.calls.redirect import Held, redirect_headers
 from ringback.media.offer_answer import NoAnswer, select
 from ringback.registry.listing_index import ListingIndex
 from ringback.registry.numbers import NumberingPlan
+from ringback.sip.body import sdp_of
 from ringback.sip.message import (
     Limits,
     Request,
@@ -47,6 +48,25 @@ from ringback.sip.transaction import AckTimeout, ServerTransactionLayer, TxKey, 
 ALLOW = "INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK"
 SUPPORTED = "100rel"
 ACCEPT = "application/sdp"
+# Methods counted by name; any other (a peer can invent them) counts as "other".
+KNOWN_METHODS = frozenset(
+    [
+        "INVITE",
+        "ACK",
+        "CANCEL",
+        "OPTIONS",
+        "BYE",
+        "PRACK",
+        "REGISTER",
+        "UPDATE",
+        "INFO",
+        "MESSAGE",
+        "NOTIFY",
+        "SUBSCRIBE",
+        "REFER",
+        "PUBLISH",
+    ]
+)
 
 _TOP_VIA = re.compile(rb"\r?\n(?:Via|v)[ \t]*:([^\r\n]*)", re.IGNORECASE).search
 
@@ -112,7 +132,7 @@ class CallController:
         if isinstance(message, Response):
             return None  # we send no requests, so no response is ours: ignore
         method = message.method
-        self.metrics.requests.inc(method)
+        self.metrics.requests.inc(method if method in KNOWN_METHODS else "other")
         layer = self.layers[transport]
         try:
             request = layer.receive_request(message, source, transport != "udp", now)
@@ -181,6 +201,9 @@ class CallController:
             if max_forwards is not None and max_forwards <= 0:
                 self._respond(layer, invite, 483, now, transport)
                 return "too_many_hops"
+            if invite.to_tag:  # a re-INVITE: we keep no dialogs, so this one is not ours
+                self._respond(layer, invite, 481, now, transport)
+                return "no_dialog"
             decision = self.decider.decide(invite.uri, now + self.epoch_offset)
         except SipParseError as exc:
             self.metrics.parse_errors.inc("yes")
@@ -216,10 +239,10 @@ class CallController:
             return LISTED_UNANNOUNCED
         if len(self.held) >= self.max_warnings:
             return "capacity"
-        content_type = (invite.headers.get("Content-Type") or "").lower()
-        if not invite.body or "application/sdp" not in content_type:
+        offer = sdp_of(invite.headers.get("Content-Type"), invite.body)
+        if offer is None:
             return "no_sdp"
-        media = select(invite.body)
+        media = select(offer)
         if isinstance(media, NoAnswer):
             return media.reason
         assert decision.entry is not None
@@ -327,8 +350,9 @@ class CallController:
         if key is None:
             self._respond(layer, cancel, 481, now, transport)
             return
-        self._respond(layer, cancel, 200, now, transport)
         held = self.held.pop(key, None)
+        # RFC 3261 §9.2: the 200 to a CANCEL carries the To tag of the INVITE's responses.
+        self._respond(layer, cancel, 200, now, transport, to_tag=held.to_tag if held else None)
         if held is not None and layer.invite_state(key) is TxState.PROCEEDING:
             self._effects.append(StopWarning(key))
             if not held.ready:

@@ -80,6 +80,7 @@ class _Tx:
     prov_pending: tuple[int, int] | None = None  # (rseq, cseq number)
     prov_bytes: bytes | None = None
     prov_interval: float = 0.0
+    prov_tag: str = ""  # the To tag of the reliable provisional response
     call_id: str = ""
     # PRACK transactions: the INVITE key they acknowledged
     prack_of: TxKey | None = None
@@ -166,7 +167,7 @@ class ServerTransactionLayer:
         self._timers: dict[float, deque[tuple[float, TxKey, int, int]]] = {}
         self._out: list[tuple[bytes, Address]] = []
         self._events: list[Event] = []
-        self._prack_index: dict[tuple[str, int, int], TxKey] = {}
+        self._prack_index: dict[tuple[str, int, int, str], TxKey] = {}
 
     # ------------------------------------------------------------------ input
 
@@ -254,7 +255,11 @@ class ServerTransactionLayer:
             return None
         if parts[2] != "INVITE":
             return None
-        ikey = self._prack_index.pop((req.call_id, int(parts[1]), int(parts[0])), None)
+        # The To tag is part of the match (RFC 3262 §3): a PRACK for another early dialog
+        # must not stop this one's retransmissions.
+        ikey = self._prack_index.pop(
+            (req.call_id, int(parts[1]), int(parts[0]), req.to_tag or ""), None
+        )
         if ikey is None:
             return None
         itx = self._txs.get(ikey)
@@ -333,7 +338,8 @@ class ServerTransactionLayer:
         tx.prov_bytes = tx.last
         cseq = req.cseq[0]
         tx.prov_pending = (tx.rseq, cseq)
-        self._prack_index[(tx.call_id, cseq, tx.rseq)] = key
+        tx.prov_tag = resp.to_tag or ""
+        self._prack_index[(tx.call_id, cseq, tx.rseq, tx.prov_tag)] = key
         if not tx.reliable:
             tx.prov_interval = self.t1
             self._start(tx, _P, now, self.t1)
@@ -408,7 +414,7 @@ class ServerTransactionLayer:
             elif slot == _X:
                 if tx.prov_pending is not None:
                     rseq, cseq = tx.prov_pending
-                    self._prack_index.pop((tx.call_id, cseq, rseq), None)
+                    self._prack_index.pop((tx.call_id, cseq, rseq, tx.prov_tag), None)
                     tx.prov_pending = None
                     tx.prov_bytes = None
                     self._cancel(tx, _P)
@@ -448,7 +454,7 @@ class ServerTransactionLayer:
             tx.gens[i] += 1
         if tx.prov_pending is not None:
             rseq, cseq = tx.prov_pending
-            self._prack_index.pop((tx.call_id, cseq, rseq), None)
+            self._prack_index.pop((tx.call_id, cseq, rseq, tx.prov_tag), None)
 
 
 def _response_target(via: Via, source: Address, reliable: bool) -> tuple[Address, str | None]:
