@@ -43,20 +43,12 @@ async def database(pg_server: str) -> AsyncIterator[str]:
     """A new, empty database for one test; dropped afterwards."""
     name = "t_" + uuid.uuid4().hex[:12]
     admin = await asyncpg.connect(pg_server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+    await admin.execute(f'CREATE DATABASE "{name}"')
     try:
         yield with_database(pg_server, name)
     finally:
-        # A fresh connection: one held idle through a long interop test was sometimes
-        # found closed at teardown.
-        admin = await asyncpg.connect(pg_server)
-        try:
-            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 @pytest.fixture
