@@ -61,6 +61,7 @@ class IndexConfig:
     heartbeat_s: float = 1.0
     compact_threshold: int = 50_000
     ready_max_staleness_s: float = 30.0
+    max_warn_staleness_s: float = 600.0
     feed_retention_days: int = 7
 
 
@@ -73,6 +74,7 @@ class AnnouncementConfig:
     rtp_port_min: int = 20000
     rtp_port_max: int = 29999
     store_caller: bool = False
+    allowed_destinations: list[str] = field(default_factory=list)  # empty: sip.trusted_sources
 
 
 @dataclass
@@ -113,6 +115,11 @@ class EventsConfig:
 
 
 @dataclass
+class ShutdownConfig:
+    drain_s: float = 30.0
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto: readable on a terminal, JSON lines otherwise
@@ -130,6 +137,7 @@ class Config:
     recordings: RecordingsConfig = field(default_factory=RecordingsConfig)
     imports: ImportsConfig = field(default_factory=ImportsConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -236,11 +244,15 @@ def _validate(c: Config) -> None:
             ipaddress.ip_address(address)
         except ValueError:
             raise ConfigError(f"sip.listen: {address!r} is not an IP address") from None
-    for cidr in c.sip.trusted_sources:
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            raise ConfigError(f"sip.trusted_sources: {cidr!r} is not a CIDR network") from None
+    for key, cidrs in (
+        ("sip.trusted_sources", c.sip.trusted_sources),
+        ("announcement.allowed_destinations", c.announcement.allowed_destinations),
+    ):
+        for cidr in cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ConfigError(f"{key}: {cidr!r} is not a CIDR network") from None
     if not c.sip.loop_marker.replace("-", "").isalnum():
         raise ConfigError(
             f"sip.loop_marker: must be a URI parameter name, got {c.sip.loop_marker!r}"
@@ -272,6 +284,9 @@ def _validate(c: Config) -> None:
     _positive("index.compact_threshold", c.index.compact_threshold)
     _positive("index.ready_max_staleness_s", c.index.ready_max_staleness_s)
     _positive("index.feed_retention_days", c.index.feed_retention_days)
+    _positive("index.max_warn_staleness_s", c.index.max_warn_staleness_s)
+    if c.shutdown.drain_s < 0:
+        raise ConfigError(f"shutdown.drain_s: must be >= 0, got {c.shutdown.drain_s}")
     a = c.announcement
     _positive("announcement.repeat", a.repeat)
     if a.gap_ms < 0:

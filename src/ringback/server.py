@@ -15,6 +15,7 @@ from aiohttp import web
 from ringback.api.app import bound_port, build_app, start_http
 from ringback.calls import CallController, SipMetrics
 from ringback.config import Config
+from ringback.media.destinations import DestinationPolicy
 from ringback.media.shipped import default_warning_path, read_pcm8k
 from ringback.metrics import Registry
 from ringback.net.rtp_pacer import RtpPacer, RtpPortPool
@@ -97,6 +98,8 @@ class Service:
             ),
             metrics,
             index_ready=lambda: sync.loaded,
+            index_staleness=lambda: sync.staleness_s,
+            max_staleness_s=self.config.index.max_warn_staleness_s,
             loop_marker=sip.loop_marker,
             t1=sip.t1_ms / 1000,
             t2=sip.t2_ms / 1000,
@@ -105,6 +108,7 @@ class Service:
             warnings=True,
             max_warnings=a.max_concurrent,
             keep_caller=a.store_caller,
+            destinations=DestinationPolicy(a.allowed_destinations or sip.trusted_sources),
         )
         self.sip = SipEndpoint(
             controller,

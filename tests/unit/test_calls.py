@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ringback.calls import ALLOW, CallController, SipMetrics, StartWarning, StopWarning
+from ringback.media.destinations import DestinationPolicy
 from ringback.metrics import Registry
 from ringback.registry.listing_index import Entry, ListingIndex
 from ringback.registry.numbers import NumberingPlan
@@ -63,6 +64,7 @@ class Harness:
             self.metrics,
             index_ready=lambda: self.ready,
             warnings=warnings,
+            destinations=DestinationPolicy(["192.0.2.0/24"]),
         )
         self.controller.sync_clock(1_700_000_000.0)
         self.now = 100.0
@@ -345,10 +347,12 @@ OFFER = (
 )
 
 
-def invite_with_offer(ruri: str, *, branch: str = "z9hG4bK-a1", extra: str = "") -> bytes:
+def invite_with_offer(
+    ruri: str, *, branch: str = "z9hG4bK-a1", extra: str = "", offer: str = OFFER
+) -> bytes:
     head = invite(ruri, branch=branch, extra=extra + "Content-Type: application/sdp\r\n")
     return head.replace(
-        b"Content-Length: 0\r\n\r\n", f"Content-Length: {len(OFFER)}\r\n\r\n{OFFER}".encode()
+        b"Content-Length: 0\r\n\r\n", f"Content-Length: {len(offer)}\r\n\r\n{offer}".encode()
     )
 
 
@@ -381,8 +385,8 @@ def test_listed_call_asks_the_shell_for_the_warning_in_the_callers_codec(w: Harn
     [start] = w.controller.take_effects()
     assert isinstance(start, StartWarning)
     assert (start.media.codec, start.media.payload_type) == ("PCMA", 8)
-    assert start.media.remote_addr == ("192.0.2.10", 40000)
-    assert start.entry.listing_id == 7 and start.source == SRC
+    assert start.destinations == (("192.0.2.10", 40000),)
+    assert start.entry.listing_id == 7
 
 
 def test_cancel_during_the_warning_stops_it_and_answers_487(w: Harness) -> None:
@@ -505,3 +509,67 @@ def test_invented_methods_are_counted_as_other(h: Harness) -> None:
     assert h.metrics.requests.get("other") == 3
     assert h.metrics.requests.get("OPTIONS") == 1
     assert h.metrics.requests.get("FOO") == 0
+
+
+@pytest.mark.parametrize(
+    "aim",
+    ["8.8.8.8 40000", "169.254.169.254 40000", "255.255.255.255 40000", "192.0.2.10 53"],
+)
+def test_an_offer_aimed_outside_the_policy_plays_only_to_the_invites_source(
+    w: Harness, aim: str
+) -> None:
+    host, port = aim.split()
+    offer = OFFER.replace("c=IN IP4 192.0.2.10", f"c=IN IP4 {host}").replace("40000", port)
+    responses = w.send(invite_with_offer("sip:+8613800138000@192.0.2.1", offer=offer))
+    effects = w.controller.take_effects()
+    if int(port) < 1024:  # the source with that port is refused too
+        assert effects == []
+        [final] = responses
+        assert final.headers.get("X-Ringback-Warning") == (
+            "skipped; reason=listed_media_destination_refused"
+        )
+        return
+    [start] = effects
+    assert isinstance(start, StartWarning)
+    assert start.destinations == ((SRC[0], int(port)),)  # never the aimed address
+
+
+def test_an_offer_and_source_both_outside_the_policy_fail_open_counted(w: Harness) -> None:
+    offer = OFFER.replace("c=IN IP4 192.0.2.10", "c=IN IP4 8.8.8.8")
+    data = invite_with_offer("sip:+8613800138000@192.0.2.1", offer=offer)
+    [final] = w.send(data, source=("198.51.100.7", 5060))
+    assert final.status == 302
+    assert final.headers.get("X-Ringback-Warning") == (
+        "skipped; reason=listed_media_destination_refused"
+    )
+    assert w.metrics.decisions.get("listed_media_destination_refused") == 1
+    assert w.controller.take_effects() == []
+
+
+def test_a_stale_index_stops_warning_after_the_bound(h: Harness) -> None:
+    staleness = [0.0]
+    controller = CallController(
+        h.index,
+        NumberingPlan(),
+        h.metrics,
+        index_ready=lambda: True,
+        index_staleness=lambda: staleness[0],
+        max_staleness_s=600.0,
+        warnings=True,
+        destinations=DestinationPolicy(["192.0.2.0/24"]),
+    )
+    controller.sync_clock(1_700_000_000.0)
+    controller.receive(invite_with_offer("sip:+8613800138000@192.0.2.1"), SRC, "udp", h.now)
+    assert len(controller.take_effects()) == 1  # fresh enough: warned
+    staleness[0] = 600.5
+    data = invite_with_offer("sip:+8613800138000@192.0.2.1", branch="z9hG4bK-stale")
+    controller.receive(data, SRC, "udp", h.now)
+    assert controller.take_effects() == []
+    final = parse_message(controller.take_outgoing()[-1][0])
+    assert isinstance(final, Response) and final.status == 302
+    assert final.headers.get("X-Ringback-Warning") == "skipped; reason=index_stale"
+    assert h.metrics.decisions.get("index_stale") == 1
+    # OPTIONS keeps answering 200 meanwhile
+    controller.receive(request("OPTIONS", branch="z9hG4bK-opt"), SRC, "udp", h.now)
+    options = parse_message(controller.take_outgoing()[-1][0])
+    assert isinstance(options, Response) and options.status == 200

@@ -28,6 +28,7 @@ from ringback.calls.decision import (
 from ringback.calls.effects import Address, Effect, StartWarning, StopWarning
 from ringback.calls.metrics import SipMetrics
 from ringback.calls.redirect import Held, redirect_headers
+from ringback.media.destinations import DestinationPolicy
 from ringback.media.offer_answer import NoAnswer, select
 from ringback.registry.listing_index import ListingIndex
 from ringback.registry.numbers import NumberingPlan
@@ -48,6 +49,7 @@ from ringback.sip.transaction import AckTimeout, ServerTransactionLayer, TxKey, 
 ALLOW = "INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK"
 SUPPORTED = "100rel"
 ACCEPT = "application/sdp"
+LOOPBACK = ("127.0.0.0/8", "::1/128")  # where RTP may go when no policy is given
 # Methods counted by name; any other (a peer can invent them) counts as "other".
 KNOWN_METHODS = frozenset(
     [
@@ -79,6 +81,8 @@ class CallController:
         metrics: SipMetrics,
         *,
         index_ready: Callable[[], bool],
+        index_staleness: Callable[[], float] = lambda: 0.0,
+        max_staleness_s: float = 600.0,
         loop_marker: str = "rbk",
         t1: float = 0.5,
         t2: float = 4.0,
@@ -87,13 +91,22 @@ class CallController:
         warnings: bool = False,
         max_warnings: int = 1000,
         keep_caller: bool = False,
+        destinations: DestinationPolicy | None = None,
     ) -> None:
-        self.decider = Decider(index, plan, index_ready=index_ready, loop_marker=loop_marker)
+        self.decider = Decider(
+            index,
+            plan,
+            index_ready=index_ready,
+            index_staleness=index_staleness,
+            max_staleness_s=max_staleness_s,
+            loop_marker=loop_marker,
+        )
         self.metrics = metrics
         self.limits = limits or Limits()
         self.warnings = warnings  # False: listed numbers are redirected, counted, not warned
         self.max_warnings = max_warnings
         self.keep_caller = keep_caller
+        self.destinations = destinations or DestinationPolicy(LOOPBACK)
         # One transaction layer per transport: a response goes back the way its request came.
         self.layers = {
             "udp": ServerTransactionLayer(t1, t2, t4),
@@ -213,7 +226,15 @@ class CallController:
             decision = Decision(INTERNAL_ERROR, self.decider.fallback_contact(invite.uri))
         if decision.entry is None:
             self.metrics.decisions.inc(decision.outcome)
-            self._redirect(layer, invite, decision.contact, now, transport)
+            self._redirect(
+                layer,
+                invite,
+                decision.contact,
+                now,
+                transport,
+                played=False if decision.skipped else None,
+                why=decision.outcome,
+            )
             return decision.outcome
         try:
             skipped = self._hold_for_warning(invite, decision, layer, source, transport)
@@ -245,6 +266,16 @@ class CallController:
         media = select(offer)
         if isinstance(media, NoAnswer):
             return media.reason
+        # Media safety: RTP goes only where the policy allows — the offer's address, or
+        # the INVITE's source (where symmetric RTP would latch), in that order.
+        port = media.remote_addr[1]
+        destinations = tuple(
+            dict.fromkeys(
+                a for a in (media.remote_addr, (source[0], port)) if self.destinations.allows(*a)
+            )
+        )
+        if not destinations:
+            return "media_destination_refused"
         assert decision.entry is not None
         key = layer.key_of(invite)
         requires = invite.headers.get_all("Require")
@@ -256,7 +287,7 @@ class CallController:
             any(v.lower() == "100rel" for v in requires),
         )
         caller = _caller(invite) if self.keep_caller else None
-        self._effects.append(StartWarning(key, decision.entry, media, source, caller))
+        self._effects.append(StartWarning(key, decision.entry, media, destinations, caller))
         return None
 
     def _redirect(

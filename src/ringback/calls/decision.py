@@ -22,6 +22,7 @@ LISTED = "listed"
 ANNOUNCED = "announced"
 LISTED_UNANNOUNCED = "listed_unannounced"
 INTERNAL_ERROR = "internal_error"
+INDEX_STALE = "index_stale"
 
 _PLAIN_USER = frozenset("+0123456789-.()")
 
@@ -30,7 +31,8 @@ _PLAIN_USER = frozenset("+0123456789-.()")
 class Decision:
     outcome: str
     contact: str  # the loop-marked Request-URI the 302 points to
-    entry: Entry | None = None  # the listing, when the number is listed
+    entry: Entry | None = None  # the listing, when the number is to be warned
+    skipped: bool = False  # listed, but not to be warned (the 302 says why)
 
 
 class Decider:
@@ -42,11 +44,15 @@ class Decider:
         plan: NumberingPlan,
         *,
         index_ready: Callable[[], bool],
+        index_staleness: Callable[[], float] = lambda: 0.0,
+        max_staleness_s: float = 600.0,
         loop_marker: str = "rbk",
     ) -> None:
         self.index = index
         self.plan = plan
         self.index_ready = index_ready
+        self.index_staleness = index_staleness
+        self.max_staleness_s = max_staleness_s
         self.marker = loop_marker.lower()
 
     def decide(self, ruri: str, wall_now: float) -> Decision:
@@ -77,6 +83,9 @@ class Decider:
         entry = self.index.lookup(number, wall_now)
         if entry is None:
             return Decision(NOT_LISTED, contact)
+        if self.index_staleness() > self.max_staleness_s:
+            # Cut off from the database for too long: the listing may have been cleared.
+            return Decision(INDEX_STALE, contact, skipped=True)
         return Decision(LISTED, contact, entry)
 
     def fallback_contact(self, ruri: str) -> str:

@@ -25,7 +25,9 @@ class StartWarning:
     key: TxKey
     entry: Entry
     media: Selection
-    source: Address  # where the INVITE came from (the symmetric-RTP fallback host)
+    # Where RTP may go, in order of preference (the offer's address, then the INVITE's
+    # source): already checked against the destination policy; the only latch hosts.
+    destinations: tuple[Address, ...]
     caller: str | None  # the caller's URI, for proof of play where configured
 
 

@@ -5,13 +5,15 @@ this shell wakes once per grid tick with ``loop.call_at`` at the schedule's next
 one timer for the whole process, no task or timer per stream or per packet — and sends
 them.
 
-Symmetric RTP. Each stream reads its socket until the first RTP packet (not RTCP, not
-STUN) arrives and then sends to that packet's source instead of the offered address
-(softphones behind NAT; linphone offering an unreachable IPv6 address). The stream latches
-once: later packets from other sources are ignored, so a third party cannot redirect a
-stream that already has a peer (RTP bleed). If the offered address cannot be reached from
-the socket's address family and no fallback host is known, the stream runs silently on
-schedule and ends ``"failed"`` if nothing latched within ``latch_timeout_s``.
+Symmetric RTP. Each stream reads its socket during its first ``latch_timeout_s`` for an
+RTP packet (not RTCP, not STUN) from one of its latch hosts — the offer's address or the
+INVITE's source address, already checked against the destination policy by the call core
+— and then sends to that packet's source port instead (softphones behind NAT; linphone
+offering an unreachable IPv6 address). It latches once: packets from any other address,
+from a port below 1024, after the first one or after the window are ignored, so a third
+party can neither take a stream over nor aim it elsewhere. If no offered address can be
+reached from the socket's address family, the stream runs silently on schedule and ends
+``"failed"`` if nothing latched within ``latch_timeout_s``.
 
 Outcomes passed to ``on_done``: ``"completed"`` (the last frame has been played out, i.e.
 at ``start + count * 20 ms``), ``"cancelled"`` (:meth:`RtpPacer.stop`, called synchronously
@@ -37,8 +39,8 @@ import asyncio
 import errno
 import ipaddress
 import logging
+import secrets
 import socket
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, Literal, cast
 
@@ -94,9 +96,8 @@ class RtpPortPool:
     """Even UDP ports in ``[port_min, port_max]`` on ``local_ip``, one per stream.
 
     Only even ports are handed out, so the odd port above each (RTCP by convention) is
-    never given to another stream. Released ports go to the back of the queue, which
-    delays their reuse as long as possible (late packets of an old call do not reach a
-    new one). A port another process holds is skipped.
+    never given to another stream. Each is drawn at random from the free ones, so an
+    attacker cannot guess the next call's port. A port another process holds is skipped.
     """
 
     def __init__(
@@ -114,7 +115,7 @@ class RtpPortPool:
         self.family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
         self._dscp = dscp
         first = port_min + (port_min & 1)
-        self._free: deque[int] = deque(range(first, port_max + 1, 2))
+        self._free: list[int] = list(range(first, port_max + 1, 2))
         self._in_use: set[int] = set()
 
     @property
@@ -126,9 +127,14 @@ class RtpPortPool:
         return len(self._in_use)
 
     def allocate(self) -> RtpSocket:
-        """A new socket bound to the next free even port; :class:`PortsExhausted` if none."""
-        for _ in range(len(self._free)):
-            port = self._free.popleft()
+        """A new socket bound to a free even port chosen at random (a port cannot be
+        guessed from the last call's); :class:`PortsExhausted` if none."""
+        free = self._free
+        for _ in range(len(free)):
+            i = secrets.randbelow(len(free))
+            port = free[i]
+            free[i] = free[-1]
+            free.pop()
             sock = socket.socket(self.family, socket.SOCK_DGRAM)
             try:
                 sock.setblocking(False)
@@ -136,10 +142,9 @@ class RtpPortPool:
                 sock.bind((self.local_ip, port))
             except OSError as exc:
                 sock.close()
+                free.append(port)
                 if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                    self._free.append(port)
                     continue
-                self._free.appendleft(port)
                 raise
             self._in_use.add(port)
             return RtpSocket(self, port, sock)
@@ -174,10 +179,23 @@ def _reachable(host: str, family: int) -> bool:
 class _Playing(Slot):
     """A stream on the grid plus what the shell needs to send it."""
 
-    __slots__ = ("dest", "latched", "on_done", "outcome", "reading", "render", "rtp", "sendto")
+    __slots__ = (
+        "dest",
+        "latch_hosts",
+        "latched",
+        "on_done",
+        "on_latch",
+        "outcome",
+        "reading",
+        "render",
+        "rtp",
+        "sendto",
+    )
 
     dest: Address | None
+    latch_hosts: frozenset[str]
     on_done: Callable[[Outcome], None]
+    on_latch: Callable[[Address], None] | None
     render: Callable[[int], bytearray]
     rtp: RtpSocket
     sendto: Callable[[bytearray, Address], int]
@@ -209,6 +227,7 @@ class RtpPacer:
         # Counters for /metrics (the timing counters live on the grid).
         self.packets_sent = 0
         self.packets_dropped = 0  # socket buffer full
+        self.latch_refused = 0  # RTP from an address a stream may not latch to
 
     @property
     def late_wakes(self) -> int:
@@ -241,6 +260,7 @@ class RtpPacer:
         start_at: float | None = None,
         symmetric: bool = True,
         fallback_host: str | None = None,
+        on_latch: Callable[[Address], None] | None = None,
     ) -> int:
         """Play ``stream`` to ``dest`` from ``rtp``; returns the stream id for :meth:`stop`.
 
@@ -255,7 +275,9 @@ class RtpPacer:
         st.rtp = rtp
         st.sendto = rtp.sock.sendto
         st.on_done = on_done
+        st.on_latch = on_latch
         host, port = dest[0], dest[1]
+        st.latch_hosts = frozenset(h for h in (host, fallback_host) if h is not None)
         if _reachable(host, rtp.family):
             st.dest = (host, port)
         elif fallback_host is not None and _reachable(fallback_host, rtp.family):
@@ -333,8 +355,8 @@ class RtpPacer:
                     log.info("RTP stream %d: no reachable peer, nothing latched", st.id)
                     st.outcome = "failed"
                     done.append(st)
-                elif st.completed:
-                    st.outcome = "completed"
+                elif st.completed:  # over, and not one packet could be sent
+                    st.outcome = "failed"
                     done.append(st)
                 continue
             render = st.render
@@ -366,9 +388,7 @@ class RtpPacer:
 
     def _finish(self, st: _Playing, outcome: Outcome) -> None:
         st.outcome = outcome
-        if st.reading:
-            st.reading = False
-            self._loop.remove_reader(st.rtp.sock.fileno())
+        self._stop_reading(st)
         st.rtp.close()
         try:
             st.on_done(outcome)
@@ -379,6 +399,9 @@ class RtpPacer:
 
     def _on_readable(self, st: _Playing) -> None:
         sock = st.rtp.sock
+        if self._loop.time() > st.latch_deadline:  # the window is over: stop listening
+            self._stop_reading(st)
+            return
         for _ in range(_READS_PER_WAKE):
             try:
                 data, addr = sock.recvfrom(2048)
@@ -386,11 +409,22 @@ class RtpPacer:
                 return
             except OSError:  # e.g. an ICMP error queued on the socket
                 continue
-            if len(data) >= 12 and data[0] >> 6 == 2 and not is_rtcp(data):
-                if addr != st.dest:
-                    log.debug("RTP stream %d: latched to %s (was %s)", st.id, addr, st.dest)
-                st.dest = addr
-                st.latched = True
-                st.reading = False
-                self._loop.remove_reader(sock.fileno())
-                return
+            if len(data) < 12 or data[0] >> 6 != 2 or is_rtcp(data):
+                continue
+            if addr[0] not in st.latch_hosts or addr[1] < 1024:
+                self.latch_refused += 1  # counted, not logged: a flood must not fill logs
+                continue
+            source = (addr[0], addr[1])
+            if source != st.dest:
+                log.debug("RTP stream %d: latched to %s (was %s)", st.id, source, st.dest)
+            st.dest = source
+            st.latched = True
+            self._stop_reading(st)
+            if st.on_latch is not None:
+                st.on_latch(source)
+            return
+
+    def _stop_reading(self, st: _Playing) -> None:
+        if st.reading:
+            st.reading = False
+            self._loop.remove_reader(st.rtp.sock.fileno())

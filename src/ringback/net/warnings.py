@@ -45,6 +45,7 @@ class _Playing:
     sdp: bytes
     started_at: float
     stream_id: int = 0
+    destination: tuple[str, int] | None = None  # where the audio goes (after any latch)
 
 
 class WarningPlayer:
@@ -100,8 +101,8 @@ class WarningPlayer:
             reports.warning_ended(effect.key, "start_failed")
 
     def _start(self, start: StartWarning, reports: WarningReports) -> None:
-        source = start.source
-        pool = self.pools.get(6 if ":" in source[0] else 4) or next(iter(self.pools.values()))
+        family = 6 if ":" in start.destinations[-1][0] else 4  # the INVITE's, when allowed
+        pool = self.pools.get(family) or next(iter(self.pools.values()))
         try:
             rtp = pool.allocate()
         except PortsExhausted:
@@ -168,13 +169,16 @@ class WarningPlayer:
         media = playing.start.media
         stream = RtpStream(audio.frames(media.codec), media.payload_type)
         playing.started_at = time.time()
+        destinations = playing.start.destinations
         playing.stream_id = self.pacer.start(
             stream,
-            media.remote_addr,
+            destinations[0],
             playing.rtp,
             on_done=lambda outcome: self._done(key, outcome, reports),
-            fallback_host=playing.start.source[0],
+            fallback_host=destinations[-1][0],
+            on_latch=lambda where: setattr(playing, "destination", where),
         )
+        playing.destination = self.pacer.destination_of(playing.stream_id)
 
     def _done(self, key: TxKey, outcome: Outcome, reports: WarningReports) -> None:
         playing = self.playing.pop(key, None)
@@ -192,6 +196,7 @@ class WarningPlayer:
                     time.time(),
                     outcome,
                     start.caller,
+                    _address(playing.destination),
                 )
             )
         reports.warning_ended(key, outcome)
@@ -201,3 +206,10 @@ class WarningPlayer:
             task.cancel()
         for key in list(self.playing):
             self._stop(key)
+
+
+def _address(destination: tuple[str, int] | None) -> str | None:
+    if destination is None:
+        return None
+    host, port = destination[0], destination[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

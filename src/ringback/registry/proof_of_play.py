@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 _INSERT = """
 INSERT INTO announcements (listing_id, court_id, recording_id, node, codec, caller,
-                           started_at, finished_at, outcome)
-SELECT l.id, l.court_id, r.id, $3, $4, $5, $6, $7, $8
+                           started_at, finished_at, outcome, media_destination)
+SELECT l.id, l.court_id, r.id, $3, $4, $5, $6, $7, $8, $9
 FROM (SELECT $1::int8 AS listing_id, $2::int8 AS recording_id) AS p
 LEFT JOIN listings l ON l.id = p.listing_id
 LEFT JOIN recordings r ON r.id = p.recording_id
@@ -39,6 +39,7 @@ class PlayRecord:
     finished_at: float
     outcome: str  # completed | cancelled | failed
     caller: str | None = None
+    destination: str | None = None  # host:port the RTP went to, after any latch
 
 
 class ProofOfPlayWriter:
@@ -105,6 +106,7 @@ class ProofOfPlayWriter:
                 datetime.fromtimestamp(r.started_at, UTC),
                 datetime.fromtimestamp(r.finished_at, UTC),
                 r.outcome,
+                r.destination,
             )
             for r in batch
         ]

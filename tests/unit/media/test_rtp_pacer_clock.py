@@ -240,22 +240,46 @@ def test_one_timer_whatever_the_callbacks_do() -> None:
     assert restarted == ["completed"] and loop.pending() == 0
 
 
-def test_symmetric_rtp_latches_once_and_ignores_rtcp() -> None:
+def test_symmetric_rtp_latches_once_to_the_offered_host_and_ignores_rtcp() -> None:
     loop, pacer, sock, stream, outcomes = setup(100)
     sid = start(pacer, stream, sock, outcomes)
     loop.run_until(loop.t + 0.1)
     rtcp = bytes([0x80, 200]) + b"\x00" * 26
-    sock.deliver(rtcp, ("10.0.0.9", 5001))
-    sock.deliver(b"\x00\x01\x00\x08" + b"\x00" * 16, ("10.0.0.9", 3478))  # STUN, not RTP
+    sock.deliver(rtcp, ("192.0.2.1", 5001))
+    sock.deliver(b"\x00\x01\x00\x08" + b"\x00" * 16, ("192.0.2.1", 3478))  # STUN, not RTP
     assert pacer.destination_of(sid) == ("192.0.2.1", 4000)
     rtp = RtpStream([b"\xff" * 160], 0).packet(0)
-    sock.deliver(rtp, ("10.0.0.9", 5000))
-    assert pacer.destination_of(sid) == ("10.0.0.9", 5000)
-    assert sock.fd not in loop.readers  # latched: no more reading
+    sock.deliver(rtp, ("192.0.2.1", 5000))  # the offered host, another port (NAT)
+    assert pacer.destination_of(sid) == ("192.0.2.1", 5000)
+    assert sock.fd not in loop.readers  # latched: no more reading, so never a second time
     n = len(sock.sent)
     loop.run_until(loop.t + 0.1)
     assert len(sock.sent) > n
-    assert {a for _, _, a in sock.sent[n:]} == {("10.0.0.9", 5000)}
+    assert {a for _, _, a in sock.sent[n:]} == {("192.0.2.1", 5000)}
+
+
+def test_rtp_from_another_address_cannot_take_the_stream_over() -> None:
+    loop, pacer, sock, stream, outcomes = setup(100)
+    sid = start(pacer, stream, sock, outcomes)
+    loop.run_until(loop.t + 0.1)
+    rtp = RtpStream([b"\xff" * 160], 0).packet(0)
+    sock.deliver(rtp, ("10.0.0.9", 5000))  # any third party
+    sock.deliver(rtp, ("192.0.2.1", 53))  # the offered host, but a well-known port
+    assert pacer.destination_of(sid) == ("192.0.2.1", 4000)
+    assert pacer.latch_refused == 2
+    assert sock.fd in loop.readers  # the real peer may still latch
+    n = len(sock.sent)
+    loop.run_until(loop.t + 0.1)
+    assert {a for _, _, a in sock.sent[n:]} == {("192.0.2.1", 4000)}
+
+
+def test_no_latch_after_the_first_seconds() -> None:
+    loop, pacer, sock, stream, outcomes = setup(200)  # 4 s
+    sid = start(pacer, stream, sock, outcomes)
+    loop.run_until(loop.t + 2.5)  # past the 2 s window
+    sock.deliver(RtpStream([b"\xff" * 160], 0).packet(0), ("192.0.2.1", 5000))
+    assert pacer.destination_of(sid) == ("192.0.2.1", 4000)
+    assert sock.fd not in loop.readers
 
 
 def test_ipv6_offer_on_ipv4_socket_uses_fallback_host() -> None:
@@ -288,21 +312,23 @@ def test_unreachable_offer_without_peer_fails_after_latch_timeout() -> None:
     assert outcomes == ["failed"]
 
 
-def test_unreachable_offer_then_latch_plays_on_schedule() -> None:
+def test_unreachable_offer_plays_to_the_invites_source_which_may_latch() -> None:
     loop, pacer, sock, stream, outcomes = setup(50)
     sid = pacer.start(
         stream,
         ("2001:db8::1", 7078),
         RtpSocket(None, 20000, sock),  # type: ignore[arg-type]
         on_done=outcomes.append,
+        fallback_host="127.0.0.5",  # the INVITE's source: of the socket's family, may latch
     )
     loop.run_until(loop.t + 0.3)
-    sock.deliver(RtpStream([b"\xff" * 160], 0).packet(0), ("127.0.0.5", 7078))
+    assert {a for _, _, a in sock.sent} == {("127.0.0.5", 7078)}
+    sock.deliver(RtpStream([b"\xff" * 160], 0).packet(0), ("127.0.0.6", 7078))  # not allowed
+    sock.deliver(RtpStream([b"\xff" * 160], 0).packet(0), ("127.0.0.5", 7090))
+    assert pacer.destination_of(sid) == ("127.0.0.5", 7090)
     loop.run_until(loop.t + 1.0)
     assert outcomes == ["completed"]
-    sched_first = parse_rtp_header(sock.sent[0][1]).sequence
-    assert sched_first > 10  # the frames of the first 300 ms were not sent (no peer)
-    assert pacer.destination_of(sid) is None  # gone
+    assert [parse_rtp_header(p).sequence for _, p, _ in sock.sent] == list(range(50))
 
 
 def test_hard_send_error_fails_stream() -> None:
