@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import resource
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -91,6 +93,10 @@ class Caller:
             except BlockingIOError:
                 return
             self.packets.append((time.monotonic(), data))
+
+    @property
+    def rtp_port(self) -> int:
+        return int(self.rtp.getsockname()[1])
 
     def close(self) -> None:
         asyncio.get_running_loop().remove_reader(self.rtp.fileno())
@@ -312,3 +318,70 @@ async def test_announcement_capacity_reached_fails_open(service: tuple[Service, 
     text = svc.metrics.render()
     assert 'ringback_sip_decisions_total{outcome="listed_capacity"} 1' in text
     assert 'ringback_sip_decisions_total{outcome="announced"} 1' in text
+
+
+async def test_spoofed_rtp_from_another_address_does_not_move_the_warning(
+    service: tuple[Service, bytes],
+) -> None:
+    svc, pcm = service
+    caller = Caller(svc.sip_port)
+    spoofer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    spoofer.bind(("127.0.0.2", 0))  # another host on the loopback network
+    caller_rtp = f"127.0.0.1:{caller.rtp_port}"
+    spoofer.setblocking(False)
+    try:
+        await caller.send(caller.invite(LISTED, branch="z9hG4bK-spoof"))
+        early = await caller.response()
+        while early.status != 183:
+            early = await caller.response()
+        our_port = parse_sdp(early.body).media[0].port
+        rtp_packet = bytes([0x80, 8]) + b"\x00" * 10 + b"\xd5" * 160
+        for _ in range(5):  # what an attacker who guessed the port sends
+            spoofer.sendto(rtp_packet, ("127.0.0.1", our_port))
+            await asyncio.sleep(0.02)
+        final = await caller.response(timeout=SECONDS + 3)
+        assert final.headers.get("X-Ringback-Warning") == "played"
+        await asyncio.sleep(0.1)
+        with pytest.raises(BlockingIOError):
+            spoofer.recv(2048)  # not one packet went to the spoofer
+        assert len(caller.packets) == round(SECONDS / 0.02)  # the caller heard all of it
+        assert correlation(decoded(caller.packets, 8), pcm) > 0.95
+    finally:
+        caller.close()
+        spoofer.close()
+    assert svc.pacer is not None and svc.pacer.latch_refused >= 5
+    for _ in range(50):
+        rows = await svc.pool.fetch("SELECT outcome, media_destination FROM announcements")
+        if rows:
+            break
+        await asyncio.sleep(0.1)
+    assert [(r["outcome"], r["media_destination"]) for r in rows] == [("completed", caller_rtp)]
+
+
+async def test_a_warning_that_cannot_get_a_socket_still_gets_its_302_at_once(
+    service: tuple[Service, bytes],
+) -> None:
+    """Out of file descriptors (a tiny `ulimit -n`): the RTP socket cannot be made."""
+    svc, _ = service
+    callers = [Caller(svc.sip_port) for _ in range(2)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest_free = os.dup(0)  # the lowest free descriptor number
+    os.close(lowest_free)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no new fd at all
+        await callers[0].send(callers[0].invite(LISTED, branch="z9hG4bK-nofd"))
+        response = await callers[0].response(timeout=2)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        assert response.status == 302
+        assert response.headers.get("X-Ringback-Warning") == "skipped; reason=listed_start_failed"
+        # and the next call, with descriptors back, is warned as usual
+        await callers[1].send(callers[1].invite(LISTED, branch="z9hG4bK-after"))
+        early = await callers[1].response()
+        while early.status == 100:
+            early = await callers[1].response()
+        assert early.status == 183
+    finally:
+        for caller in callers:
+            caller.close()

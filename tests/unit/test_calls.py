@@ -409,7 +409,7 @@ def test_a_warning_that_cannot_start_fails_open_with_its_reason(w: Harness, reas
     w.controller.warning_ended(start.key, reason, w.now)
     [final] = w.take()
     assert final.status == 302
-    assert final.headers.get("X-Ringback-Warning") == f"skipped; reason={reason}"
+    assert final.headers.get("X-Ringback-Warning") == f"skipped; reason=listed_{reason}"
     assert w.metrics.decisions.get(f"listed_{reason}") == 1
     assert w.metrics.decisions.get("announced") == 0
 

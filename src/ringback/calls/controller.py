@@ -329,8 +329,10 @@ class CallController:
         if held is None:
             return  # cancelled by us: already answered
         layer = self.layers[held.transport]
-        if not held.ready:
-            self.metrics.decisions.inc(f"listed_{outcome}")
+        why = outcome
+        if not held.ready:  # it never started: a decision like the ones made at once
+            why = f"listed_{outcome}"
+            self.metrics.decisions.inc(why)
         if layer.invite_state(key) is TxState.PROCEEDING:
             self._redirect(
                 layer,
@@ -339,7 +341,7 @@ class CallController:
                 now,
                 held.transport,
                 played=outcome == "completed",
-                why=outcome,
+                why=why,
                 to_tag=held.to_tag,
             )
 
