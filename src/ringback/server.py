@@ -88,6 +88,7 @@ class Service:
         sip, numbering, a = self.config.sip, self.config.numbering, self.config.announcement
         metrics = SipMetrics(self.metrics)
         sync = self.sync
+        trusted = TrustedSources(sip.trusted_sources)
         controller = self.controller = CallController(
             self.index,
             NumberingPlan(
@@ -109,11 +110,12 @@ class Service:
             max_warnings=a.max_concurrent,
             keep_caller=a.store_caller,
             destinations=DestinationPolicy(a.allowed_destinations or sip.trusted_sources),
+            trusted=trusted,
         )
         self.sip = SipEndpoint(
             controller,
             metrics,
-            TrustedSources(sip.trusted_sources),
+            trusted,
             player=self._warning_player(),
             tcp_idle_s=sip.tcp_idle_s,
             max_message_bytes=sip.max_message_bytes,

@@ -149,3 +149,73 @@ async def test_untrusted_source_gets_no_answer_at_all() -> None:
         assert metrics.requests.values == {}
     finally:
         await endpoint_.stop()
+
+
+@pytest.mark.parametrize("maddr", ["127.0.0.9", "victim.invalid"])  # outside; a name
+async def test_via_maddr_cannot_reflect_responses_nor_disturb_other_calls(maddr: str) -> None:
+    """maddr is obeyed only for an IP inside the trusted networks; a name or an outside
+    address is ignored, and the other call's retransmissions keep coming."""
+    loop = asyncio.get_running_loop()
+    metrics = SipMetrics(Registry())
+    trusted = TrustedSources(["127.0.0.1/32"])
+    controller = CallController(
+        ListingIndex(), NumberingPlan(), metrics, index_ready=lambda: True, trusted=trusted
+    )
+    sip = SipEndpoint(controller, metrics, trusted)
+    port = await sip.start(["127.0.0.1"], 0)
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for s in (a, b):
+            s.bind(("127.0.0.1", 0))
+            s.setblocking(False)
+        # Call B first: a 302 that is never ACKed, so it is retransmitted (T1 = 0.5 s).
+        b.sendto(
+            invite(port, b.getsockname()[1], branch="z9hG4bK-b", call_id="b"), ("127.0.0.1", port)
+        )
+        assert b"302" in await asyncio.wait_for(loop.sock_recv(b, 65535), 2)
+        # Call A asks for its responses to go elsewhere.
+        data = invite(port, a.getsockname()[1], branch="z9hG4bK-a", call_id="a").replace(
+            b";rport\r\n", f";maddr={maddr}\r\n".encode()
+        )
+        a.sendto(data, ("127.0.0.1", port))
+        response = await asyncio.wait_for(loop.sock_recv(a, 65535), 2)
+        assert response.startswith(b"SIP/2.0 302")  # to the source, not to maddr
+        retransmitted = await asyncio.wait_for(loop.sock_recv(b, 65535), 2)
+        assert retransmitted.startswith(b"SIP/2.0 302")  # call B is undisturbed
+    finally:
+        a.close()
+        b.close()
+        await sip.stop()
+
+
+async def test_via_maddr_inside_the_trusted_networks_is_obeyed() -> None:
+    loop = asyncio.get_running_loop()
+    metrics = SipMetrics(Registry())
+    trusted = TrustedSources(["127.0.0.0/8"])
+    controller = CallController(
+        ListingIndex(), NumberingPlan(), metrics, index_ready=lambda: True, trusted=trusted
+    )
+    sip = SipEndpoint(controller, metrics, trusted)
+    port = await sip.start(["127.0.0.1"], 0)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sender.bind(("127.0.0.1", 0))
+        target.bind(("127.0.0.2", 0))
+        target.setblocking(False)
+        data = (
+            invite(port, target.getsockname()[1], branch="z9hG4bK-m")
+            .replace(
+                b"127.0.0.1:" + str(target.getsockname()[1]).encode() + b";branch",
+                b"127.0.0.2:" + str(target.getsockname()[1]).encode() + b";branch",
+            )
+            .replace(b";rport\r\n", b";maddr=127.0.0.2\r\n")
+        )
+        sender.sendto(data, ("127.0.0.1", port))
+        response = await asyncio.wait_for(loop.sock_recv(target, 65535), 2)
+        assert response.startswith(b"SIP/2.0 302")
+    finally:
+        sender.close()
+        target.close()
+        await sip.stop()

@@ -92,6 +92,7 @@ class CallController:
         max_warnings: int = 1000,
         keep_caller: bool = False,
         destinations: DestinationPolicy | None = None,
+        trusted: Callable[[str], bool] = lambda host: False,
     ) -> None:
         self.decider = Decider(
             index,
@@ -109,8 +110,8 @@ class CallController:
         self.destinations = destinations or DestinationPolicy(LOOPBACK)
         # One transaction layer per transport: a response goes back the way its request came.
         self.layers = {
-            "udp": ServerTransactionLayer(t1, t2, t4),
-            "tcp": ServerTransactionLayer(t1, t2, t4),
+            "udp": ServerTransactionLayer(t1, t2, t4, maddr_allowed=trusted),
+            "tcp": ServerTransactionLayer(t1, t2, t4, maddr_allowed=trusted),
         }
         self.held: dict[TxKey, Held] = {}
         # `now` is the shell's monotonic clock (timers); listings carry wall-clock times:

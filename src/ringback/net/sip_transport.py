@@ -213,12 +213,15 @@ class SipEndpoint:
 
     def _send_out(self) -> None:
         for data, dest, transport in self.controller.take_outgoing():
-            if transport == "udp":
-                self._send_udp(data, dest)
-            else:
-                connection = self.tcp_connections.get(dest)
-                if connection is not None:
-                    connection.write(data)
+            try:
+                if transport == "udp":
+                    self._send_udp(data, dest)
+                else:
+                    connection = self.tcp_connections.get(dest)
+                    if connection is not None:
+                        connection.write(data)
+            except (OSError, ValueError, TypeError) as exc:  # one bad address: that send only
+                log.info("SIP send to %s failed: %s", dest, exc)
 
     def _send_udp(self, data: bytes, dest: Address) -> None:
         transport = self._udp_v6 if ":" in dest[0] else self._udp_v4

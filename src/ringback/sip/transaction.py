@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import bisect
 import enum
+import ipaddress
 import secrets
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .message import Request, Response, SipParseError, Via, parse_name_addr, parse_via
@@ -156,7 +158,17 @@ def _compute_key(req: Request, method: str) -> TxKey:
 class ServerTransactionLayer:
     """All server transactions of one SIP endpoint, as one sans-I/O object."""
 
-    def __init__(self, t1: float = 0.5, t2: float = 4.0, t4: float = 5.0) -> None:
+    def __init__(
+        self,
+        t1: float = 0.5,
+        t2: float = 4.0,
+        t4: float = 5.0,
+        *,
+        maddr_allowed: Callable[[str], bool] = lambda host: False,
+    ) -> None:
+        # A Via `maddr` is obeyed only for addresses this says yes to (the trusted
+        # networks): anyone else could have responses reflected at a victim.
+        self.maddr_allowed = maddr_allowed
         self.t1 = t1
         self.t2 = t2
         self.t4 = t4
@@ -195,7 +207,7 @@ class ServerTransactionLayer:
                 self._out.append((tx.last, tx.dest))
             return None
         via = req.top_via
-        dest, rewrite = _response_target(via, source, reliable)
+        dest, rewrite = _response_target(via, source, reliable, self.maddr_allowed)
         is_invite = method == "INVITE"
         tx = _Tx(
             key,
@@ -457,11 +469,14 @@ class ServerTransactionLayer:
             self._prack_index.pop((tx.call_id, cseq, rseq, tx.prov_tag), None)
 
 
-def _response_target(via: Via, source: Address, reliable: bool) -> tuple[Address, str | None]:
+def _response_target(
+    via: Via, source: Address, reliable: bool, maddr_allowed: Callable[[str], bool]
+) -> tuple[Address, str | None]:
     """Where responses go and the rewritten top Via (RFC 3261 §18.2.2, RFC 3581).
 
     Reliable transports answer on the same connection: the source address is the
-    connection's key. Over UDP: ``maddr`` wins, else the source address (with the
+    connection's key. Over UDP: ``maddr`` wins when it is an IP literal that
+    ``maddr_allowed`` accepts, else the source address (with the
     source port when ``rport`` is present, else the Via port or 5060)."""
     src_host, src_port = source
     params: list[tuple[str, str | None]] = []
@@ -481,10 +496,18 @@ def _response_target(via: Via, source: Address, reliable: bool) -> tuple[Address
     rewrite = str(Via(via.transport, via.host, via.port, tuple(params), via.protocol))
     if reliable:
         dest = source
-    elif via.maddr:
+    elif via.maddr and _is_ip(via.maddr) and maddr_allowed(via.maddr):
         dest = (via.maddr, via.port or 5060)
     elif has_rport:
         dest = source
     else:
         dest = (src_host, via.port or 5060)
     return dest, (rewrite if changed else None)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name would need DNS, and could point anywhere
+    return True
