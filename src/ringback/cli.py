@@ -64,6 +64,7 @@ async def _serve(config: Config) -> int:
     service.take_over_gc()
     try:
         await _until_signalled()
+        await service.drain()
     finally:
         await service.stop()
     return 0

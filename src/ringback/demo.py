@@ -96,6 +96,7 @@ async def run_demo(config: Config) -> int:
         os.chmod(path, 0o600)  # it holds tokens
         print(_instructions(demo, path), flush=True)
         await _until_signalled()
+        await service.drain()
     finally:
         await service.stop()
     return 0

@@ -234,6 +234,15 @@ class Service:
             lambda: float(sync.connected),
         )
 
+    async def drain(self) -> None:
+        """SIGTERM: new INVITEs get their 302 at once; warnings playing finish, up to
+        `shutdown.drain_s`; then every held INVITE gets its 302. Call before `stop()`."""
+        if self.sip is not None:
+            log.info(
+                "draining: warnings in progress get up to %.0f s", self.config.shutdown.drain_s
+            )
+            await self.sip.drain(self.config.shutdown.drain_s)
+
     async def stop(self) -> None:
         worker = getattr(self, "event_worker", None)
         if worker is not None:

@@ -573,3 +573,21 @@ def test_a_stale_index_stops_warning_after_the_bound(h: Harness) -> None:
     controller.receive(request("OPTIONS", branch="z9hG4bK-opt"), SRC, "udp", h.now)
     options = parse_message(controller.take_outgoing()[-1][0])
     assert isinstance(options, Response) and options.status == 200
+
+
+def test_drain_redirects_new_calls_at_once_and_ends_held_ones(w: Harness) -> None:
+    w.send(invite_with_offer("sip:+8613800138000@192.0.2.1", branch="z9hG4bK-d1"))
+    [start] = w.controller.take_effects()
+    w.controller.warning_ready(start.key, b"v=0\r\n", w.now)
+    [early] = w.take()
+    w.controller.drain()
+    [new] = w.send(invite_with_offer("sip:+8613800138000@192.0.2.1", branch="z9hG4bK-d2"))
+    assert new.status == 302
+    assert new.headers.get("X-Ringback-Warning") == "skipped; reason=listed_draining"
+    assert w.controller.take_effects() == []
+    w.controller.end_warnings(w.now)
+    [final] = w.take()
+    assert final.status == 302 and final.to_tag == early.to_tag
+    assert final.headers.get("X-Ringback-Warning") == "skipped; reason=shutdown"
+    assert w.controller.take_effects() == [StopWarning(start.key)]
+    assert not w.controller.held

@@ -107,6 +107,7 @@ class CallController:
         self.warnings = warnings  # False: listed numbers are redirected, counted, not warned
         self.max_warnings = max_warnings
         self.keep_caller = keep_caller
+        self.draining = False  # shutting down: no new warnings
         self.destinations = destinations or DestinationPolicy(LOOPBACK)
         # One transaction layer per transport: a response goes back the way its request came.
         self.layers = {
@@ -259,6 +260,8 @@ class CallController:
         """Hold the INVITE and ask the shell for its warning; or the reason not to."""
         if not self.warnings:
             return LISTED_UNANNOUNCED
+        if self.draining:
+            return "draining"
         if len(self.held) >= self.max_warnings:
             return "capacity"
         offer = sdp_of(invite.headers.get("Content-Type"), invite.body)
@@ -305,6 +308,18 @@ class CallController:
     ) -> None:
         extra = redirect_headers(contact, played=played, why=why)
         self._respond(layer, invite, 302, now, transport, extra=extra, to_tag=to_tag)
+
+    # --------------------------------------------------------------- shutdown
+    def drain(self) -> None:
+        """Shutting down: every new INVITE is redirected at once; warnings already
+        playing go on until :meth:`end_warnings`."""
+        self.draining = True
+
+    def end_warnings(self, now: float) -> None:
+        """Stop every warning still playing and redirect its INVITE (the drain is over)."""
+        for key in list(self.held):
+            self._effects.append(StopWarning(key))
+            self.warning_ended(key, "shutdown", now)
 
     # ------------------------------------------------ the shell's warning reports
     def warning_trying(self, key: TxKey, now: float) -> None:

@@ -141,6 +141,17 @@ class SipEndpoint:
             connection.close()
         await self._close_sockets()
 
+    async def drain(self, limit_s: float) -> None:
+        """Redirect new INVITEs at once, let warnings in progress play for up to
+        ``limit_s``, then give every held INVITE its final response."""
+        self.controller.drain()
+        deadline = self.clock() + limit_s
+        while self.controller.held and self.clock() < deadline:
+            await asyncio.sleep(0.05)
+        self.controller.end_warnings(self.clock())
+        self._pump()
+        await asyncio.sleep(0)  # let TCP transports write what was just queued
+
     # -------------------------------------------------------------- pumping
     def _sync_clock(self) -> None:
         self.controller.sync_clock(time.time() - self.clock())
