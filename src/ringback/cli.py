@@ -6,35 +6,20 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from ringback.config import Config, ConfigError, load_config
+from ringback.demo import run_demo
 from ringback.logs import setup_logging
 from ringback.registry.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from ringback.registry.store import Conflict, Principal, Store, create_pool
+from ringback.runtime import run_loop, until_signalled
+from ringback.server import Service
 
 log = logging.getLogger("ringback")
-
-
-def _run_loop(main: asyncio.Future[int] | object) -> int:
-    try:
-        import uvloop
-
-        return int(uvloop.run(main))  # type: ignore[arg-type]
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return int(asyncio.run(main))  # type: ignore[arg-type]
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
 
 
 @contextlib.asynccontextmanager
@@ -57,13 +42,11 @@ async def _store(config: Config) -> AsyncIterator[Store]:
 
 
 async def _serve(config: Config) -> int:
-    from ringback.server import Service
-
     service = Service(config)
     await service.start()
     service.take_over_gc()
     try:
-        await _until_signalled()
+        await until_signalled()
     finally:
         await service.stop()
     return 0
@@ -264,21 +247,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(config.log.level, config.log.format)
     try:
         if args.command == "serve":
-            return _run_loop(_serve(config))
+            return run_loop(_serve(config))
         if args.command == "demo":
-            from ringback.demo import run_demo
-
-            return _run_loop(run_demo(config))
+            return run_loop(run_demo(config))
         if args.command == "migrate":
-            return _run_loop(_migrate(config))
+            return run_loop(_migrate(config))
         if args.command == "court":
-            return _run_loop(_court_create(config, args.name))
+            return run_loop(_court_create(config, args.name))
         if args.command == "import":
-            return _run_loop(_import(config, args.file, args.court, args.effective_reason))
+            return run_loop(_import(config, args.file, args.court, args.effective_reason))
         if args.command == "audit":
-            return _run_loop(_audit_verify(config))
+            return run_loop(_audit_verify(config))
         if args.command == "token":
-            return _run_loop(_token_create(config, args.role, args.court, args.label))
+            return run_loop(_token_create(config, args.role, args.court, args.label))
     except EmbeddedPostgresError as exc:
         print(f"ringback: {exc}", file=sys.stderr)
         return 1

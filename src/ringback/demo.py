@@ -14,6 +14,7 @@ from ringback.config import Config
 from ringback.media.shipped import default_warning_path, read_pcm8k
 from ringback.registry.numbers import format_e164
 from ringback.registry.store import Principal
+from ringback.runtime import until_signalled
 from ringback.server import Service
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,6 @@ async def seed(service: Service) -> dict[str, Any]:
 
 
 async def run_demo(config: Config) -> int:
-    from ringback.cli import _until_signalled
-
     service = Service(config)
     await service.start()
     service.take_over_gc()
@@ -95,7 +94,7 @@ async def run_demo(config: Config) -> int:
         path.write_text(json.dumps(demo, indent=2) + "\n", encoding="utf-8")
         os.chmod(path, 0o600)  # it holds tokens
         print(_instructions(demo, path), flush=True)
-        await _until_signalled()
+        await until_signalled()
     finally:
         await service.stop()
     return 0
