@@ -24,8 +24,8 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 from api_bench_common import bench_service, percentile, run
 
-from ringback.api.hooks import sign
 from ringback.registry.store import Principal
+from ringback.webhooks import sign
 
 WHO = Principal("bench", "operator")
 BASE = 8613500000000

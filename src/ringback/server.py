@@ -27,6 +27,7 @@ from ringback.registry.numbers import NumberingPlan
 from ringback.registry.proof_of_play import ProofOfPlayWriter
 from ringback.registry.store import Store, create_pool
 from ringback.sip.message import Limits
+from ringback.webhooks import EventWorker
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,8 @@ class Service:
         )
         self.http_port = await bound_port(self.http_runner)
         log.info("HTTP listening on %s:%d", self.config.http.host, self.http_port)
-        self.event_worker = None
-        if self.config.events.enabled:  # outgoing event webhooks (issue 5b)
-            from ringback.api.events import EventWorker
-
+        self.event_worker: EventWorker | None = None
+        if self.config.events.enabled:
             self.event_worker = EventWorker(self.pool, self.config.events)
             self.event_worker.start()
 

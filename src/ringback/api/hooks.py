@@ -13,7 +13,6 @@ one transaction; the change feed then takes the numbers out of every node's inde
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import time
@@ -26,16 +25,11 @@ from aiohttp import web
 from ringback.api.app import SERVICE
 from ringback.api.auth import ApiError
 from ringback.api.common import api_handler, get_str, parse_time
+from ringback.webhooks import sign
 
 REPLAY_WINDOW_S = 300
 MAX_BODY = 64 * 1024
 FIELDS = ("court_id", "case_ref", "payment_id", "paid_at", "amount", "currency")
-
-
-def sign(secret: str, timestamp: str | int, body: bytes) -> str:
-    """The `X-Ringback-Signature` value for `body` sent at `timestamp` (for senders and tests)."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
 
 
 def _unauthorized(code: str, message: str) -> ApiError:

@@ -13,10 +13,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ringback.api.hooks import sign
 from ringback.config import load_config
 from ringback.registry.store import Principal
 from ringback.server import Service
+from ringback.webhooks import sign
 
 SETUP = Principal("test-setup", "operator")
 
