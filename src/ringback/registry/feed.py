@@ -21,7 +21,8 @@ from typing import Any
 
 import asyncpg
 
-from ringback.registry.listing_index import CopyDecoder, Entry, ListingIndex, build_base
+from ringback.registry.index_copy import CopyDecoder
+from ringback.registry.listing_index import Entry, ListingIndex, build_base
 
 log = logging.getLogger(__name__)
 
