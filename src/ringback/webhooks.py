@@ -39,6 +39,7 @@ import aiohttp
 import asyncpg
 
 from ringback.config import EventsConfig
+from ringback.registry.common import DATABASE_ERRORS
 from ringback.registry.outbox import (
     claim_deliveries,
     emit_effective,
@@ -102,7 +103,7 @@ class EventWorker:
                 try:
                     await self._housekeeping()
                     busy = await self.deliver_round()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except DATABASE_ERRORS as exc:
                     log.warning("event worker: database unavailable (%s)", exc)
                 except Exception:  # never let the worker die
                     log.exception("event worker round failed")

@@ -16,19 +16,12 @@ import asyncpg
 from aiohttp import BodyPartReader, web
 
 from ringback.api.auth import ApiError
+from ringback.registry.common import DATABASE_UNAVAILABLE
 from ringback.registry.store import Conflict, NotFound, Principal
 
 log = logging.getLogger("ringback.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-_DB_DOWN = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-)
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -50,7 +43,7 @@ def api_handler(fn: Handler) -> Handler:
         except asyncpg.IntegrityConstraintViolationError as exc:
             # Validation should have caught it; a race with another writer can still get here.
             raise ApiError(409, "conflict", f"refused by the database: {exc}") from None
-        except _DB_DOWN as exc:
+        except DATABASE_UNAVAILABLE as exc:
             log.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
             raise ApiError(
                 503, "database_unavailable", "the database is unavailable; retry"
