@@ -1,37 +1,19 @@
-"""The aiohttp application: health, readiness and metrics (the court API joins it later)."""
+"""The aiohttp application: the court API, health, readiness and metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+
+from ringback.api.errors import json_errors
 
 if TYPE_CHECKING:
     from ringback.server import Service
 
 SERVICE: web.AppKey[Service] = web.AppKey("service")
-
-
-def error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every error is `{"error": {"code", "message"}}`, never an HTML page or a traceback."""
-    from ringback.api.auth import ApiError
-
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except ApiError as exc:
-        return error(exc.status, exc.code, exc.message)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -79,18 +61,20 @@ def build_app(service: Service) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    # routes: court API (issue 5a)
-    from ringback.api.court_api import register_court_api
+    from ringback.api import (
+        audit,
+        courts,
+        events,
+        hooks,
+        imports,
+        listings,
+        lookup,
+        openapi,
+        recordings,
+    )
 
-    register_court_api(app)
-    # routes: recordings, imports, events (issue 5b)
-    from ringback.api import events as events_api
-    from ringback.api import imports as imports_api
-    from ringback.api import recordings as recordings_api
-
-    recordings_api.setup(app, service.config.recordings.max_concurrent_decodes)
-    imports_api.setup(app)
-    events_api.setup(app)
+    for module in (courts, listings, hooks, audit, lookup, openapi, recordings, imports, events):
+        module.register(app)
     return app
 
 

@@ -4,69 +4,39 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
-import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 from aiohttp import BodyPartReader, web
 
-from ringback.api.auth import ApiError
-from ringback.registry.common import DATABASE_UNAVAILABLE
-from ringback.registry.store import Conflict, NotFound, Principal
-
-log = logging.getLogger("ringback.api")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from ringback.api.errors import ApiError
+from ringback.registry.store import Principal
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 
 
-def api_handler(fn: Handler) -> Handler:
-    """Map store exceptions to JSON errors; never let a traceback reach the client."""
-
-    @functools.wraps(fn)
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        try:
-            return await fn(request)
-        except (ApiError, web.HTTPException):
-            raise
-        except NotFound as exc:
-            raise ApiError(404, "not_found", str(exc)) from None
-        except Conflict as exc:
-            raise ApiError(409, "conflict", str(exc)) from None
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            # Validation should have caught it; a race with another writer can still get here.
-            raise ApiError(409, "conflict", f"refused by the database: {exc}") from None
-        except DATABASE_UNAVAILABLE as exc:
-            log.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
-            raise ApiError(
-                503, "database_unavailable", "the database is unavailable; retry"
-            ) from None
-        except Exception:
-            log.exception("unexpected error in %s %s", request.method, request.path)
-            raise ApiError(500, "internal_error", "internal error; it has been logged") from None
-
-    return wrapper
-
-
 # ------------------------------------------------------------------ bodies and fields
-async def json_body(request: web.Request, allowed: Iterable[str]) -> dict[str, Any]:
-    """The request's JSON object; unknown members are refused (they are usually typos)."""
-    raw = await request.read()
-    if not raw.strip():
-        return {}
+def json_object(raw: bytes) -> dict[str, Any]:
+    """`raw` as a JSON object (400 when it is not one)."""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    return body
+
+
+async def json_body(request: web.Request, allowed: Iterable[str]) -> dict[str, Any]:
+    """The request's JSON object; unknown members are refused (they are usually typos)."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    body = json_object(raw)
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise ApiError(
@@ -163,6 +133,17 @@ def path_int(request: web.Request, name: str, what: str) -> int:
     return int(text)
 
 
+def known_params(request: web.Request, allowed: set[str]) -> None:
+    """Refuse query parameters not in `allowed` (they are usually typos)."""
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"unknown parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
+        )
+
+
 # ------------------------------------------------------------------------- paging
 def parse_limit(request: web.Request) -> int:
     text = request.query.get("limit")
@@ -221,6 +202,7 @@ def scope_court(principal: Principal, requested: uuid.UUID | None, what: str = "
 
 # ------------------------------------------------------------------------ JSON out
 def iso(value: datetime | None) -> str | None:
+    """A time as RFC 3339 in UTC with a 'Z' (None stays None)."""
     return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

@@ -7,9 +7,8 @@ import uuid
 from aiohttp import web
 
 from ringback.api.app import SERVICE
-from ringback.api.auth import ApiError, authenticate
+from ringback.api.auth import authenticate
 from ringback.api.common import (
-    api_handler,
     court_json,
     decode_cursor,
     encode_cursor,
@@ -21,12 +20,12 @@ from ringback.api.common import (
     scope_court,
     token_json,
 )
+from ringback.api.errors import ApiError
 from ringback.registry.store import Conflict, NotFound
 
 ONCE = "shown once only: ringback keeps a hash of the token and cannot show it again"
 
 
-@api_handler
 async def create_court(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator")
     body = await json_body(request, ("name",))
@@ -48,7 +47,6 @@ async def create_court(request: web.Request) -> web.Response:
     )
 
 
-@api_handler
 async def list_courts(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
     store = request.app[SERVICE].store
@@ -70,7 +68,6 @@ async def list_courts(request: web.Request) -> web.Response:
     return web.json_response({"items": items, "next_cursor": next_cursor})
 
 
-@api_handler
 async def get_court(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
     court_id = scope_court(who, path_uuid(request, "court_id", "court"))
@@ -80,7 +77,6 @@ async def get_court(request: web.Request) -> web.Response:
     return web.json_response(court_json(court))
 
 
-@api_handler
 async def create_court_token(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
     court_id = scope_court(who, path_uuid(request, "court_id", "court"))
@@ -93,7 +89,6 @@ async def create_court_token(request: web.Request) -> web.Response:
     return web.json_response({**token_json(row), "token": token, "note": ONCE}, status=201)
 
 
-@api_handler
 async def list_court_tokens(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
     court_id = scope_court(who, path_uuid(request, "court_id", "court"))
@@ -104,7 +99,6 @@ async def list_court_tokens(request: web.Request) -> web.Response:
     return web.json_response({"items": [token_json(r) for r in rows], "next_cursor": None})
 
 
-@api_handler
 async def create_token(request: web.Request) -> web.Response:
     """Operator and switch tokens (court tokens: POST /v1/courts/{id}/tokens)."""
     who = await authenticate(request, "operator")
@@ -122,7 +116,6 @@ async def create_token(request: web.Request) -> web.Response:
     return web.json_response({**token_json(row), "token": token, "note": ONCE}, status=201)
 
 
-@api_handler
 async def revoke_token(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
     token_id = path_int(request, "token_id", "token")

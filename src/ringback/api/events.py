@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 from yarl import URL
 
-from ringback.api.auth import ApiError, authenticate
-from ringback.api.common import api_handler
+from ringback.api.auth import authenticate
+from ringback.api.common import iso, path_int, path_uuid
+from ringback.api.errors import ApiError
 from ringback.registry.outbox import EVENT_TYPES
-
-__all__ = ["setup"]
 
 _SUBSCRIPTION_COLUMNS = "id, url, event_types, description, active, created_at, disabled_at"
 _DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed")
@@ -37,8 +35,8 @@ def _subscription_json(row: Any) -> dict[str, Any]:
         "event_types": row["event_types"],
         "description": row["description"],
         "active": row["active"],
-        "created_at": row["created_at"].isoformat(),
-        "disabled_at": row["disabled_at"].isoformat() if row["disabled_at"] else None,
+        "created_at": iso(row["created_at"]),
+        "disabled_at": iso(row["disabled_at"]),
     }
 
 
@@ -116,16 +114,9 @@ async def list_subscriptions(request: web.Request) -> web.Response:
     return web.json_response({"subscriptions": [_subscription_json(r) for r in rows]})
 
 
-def _int_id(request: web.Request, what: str) -> int:
-    text = request.match_info["id"]
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
-        raise ApiError(404, "not_found", f"no such {what}")
-    return int(text)
-
-
 async def delete_subscription(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator")
-    sid = _int_id(request, "subscription")
+    sid = path_int(request, "id", "subscription")
     from ringback.registry.store import Store
 
     async with _service(request).pool.acquire() as conn, conn.transaction():
@@ -158,9 +149,6 @@ JOIN event_subscriptions s ON s.id = d.subscription_id
 
 
 def _delivery_json(row: Any) -> dict[str, Any]:
-    def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if value is not None else None
-
     pending = row["status"] in ("pending", "retrying")
     return {
         "id": str(row["id"]),
@@ -233,17 +221,10 @@ async def list_deliveries(request: web.Request) -> web.Response:
     )
 
 
-def _delivery_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise ApiError(404, "not_found", "no such delivery") from None
-
-
 async def get_delivery(request: web.Request) -> web.Response:
     await authenticate(request, "operator")
     row = await _service(request).pool.fetchrow(
-        f"{_DELIVERY_SELECT} WHERE d.id = $1", _delivery_id(request)
+        f"{_DELIVERY_SELECT} WHERE d.id = $1", path_uuid(request, "id", "delivery")
     )
     if row is None:
         raise ApiError(404, "not_found", "no such delivery")
@@ -254,7 +235,7 @@ async def retry_delivery(request: web.Request) -> web.Response:
     """Send a failed delivery again now (one more attempt beyond the limit)."""
     await authenticate(request, "operator")
     pool = _service(request).pool
-    did = _delivery_id(request)
+    did = path_uuid(request, "id", "delivery")
     updated = await pool.fetchval(
         "UPDATE event_deliveries SET status = 'retrying', next_attempt_at = now() "
         "WHERE id = $1 AND status IN ('failed', 'retrying') RETURNING id",
@@ -268,10 +249,11 @@ async def retry_delivery(request: web.Request) -> web.Response:
     return web.json_response(_delivery_json(row), status=202)
 
 
-def setup(app: web.Application) -> None:
-    app.router.add_post("/v1/events/subscriptions", api_handler(create_subscription))
-    app.router.add_get("/v1/events/subscriptions", api_handler(list_subscriptions))
-    app.router.add_delete("/v1/events/subscriptions/{id}", api_handler(delete_subscription))
-    app.router.add_get("/v1/events/deliveries", api_handler(list_deliveries))
-    app.router.add_get("/v1/events/deliveries/{id}", api_handler(get_delivery))
-    app.router.add_post("/v1/events/deliveries/{id}/retry", api_handler(retry_delivery))
+def register(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/v1/events/subscriptions", create_subscription)
+    r.add_get("/v1/events/subscriptions", list_subscriptions)
+    r.add_delete("/v1/events/subscriptions/{id}", delete_subscription)
+    r.add_get("/v1/events/deliveries", list_deliveries)
+    r.add_get("/v1/events/deliveries/{id}", get_delivery)
+    r.add_post("/v1/events/deliveries/{id}/retry", retry_delivery)

@@ -23,8 +23,8 @@ from typing import Any
 from aiohttp import web
 
 from ringback.api.app import SERVICE
-from ringback.api.auth import ApiError
-from ringback.api.common import api_handler, get_str, parse_time
+from ringback.api.common import get_str, json_object, parse_time
+from ringback.api.errors import ApiError
 from ringback.webhooks import sign
 
 REPLAY_WINDOW_S = 300
@@ -68,16 +68,6 @@ def _check_headers(request: web.Request, now: float) -> tuple[str, str]:
     return timestamp, hexdigest.lower()
 
 
-def _parse(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "request body must be a JSON object")
-    return body
-
-
 def _amount(value: Any) -> Decimal | None:
     if value is None:
         return None
@@ -92,7 +82,6 @@ def _amount(value: Any) -> Decimal | None:
     return amount
 
 
-@api_handler
 async def payment_confirmed(request: web.Request) -> web.Response:
     store = request.app[SERVICE].store
     timestamp, digest = _check_headers(request, time.time())
@@ -101,7 +90,7 @@ async def payment_confirmed(request: web.Request) -> web.Response:
     raw = await request.read()
     if len(raw) > MAX_BODY:
         raise ApiError(413, "body_too_large", f"body larger than {MAX_BODY} bytes")
-    body = _parse(raw)
+    body = json_object(raw)
     # The court (and so the secret) comes from the body; only a correct signature makes
     # any of the body trustworthy, so an unknown court is just a bad signature.
     court_text = body.get("court_id")

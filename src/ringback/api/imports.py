@@ -15,14 +15,14 @@ import contextlib
 import hashlib
 import os
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from ringback.api.auth import ApiError, authenticate
-from ringback.api.common import api_handler, court_of_request, form_parts
+from ringback.api.auth import authenticate
+from ringback.api.common import court_of_request, form_parts, path_uuid
+from ringback.api.errors import ApiError
 from ringback.registry.imports import (
     JOB_COLUMNS,
     ImportOptions,
@@ -197,17 +197,10 @@ async def create_import(request: web.Request) -> web.Response:
             spool.remove()
 
 
-def _job_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise ApiError(404, "not_found", "no such import") from None
-
-
 async def get_import(request: web.Request) -> web.Response:
     who = await authenticate(request, "court", "operator")
     row = await _service(request).pool.fetchrow(
-        f"SELECT {JOB_COLUMNS} FROM imports WHERE id = $1", _job_id(request)
+        f"SELECT {JOB_COLUMNS} FROM imports WHERE id = $1", path_uuid(request, "id", "import")
     )
     if row is None or (who.role == "court" and row["court_id"] != who.court_id):
         raise ApiError(404, "not_found", "no such import")
@@ -243,12 +236,10 @@ async def _cancel_jobs(app: web.Application) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def setup(app: web.Application) -> None:
+def register(app: web.Application) -> None:
     app[TASKS] = set()
     app.on_shutdown.append(_cancel_jobs)
-    app.router.add_post("/v1/imports", api_handler(create_import))
-    app.router.add_get("/v1/imports", api_handler(list_imports))
-    app.router.add_get("/v1/imports/{id}", api_handler(get_import))
-
-
-__all__ = ["setup"]
+    r = app.router
+    r.add_post("/v1/imports", create_import)
+    r.add_get("/v1/imports", list_imports)
+    r.add_get("/v1/imports/{id}", get_import)

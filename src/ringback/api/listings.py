@@ -14,21 +14,22 @@ from typing import Any
 from aiohttp import web
 
 from ringback.api.app import SERVICE
-from ringback.api.auth import ApiError, authenticate
+from ringback.api.auth import authenticate
 from ringback.api.common import (
-    api_handler,
     decode_cursor,
     get_int,
     get_str,
     get_time,
     iso,
     json_body,
+    known_params,
     listing_json,
     page,
     parse_limit,
     parse_uuid,
     scope_court,
 )
+from ringback.api.errors import ApiError
 from ringback.registry.numbers import NumberError, NumberingPlan, normalize, parse_e164
 from ringback.registry.store import Conflict, NotFound, Principal
 
@@ -69,7 +70,6 @@ def _body_court(who: Principal, body: dict[str, Any]) -> uuid.UUID | None:
     return court_id
 
 
-@api_handler
 async def put_listing(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
     service = request.app[SERVICE]
@@ -159,7 +159,6 @@ async def put_listing(request: web.Request) -> web.Response:
     )
 
 
-@api_handler
 async def get_listing(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
     service = request.app[SERVICE]
@@ -203,17 +202,14 @@ async def _change(request: web.Request, new_status: str, reason_required: bool) 
     return web.json_response(listing_json(row))
 
 
-@api_handler
 async def clear_listing(request: web.Request) -> web.Response:
     return await _change(request, "cleared", reason_required=True)
 
 
-@api_handler
 async def suspend_listing(request: web.Request) -> web.Response:
     return await _change(request, "suspended", reason_required=True)
 
 
-@api_handler
 async def resume_listing(request: web.Request) -> web.Response:
     return await _change(request, "active", reason_required=False)
 
@@ -221,18 +217,10 @@ async def resume_listing(request: web.Request) -> web.Response:
 _SEARCH_PARAMS = {"status", "case_ref", "court_id", "number", "limit", "cursor"}
 
 
-@api_handler
 async def search_listings(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
     q = request.query
-    unknown = sorted(set(q) - _SEARCH_PARAMS)
-    if unknown:
-        raise ApiError(
-            400,
-            "invalid_parameter",
-            f"unknown parameter(s): {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(_SEARCH_PARAMS))}",
-        )
+    known_params(request, _SEARCH_PARAMS)
     status = q.get("status") or None
     if status is not None and status not in STATUSES:
         raise ApiError(

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 from aiohttp import BodyPartReader, web
 
-from ringback.api.auth import ApiError, authenticate
-from ringback.api.common import api_handler, court_of_request, form_parts
+from ringback.api.auth import authenticate
+from ringback.api.common import court_of_request, form_parts, iso, path_int, path_uuid
+from ringback.api.errors import ApiError
 from ringback.media.g711 import alaw_encode, ulaw_encode
 from ringback.media.ingest import IngestError, IngestLimits, PreparedAudio, prepare
 from ringback.media.shipped import default_warning_path, read_pcm8k
@@ -53,7 +54,7 @@ def recording_json(row: Any) -> dict[str, Any]:
         "name": row["name"],
         "duration_ms": row["duration_ms"],
         "loudness_lufs": row["loudness_lufs"],
-        "created_at": row["created_at"].isoformat(),
+        "created_at": iso(row["created_at"]),
         "original": {
             "filename": row["original_filename"],
             "format": row["original_format"],
@@ -178,13 +179,6 @@ async def upload(request: web.Request) -> web.Response:
     return web.json_response(body, status=201, headers={"Location": f"/v1/recordings/{row['id']}"})
 
 
-def _recording_id(request: web.Request) -> int:
-    text = request.match_info["id"]
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
-        raise ApiError(404, "not_found", "no such recording")
-    return int(text)
-
-
 def _visible(who: Principal, court_id: uuid.UUID | None) -> bool:
     return who.role in ("operator", "switch") or court_id is None or court_id == who.court_id
 
@@ -231,7 +225,7 @@ async def list_recordings(request: web.Request) -> web.Response:
 
 
 async def _fetch(request: web.Request, who: Principal, columns: str) -> Any:
-    rid = _recording_id(request)
+    rid = path_int(request, "id", "recording")
     row = await _service(request).pool.fetchrow(
         f"SELECT {columns} FROM recordings WHERE id = $1", rid
     )
@@ -294,10 +288,7 @@ async def get_audio(request: web.Request) -> web.Response:
 
 async def set_default(request: web.Request) -> web.Response:
     who = await authenticate(request, "court", "operator")
-    try:
-        court_id = uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise ApiError(404, "not_found", "no such court") from None
+    court_id = path_uuid(request, "id", "court")
     if who.role == "court" and court_id != who.court_id:
         raise ApiError(404, "not_found", "no such court")
     try:
@@ -318,10 +309,13 @@ async def set_default(request: web.Request) -> web.Response:
     return web.json_response({"court_id": str(court_id), "default_recording_id": rid})
 
 
-def setup(app: web.Application, max_concurrent_decodes: int) -> None:
-    app[DECODES] = asyncio.Semaphore(max_concurrent_decodes)
-    app.router.add_post("/v1/recordings", api_handler(upload))
-    app.router.add_get("/v1/recordings", api_handler(list_recordings))
-    app.router.add_get("/v1/recordings/{id}", api_handler(get_recording))
-    app.router.add_get("/v1/recordings/{id}/audio.wav", api_handler(get_audio))
-    app.router.add_put("/v1/courts/{id}/default-recording", api_handler(set_default))
+def register(app: web.Application) -> None:
+    from ringback.api.app import SERVICE
+
+    app[DECODES] = asyncio.Semaphore(app[SERVICE].config.recordings.max_concurrent_decodes)
+    r = app.router
+    r.add_post("/v1/recordings", upload)
+    r.add_get("/v1/recordings", list_recordings)
+    r.add_get("/v1/recordings/{id}", get_recording)
+    r.add_get("/v1/recordings/{id}/audio.wav", get_audio)
+    r.add_put("/v1/courts/{id}/default-recording", set_default)
