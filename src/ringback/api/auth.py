@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ringback.api.errors import ApiError
-from ringback.registry.store import Principal
+from ringback.registry.common import Principal
 
 
 def bearer_token(request: web.Request) -> str:
@@ -33,9 +33,9 @@ async def authenticate(
     token = bearer_token(request)
     store = request.app[SERVICE].store
     if cache_s is None:
-        principal = await store.authenticate(token)
+        principal = await store.tokens.authenticate(token)
     else:
-        principal = await store.authenticate_cached(token, cache_s)
+        principal = await store.tokens.authenticate_cached(token, cache_s)
     if principal is None:
         raise ApiError(401, "unauthenticated", "unknown or revoked token")
     if roles and principal.role not in roles:

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from ringback.api.errors import ApiError
-from ringback.registry.store import Principal
+from ringback.registry.common import Principal
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100

@@ -21,7 +21,7 @@ from ringback.api.common import (
     token_json,
 )
 from ringback.api.errors import ApiError
-from ringback.registry.store import Conflict, NotFound
+from ringback.registry.common import Conflict, NotFound
 
 ONCE = "shown once only: ringback keeps a hash of the token and cannot show it again"
 
@@ -33,7 +33,7 @@ async def create_court(request: web.Request) -> web.Response:
     assert name is not None
     store = request.app[SERVICE].store
     try:
-        court, token, secret = await store.create_court(name, who)
+        court, token, secret = await store.courts.create(name, who)
     except Conflict as exc:
         raise ApiError(409, "court_exists", str(exc)) from None
     return web.json_response(
@@ -52,7 +52,7 @@ async def list_courts(request: web.Request) -> web.Response:
     store = request.app[SERVICE].store
     if who.role == "court":
         assert who.court_id is not None
-        court = await store.court(who.court_id)
+        court = await store.courts.get(who.court_id)
         return web.json_response(
             {"items": [court_json(court)] if court else [], "next_cursor": None}
         )
@@ -60,7 +60,7 @@ async def list_courts(request: web.Request) -> web.Response:
     # Court ids are UUIDs: the cursor carries the last one as a 128-bit integer.
     after = decode_cursor(request, "court", max_value=2**128)
     after_id = uuid.UUID(int=after) if after else None
-    rows = await store.courts(after_id, limit)
+    rows = await store.courts.page(after_id, limit)
     items = [court_json(r) for r in rows]
     next_cursor = None
     if len(rows) == limit:
@@ -71,7 +71,7 @@ async def list_courts(request: web.Request) -> web.Response:
 async def get_court(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
     court_id = scope_court(who, path_uuid(request, "court_id", "court"))
-    court = await request.app[SERVICE].store.court(court_id)
+    court = await request.app[SERVICE].store.courts.get(court_id)
     if court is None:
         raise ApiError(404, "not_found", "no such court")
     return web.json_response(court_json(court))
@@ -83,7 +83,7 @@ async def create_court_token(request: web.Request) -> web.Response:
     body = await json_body(request, ("label",))
     label = get_str(body, "label", required=False) or ""
     try:
-        row, token = await request.app[SERVICE].store.issue_token("court", court_id, label, who)
+        row, token = await request.app[SERVICE].store.tokens.issue("court", court_id, label, who)
     except NotFound:
         raise ApiError(404, "not_found", "no such court") from None
     return web.json_response({**token_json(row), "token": token, "note": ONCE}, status=201)
@@ -93,9 +93,9 @@ async def list_court_tokens(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
     court_id = scope_court(who, path_uuid(request, "court_id", "court"))
     store = request.app[SERVICE].store
-    if await store.court(court_id) is None:
+    if await store.courts.get(court_id) is None:
         raise ApiError(404, "not_found", "no such court")
-    rows = await store.tokens(court_id)
+    rows = await store.tokens.of_court(court_id)
     return web.json_response({"items": [token_json(r) for r in rows], "next_cursor": None})
 
 
@@ -112,7 +112,7 @@ async def create_token(request: web.Request) -> web.Response:
             "(court tokens: POST /v1/courts/{id}/tokens)",
         )
     label = get_str(body, "label", required=False) or ""
-    row, token = await request.app[SERVICE].store.issue_token(role, None, label, who)
+    row, token = await request.app[SERVICE].store.tokens.issue(role, None, label, who)
     return web.json_response({**token_json(row), "token": token, "note": ONCE}, status=201)
 
 
@@ -121,7 +121,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     token_id = path_int(request, "token_id", "token")
     scope = who.court_id if who.role == "court" else None
     try:
-        row = await request.app[SERVICE].store.revoke_token(token_id, who, court_id=scope)
+        row = await request.app[SERVICE].store.tokens.revoke(token_id, who, court_id=scope)
     except NotFound:
         raise ApiError(404, "not_found", "no such token") from None
     return web.json_response(token_json(row))

@@ -10,8 +10,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from aiohttp import web
 
-from ringback.registry.common import DATABASE_UNAVAILABLE
-from ringback.registry.store import Conflict, NotFound
+from ringback.registry.common import DATABASE_UNAVAILABLE, Conflict, NotFound
 
 log = logging.getLogger("ringback.api")
 

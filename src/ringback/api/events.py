@@ -16,6 +16,7 @@ from yarl import URL
 from ringback.api.auth import authenticate
 from ringback.api.common import iso, path_int, path_uuid
 from ringback.api.errors import ApiError
+from ringback.registry import audit
 from ringback.registry.outbox import EVENT_TYPES
 
 _SUBSCRIPTION_COLUMNS = "id, url, event_types, description, active, created_at, disabled_at"
@@ -79,8 +80,6 @@ async def create_subscription(request: web.Request) -> web.Response:
         secret = "whsec_" + secrets.token_urlsafe(32)
     elif not isinstance(secret, str) or not 16 <= len(secret) <= 200:
         raise ApiError(422, "invalid", "secret must be 16-200 characters")
-    from ringback.registry.store import Store
-
     pool = _service(request).pool
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
@@ -91,7 +90,7 @@ async def create_subscription(request: web.Request) -> web.Response:
             types,
             description,
         )
-        await Store.audit(
+        await audit.record(
             conn,
             who,
             "event_subscription.create",
@@ -117,8 +116,6 @@ async def list_subscriptions(request: web.Request) -> web.Response:
 async def delete_subscription(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator")
     sid = path_int(request, "id", "subscription")
-    from ringback.registry.store import Store
-
     async with _service(request).pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "UPDATE event_subscriptions SET active = false, disabled_at = coalesce(disabled_at, "
@@ -127,7 +124,7 @@ async def delete_subscription(request: web.Request) -> web.Response:
         )
         if row is None:
             raise ApiError(404, "not_found", "no such subscription")
-        await Store.audit(
+        await audit.record(
             conn,
             who,
             "event_subscription.disable",

@@ -18,20 +18,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from ringback.api.auth import authenticate
-from ringback.api.common import court_of_request, form_parts, path_uuid
+from ringback.api.common import court_of_request, form_parts, iso, path_uuid
 from ringback.api.errors import ApiError
-from ringback.registry.imports import (
-    JOB_COLUMNS,
-    ImportOptions,
-    ImportRejected,
-    create_job,
-    import_json,
-    run_import,
-)
-from ringback.registry.numbers import NumberingPlan
+from ringback.registry.import_csv import ImportRejected
+from ringback.registry.imports import JOB_COLUMNS
 
 TASKS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("import_tasks")
 _CHUNK = 1 << 16
@@ -45,17 +39,31 @@ def _service(request: web.Request) -> Any:
     return request.app[SERVICE]
 
 
-def _options(config: Any, effective_reason: str | None) -> ImportOptions:
-    n = config.numbering
-    return ImportOptions(
-        plan=NumberingPlan(
-            n.country_code, n.trunk_prefix, n.international_prefix, n.national_max_digits
-        ),
-        max_duration_days=config.listings.max_duration_days,
-        notice_period_days=config.listings.notice_period_days,
-        effective_reason=effective_reason,
-        batch_rows=config.imports.batch_rows,
-    )
+def import_json(row: Any) -> dict[str, Any]:
+    sha = row["sha256"]
+    error = None
+    if row["error_code"] is not None:
+        error = {
+            "code": row["error_code"],
+            "message": row["error_message"],
+            "line": row["error_line"],
+        }
+    return {
+        "id": str(row["id"]),
+        "court_id": str(row["court_id"]),
+        "status": row["status"],
+        "filename": row["filename"],
+        "bytes": row["bytes"],
+        "sha256": bytes(sha).hex() if sha is not None else None,
+        "rows_processed": row["rows_processed"],
+        "rows_total": row["rows_total"],
+        "listed": row["listed"],
+        "updated": row["updated"],
+        "error": error,
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "finished_at": iso(row["finished_at"]),
+    }
 
 
 class _Spool:
@@ -142,20 +150,18 @@ async def create_import(request: web.Request) -> web.Response:
         if reason is not None and not 1 <= len(reason) <= 1000:
             raise ApiError(422, "invalid", "effective_reason must be 1-1000 characters")
         pool = service.pool
-        job_id = await create_job(pool, court_id, who, filename)
-        options = _options(service.config, reason)
-        work = run_import(
-            pool,
+        job_id = await service.store.imports.create_job(court_id, who, filename)
+        work = service.store.imports.run(
             job_id,
             court_id,
             who,
             spool.path,
-            options,
+            service.config.import_options(reason),
             filename=filename,
             sha256=spool.digest.digest(),
         )
 
-        async def job() -> dict[str, Any]:
+        async def job() -> asyncpg.Record:
             try:
                 return await work
             finally:
@@ -191,7 +197,9 @@ async def create_import(request: web.Request) -> web.Response:
                 },
                 status=422,
             )
-        return web.json_response(result, status=201, headers={"Location": f"/v1/imports/{job_id}"})
+        return web.json_response(
+            import_json(result), status=201, headers={"Location": f"/v1/imports/{job_id}"}
+        )
     finally:
         if not handed_over:
             spool.remove()

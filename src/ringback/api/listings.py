@@ -30,8 +30,8 @@ from ringback.api.common import (
     scope_court,
 )
 from ringback.api.errors import ApiError
+from ringback.registry.common import Conflict, NotFound, Principal
 from ringback.registry.numbers import NumberError, NumberingPlan, normalize, parse_e164
-from ringback.registry.store import Conflict, NotFound, Principal
 
 PLAN: web.AppKey[NumberingPlan] = web.AppKey("numbering_plan")
 
@@ -90,12 +90,12 @@ async def put_listing(request: web.Request) -> web.Response:
     effective_reason = get_str(body, "effective_reason", required=False, max_len=1000)
 
     store = service.store
-    if await store.court(court_id) is None:
+    if await store.courts.get(court_id) is None:
         raise ApiError(404, "not_found", "no such court")
     existing = next(
         (
             r
-            for r in await store.listings_of_number(number, court_id)
+            for r in await store.listings.of_number(number, court_id)
             if r["status"] in ("active", "suspended")
         ),
         None,
@@ -136,7 +136,7 @@ async def put_listing(request: web.Request) -> web.Response:
             f"expires_at ({iso(expires_at)}) must be after effective_at ({iso(effective)})",
         )
     try:
-        row = await store.put_listing(
+        row = await store.listings.put(
             court_id,
             number,
             case_ref,
@@ -164,7 +164,7 @@ async def get_listing(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     number = e164_number(request.app, request.match_info["number"])
     scope = who.court_id if who.role == "court" else None
-    rows = await service.store.listings_of_number(number, scope)
+    rows = await service.store.listings.of_number(number, scope)
     if not rows:
         raise ApiError(404, "not_found", f"no listing of +{number}")
     now = datetime.now(UTC)
@@ -182,7 +182,7 @@ async def _change(request: web.Request, new_status: str, reason_required: bool) 
     reason = get_str(body, "reason", required=reason_required, max_len=1000)
     court_id = _body_court(who, body)
     if court_id is None:
-        courts = await store.open_listing_courts(number)
+        courts = await store.listings.open_courts(number)
         if not courts:
             raise ApiError(404, "not_found", f"no open listing of +{number}")
         if len(courts) > 1:
@@ -194,7 +194,9 @@ async def _change(request: web.Request, new_status: str, reason_required: bool) 
             )
         court_id = courts[0]
     try:
-        row = await store.change_status(court_id, number, new_status, who, reason=reason or "")
+        row = await store.listings.change_status(
+            court_id, number, new_status, who, reason=reason or ""
+        )
     except NotFound:
         raise ApiError(404, "not_found", f"no open listing of +{number}") from None
     except Conflict as exc:
@@ -241,7 +243,7 @@ async def search_listings(request: web.Request) -> web.Response:
     case_ref = q.get("case_ref") or None
     limit = parse_limit(request)
     after = decode_cursor(request, "listing")
-    rows = await request.app[SERVICE].store.search_listings(
+    rows = await request.app[SERVICE].store.listings.search(
         court_id=court_id,
         status=status,
         case_ref=case_ref,

@@ -27,7 +27,7 @@ from ringback.api.errors import ApiError
 from ringback.media.g711 import alaw_encode, ulaw_encode
 from ringback.media.ingest import IngestError, IngestLimits, PreparedAudio, prepare
 from ringback.media.shipped import default_warning_path, read_pcm8k
-from ringback.registry.store import NotFound, Principal
+from ringback.registry.common import NotFound, Principal
 
 DECODES: web.AppKey[asyncio.Semaphore] = web.AppKey("recording_decodes", asyncio.Semaphore)
 
@@ -154,7 +154,7 @@ async def upload(request: web.Request) -> web.Response:
         with contextlib.suppress(OSError):
             path.unlink()
     name = _clean_name(fields.get("name") or "") or Path(filename).stem or "recording"
-    row = await service.store.add_recording(
+    row = await service.store.recordings.add(
         court_id,
         name,
         prepared.pcm,
@@ -303,7 +303,7 @@ async def set_default(request: web.Request) -> web.Response:
     if rid is not None and not 0 < rid < 2**63:
         raise ApiError(404, "not_found", "no such recording")
     try:
-        await _service(request).store.set_default_recording(court_id, rid, who)
+        await _service(request).store.courts.set_default_recording(court_id, rid, who)
     except NotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     return web.json_response({"court_id": str(court_id), "default_recording_id": rid})
