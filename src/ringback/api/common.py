@@ -273,8 +273,7 @@ async def court_of_request(request: web.Request, who: Principal, field: str | No
         court_id = uuid.UUID(field)
     except ValueError:
         raise ApiError(404, "not_found", "no such court") from None
-    pool = request.app[SERVICE].pool
-    if not await pool.fetchval("SELECT 1 FROM courts WHERE id = $1", court_id):
+    if not await request.app[SERVICE].store.courts.exists(court_id):
         raise ApiError(404, "not_found", "no such court")
     return court_id
 

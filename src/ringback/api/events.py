@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -16,17 +17,23 @@ from yarl import URL
 from ringback.api.auth import authenticate
 from ringback.api.common import iso, path_int, path_uuid
 from ringback.api.errors import ApiError
-from ringback.registry import audit
+from ringback.registry.events import DELIVERY_STATUSES
 from ringback.registry.outbox import EVENT_TYPES
-
-_SUBSCRIPTION_COLUMNS = "id, url, event_types, description, active, created_at, disabled_at"
-_DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed")
 
 
 def _service(request: web.Request) -> Any:
     from ringback.api.app import SERVICE
 
     return request.app[SERVICE]
+
+
+def _query_int(q: Mapping[str, str], name: str) -> int | None:
+    if name not in q:
+        return None
+    try:
+        return min(int(q[name]), 2**63 - 1)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"{name} must be an integer") from None
 
 
 def _subscription_json(row: Any) -> dict[str, Any]:
@@ -80,24 +87,7 @@ async def create_subscription(request: web.Request) -> web.Response:
         secret = "whsec_" + secrets.token_urlsafe(32)
     elif not isinstance(secret, str) or not 16 <= len(secret) <= 200:
         raise ApiError(422, "invalid", "secret must be 16-200 characters")
-    pool = _service(request).pool
-    async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            "INSERT INTO event_subscriptions (url, secret, event_types, description) "
-            f"VALUES ($1, $2, $3, $4) RETURNING {_SUBSCRIPTION_COLUMNS}",
-            url,
-            secret,
-            types,
-            description,
-        )
-        await audit.record(
-            conn,
-            who,
-            "event_subscription.create",
-            f"event_subscription:{row['id']}",
-            court_id=None,
-            after=_subscription_json(row),
-        )
+    row = await _service(request).store.events.subscribe(url, secret, types, description, who)
     return web.json_response(
         {**_subscription_json(row), "secret": secret},
         status=201,
@@ -107,42 +97,15 @@ async def create_subscription(request: web.Request) -> web.Response:
 
 async def list_subscriptions(request: web.Request) -> web.Response:
     await authenticate(request, "operator")
-    rows = await _service(request).pool.fetch(
-        f"SELECT {_SUBSCRIPTION_COLUMNS} FROM event_subscriptions ORDER BY id"
-    )
+    rows = await _service(request).store.events.subscriptions()
     return web.json_response({"subscriptions": [_subscription_json(r) for r in rows]})
 
 
 async def delete_subscription(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator")
     sid = path_int(request, "id", "subscription")
-    async with _service(request).pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            "UPDATE event_subscriptions SET active = false, disabled_at = coalesce(disabled_at, "
-            f"now()) WHERE id = $1 RETURNING {_SUBSCRIPTION_COLUMNS}",
-            sid,
-        )
-        if row is None:
-            raise ApiError(404, "not_found", "no such subscription")
-        await audit.record(
-            conn,
-            who,
-            "event_subscription.disable",
-            f"event_subscription:{sid}",
-            court_id=None,
-            after=_subscription_json(row),
-        )
+    row = await _service(request).store.events.disable(sid, who)
     return web.json_response(_subscription_json(row))
-
-
-_DELIVERY_SELECT = """
-SELECT d.id, d.event_id, e.event_type, d.subscription_id, s.url, d.status, d.attempts,
-       d.next_attempt_at, d.last_attempt_at, d.last_status, d.last_error, d.delivered_at,
-       d.created_at
-FROM event_deliveries d
-JOIN event_outbox e ON e.id = d.event_id
-JOIN event_subscriptions s ON s.id = d.subscription_id
-"""
 
 
 def _delivery_json(row: Any) -> dict[str, Any]:
@@ -167,46 +130,27 @@ def _delivery_json(row: Any) -> dict[str, Any]:
 async def list_deliveries(request: web.Request) -> web.Response:
     await authenticate(request, "operator")
     q = request.query
-    conditions: list[str] = []
-    args: list[Any] = []
     status = q.get("status")
-    if status is not None:
-        if status not in _DELIVERY_STATUSES:
-            raise ApiError(
-                400, "bad_request", f"status must be one of {', '.join(_DELIVERY_STATUSES)}"
-            )
-        args.append(status)
-        conditions.append(f"d.status = ${len(args)}")
-    if "subscription_id" in q:
-        try:
-            args.append(min(int(q["subscription_id"]), 2**63 - 1))
-        except ValueError:
-            raise ApiError(400, "bad_request", "subscription_id must be an integer") from None
-        conditions.append(f"d.subscription_id = ${len(args)}")
-    if "event_id" in q:
-        try:
-            args.append(min(int(q["event_id"]), 2**63 - 1))
-        except ValueError:
-            raise ApiError(400, "bad_request", "event_id must be an integer") from None
-        conditions.append(f"d.event_id = ${len(args)}")
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise ApiError(400, "bad_request", f"status must be one of {', '.join(DELIVERY_STATUSES)}")
+    subscription_id = _query_int(q, "subscription_id")
+    event_id = _query_int(q, "event_id")
+    after = None
     if "after" in q:  # cursor: the id of the last delivery of the previous page
         try:
-            cursor = uuid.UUID(q["after"])
+            after = uuid.UUID(q["after"])
         except ValueError:
             raise ApiError(400, "bad_request", "after must be a delivery id") from None
-        args.append(cursor)
-        conditions.append(
-            f"(d.created_at, d.id) > (SELECT created_at, id FROM event_deliveries "
-            f"WHERE id = ${len(args)})"
-        )
     try:
         limit = min(max(int(q.get("limit", "100")), 1), 1000)
     except ValueError:
         raise ApiError(400, "bad_request", "limit must be an integer") from None
-    args.append(limit + 1)
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    rows = await _service(request).pool.fetch(
-        f"{_DELIVERY_SELECT} {where} ORDER BY d.created_at, d.id LIMIT ${len(args)}", *args
+    rows = await _service(request).store.events.deliveries(
+        status=status,
+        subscription_id=subscription_id,
+        event_id=event_id,
+        after=after,
+        limit=limit + 1,
     )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -220,9 +164,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 async def get_delivery(request: web.Request) -> web.Response:
     await authenticate(request, "operator")
-    row = await _service(request).pool.fetchrow(
-        f"{_DELIVERY_SELECT} WHERE d.id = $1", path_uuid(request, "id", "delivery")
-    )
+    row = await _service(request).store.events.delivery(path_uuid(request, "id", "delivery"))
     if row is None:
         raise ApiError(404, "not_found", "no such delivery")
     return web.json_response(_delivery_json(row))
@@ -231,18 +173,7 @@ async def get_delivery(request: web.Request) -> web.Response:
 async def retry_delivery(request: web.Request) -> web.Response:
     """Send a failed delivery again now (one more attempt beyond the limit)."""
     await authenticate(request, "operator")
-    pool = _service(request).pool
-    did = path_uuid(request, "id", "delivery")
-    updated = await pool.fetchval(
-        "UPDATE event_deliveries SET status = 'retrying', next_attempt_at = now() "
-        "WHERE id = $1 AND status IN ('failed', 'retrying') RETURNING id",
-        did,
-    )
-    row = await pool.fetchrow(f"{_DELIVERY_SELECT} WHERE d.id = $1", did)
-    if row is None:
-        raise ApiError(404, "not_found", "no such delivery")
-    if updated is None:
-        raise ApiError(409, "conflict", f"the delivery is {row['status']}; nothing to retry")
+    row = await _service(request).store.events.retry(path_uuid(request, "id", "delivery"))
     return web.json_response(_delivery_json(row), status=202)
 
 

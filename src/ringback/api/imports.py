@@ -25,7 +25,6 @@ from ringback.api.auth import authenticate
 from ringback.api.common import court_of_request, form_parts, iso, path_uuid
 from ringback.api.errors import ApiError
 from ringback.registry.import_csv import ImportRejected
-from ringback.registry.imports import JOB_COLUMNS
 
 TASKS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("import_tasks")
 _CHUNK = 1 << 16
@@ -149,14 +148,14 @@ async def create_import(request: web.Request) -> web.Response:
         reason = fields.get("effective_reason") or request.query.get("effective_reason")
         if reason is not None and not 1 <= len(reason) <= 1000:
             raise ApiError(422, "invalid", "effective_reason must be 1-1000 characters")
-        pool = service.pool
         job_id = await service.store.imports.create_job(court_id, who, filename)
+        options = service.config.import_options(reason)
         work = service.store.imports.run(
             job_id,
             court_id,
             who,
             spool.path,
-            service.config.import_options(reason),
+            options,
             filename=filename,
             sha256=spool.digest.digest(),
         )
@@ -174,7 +173,7 @@ async def create_import(request: web.Request) -> web.Response:
         task.add_done_callback(tasks.discard)
         if "respond-async" in request.headers.get("Prefer", ""):
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            row = await pool.fetchrow(f"SELECT {JOB_COLUMNS} FROM imports WHERE id = $1", job_id)
+            row = await service.store.imports.job(job_id)
             return web.json_response(
                 import_json(row),
                 status=202,
@@ -207,9 +206,7 @@ async def create_import(request: web.Request) -> web.Response:
 
 async def get_import(request: web.Request) -> web.Response:
     who = await authenticate(request, "court", "operator")
-    row = await _service(request).pool.fetchrow(
-        f"SELECT {JOB_COLUMNS} FROM imports WHERE id = $1", path_uuid(request, "id", "import")
-    )
+    row = await _service(request).store.imports.job(path_uuid(request, "id", "import"))
     if row is None or (who.role == "court" and row["court_id"] != who.court_id):
         raise ApiError(404, "not_found", "no such import")
     return web.json_response(import_json(row))
@@ -221,17 +218,8 @@ async def list_imports(request: web.Request) -> web.Response:
         limit = min(max(int(request.query.get("limit", "50")), 1), 500)
     except ValueError:
         raise ApiError(400, "bad_request", "limit must be an integer") from None
-    if who.role == "court":
-        rows = await _service(request).pool.fetch(
-            f"SELECT {JOB_COLUMNS} FROM imports WHERE court_id = $1 "
-            "ORDER BY created_at DESC LIMIT $2",
-            who.court_id,
-            limit,
-        )
-    else:
-        rows = await _service(request).pool.fetch(
-            f"SELECT {JOB_COLUMNS} FROM imports ORDER BY created_at DESC LIMIT $1", limit
-        )
+    scope = who.court_id if who.role == "court" else None
+    rows = await _service(request).store.imports.recent(scope, limit)
     return web.json_response({"imports": [import_json(r) for r in rows]})
 
 

@@ -24,17 +24,14 @@ from aiohttp import BodyPartReader, web
 from ringback.api.auth import authenticate
 from ringback.api.common import court_of_request, form_parts, iso, path_int, path_uuid
 from ringback.api.errors import ApiError
+from ringback.config import RecordingsConfig
 from ringback.media.g711 import alaw_encode, ulaw_encode
 from ringback.media.ingest import IngestError, IngestLimits, PreparedAudio, prepare
 from ringback.media.shipped import default_warning_path, read_pcm8k
-from ringback.registry.common import NotFound, Principal
+from ringback.registry.common import Principal
 
 DECODES: web.AppKey[asyncio.Semaphore] = web.AppKey("recording_decodes", asyncio.Semaphore)
 
-_COLUMNS = (
-    "id, court_id, name, original_filename, original_format, original_bytes, original_sha256, "
-    "duration_ms, loudness_lufs, created_at"
-)
 _FIELD_LIMIT = 1000  # bytes of a text form field
 _CHUNK = 1 << 16
 _FLUSH = 1 << 20
@@ -65,8 +62,7 @@ def recording_json(row: Any) -> dict[str, Any]:
     }
 
 
-def _limits(config: Any) -> IngestLimits:
-    r = config.recordings
+def _limits(r: RecordingsConfig) -> IngestLimits:
     return IngestLimits(
         max_duration_s=r.max_duration_s,
         min_duration_s=r.min_duration_s,
@@ -118,7 +114,7 @@ async def _spool(part: BodyPartReader, path: Path, limit: int) -> tuple[int, byt
 async def upload(request: web.Request) -> web.Response:
     who = await authenticate(request, "court", "operator")
     service = _service(request)
-    limit: int = service.config.recordings.max_bytes
+    limit = service.config.recordings.max_bytes
     if request.content_length is not None and request.content_length > limit + _CHUNK:
         raise _too_large(limit)
     if not request.content_type.startswith("multipart/"):
@@ -147,7 +143,7 @@ async def upload(request: web.Request) -> web.Response:
         court_id = await court_of_request(request, who, fields.get("court_id"))
         async with request.app[DECODES]:
             try:
-                prepared: PreparedAudio = await prepare(path, _limits(service.config))
+                prepared: PreparedAudio = await prepare(path, _limits(service.config.recordings))
             except IngestError as exc:
                 raise ApiError(exc.status, exc.code, exc.message) from None
     finally:
@@ -196,24 +192,16 @@ async def list_recordings(request: web.Request) -> web.Response:
             court_filter = uuid.UUID(request.query["court_id"])
         except ValueError:
             raise ApiError(400, "bad_request", "court_id must be a UUID") from None
-    conditions = ["id > $1"]
-    args: list[Any] = [after, limit + 1]
+    page = _service(request).store.recordings.page
     if who.role == "court":
-        if court_filter is None:
-            args.append(who.court_id)
-            conditions.append("(court_id = $3 OR court_id IS NULL)")
+        if court_filter is None:  # its own and the shipped ones
+            rows = await page(after, limit + 1, court_id=who.court_id, with_shipped=True)
         elif court_filter == who.court_id:
-            args.append(who.court_id)
-            conditions.append("court_id = $3")
+            rows = await page(after, limit + 1, court_id=who.court_id, with_shipped=False)
         else:
-            conditions.append("false")  # another court's: nothing to show
-    elif court_filter is not None:
-        args.append(court_filter)
-        conditions.append("court_id = $3")
-    rows = await _service(request).pool.fetch(
-        f"SELECT {_COLUMNS} FROM recordings WHERE {' AND '.join(conditions)} ORDER BY id LIMIT $2",
-        *args,
-    )
+            rows = []  # another court's: nothing to show
+    else:
+        rows = await page(after, limit + 1, court_id=court_filter, with_shipped=False)
     more = len(rows) > limit
     rows = rows[:limit]
     return web.json_response(
@@ -224,11 +212,7 @@ async def list_recordings(request: web.Request) -> web.Response:
     )
 
 
-async def _fetch(request: web.Request, who: Principal, columns: str) -> Any:
-    rid = path_int(request, "id", "recording")
-    row = await _service(request).pool.fetchrow(
-        f"SELECT {columns} FROM recordings WHERE id = $1", rid
-    )
+def _visible_or_404(who: Principal, row: Any) -> Any:
     if row is None or not _visible(who, row["court_id"]):
         raise ApiError(404, "not_found", "no such recording")
     return row
@@ -236,7 +220,8 @@ async def _fetch(request: web.Request, who: Principal, columns: str) -> Any:
 
 async def get_recording(request: web.Request) -> web.Response:
     who = await authenticate(request, "court", "operator")
-    row = await _fetch(request, who, _COLUMNS)
+    rid = path_int(request, "id", "recording")
+    row = _visible_or_404(who, await _service(request).store.recordings.get(rid))
     return web.json_response(recording_json(row))
 
 
@@ -267,11 +252,12 @@ async def get_audio(request: web.Request) -> web.Response:
     if codec not in ("pcm", "pcmu", "pcma"):
         raise ApiError(400, "bad_request", "codec must be pcm, pcmu or pcma")
     if request.match_info["id"] == "default":  # the shipped warning (recording id 0)
-        rid, pcm = "default", read_pcm8k(default_warning_path())
+        ref, pcm = "default", read_pcm8k(default_warning_path())
     else:
-        row = await _fetch(request, who, "id, court_id, pcm")
-        rid, pcm = str(row["id"]), bytes(row["pcm"])
-    etag = f'"rec-{rid}-{codec}"'
+        rid = path_int(request, "id", "recording")
+        row = _visible_or_404(who, await _service(request).store.recordings.audio(rid))
+        ref, pcm = str(row["id"]), bytes(row["pcm"])
+    etag = f'"rec-{ref}-{codec}"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers=headers)
@@ -281,7 +267,7 @@ async def get_audio(request: web.Request) -> web.Response:
         content_type="audio/wav",
         headers={
             **headers,
-            "Content-Disposition": f'inline; filename="recording-{rid}-{codec}.wav"',
+            "Content-Disposition": f'inline; filename="recording-{ref}-{codec}.wav"',
         },
     )
 
@@ -302,10 +288,7 @@ async def set_default(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid", "recording_id must be an integer or null")
     if rid is not None and not 0 < rid < 2**63:
         raise ApiError(404, "not_found", "no such recording")
-    try:
-        await _service(request).store.courts.set_default_recording(court_id, rid, who)
-    except NotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+    await _service(request).store.courts.set_default_recording(court_id, rid, who)
     return web.json_response({"court_id": str(court_id), "default_recording_id": rid})
 
 

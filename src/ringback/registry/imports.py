@@ -64,6 +64,20 @@ class Imports:
         )
         return job_id
 
+    async def job(self, job_id: uuid.UUID) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(f"SELECT {JOB_COLUMNS} FROM imports WHERE id = $1", job_id)
+
+    async def recent(self, court_id: uuid.UUID | None, limit: int) -> list[asyncpg.Record]:
+        """The newest jobs first; one court's if given."""
+        return list(
+            await self.pool.fetch(
+                f"SELECT {JOB_COLUMNS} FROM imports WHERE ($1::uuid IS NULL OR court_id = $1) "
+                "ORDER BY created_at DESC LIMIT $2",
+                court_id,
+                limit,
+            )
+        )
+
     async def run(
         self,
         job_id: uuid.UUID,

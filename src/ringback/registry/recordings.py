@@ -13,6 +13,11 @@ import asyncpg
 from ringback.registry import audit
 from ringback.registry.common import Principal
 
+COLUMNS = (
+    "id, court_id, name, original_filename, original_format, original_bytes, original_sha256, "
+    "duration_ms, loudness_lufs, created_at"
+)
+
 
 class Recordings:
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -64,3 +69,31 @@ class Recordings:
             "SELECT pcm FROM recordings WHERE id = $1", recording_id
         )
         return pcm
+
+    async def get(self, recording_id: int) -> asyncpg.Record | None:
+        """A recording's metadata (`COLUMNS`), without its audio."""
+        return await self.pool.fetchrow(
+            f"SELECT {COLUMNS} FROM recordings WHERE id = $1", recording_id
+        )
+
+    async def audio(self, recording_id: int) -> asyncpg.Record | None:
+        """id, court_id and pcm of a recording."""
+        return await self.pool.fetchrow(
+            "SELECT id, court_id, pcm FROM recordings WHERE id = $1", recording_id
+        )
+
+    async def page(
+        self, after_id: int, limit: int, *, court_id: uuid.UUID | None, with_shipped: bool
+    ) -> list[asyncpg.Record]:
+        """Recordings ordered by id after `after_id`: every one when `court_id` is None,
+        else the court's own (and the shipped ones too if `with_shipped`)."""
+        return list(
+            await self.pool.fetch(
+                f"SELECT {COLUMNS} FROM recordings WHERE id > $1 AND ($3::uuid IS NULL "
+                "OR court_id = $3 OR ($4 AND court_id IS NULL)) ORDER BY id LIMIT $2",
+                after_id,
+                limit,
+                court_id,
+                with_shipped,
+            )
+        )

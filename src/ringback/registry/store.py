@@ -1,8 +1,8 @@
 """The registry on PostgreSQL: the connection pool and one store per aggregate.
 
-The registry's SQL lives in `ringback.registry`, one module per aggregate: courts and
-tokens (`courts`), listings (`listings`), recordings, payments, imports, the outbox, the
-audit trail and proof of play.
+All SQL of the registry lives in `ringback.registry`, one module per aggregate: courts
+and tokens (`courts`), listings (`listings`), recordings, payments, imports, event
+subscriptions and deliveries (`events`), the outbox, the audit trail and proof of play.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncpg
 
 from ringback.registry.audit import AuditTrail
 from ringback.registry.courts import Courts, Tokens
+from ringback.registry.events import Events
 from ringback.registry.imports import Imports
 from ringback.registry.listings import Listings
 from ringback.registry.migrate import migrate
@@ -43,6 +44,7 @@ class Store:
         self.recordings = Recordings(pool)
         self.payments = Payments(pool)
         self.imports = Imports(pool)
+        self.events = Events(pool)
         self.audit = AuditTrail(pool)
 
     async def migrate(self) -> list[str]:
