@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from ringback.api import (
+    audit,
+    courts,
+    events,
+    hooks,
+    imports,
+    listings,
+    lookup,
+    openapi,
+    recordings,
+)
+from ringback.api.context import CONTEXT, ApiContext, context
 from ringback.api.errors import json_errors
 
-if TYPE_CHECKING:
-    from ringback.server import Service
-
-SERVICE: web.AppKey[Service] = web.AppKey("service")
+ROUTES = (courts, listings, hooks, audit, lookup, openapi, recordings, imports, events)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -22,13 +30,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
-    db_ok = await service.database_reachable()
-    sync = service.sync
-    staleness = sync.staleness_s
-    max_staleness = service.config.index.ready_max_staleness_s
+    ctx = context(request)
+    db_ok = await ctx.database_reachable()
+    status = ctx.index_status
+    staleness = status.staleness_s
+    max_staleness = ctx.ready_max_staleness_s
     checks = {
-        "index_loaded": sync.loaded,
+        "index_loaded": status.loaded,
         "database_reachable": db_ok,
         "index_fresh": staleness <= max_staleness,
     }
@@ -36,8 +44,8 @@ async def readyz(request: web.Request) -> web.Response:
         "ready": all(checks.values()),
         "checks": checks,
         "index": {
-            "listings": len(service.index),
-            "last_seq": sync.last_seq,
+            "listings": len(ctx.index),
+            "last_seq": status.last_seq,
             "staleness_s": None if math.isinf(staleness) else round(staleness, 3),
             "max_staleness_s": max_staleness,
         },
@@ -46,34 +54,21 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    text = request.app[SERVICE].metrics.render()
     return web.Response(
-        text=text,
+        text=context(request).metrics.render(),
         content_type="text/plain",
         charset="utf-8",
         headers={"X-Content-Type-Options": "nosniff"},
     )
 
 
-def build_app(service: Service) -> web.Application:
+def build_app(ctx: ApiContext) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=1024**2)
-    app[SERVICE] = service
+    app[CONTEXT] = ctx
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    from ringback.api import (
-        audit,
-        courts,
-        events,
-        hooks,
-        imports,
-        listings,
-        lookup,
-        openapi,
-        recordings,
-    )
-
-    for module in (courts, listings, hooks, audit, lookup, openapi, recordings, imports, events):
+    for module in ROUTES:
         module.register(app)
     return app
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ringback.api.app import SERVICE
 from ringback.api.auth import authenticate
 from ringback.api.common import decode_cursor, iso, known_params, page, parse_limit, scope_court
+from ringback.api.context import context
 from ringback.api.errors import ApiError
 
 _AUDIT_PARAMS = {"limit", "cursor", "entity", "action"}
@@ -39,7 +39,7 @@ async def list_audit(request: web.Request) -> web.Response:
     entity = request.query.get("entity") or None
     action = request.query.get("action") or None
     court_id = who.court_id if who.role == "court" else None
-    rows = await request.app[SERVICE].store.audit.page(
+    rows = await context(request).audit.page(
         court_id=court_id, entity=entity, action=action, after_id=after, limit=limit
     )
     items = [audit_json(r) for r in rows]
@@ -56,10 +56,10 @@ async def stats(request: web.Request) -> web.Response:
         except ValueError:
             raise ApiError(404, "not_found", "no such court") from None
     court_id = scope_court(who, requested)
-    store = request.app[SERVICE].store
-    if court_id is not None and await store.courts.get(court_id) is None:
+    ctx = context(request)
+    if court_id is not None and await ctx.courts.get(court_id) is None:
         raise ApiError(404, "not_found", "no such court")
-    body = await store.listings.stats(court_id)
+    body = await ctx.listings.stats(court_id)
     return web.json_response({"court_id": None if court_id is None else str(court_id), **body})
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ringback.api.context import context
 from ringback.api.errors import ApiError
 from ringback.registry.common import Principal
 
@@ -28,14 +29,12 @@ async def authenticate(
     With `cache_s`, a token seen valid is trusted that long without asking the database
     (hot paths such as the HTTP dip).
     """
-    from ringback.api.app import SERVICE
-
     token = bearer_token(request)
-    store = request.app[SERVICE].store
+    tokens = context(request).tokens
     if cache_s is None:
-        principal = await store.tokens.authenticate(token)
+        principal = await tokens.authenticate(token)
     else:
-        principal = await store.tokens.authenticate_cached(token, cache_s)
+        principal = await tokens.authenticate_cached(token, cache_s)
     if principal is None:
         raise ApiError(401, "unauthenticated", "unknown or revoked token")
     if roles and principal.role not in roles:

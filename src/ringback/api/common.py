@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from ringback.api.context import context
 from ringback.api.errors import ApiError
 from ringback.registry.common import Principal
 
@@ -200,68 +201,9 @@ def scope_court(principal: Principal, requested: uuid.UUID | None, what: str = "
     return requested
 
 
-# ------------------------------------------------------------------------ JSON out
-def iso(value: datetime | None) -> str | None:
-    """A time as RFC 3339 in UTC with a 'Z' (None stays None)."""
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def court_json(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "name": row["name"],
-        "default_recording_id": row["default_recording_id"],
-        "created_at": iso(row["created_at"]),
-    }
-
-
-def token_json(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "prefix": row["prefix"],
-        "role": row["role"],
-        "court_id": None if row["court_id"] is None else str(row["court_id"]),
-        "label": row["label"],
-        "created_at": iso(row["created_at"]),
-        "revoked_at": iso(row["revoked_at"]),
-    }
-
-
-def listing_status(row: Mapping[str, Any], now: datetime) -> str:
-    status: str = row["status"]
-    if status in ("active", "suspended") and row["expires_at"] <= now:
-        return "expired"
-    return status
-
-
-def listing_json(row: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
-    now = now or datetime.now(UTC)
-    status = listing_status(row, now)
-    return {
-        "id": row["id"],
-        "number": f"+{row['number']}",
-        "court_id": str(row["court_id"]),
-        "case_ref": row["case_ref"],
-        "recording_id": row["recording_id"],
-        "status": status,
-        # Whether this listing, on its own, makes callers hear the warning now.
-        "audible": status == "active" and row["effective_at"] <= now,
-        "listed_at": iso(row["listed_at"]),
-        "effective_at": iso(row["effective_at"]),
-        "effective_reason": row["effective_reason"],
-        "expires_at": iso(row["expires_at"]),
-        "cleared_at": iso(row["cleared_at"]),
-        "clear_reason": row["clear_reason"],
-        "suspend_reason": row["suspend_reason"],
-        "updated_at": iso(row["updated_at"]),
-    }
-
-
 async def court_of_request(request: web.Request, who: Principal, field: str | None) -> uuid.UUID:
     """The court an upload or import is for: a court's own, or the `court_id` an operator
     names (404 for an unknown or another court's id, never 403)."""
-    from ringback.api.app import SERVICE
-
     if who.role == "court":
         assert who.court_id is not None
         if field and field != str(who.court_id):
@@ -273,11 +215,12 @@ async def court_of_request(request: web.Request, who: Principal, field: str | No
         court_id = uuid.UUID(field)
     except ValueError:
         raise ApiError(404, "not_found", "no such court") from None
-    if not await request.app[SERVICE].store.courts.exists(court_id):
+    if not await context(request).courts.exists(court_id):
         raise ApiError(404, "not_found", "no such court")
     return court_id
 
 
+# ------------------------------------------------------------------------ bodies in
 async def form_parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
     """The parts of a multipart/form-data body, one at a time (streamed, never buffered
     whole); a malformed or nested body is a 400."""
@@ -295,3 +238,9 @@ async def form_parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
         if not isinstance(part, BodyPartReader):
             raise ApiError(400, "bad_request", "nested multipart is not supported")
         yield part
+
+
+# ------------------------------------------------------------------------ JSON out
+def iso(value: datetime | None) -> str | None:
+    """A time as RFC 3339 in UTC with a 'Z' (None stays None)."""
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")

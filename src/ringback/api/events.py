@@ -16,15 +16,10 @@ from yarl import URL
 
 from ringback.api.auth import authenticate
 from ringback.api.common import iso, path_int, path_uuid
+from ringback.api.context import context
 from ringback.api.errors import ApiError
 from ringback.registry.events import DELIVERY_STATUSES
 from ringback.registry.outbox import EVENT_TYPES
-
-
-def _service(request: web.Request) -> Any:
-    from ringback.api.app import SERVICE
-
-    return request.app[SERVICE]
 
 
 def _query_int(q: Mapping[str, str], name: str) -> int | None:
@@ -87,7 +82,7 @@ async def create_subscription(request: web.Request) -> web.Response:
         secret = "whsec_" + secrets.token_urlsafe(32)
     elif not isinstance(secret, str) or not 16 <= len(secret) <= 200:
         raise ApiError(422, "invalid", "secret must be 16-200 characters")
-    row = await _service(request).store.events.subscribe(url, secret, types, description, who)
+    row = await context(request).events.subscribe(url, secret, types, description, who)
     return web.json_response(
         {**_subscription_json(row), "secret": secret},
         status=201,
@@ -97,14 +92,14 @@ async def create_subscription(request: web.Request) -> web.Response:
 
 async def list_subscriptions(request: web.Request) -> web.Response:
     await authenticate(request, "operator")
-    rows = await _service(request).store.events.subscriptions()
+    rows = await context(request).events.subscriptions()
     return web.json_response({"subscriptions": [_subscription_json(r) for r in rows]})
 
 
 async def delete_subscription(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator")
     sid = path_int(request, "id", "subscription")
-    row = await _service(request).store.events.disable(sid, who)
+    row = await context(request).events.disable(sid, who)
     return web.json_response(_subscription_json(row))
 
 
@@ -145,7 +140,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
         limit = min(max(int(q.get("limit", "100")), 1), 1000)
     except ValueError:
         raise ApiError(400, "bad_request", "limit must be an integer") from None
-    rows = await _service(request).store.events.deliveries(
+    rows = await context(request).events.deliveries(
         status=status,
         subscription_id=subscription_id,
         event_id=event_id,
@@ -164,7 +159,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 async def get_delivery(request: web.Request) -> web.Response:
     await authenticate(request, "operator")
-    row = await _service(request).store.events.delivery(path_uuid(request, "id", "delivery"))
+    row = await context(request).events.delivery(path_uuid(request, "id", "delivery"))
     if row is None:
         raise ApiError(404, "not_found", "no such delivery")
     return web.json_response(_delivery_json(row))
@@ -173,7 +168,7 @@ async def get_delivery(request: web.Request) -> web.Response:
 async def retry_delivery(request: web.Request) -> web.Response:
     """Send a failed delivery again now (one more attempt beyond the limit)."""
     await authenticate(request, "operator")
-    row = await _service(request).store.events.retry(path_uuid(request, "id", "delivery"))
+    row = await context(request).events.retry(path_uuid(request, "id", "delivery"))
     return web.json_response(_delivery_json(row), status=202)
 
 

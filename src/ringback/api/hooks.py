@@ -22,8 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ringback.api.app import SERVICE
 from ringback.api.common import get_str, json_object, parse_time
+from ringback.api.context import context
 from ringback.api.errors import ApiError
 from ringback.webhooks import sign
 
@@ -83,7 +83,7 @@ def _amount(value: Any) -> Decimal | None:
 
 
 async def payment_confirmed(request: web.Request) -> web.Response:
-    store = request.app[SERVICE].store
+    ctx = context(request)
     timestamp, digest = _check_headers(request, time.time())
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise ApiError(413, "body_too_large", f"body larger than {MAX_BODY} bytes")
@@ -102,7 +102,7 @@ async def payment_confirmed(request: web.Request) -> web.Response:
             court_id = None
     if court_id is None:
         raise ApiError(400, "invalid_field", "court_id: must be the court's UUID")
-    secret = await store.courts.webhook_secret(court_id)
+    secret = await ctx.courts.webhook_secret(court_id)
     expected = sign(secret or "\0unknown court", timestamp, raw).removeprefix("sha256=")
     if not hmac.compare_digest(expected.encode(), digest.encode()) or secret is None:
         raise _unauthorized(
@@ -128,7 +128,7 @@ async def payment_confirmed(request: web.Request) -> web.Response:
             400, "invalid_field", f"currency: an ISO 4217 code such as CNY, got {currency!r}"
         )
     assert case_ref is not None and payment_id is not None
-    result, replayed = await store.payments.confirm(
+    result, replayed = await ctx.payments.confirm(
         court_id, payment_id, case_ref, paid_at, amount, currency and currency.upper()
     )
     # Keys sorted: a replay (read back from jsonb) answers with exactly the same bytes.

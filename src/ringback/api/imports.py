@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from aiohttp import web
 
 from ringback.api.auth import authenticate
 from ringback.api.common import court_of_request, form_parts, iso, path_uuid
+from ringback.api.context import context
 from ringback.api.errors import ApiError
 from ringback.registry.import_csv import ImportRejected
 
@@ -30,12 +32,6 @@ TASKS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("import_tasks")
 _CHUNK = 1 << 16
 _FLUSH = 1 << 20
 _CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-stream", "")
-
-
-def _service(request: web.Request) -> Any:
-    from ringback.api.app import SERVICE
-
-    return request.app[SERVICE]
 
 
 def import_json(row: Any) -> dict[str, Any]:
@@ -133,8 +129,8 @@ async def _receive(request: web.Request, spool: _Spool) -> tuple[str | None, dic
 
 async def create_import(request: web.Request) -> web.Response:
     who = await authenticate(request, "court", "operator")
-    service = _service(request)
-    limit = service.config.imports.max_bytes
+    ctx = context(request)
+    limit = ctx.import_rules.max_bytes
     if request.content_length is not None and request.content_length > limit + _CHUNK:
         raise ApiError(413, "too_large", f"the file is larger than {limit} bytes")
     spool = _Spool(limit)
@@ -148,9 +144,9 @@ async def create_import(request: web.Request) -> web.Response:
         reason = fields.get("effective_reason") or request.query.get("effective_reason")
         if reason is not None and not 1 <= len(reason) <= 1000:
             raise ApiError(422, "invalid", "effective_reason must be 1-1000 characters")
-        job_id = await service.store.imports.create_job(court_id, who, filename)
-        options = service.config.import_options(reason)
-        work = service.store.imports.run(
+        job_id = await ctx.imports.create_job(court_id, who, filename)
+        options = replace(ctx.import_options, effective_reason=reason)
+        work = ctx.imports.run(
             job_id,
             court_id,
             who,
@@ -173,7 +169,7 @@ async def create_import(request: web.Request) -> web.Response:
         task.add_done_callback(tasks.discard)
         if "respond-async" in request.headers.get("Prefer", ""):
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            row = await service.store.imports.job(job_id)
+            row = await ctx.imports.job(job_id)
             return web.json_response(
                 import_json(row),
                 status=202,
@@ -206,7 +202,7 @@ async def create_import(request: web.Request) -> web.Response:
 
 async def get_import(request: web.Request) -> web.Response:
     who = await authenticate(request, "court", "operator")
-    row = await _service(request).store.imports.job(path_uuid(request, "id", "import"))
+    row = await context(request).imports.job(path_uuid(request, "id", "import"))
     if row is None or (who.role == "court" and row["court_id"] != who.court_id):
         raise ApiError(404, "not_found", "no such import")
     return web.json_response(import_json(row))
@@ -219,7 +215,7 @@ async def list_imports(request: web.Request) -> web.Response:
     except ValueError:
         raise ApiError(400, "bad_request", "limit must be an integer") from None
     scope = who.court_id if who.role == "court" else None
-    rows = await _service(request).store.imports.recent(scope, limit)
+    rows = await context(request).imports.recent(scope, limit)
     return web.json_response({"imports": [import_json(r) for r in rows]})
 
 

@@ -11,10 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ringback.api.app import SERVICE
 from ringback.api.auth import authenticate
+from ringback.api.context import context
 from ringback.api.errors import ApiError
-from ringback.api.listings import PLAN, numbering_plan
 from ringback.registry.numbers import NumberError, normalize
 
 AUTH_CACHE_S = 5.0
@@ -28,19 +27,16 @@ def recording_url(recording_id: int, codec: str) -> str:
 
 async def lookup(request: web.Request) -> web.Response:
     await authenticate(request, "operator", "switch", cache_s=AUTH_CACHE_S)
-    app = request.app
-    raw = request.match_info["number"]
-    plan = app.get(PLAN) or numbering_plan(app)
+    ctx = context(request)
     try:
-        number = normalize(raw, plan)
+        number = normalize(request.match_info["number"], ctx.numbering)
     except NumberError as exc:
         raise ApiError(400, "invalid_number", str(exc)) from None
-    service = app[SERVICE]
-    if not service.sync.loaded:
+    if not ctx.index_status.loaded:
         raise ApiError(
             503, "index_not_ready", "the index is not loaded yet; treat the number as not listed"
         )
-    entry = service.index.lookup(number, time.time())
+    entry = ctx.index.lookup(number, time.time())
     body: dict[str, Any] = {"number": f"+{number}", "listed": entry is not None}
     if entry is not None:
         body["listing_id"] = entry.listing_id
@@ -54,5 +50,4 @@ async def lookup(request: web.Request) -> web.Response:
 
 
 def register(app: web.Application) -> None:
-    app[PLAN] = numbering_plan(app)
     app.router.add_get("/v1/lookup/{number}", lookup)

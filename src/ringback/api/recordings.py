@@ -23,6 +23,7 @@ from aiohttp import BodyPartReader, web
 
 from ringback.api.auth import authenticate
 from ringback.api.common import court_of_request, form_parts, iso, path_int, path_uuid
+from ringback.api.context import CONTEXT, context
 from ringback.api.errors import ApiError
 from ringback.config import RecordingsConfig
 from ringback.media.g711 import alaw_encode, ulaw_encode
@@ -35,12 +36,6 @@ DECODES: web.AppKey[asyncio.Semaphore] = web.AppKey("recording_decodes", asyncio
 _FIELD_LIMIT = 1000  # bytes of a text form field
 _CHUNK = 1 << 16
 _FLUSH = 1 << 20
-
-
-def _service(request: web.Request) -> Any:
-    from ringback.api.app import SERVICE
-
-    return request.app[SERVICE]
 
 
 def recording_json(row: Any) -> dict[str, Any]:
@@ -113,8 +108,8 @@ async def _spool(part: BodyPartReader, path: Path, limit: int) -> tuple[int, byt
 
 async def upload(request: web.Request) -> web.Response:
     who = await authenticate(request, "court", "operator")
-    service = _service(request)
-    limit = service.config.recordings.max_bytes
+    ctx = context(request)
+    limit = ctx.recording_rules.max_bytes
     if request.content_length is not None and request.content_length > limit + _CHUNK:
         raise _too_large(limit)
     if not request.content_type.startswith("multipart/"):
@@ -143,14 +138,14 @@ async def upload(request: web.Request) -> web.Response:
         court_id = await court_of_request(request, who, fields.get("court_id"))
         async with request.app[DECODES]:
             try:
-                prepared: PreparedAudio = await prepare(path, _limits(service.config.recordings))
+                prepared: PreparedAudio = await prepare(path, _limits(ctx.recording_rules))
             except IngestError as exc:
                 raise ApiError(exc.status, exc.code, exc.message) from None
     finally:
         with contextlib.suppress(OSError):
             path.unlink()
     name = _clean_name(fields.get("name") or "") or Path(filename).stem or "recording"
-    row = await service.store.recordings.add(
+    row = await ctx.recordings.add(
         court_id,
         name,
         prepared.pcm,
@@ -192,7 +187,7 @@ async def list_recordings(request: web.Request) -> web.Response:
             court_filter = uuid.UUID(request.query["court_id"])
         except ValueError:
             raise ApiError(400, "bad_request", "court_id must be a UUID") from None
-    page = _service(request).store.recordings.page
+    page = context(request).recordings.page
     if who.role == "court":
         if court_filter is None:  # its own and the shipped ones
             rows = await page(after, limit + 1, court_id=who.court_id, with_shipped=True)
@@ -221,7 +216,7 @@ def _visible_or_404(who: Principal, row: Any) -> Any:
 async def get_recording(request: web.Request) -> web.Response:
     who = await authenticate(request, "court", "operator")
     rid = path_int(request, "id", "recording")
-    row = _visible_or_404(who, await _service(request).store.recordings.get(rid))
+    row = _visible_or_404(who, await context(request).recordings.get(rid))
     return web.json_response(recording_json(row))
 
 
@@ -255,7 +250,7 @@ async def get_audio(request: web.Request) -> web.Response:
         ref, pcm = "default", read_pcm8k(default_warning_path())
     else:
         rid = path_int(request, "id", "recording")
-        row = _visible_or_404(who, await _service(request).store.recordings.audio(rid))
+        row = _visible_or_404(who, await context(request).recordings.audio(rid))
         ref, pcm = str(row["id"]), bytes(row["pcm"])
     etag = f'"rec-{ref}-{codec}"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
@@ -288,14 +283,12 @@ async def set_default(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid", "recording_id must be an integer or null")
     if rid is not None and not 0 < rid < 2**63:
         raise ApiError(404, "not_found", "no such recording")
-    await _service(request).store.courts.set_default_recording(court_id, rid, who)
+    await context(request).courts.set_default_recording(court_id, rid, who)
     return web.json_response({"court_id": str(court_id), "default_recording_id": rid})
 
 
 def register(app: web.Application) -> None:
-    from ringback.api.app import SERVICE
-
-    app[DECODES] = asyncio.Semaphore(app[SERVICE].config.recordings.max_concurrent_decodes)
+    app[DECODES] = asyncio.Semaphore(app[CONTEXT].recording_rules.max_concurrent_decodes)
     r = app.router
     r.add_post("/v1/recordings", upload)
     r.add_get("/v1/recordings", list_recordings)
