@@ -10,7 +10,7 @@ is reported too.
 
     .venv/bin/python bench/api_clearance.py [--n 1000]
 
-Target (issue 5): p99 < 100 ms from the 200 to silence.
+Target: p99 < 100 ms from the 200 to silence.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ in its own process, but on a 2-core machine it still shares the CPUs with the se
 
     .venv/bin/python bench/api_lookup.py [--listed 100000] [--seconds 10] [--connections 16,64]
 
-Targets (issue 5): 5,000 requests/s per worker, p99 < 5 ms.
+Targets: 5,000 requests/s per worker, p99 < 5 ms.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Shared helpers for the court API tests (issue 5a): a running Service and a small client."""
+"""Shared helpers for the court API tests: a running Service and a small client."""
 
 from __future__ import annotations
 
