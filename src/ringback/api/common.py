@@ -1,4 +1,4 @@
-"""Shared pieces of the court API handlers: JSON bodies, validation, paging, scoping, errors."""
+"""Shared pieces of the API handlers: request bodies, validation, paging, scoping, times."""
 
 from __future__ import annotations
 
@@ -220,7 +220,7 @@ async def court_of_request(request: web.Request, who: Principal, field: str | No
     return court_id
 
 
-# ------------------------------------------------------------------------ bodies in
+# ---------------------------------------------------------------------- multipart
 async def form_parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
     """The parts of a multipart/form-data body, one at a time (streamed, never buffered
     whole); a malformed or nested body is a 400."""
