@@ -10,7 +10,7 @@ is reported too.
 
     .venv/bin/python bench/api_clearance.py [--n 1000]
 
-Target (issue 5): p99 < 100 ms from the 200 to silence.
+Target: p99 < 100 ms from the 200 to silence.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 from api_bench_common import bench_service, percentile, run
 
-from ringback.api.hooks import sign
-from ringback.registry.store import Principal
+from ringback.registry.common import Principal
+from ringback.webhooks import sign
 
 WHO = Principal("bench", "operator")
 BASE = 8613500000000
@@ -34,7 +34,7 @@ BASE = 8613500000000
 async def main(args: argparse.Namespace) -> None:
     async with bench_service() as service:
         store = service.store
-        court, _, secret = await store.create_court("Clearance Court", WHO)
+        court, _, secret = await store.courts.create("Clearance Court", WHO)
         now = datetime.now(UTC)
         await store.pool.execute(
             "INSERT INTO listings (number, court_id, case_ref, effective_at, expires_at) "

@@ -23,8 +23,8 @@ from pathlib import Path
 import aiohttp
 
 from ringback.config import load_config
+from ringback.registry.common import Principal
 from ringback.registry.embedded import EmbeddedPostgres
-from ringback.registry.store import Principal
 from ringback.server import Service
 
 WHO = Principal("bench", "operator")
@@ -52,7 +52,7 @@ async def main(rows: int, subscriptions: int) -> None:
     service = Service(config)
     await service.start()
     try:
-        _court, token, _ = await service.store.create_court("Bench Court", WHO)
+        _court, token, _ = await service.store.courts.create("Bench Court", WHO)
         for i in range(subscriptions):
             await service.pool.execute(
                 "INSERT INTO event_subscriptions (url, secret) VALUES ($1, 'x')",

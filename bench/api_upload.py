@@ -22,8 +22,8 @@ from pathlib import Path
 import aiohttp
 
 from ringback.config import load_config
+from ringback.registry.common import Principal
 from ringback.registry.embedded import EmbeddedPostgres
-from ringback.registry.store import Principal
 from ringback.server import Service
 
 WHO = Principal("bench", "operator")
@@ -71,7 +71,7 @@ async def main(runs: int, parallel: int) -> None:
     service = Service(config)
     await service.start()
     try:
-        _, token, _ = await service.store.create_court("Bench Court", WHO)
+        _, token, _ = await service.store.courts.create("Bench Court", WHO)
         mp3 = await asyncio.to_thread(make_mp3, tmp)
         data = mp3.read_bytes()
         print(f"file: 60 s MP3, {len(data) / 1e6:.2f} MB")

@@ -371,8 +371,9 @@ def start_ringback(
 
     import asyncpg
 
+    from ringback.registry.common import Principal
     from ringback.registry.embedded import EmbeddedPostgres
-    from ringback.registry.store import Principal, Store, create_pool
+    from ringback.registry.store import Store, create_pool
 
     db = EmbeddedPostgres(workdir / "db")
     dsn = db.start()
@@ -383,7 +384,7 @@ def start_ringback(
         try:
             store = Store(pool)
             await store.migrate()
-            court, _, _ = await store.create_court("Bench Court", Principal("bench", "operator"))
+            court, _, _ = await store.courts.create("Bench Court", Principal("bench", "operator"))
             conn: asyncpg.Connection
             async with pool.acquire() as conn:
                 await conn.execute(

@@ -6,35 +6,25 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from ringback.config import Config, ConfigError, load_config
+from ringback.demo import run_demo
 from ringback.logs import setup_logging
+from ringback.registry.audit import verify_chain
+from ringback.registry.common import Conflict, Principal
 from ringback.registry.embedded import EmbeddedPostgres, EmbeddedPostgresError
-from ringback.registry.store import Conflict, Principal, Store, create_pool
+from ringback.registry.import_csv import ImportRejected
+from ringback.registry.store import Store, create_pool
+from ringback.runtime import run_loop, until_signalled
+from ringback.server import Service
 
 log = logging.getLogger("ringback")
-
-
-def _run_loop(main: asyncio.Future[int] | object) -> int:
-    try:
-        import uvloop
-
-        return int(uvloop.run(main))  # type: ignore[arg-type]
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return int(asyncio.run(main))  # type: ignore[arg-type]
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+CLI = Principal("cli", "operator")
 
 
 @contextlib.asynccontextmanager
@@ -57,13 +47,11 @@ async def _store(config: Config) -> AsyncIterator[Store]:
 
 
 async def _serve(config: Config) -> int:
-    from ringback.server import Service
-
     service = Service(config)
     await service.start()
     service.take_over_gc()
     try:
-        await _until_signalled()
+        await until_signalled()
         await service.drain()
     finally:
         await service.stop()
@@ -80,7 +68,7 @@ async def _migrate(config: Config) -> int:
 async def _court_create(config: Config, name: str) -> int:
     async with _store(config) as store:
         try:
-            court, token, secret = await store.create_court(name, Principal("cli", "operator"))
+            court, token, secret = await store.courts.create(name, CLI)
         except Conflict as exc:
             print(f"ringback: {exc}", file=sys.stderr)
             return 1
@@ -91,32 +79,36 @@ async def _court_create(config: Config, name: str) -> int:
     return 0
 
 
-async def _token_create(config: Config, role: str, court: str | None, label: str) -> int:
-    import uuid
+async def _court_id(store: Store, court: str) -> uuid.UUID | None:
+    """The court named by id or by name (None, with a message, when there is none)."""
+    try:
+        row = await store.courts.get(uuid.UUID(court))
+    except ValueError:
+        row = await store.courts.by_name(court)
+    if row is None:
+        print(f"ringback: no court {court!r}", file=sys.stderr)
+        return None
+    court_id: uuid.UUID = row["id"]
+    return court_id
 
+
+async def _token_create(config: Config, role: str, court: str | None, label: str) -> int:
     if (role == "court") != (court is not None):
         print("ringback: --court is needed for role court, and only for it", file=sys.stderr)
         return 2
     async with _store(config) as store:
         court_id = None
         if court is not None:
-            try:
-                row = await store.court(uuid.UUID(court))
-            except ValueError:
-                row = await store.court_by_name(court)
-            if row is None:
-                print(f"ringback: no court {court!r}", file=sys.stderr)
+            court_id = await _court_id(store, court)
+            if court_id is None:
                 return 1
-            court_id = row["id"]
-        _, secret = await store.issue_token(role, court_id, label, Principal("cli", "operator"))
+        _, secret = await store.tokens.issue(role, court_id, label, CLI)
     print(f"{role} token: {secret}")
     print("Shown once only; ringback keeps the token hashed.")
     return 0
 
 
 async def _audit_verify(config: Config) -> int:
-    from ringback.registry.audit import verify_chain
-
     async with _store(config) as store, store.pool.acquire() as conn:
         result = await verify_chain(conn)
     if result.ok:
@@ -155,54 +147,30 @@ class _ProgressBar:
 
 
 async def _import(config: Config, file: str, court: str | None, reason: str | None) -> int:
-    import uuid
-
-    from ringback.registry.imports import ImportOptions, ImportRejected, create_job, run_import
-    from ringback.registry.numbers import NumberingPlan
-
     path = Path(file)
     if not path.is_file():
         print(f"ringback: {file}: no such file", file=sys.stderr)
         return 1
     async with _store(config) as store:
         if court is None:
-            rows = await store.pool.fetch("SELECT id FROM courts LIMIT 2")
+            rows = await store.courts.page(None, 2)
             if len(rows) != 1:
                 print("ringback: give --court ID (there is not exactly one court)", file=sys.stderr)
                 return 1
             court_id = rows[0]["id"]
         else:
-            try:
-                court_id = uuid.UUID(court)
-            except ValueError:
-                row = await store.court_by_name(court)
-                if row is None:
-                    print(f"ringback: no court {court!r}", file=sys.stderr)
-                    return 1
-                court_id = row["id"]
-            if not await store.pool.fetchval("SELECT 1 FROM courts WHERE id = $1", court_id):
-                print(f"ringback: no court {court}", file=sys.stderr)
+            found = await _court_id(store, court)
+            if found is None:
                 return 1
-        n = config.numbering
-        options = ImportOptions(
-            plan=NumberingPlan(
-                n.country_code, n.trunk_prefix, n.international_prefix, n.national_max_digits
-            ),
-            max_duration_days=config.listings.max_duration_days,
-            notice_period_days=config.listings.notice_period_days,
-            effective_reason=reason,
-            batch_rows=config.imports.batch_rows,
-        )
-        who = Principal("cli", "operator")
-        job_id = await create_job(store.pool, court_id, who, path.name)
+            court_id = found
+        job_id = await store.imports.create_job(court_id, CLI, path.name)
         try:
-            result = await run_import(
-                store.pool,
+            job = await store.imports.run(
                 job_id,
                 court_id,
-                who,
+                CLI,
                 path,
-                options,
+                config.import_options(reason),
                 filename=path.name,
                 progress=_ProgressBar(path.name),
             )
@@ -210,8 +178,8 @@ async def _import(config: Config, file: str, court: str | None, reason: str | No
             print(f"\nringback: {path.name}: {exc.message} (nothing was imported)", file=sys.stderr)
             return 1
     print(
-        f"imported {path.name}: {result['rows_total']} rows, {result['listed']} listed, "
-        f"{result['updated']} updated (import {result['id']}, sha256 {result['sha256']})"
+        f"imported {path.name}: {job['rows_total']} rows, {job['listed']} listed, "
+        f"{job['updated']} updated (import {job['id']}, sha256 {bytes(job['sha256']).hex()})"
     )
     return 0
 
@@ -265,21 +233,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(config.log.level, config.log.format)
     try:
         if args.command == "serve":
-            return _run_loop(_serve(config))
+            return run_loop(_serve(config))
         if args.command == "demo":
-            from ringback.demo import run_demo
-
-            return _run_loop(run_demo(config))
+            return run_loop(run_demo(config))
         if args.command == "migrate":
-            return _run_loop(_migrate(config))
+            return run_loop(_migrate(config))
         if args.command == "court":
-            return _run_loop(_court_create(config, args.name))
+            return run_loop(_court_create(config, args.name))
         if args.command == "import":
-            return _run_loop(_import(config, args.file, args.court, args.effective_reason))
+            return run_loop(_import(config, args.file, args.court, args.effective_reason))
         if args.command == "audit":
-            return _run_loop(_audit_verify(config))
+            return run_loop(_audit_verify(config))
         if args.command == "token":
-            return _run_loop(_token_create(config, args.role, args.court, args.label))
+            return run_loop(_token_create(config, args.role, args.court, args.label))
     except EmbeddedPostgresError as exc:
         print(f"ringback: {exc}", file=sys.stderr)
         return 1

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ringback.registry.import_csv import ImportOptions
+from ringback.registry.numbers import NumberingPlan
+
 
 class ConfigError(ValueError):
     """A configuration key has a bad value; the message names the key."""
@@ -54,6 +57,14 @@ class NumberingConfig:
     trunk_prefix: str = "0"
     international_prefix: str = "00"
     national_max_digits: int = 11
+
+    def plan(self) -> NumberingPlan:
+        return NumberingPlan(
+            self.country_code,
+            self.trunk_prefix,
+            self.international_prefix,
+            self.national_max_digits,
+        )
 
 
 @dataclass
@@ -139,6 +150,16 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     log: LogConfig = field(default_factory=LogConfig)
+
+    def import_options(self, effective_reason: str | None = None) -> ImportOptions:
+        """The rules a bulk import of listings follows (the same as `PUT /v1/listings`)."""
+        return ImportOptions(
+            plan=self.numbering.plan(),
+            max_duration_days=self.listings.max_duration_days,
+            notice_period_days=self.listings.notice_period_days,
+            effective_reason=effective_reason,
+            batch_rows=self.imports.batch_rows,
+        )
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:

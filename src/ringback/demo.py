@@ -12,8 +12,9 @@ from typing import Any
 
 from ringback.config import Config
 from ringback.media.shipped import default_warning_path, read_pcm8k
+from ringback.registry.common import Principal
 from ringback.registry.numbers import format_e164
-from ringback.registry.store import Principal
+from ringback.runtime import until_signalled
 from ringback.server import Service
 
 log = logging.getLogger(__name__)
@@ -28,14 +29,14 @@ DEMO = Principal("demo", "operator")
 async def seed(service: Service) -> dict[str, Any]:
     """Create (or reuse) the demo court, its recording and listings; mint fresh tokens."""
     store = service.store
-    court = await store.court_by_name(DEMO_COURT)
+    court = await store.courts.by_name(DEMO_COURT)
     if court is None:
-        court, court_token, _secret = await store.create_court(DEMO_COURT, DEMO)
+        court, court_token, _secret = await store.courts.create(DEMO_COURT, DEMO)
     else:
-        court_token = await store.create_token("court", court["id"], "demo", DEMO)
+        _, court_token = await store.tokens.issue("court", court["id"], "demo", DEMO)
     if court["default_recording_id"] is None:
         pcm = read_pcm8k(default_warning_path())
-        recording = await store.add_recording(
+        recording = await store.recordings.add(
             court["id"],
             "Shipped default warning (Mandarin, English)",
             pcm,
@@ -46,14 +47,14 @@ async def seed(service: Service) -> dict[str, Any]:
                 "bytes": default_warning_path().stat().st_size,
             },
         )
-        await store.set_default_recording(court["id"], recording["id"], DEMO)
-    operator_token = await store.create_token("operator", None, "demo operator", DEMO)
+        await store.courts.set_default_recording(court["id"], recording["id"], DEMO)
+    _, operator_token = await store.tokens.issue("operator", None, "demo operator", DEMO)
     now = datetime.now(UTC)
     for number in LISTED:
-        await store.put_listing(
+        await store.listings.put(
             court["id"], number, DEMO_CASE, now + timedelta(days=365), DEMO, effective_at=now
         )
-    secret = await store.webhook_secret(court["id"])
+    secret = await store.courts.webhook_secret(court["id"])
     return {
         "court": {
             "id": str(court["id"]),
@@ -67,8 +68,6 @@ async def seed(service: Service) -> dict[str, Any]:
 
 
 async def run_demo(config: Config) -> int:
-    from ringback.cli import _until_signalled
-
     service = Service(config)
     await service.start()
     service.take_over_gc()
@@ -95,7 +94,7 @@ async def run_demo(config: Config) -> int:
         path.write_text(json.dumps(demo, indent=2) + "\n", encoding="utf-8")
         os.chmod(path, 0o600)  # it holds tokens
         print(_instructions(demo, path), flush=True)
-        await _until_signalled()
+        await until_signalled()
         await service.drain()
     finally:
         await service.stop()

@@ -13,6 +13,7 @@ import asyncpg
 from aiohttp import web
 
 from ringback.api.app import bound_port, build_app, start_http
+from ringback.api.context import ApiContext
 from ringback.calls import CallController, SipMetrics
 from ringback.config import Config
 from ringback.media.destinations import DestinationPolicy
@@ -28,6 +29,7 @@ from ringback.registry.numbers import NumberingPlan
 from ringback.registry.proof_of_play import ProofOfPlayWriter
 from ringback.registry.store import Store, create_pool
 from ringback.sip.message import Limits
+from ringback.webhooks import EventWorker
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +75,12 @@ class Service:
         self._register_metrics()
         await self._start_sip()
         self.http_runner = await start_http(
-            build_app(self), self.config.http.host, self.config.http.port
+            build_app(self._api_context()), self.config.http.host, self.config.http.port
         )
         self.http_port = await bound_port(self.http_runner)
         log.info("HTTP listening on %s:%d", self.config.http.host, self.http_port)
-        self.event_worker = None
-        if self.config.events.enabled:  # outgoing event webhooks (issue 5b)
-            from ringback.api.events import EventWorker
-
+        self.event_worker: EventWorker | None = None
+        if self.config.events.enabled:
             self.event_worker = EventWorker(self.pool, self.config.events)
             self.event_worker.start()
 
@@ -184,6 +184,29 @@ class Service:
             ok = False
         self._db_check = (time.monotonic(), ok)
         return ok
+
+    def _api_context(self) -> ApiContext:
+        store, config = self.store, self.config
+        return ApiContext(
+            courts=store.courts,
+            tokens=store.tokens,
+            listings=store.listings,
+            recordings=store.recordings,
+            payments=store.payments,
+            imports=store.imports,
+            events=store.events,
+            audit=store.audit,
+            numbering=config.numbering.plan(),
+            listing_rules=config.listings,
+            recording_rules=config.recordings,
+            import_rules=config.imports,
+            import_options=config.import_options(),
+            index=self.index,
+            index_status=self.sync,
+            ready_max_staleness_s=config.index.ready_max_staleness_s,
+            metrics=self.metrics,
+            database_reachable=self.database_reachable,
+        )
 
     def take_over_gc(self) -> None:
         """For a process that is only this service (`ringback serve`): see `_tune_gc`."""

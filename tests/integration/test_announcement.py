@@ -17,7 +17,7 @@ import pytest
 
 from ringback.config import load_config
 from ringback.media.g711 import alaw_decode, ulaw_decode
-from ringback.registry.store import Principal
+from ringback.registry.common import Principal
 from ringback.server import Service
 from ringback.sip.message import Response, parse_message
 from ringback.sip.sdp import parse_sdp
@@ -47,11 +47,11 @@ async def service(database: str) -> AsyncIterator[tuple[Service, bytes]]:
     service = Service(config)
     await service.start()
     store = service.store
-    court, _, _ = await store.create_court("Announcing Court", WHO)
+    court, _, _ = await store.courts.create("Announcing Court", WHO)
     pcm = tone(SECONDS)
-    recording = await store.add_recording(court["id"], "chirp", pcm, WHO)
+    recording = await store.recordings.add(court["id"], "chirp", pcm, WHO)
     now = datetime.now(UTC)
-    await store.put_listing(
+    await store.listings.put(
         court["id"],
         int(LISTED[1:]),
         "CASE-1",

@@ -13,10 +13,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from ringback.registry.common import Principal
 from ringback.registry.embedded import EmbeddedPostgres
 from ringback.registry.feed import IndexSync
 from ringback.registry.listing_index import ListingIndex
-from ringback.registry.store import Principal, Store, create_pool
+from ringback.registry.store import Store, create_pool
 
 WHO = Principal("test", "operator")
 BASE = 8613800000000
@@ -50,7 +51,7 @@ async def node_factory(database: str) -> AsyncIterator[Callable[..., Awaitable[I
 
 
 async def _court(store: Store) -> asyncpg.Record:
-    court, _, _ = await store.create_court("Feed Court", WHO)
+    court, _, _ = await store.courts.create("Feed Court", WHO)
     return court
 
 
@@ -62,7 +63,7 @@ async def test_two_nodes_converge_within_a_second_after_changes_by_either(
     store: Store, database: str, node_factory: Callable[..., Awaitable[IndexSync]]
 ) -> None:
     court = await _court(store)
-    await store.put_listing(court["id"], BASE + 1, "CASE-1", _expires(), WHO)
+    await store.listings.put(court["id"], BASE + 1, "CASE-1", _expires(), WHO)
     a, b = await node_factory(), await node_factory()
     await eventually(lambda: a.loaded and b.loaded, 10, "initial load")
     assert a.index.get(BASE + 1) is not None and b.index.get(BASE + 1) is not None
@@ -71,13 +72,13 @@ async def test_two_nodes_converge_within_a_second_after_changes_by_either(
     pool_b = await create_pool(database, min_size=1, max_size=2)
     store_b = Store(pool_b)
     try:
-        await store.put_listing(court["id"], BASE + 2, "CASE-2", _expires(), WHO)
+        await store.listings.put(court["id"], BASE + 2, "CASE-2", _expires(), WHO)
         took = await eventually(
             lambda: a.index.get(BASE + 2) is not None and b.index.get(BASE + 2) is not None,
             1.0,
             "listing made via node A to reach both indexes",
         )
-        await store_b.change_status(court["id"], BASE + 1, "cleared", WHO, reason="paid")
+        await store_b.listings.change_status(court["id"], BASE + 1, "cleared", WHO, reason="paid")
         took = max(
             took,
             await eventually(
@@ -86,13 +87,15 @@ async def test_two_nodes_converge_within_a_second_after_changes_by_either(
                 "clearance made via node B to reach both indexes",
             ),
         )
-        await store_b.change_status(court["id"], BASE + 2, "suspended", WHO, reason="appeal")
+        await store_b.listings.change_status(
+            court["id"], BASE + 2, "suspended", WHO, reason="appeal"
+        )
         await eventually(
             lambda: a.index.get(BASE + 2) is None and b.index.get(BASE + 2) is None,
             1.0,
             "suspension to reach both",
         )
-        await store.change_status(court["id"], BASE + 2, "active", WHO)
+        await store.listings.change_status(court["id"], BASE + 2, "active", WHO)
         await eventually(lambda: a.index.get(BASE + 2) is not None, 1.0, "resume to reach A")
     finally:
         await pool_b.close()
@@ -123,9 +126,11 @@ async def test_lost_connection_loses_no_change(
         )
         await eventually(lambda: not node.connected, 5, "node to notice the lost connection")
         for i in range(50):
-            await store.put_listing(court["id"], BASE + 100 + i, f"CASE-{i}", _expires(), WHO)
+            await store.listings.put(court["id"], BASE + 100 + i, f"CASE-{i}", _expires(), WHO)
         for i in range(0, 50, 5):
-            await store.change_status(court["id"], BASE + 100 + i, "cleared", WHO, reason="paid")
+            await store.listings.change_status(
+                court["id"], BASE + 100 + i, "cleared", WHO, reason="paid"
+            )
         await asyncio.sleep(0.6)
         assert len(node.index) == 0  # still its last state
         assert node.staleness_s > 0.5
@@ -156,7 +161,7 @@ async def test_index_started_while_database_down_fills_when_it_returns(
         await store.migrate()
         court = await _court(store)
         for i in range(20):
-            await store.put_listing(court["id"], BASE + i, "CASE", _expires(), WHO)
+            await store.listings.put(court["id"], BASE + i, "CASE", _expires(), WHO)
         await pool.close()
         server.stop()
 
@@ -184,7 +189,7 @@ async def test_database_outage_keeps_last_state_and_reports_staleness(
         store = Store(pool)
         await store.migrate()
         court = await _court(store)
-        await store.put_listing(court["id"], BASE, "CASE", _expires(), WHO)
+        await store.listings.put(court["id"], BASE, "CASE", _expires(), WHO)
         node = await node_factory(url)
         await eventually(lambda: node.loaded, 10, "load")
         await pool.close()
@@ -207,7 +212,7 @@ async def test_effective_and_expiry_times_reach_the_index(
 ) -> None:
     court = await _court(store)
     now = datetime.now(UTC)
-    await store.put_listing(
+    await store.listings.put(
         court["id"],
         BASE + 7,
         "LATER",
@@ -245,7 +250,7 @@ async def test_feed_is_pruned_and_a_node_behind_the_pruned_range_reloads(
         )
         await eventually(lambda: not node.connected, 5, "node to notice")
         for i in range(5):
-            await store.put_listing(court["id"], BASE + 500 + i, "P", _expires(), WHO)
+            await store.listings.put(court["id"], BASE + 500 + i, "P", _expires(), WHO)
         await admin.execute("UPDATE change_feed SET at = now() - interval '30 days'")
         assert await prune_feed(admin, 7) >= 5
         assert await admin.fetchval("SELECT count(*) FROM change_feed") == 0

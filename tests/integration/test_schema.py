@@ -9,8 +9,9 @@ import asyncpg
 import pytest
 
 from ringback.registry.audit import verify_chain
+from ringback.registry.common import Principal
 from ringback.registry.migrate import available, migrate
-from ringback.registry.store import Principal, Store
+from ringback.registry.store import Store
 
 COURT_ADMIN = Principal("test", "operator")
 
@@ -43,13 +44,13 @@ async def test_migrations_up_from_empty(database: str) -> None:
 
 
 async def _court(store: Store) -> asyncpg.Record:
-    court, _token, _secret = await store.create_court("Test Court", COURT_ADMIN)
+    court, _token, _secret = await store.courts.create("Test Court", COURT_ADMIN)
     return court
 
 
 async def test_audit_rows_cannot_be_updated_deleted_or_truncated(store: Store) -> None:
     court = await _court(store)
-    await store.put_listing(
+    await store.listings.put(
         court["id"], 8613800138000, "CASE-1", datetime.now(UTC) + timedelta(days=30), COURT_ADMIN
     )
     async with store.pool.acquire() as conn:
@@ -69,7 +70,7 @@ async def test_audit_rows_cannot_be_updated_deleted_or_truncated(store: Store) -
 async def test_audit_chain_verifies_and_detects_tampering(store: Store) -> None:
     court = await _court(store)
     for i in range(5):
-        await store.put_listing(
+        await store.listings.put(
             court["id"],
             8613800138000 + i,
             f"CASE-{i}",
@@ -94,10 +95,12 @@ async def test_every_listing_change_is_audited_with_before_and_after(store: Stor
     court = await _court(store)
     expires = datetime.now(UTC) + timedelta(days=30)
     who = Principal("token:7:rbk_abc…", "court", court["id"])
-    listing = await store.put_listing(court["id"], 8613800138000, "CASE-9", expires, who)
-    await store.change_status(court["id"], 8613800138000, "suspended", who, reason="appeal")
-    await store.change_status(court["id"], 8613800138000, "active", who)
-    await store.change_status(court["id"], 8613800138000, "cleared", who, reason="paid")
+    listing = await store.listings.put(court["id"], 8613800138000, "CASE-9", expires, who)
+    await store.listings.change_status(
+        court["id"], 8613800138000, "suspended", who, reason="appeal"
+    )
+    await store.listings.change_status(court["id"], 8613800138000, "active", who)
+    await store.listings.change_status(court["id"], 8613800138000, "cleared", who, reason="paid")
     rows = await store.pool.fetch(
         "SELECT actor, action, before, after FROM audit_events WHERE entity = $1 ORDER BY id",
         f"listing:{listing['id']}",
@@ -118,7 +121,7 @@ async def test_every_listing_change_is_audited_with_before_and_after(store: Stor
 async def test_expiry_is_applied_by_time_without_a_sweep(store: Store) -> None:
     court = await _court(store)
     now = datetime.now(UTC)
-    await store.put_listing(
+    await store.listings.put(
         court["id"],
         8613800138001,
         "CASE-A",
@@ -126,7 +129,7 @@ async def test_expiry_is_applied_by_time_without_a_sweep(store: Store) -> None:
         COURT_ADMIN,
         effective_at=now - timedelta(days=2),
     )
-    await store.put_listing(
+    await store.listings.put(
         court["id"],
         8613800138002,
         "CASE-B",
@@ -148,12 +151,12 @@ async def test_expiry_is_applied_by_time_without_a_sweep(store: Store) -> None:
 
 
 async def test_two_courts_listing_one_number_first_listed_recording_wins(store: Store) -> None:
-    a, _, _ = await store.create_court("Court A", COURT_ADMIN)
-    b, _, _ = await store.create_court("Court B", COURT_ADMIN)
-    rec_a = await store.add_recording(a["id"], "a", b"\x00\x01" * 8000, COURT_ADMIN)
-    rec_b = await store.add_recording(b["id"], "b", b"\x00\x02" * 8000, COURT_ADMIN)
+    a, _, _ = await store.courts.create("Court A", COURT_ADMIN)
+    b, _, _ = await store.courts.create("Court B", COURT_ADMIN)
+    rec_a = await store.recordings.add(a["id"], "a", b"\x00\x01" * 8000, COURT_ADMIN)
+    rec_b = await store.recordings.add(b["id"], "b", b"\x00\x02" * 8000, COURT_ADMIN)
     now = datetime.now(UTC)
-    await store.put_listing(
+    await store.listings.put(
         a["id"],
         8613800138000,
         "A-1",
@@ -161,7 +164,7 @@ async def test_two_courts_listing_one_number_first_listed_recording_wins(store: 
         COURT_ADMIN,
         recording_id=rec_a["id"],
     )
-    await store.put_listing(
+    await store.listings.put(
         b["id"],
         8613800138000,
         "B-1",
@@ -171,10 +174,14 @@ async def test_two_courts_listing_one_number_first_listed_recording_wins(store: 
     )
     row = await store.pool.fetchrow("SELECT * FROM index_entries")
     assert row["recording_id"] == rec_a["id"]
-    await store.change_status(a["id"], 8613800138000, "cleared", COURT_ADMIN, reason="paid")
+    await store.listings.change_status(
+        a["id"], 8613800138000, "cleared", COURT_ADMIN, reason="paid"
+    )
     row = await store.pool.fetchrow("SELECT * FROM index_entries")
     assert row["recording_id"] == rec_b["id"]  # still announced until both clear
-    await store.change_status(b["id"], 8613800138000, "cleared", COURT_ADMIN, reason="paid")
+    await store.listings.change_status(
+        b["id"], 8613800138000, "cleared", COURT_ADMIN, reason="paid"
+    )
     assert await store.pool.fetchrow("SELECT * FROM index_entries") is None
 
 
@@ -182,7 +189,7 @@ async def test_change_feed_sequence_is_gapless_and_in_commit_order(store: Store)
     court = await _court(store)
     expires = datetime.now(UTC) + timedelta(days=3)
     for i in range(10):
-        await store.put_listing(court["id"], 8613800000000 + i, "C", expires, COURT_ADMIN)
+        await store.listings.put(court["id"], 8613800000000 + i, "C", expires, COURT_ADMIN)
     seqs = [r[0] for r in await store.pool.fetch("SELECT seq FROM change_feed ORDER BY seq")]
     assert seqs == list(range(1, len(seqs) + 1))
     assert await store.pool.fetchval("SELECT last_seq FROM feed_counter") == seqs[-1]

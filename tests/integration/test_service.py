@@ -17,8 +17,9 @@ import aiohttp
 import pytest
 
 from ringback.config import load_config
+from ringback.registry.common import Principal
 from ringback.registry.embedded import EmbeddedPostgres
-from ringback.registry.store import Principal, Store, create_pool
+from ringback.registry.store import Store, create_pool
 from ringback.server import Service
 
 WHO = Principal("test", "operator")
@@ -65,8 +66,8 @@ async def test_health_ready_and_metrics(service: Service) -> None:
         "index_fresh": True,
     }
 
-    court, _, _ = await service.store.create_court("Metrics Court", WHO)
-    await service.store.put_listing(
+    court, _, _ = await service.store.courts.create("Metrics Court", WHO)
+    await service.store.listings.put(
         court["id"], 8613800138000, "C-1", datetime.now(UTC) + timedelta(days=1), WHO
     )
     for _ in range(100):
@@ -175,11 +176,13 @@ async def test_demo_runs_prints_and_writes_demo_json(tmp_path: Path) -> None:
         pool = await create_pool(EmbeddedPostgres(data_dir).url, min_size=1, max_size=1)
         try:
             store = Store(pool)
-            operator = await store.authenticate(demo["operator_token"])
-            court = await store.authenticate(demo["court"]["token"])
+            operator = await store.tokens.authenticate(demo["operator_token"])
+            court = await store.tokens.authenticate(demo["court"]["token"])
             assert operator is not None and operator.role == "operator"
             assert court is not None and str(court.court_id) == demo["court"]["id"]
-            assert await store.webhook_secret(court.court_id) == demo["court"]["webhook_secret"]
+            assert (
+                await store.courts.webhook_secret(court.court_id) == demo["court"]["webhook_secret"]
+            )
             stored = await pool.fetchval(
                 "SELECT count(*) FROM api_tokens WHERE position($1 in "
                 "encode(token_hash, 'escape')) > 0",

@@ -45,7 +45,8 @@ from harness import (
     start_standin,
 )
 
-from ringback.registry.store import Principal, Store, create_pool
+from ringback.registry.common import Principal
+from ringback.registry.store import Store, create_pool
 
 
 @pytest.fixture(autouse=True)
@@ -148,10 +149,10 @@ async def _seed(dsn: str, pcm: bytes) -> None:
         store = Store(pool)
         await store.migrate()
         who = Principal("interop", "operator")
-        court, _, _ = await store.create_court("Interop Court", who)
-        recording = await store.add_recording(court["id"], "chirp", pcm, who)
+        court, _, _ = await store.courts.create("Interop Court", who)
+        recording = await store.recordings.add(court["id"], "chirp", pcm, who)
         now = datetime.now(UTC)
-        await store.put_listing(
+        await store.listings.put(
             court["id"],
             int(LISTED[1:]),
             "INTEROP-1",

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ringback.registry.index_copy import CopyDecoder
 from ringback.registry.listing_index import (
     MAX_U32,
     Columns,
-    CopyDecoder,
     Entry,
     ListingIndex,
     MergedBase,

@@ -1,37 +1,27 @@
-"""The aiohttp application: health, readiness and metrics (the court API joins it later)."""
+"""The aiohttp application: the court API, health, readiness and metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import math
-from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from ringback.server import Service
+from ringback.api import (
+    audit,
+    courts,
+    events,
+    hooks,
+    imports,
+    listings,
+    lookup,
+    openapi,
+    recordings,
+)
+from ringback.api.context import CONTEXT, ApiContext, context
+from ringback.api.errors import json_errors
 
-SERVICE: web.AppKey[Service] = web.AppKey("service")
-
-
-def error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every error is `{"error": {"code", "message"}}`, never an HTML page or a traceback."""
-    from ringback.api.auth import ApiError
-
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except ApiError as exc:
-        return error(exc.status, exc.code, exc.message)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+ROUTES = (courts, listings, hooks, audit, lookup, openapi, recordings, imports, events)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -40,13 +30,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
-    db_ok = await service.database_reachable()
-    sync = service.sync
-    staleness = sync.staleness_s
-    max_staleness = service.config.index.ready_max_staleness_s
+    ctx = context(request)
+    db_ok = await ctx.database_reachable()
+    status = ctx.index_status
+    staleness = status.staleness_s
+    max_staleness = ctx.ready_max_staleness_s
     checks = {
-        "index_loaded": sync.loaded,
+        "index_loaded": status.loaded,
         "database_reachable": db_ok,
         "index_fresh": staleness <= max_staleness,
     }
@@ -54,8 +44,8 @@ async def readyz(request: web.Request) -> web.Response:
         "ready": all(checks.values()),
         "checks": checks,
         "index": {
-            "listings": len(service.index),
-            "last_seq": sync.last_seq,
+            "listings": len(ctx.index),
+            "last_seq": status.last_seq,
             "staleness_s": None if math.isinf(staleness) else round(staleness, 3),
             "max_staleness_s": max_staleness,
         },
@@ -64,33 +54,22 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    text = request.app[SERVICE].metrics.render()
     return web.Response(
-        text=text,
+        text=context(request).metrics.render(),
         content_type="text/plain",
         charset="utf-8",
         headers={"X-Content-Type-Options": "nosniff"},
     )
 
 
-def build_app(service: Service) -> web.Application:
+def build_app(ctx: ApiContext) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=1024**2)
-    app[SERVICE] = service
+    app[CONTEXT] = ctx
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    # routes: court API (issue 5a)
-    from ringback.api.court_api import register_court_api
-
-    register_court_api(app)
-    # routes: recordings, imports, events (issue 5b)
-    from ringback.api import events as events_api
-    from ringback.api import imports as imports_api
-    from ringback.api import recordings as recordings_api
-
-    recordings_api.setup(app, service.config.recordings.max_concurrent_decodes)
-    imports_api.setup(app)
-    events_api.setup(app)
+    for module in ROUTES:
+        module.register(app)
     return app
 
 

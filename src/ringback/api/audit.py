@@ -7,21 +7,12 @@ from typing import Any
 
 from aiohttp import web
 
-from ringback.api.app import SERVICE
-from ringback.api.auth import ApiError, authenticate
-from ringback.api.common import api_handler, decode_cursor, iso, page, parse_limit, scope_court
+from ringback.api.auth import authenticate
+from ringback.api.common import decode_cursor, iso, known_params, page, parse_limit, scope_court
+from ringback.api.context import context
+from ringback.api.errors import ApiError
 
 _AUDIT_PARAMS = {"limit", "cursor", "entity", "action"}
-
-
-def _unknown(request: web.Request, allowed: set[str]) -> None:
-    unknown = sorted(set(request.query) - allowed)
-    if unknown:
-        raise ApiError(
-            400,
-            "invalid_parameter",
-            f"unknown parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
-        )
 
 
 def audit_json(row: Any) -> dict[str, Any]:
@@ -39,27 +30,25 @@ def audit_json(row: Any) -> dict[str, Any]:
     }
 
 
-@api_handler
 async def list_audit(request: web.Request) -> web.Response:
     """Oldest first; a court sees only events about its own data."""
     who = await authenticate(request, "operator", "court")
-    _unknown(request, _AUDIT_PARAMS)
+    known_params(request, _AUDIT_PARAMS)
     limit = parse_limit(request)
     after = decode_cursor(request, "audit")
     entity = request.query.get("entity") or None
     action = request.query.get("action") or None
     court_id = who.court_id if who.role == "court" else None
-    rows = await request.app[SERVICE].store.audit_page(
+    rows = await context(request).audit.page(
         court_id=court_id, entity=entity, action=action, after_id=after, limit=limit
     )
     items = [audit_json(r) for r in rows]
     return web.json_response(page(items, "audit", limit, rows[-1]["id"] if rows else None))
 
 
-@api_handler
 async def stats(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
-    _unknown(request, {"court_id"})
+    known_params(request, {"court_id"})
     requested = None
     if request.query.get("court_id"):
         try:
@@ -67,10 +56,10 @@ async def stats(request: web.Request) -> web.Response:
         except ValueError:
             raise ApiError(404, "not_found", "no such court") from None
     court_id = scope_court(who, requested)
-    store = request.app[SERVICE].store
-    if court_id is not None and await store.court(court_id) is None:
+    ctx = context(request)
+    if court_id is not None and await ctx.courts.get(court_id) is None:
         raise ApiError(404, "not_found", "no such court")
-    body = await store.stats(court_id)
+    body = await ctx.listings.stats(court_id)
     return web.json_response({"court_id": None if court_id is None else str(court_id), **body})
 
 

@@ -8,30 +8,33 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ringback.registry.store import Principal
-
-PRINCIPAL: web.AppKey[Principal] = web.AppKey("principal")
-
-
-class ApiError(Exception):
-    """An HTTP error rendered as `{"error": {"code", "message"}}` by the middleware."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+from ringback.api.context import context
+from ringback.api.errors import ApiError
+from ringback.registry.common import Principal
 
 
-async def authenticate(request: web.Request, *roles: str) -> Principal:
-    """The caller, if its token is valid and its role is one of `roles` (401 / 403 otherwise)."""
-    from ringback.api.app import SERVICE
-
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+def bearer_token(request: web.Request) -> str:
+    """The token of `Authorization: Bearer <token>` (401 when there is none)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthenticated", "missing 'Authorization: Bearer <token>' header")
-    principal = await request.app[SERVICE].store.authenticate(token.strip())
+    return token.strip()
+
+
+async def authenticate(
+    request: web.Request, *roles: str, cache_s: float | None = None
+) -> Principal:
+    """The caller, if its token is valid and its role is one of `roles` (401 / 403 otherwise).
+
+    With `cache_s`, a token seen valid is trusted that long without asking the database
+    (hot paths such as the HTTP dip).
+    """
+    token = bearer_token(request)
+    tokens = context(request).tokens
+    if cache_s is None:
+        principal = await tokens.authenticate(token)
+    else:
+        principal = await tokens.authenticate_cached(token, cache_s)
     if principal is None:
         raise ApiError(401, "unauthenticated", "unknown or revoked token")
     if roles and principal.role not in roles:

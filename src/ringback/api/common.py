@@ -1,79 +1,43 @@
-"""Shared pieces of the court API handlers: JSON bodies, validation, paging, scoping, errors."""
+"""Shared pieces of the API handlers: request bodies, validation, paging, scoping, times."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
-import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 from aiohttp import BodyPartReader, web
 
-from ringback.api.auth import ApiError
-from ringback.registry.store import Conflict, NotFound, Principal
-
-log = logging.getLogger("ringback.api")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-_DB_DOWN = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-)
+from ringback.api.context import context
+from ringback.api.errors import ApiError
+from ringback.registry.common import Principal
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 
 
-def api_handler(fn: Handler) -> Handler:
-    """Map store exceptions to JSON errors; never let a traceback reach the client."""
-
-    @functools.wraps(fn)
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        try:
-            return await fn(request)
-        except (ApiError, web.HTTPException):
-            raise
-        except NotFound as exc:
-            raise ApiError(404, "not_found", str(exc)) from None
-        except Conflict as exc:
-            raise ApiError(409, "conflict", str(exc)) from None
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            # Validation should have caught it; a race with another writer can still get here.
-            raise ApiError(409, "conflict", f"refused by the database: {exc}") from None
-        except _DB_DOWN as exc:
-            log.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
-            raise ApiError(
-                503, "database_unavailable", "the database is unavailable; retry"
-            ) from None
-        except Exception:
-            log.exception("unexpected error in %s %s", request.method, request.path)
-            raise ApiError(500, "internal_error", "internal error; it has been logged") from None
-
-    return wrapper
-
-
 # ------------------------------------------------------------------ bodies and fields
-async def json_body(request: web.Request, allowed: Iterable[str]) -> dict[str, Any]:
-    """The request's JSON object; unknown members are refused (they are usually typos)."""
-    raw = await request.read()
-    if not raw.strip():
-        return {}
+def json_object(raw: bytes) -> dict[str, Any]:
+    """`raw` as a JSON object (400 when it is not one)."""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    return body
+
+
+async def json_body(request: web.Request, allowed: Iterable[str]) -> dict[str, Any]:
+    """The request's JSON object; unknown members are refused (they are usually typos)."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    body = json_object(raw)
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise ApiError(
@@ -170,6 +134,17 @@ def path_int(request: web.Request, name: str, what: str) -> int:
     return int(text)
 
 
+def known_params(request: web.Request, allowed: set[str]) -> None:
+    """Refuse query parameters not in `allowed` (they are usually typos)."""
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"unknown parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
+        )
+
+
 # ------------------------------------------------------------------------- paging
 def parse_limit(request: web.Request) -> int:
     text = request.query.get("limit")
@@ -226,67 +201,9 @@ def scope_court(principal: Principal, requested: uuid.UUID | None, what: str = "
     return requested
 
 
-# ------------------------------------------------------------------------ JSON out
-def iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def court_json(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "name": row["name"],
-        "default_recording_id": row["default_recording_id"],
-        "created_at": iso(row["created_at"]),
-    }
-
-
-def token_json(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "prefix": row["prefix"],
-        "role": row["role"],
-        "court_id": None if row["court_id"] is None else str(row["court_id"]),
-        "label": row["label"],
-        "created_at": iso(row["created_at"]),
-        "revoked_at": iso(row["revoked_at"]),
-    }
-
-
-def listing_status(row: Mapping[str, Any], now: datetime) -> str:
-    status: str = row["status"]
-    if status in ("active", "suspended") and row["expires_at"] <= now:
-        return "expired"
-    return status
-
-
-def listing_json(row: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
-    now = now or datetime.now(UTC)
-    status = listing_status(row, now)
-    return {
-        "id": row["id"],
-        "number": f"+{row['number']}",
-        "court_id": str(row["court_id"]),
-        "case_ref": row["case_ref"],
-        "recording_id": row["recording_id"],
-        "status": status,
-        # Whether this listing, on its own, makes callers hear the warning now.
-        "audible": status == "active" and row["effective_at"] <= now,
-        "listed_at": iso(row["listed_at"]),
-        "effective_at": iso(row["effective_at"]),
-        "effective_reason": row["effective_reason"],
-        "expires_at": iso(row["expires_at"]),
-        "cleared_at": iso(row["cleared_at"]),
-        "clear_reason": row["clear_reason"],
-        "suspend_reason": row["suspend_reason"],
-        "updated_at": iso(row["updated_at"]),
-    }
-
-
 async def court_of_request(request: web.Request, who: Principal, field: str | None) -> uuid.UUID:
     """The court an upload or import is for: a court's own, or the `court_id` an operator
     names (404 for an unknown or another court's id, never 403)."""
-    from ringback.api.app import SERVICE
-
     if who.role == "court":
         assert who.court_id is not None
         if field and field != str(who.court_id):
@@ -298,12 +215,12 @@ async def court_of_request(request: web.Request, who: Principal, field: str | No
         court_id = uuid.UUID(field)
     except ValueError:
         raise ApiError(404, "not_found", "no such court") from None
-    pool = request.app[SERVICE].pool
-    if not await pool.fetchval("SELECT 1 FROM courts WHERE id = $1", court_id):
+    if not await context(request).courts.exists(court_id):
         raise ApiError(404, "not_found", "no such court")
     return court_id
 
 
+# ---------------------------------------------------------------------- multipart
 async def form_parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
     """The parts of a multipart/form-data body, one at a time (streamed, never buffered
     whole); a malformed or nested body is a 400."""
@@ -321,3 +238,9 @@ async def form_parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
         if not isinstance(part, BodyPartReader):
             raise ApiError(400, "bad_request", "nested multipart is not supported")
         yield part
+
+
+# ------------------------------------------------------------------------ JSON out
+def iso(value: datetime | None) -> str | None:
+    """A time as RFC 3339 in UTC with a 'Z' (None stays None)."""
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")

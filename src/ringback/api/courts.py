@@ -3,38 +3,58 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 
-from ringback.api.app import SERVICE
-from ringback.api.auth import ApiError, authenticate
+from ringback.api.auth import authenticate
 from ringback.api.common import (
-    api_handler,
-    court_json,
     decode_cursor,
     encode_cursor,
     get_str,
+    iso,
     json_body,
     parse_limit,
     path_int,
     path_uuid,
     scope_court,
-    token_json,
 )
-from ringback.registry.store import Conflict, NotFound
+from ringback.api.context import context
+from ringback.api.errors import ApiError
+from ringback.registry.common import Conflict, NotFound
 
 ONCE = "shown once only: ringback keeps a hash of the token and cannot show it again"
 
 
-@api_handler
+def court_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "default_recording_id": row["default_recording_id"],
+        "created_at": iso(row["created_at"]),
+    }
+
+
+def token_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "prefix": row["prefix"],
+        "role": row["role"],
+        "court_id": None if row["court_id"] is None else str(row["court_id"]),
+        "label": row["label"],
+        "created_at": iso(row["created_at"]),
+        "revoked_at": iso(row["revoked_at"]),
+    }
+
+
 async def create_court(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator")
     body = await json_body(request, ("name",))
     name = get_str(body, "name", required=True)
     assert name is not None
-    store = request.app[SERVICE].store
     try:
-        court, token, secret = await store.create_court(name, who)
+        court, token, secret = await context(request).courts.create(name, who)
     except Conflict as exc:
         raise ApiError(409, "court_exists", str(exc)) from None
     return web.json_response(
@@ -48,13 +68,12 @@ async def create_court(request: web.Request) -> web.Response:
     )
 
 
-@api_handler
 async def list_courts(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
-    store = request.app[SERVICE].store
+    courts = context(request).courts
     if who.role == "court":
         assert who.court_id is not None
-        court = await store.court(who.court_id)
+        court = await courts.get(who.court_id)
         return web.json_response(
             {"items": [court_json(court)] if court else [], "next_cursor": None}
         )
@@ -62,7 +81,7 @@ async def list_courts(request: web.Request) -> web.Response:
     # Court ids are UUIDs: the cursor carries the last one as a 128-bit integer.
     after = decode_cursor(request, "court", max_value=2**128)
     after_id = uuid.UUID(int=after) if after else None
-    rows = await store.courts(after_id, limit)
+    rows = await courts.page(after_id, limit)
     items = [court_json(r) for r in rows]
     next_cursor = None
     if len(rows) == limit:
@@ -70,41 +89,37 @@ async def list_courts(request: web.Request) -> web.Response:
     return web.json_response({"items": items, "next_cursor": next_cursor})
 
 
-@api_handler
 async def get_court(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
     court_id = scope_court(who, path_uuid(request, "court_id", "court"))
-    court = await request.app[SERVICE].store.court(court_id)
+    court = await context(request).courts.get(court_id)
     if court is None:
         raise ApiError(404, "not_found", "no such court")
     return web.json_response(court_json(court))
 
 
-@api_handler
 async def create_court_token(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
     court_id = scope_court(who, path_uuid(request, "court_id", "court"))
     body = await json_body(request, ("label",))
     label = get_str(body, "label", required=False) or ""
     try:
-        row, token = await request.app[SERVICE].store.issue_token("court", court_id, label, who)
+        row, token = await context(request).tokens.issue("court", court_id, label, who)
     except NotFound:
         raise ApiError(404, "not_found", "no such court") from None
     return web.json_response({**token_json(row), "token": token, "note": ONCE}, status=201)
 
 
-@api_handler
 async def list_court_tokens(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
     court_id = scope_court(who, path_uuid(request, "court_id", "court"))
-    store = request.app[SERVICE].store
-    if await store.court(court_id) is None:
+    ctx = context(request)
+    if await ctx.courts.get(court_id) is None:
         raise ApiError(404, "not_found", "no such court")
-    rows = await store.tokens(court_id)
+    rows = await ctx.tokens.of_court(court_id)
     return web.json_response({"items": [token_json(r) for r in rows], "next_cursor": None})
 
 
-@api_handler
 async def create_token(request: web.Request) -> web.Response:
     """Operator and switch tokens (court tokens: POST /v1/courts/{id}/tokens)."""
     who = await authenticate(request, "operator")
@@ -118,17 +133,16 @@ async def create_token(request: web.Request) -> web.Response:
             "(court tokens: POST /v1/courts/{id}/tokens)",
         )
     label = get_str(body, "label", required=False) or ""
-    row, token = await request.app[SERVICE].store.issue_token(role, None, label, who)
+    row, token = await context(request).tokens.issue(role, None, label, who)
     return web.json_response({**token_json(row), "token": token, "note": ONCE}, status=201)
 
 
-@api_handler
 async def revoke_token(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
     token_id = path_int(request, "token_id", "token")
     scope = who.court_id if who.role == "court" else None
     try:
-        row = await request.app[SERVICE].store.revoke_token(token_id, who, court_id=scope)
+        row = await context(request).tokens.revoke(token_id, who, court_id=scope)
     except NotFound:
         raise ApiError(404, "not_found", "no such token") from None
     return web.json_response(token_json(row))

@@ -13,7 +13,6 @@ one transaction; the change feed then takes the numbers out of every node's inde
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import time
@@ -23,19 +22,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ringback.api.app import SERVICE
-from ringback.api.auth import ApiError
-from ringback.api.common import api_handler, get_str, parse_time
+from ringback.api.common import get_str, json_object, parse_time
+from ringback.api.context import context
+from ringback.api.errors import ApiError
+from ringback.webhooks import sign
 
 REPLAY_WINDOW_S = 300
 MAX_BODY = 64 * 1024
 FIELDS = ("court_id", "case_ref", "payment_id", "paid_at", "amount", "currency")
-
-
-def sign(secret: str, timestamp: str | int, body: bytes) -> str:
-    """The `X-Ringback-Signature` value for `body` sent at `timestamp` (for senders and tests)."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
 
 
 def _unauthorized(code: str, message: str) -> ApiError:
@@ -74,16 +68,6 @@ def _check_headers(request: web.Request, now: float) -> tuple[str, str]:
     return timestamp, hexdigest.lower()
 
 
-def _parse(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "request body must be a JSON object")
-    return body
-
-
 def _amount(value: Any) -> Decimal | None:
     if value is None:
         return None
@@ -98,16 +82,15 @@ def _amount(value: Any) -> Decimal | None:
     return amount
 
 
-@api_handler
 async def payment_confirmed(request: web.Request) -> web.Response:
-    store = request.app[SERVICE].store
+    ctx = context(request)
     timestamp, digest = _check_headers(request, time.time())
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise ApiError(413, "body_too_large", f"body larger than {MAX_BODY} bytes")
     raw = await request.read()
     if len(raw) > MAX_BODY:
         raise ApiError(413, "body_too_large", f"body larger than {MAX_BODY} bytes")
-    body = _parse(raw)
+    body = json_object(raw)
     # The court (and so the secret) comes from the body; only a correct signature makes
     # any of the body trustworthy, so an unknown court is just a bad signature.
     court_text = body.get("court_id")
@@ -119,7 +102,7 @@ async def payment_confirmed(request: web.Request) -> web.Response:
             court_id = None
     if court_id is None:
         raise ApiError(400, "invalid_field", "court_id: must be the court's UUID")
-    secret = await store.webhook_secret(court_id)
+    secret = await ctx.courts.webhook_secret(court_id)
     expected = sign(secret or "\0unknown court", timestamp, raw).removeprefix("sha256=")
     if not hmac.compare_digest(expected.encode(), digest.encode()) or secret is None:
         raise _unauthorized(
@@ -145,7 +128,7 @@ async def payment_confirmed(request: web.Request) -> web.Response:
             400, "invalid_field", f"currency: an ISO 4217 code such as CNY, got {currency!r}"
         )
     assert case_ref is not None and payment_id is not None
-    result, replayed = await store.payment_confirmed(
+    result, replayed = await ctx.payments.confirm(
         court_id, payment_id, case_ref, paid_at, amount, currency and currency.upper()
     )
     # Keys sorted: a replay (read back from jsonb) answers with exactly the same bytes.

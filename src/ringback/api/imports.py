@@ -15,23 +15,18 @@ import contextlib
 import hashlib
 import os
 import tempfile
-import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
-from ringback.api.auth import ApiError, authenticate
-from ringback.api.common import api_handler, court_of_request, form_parts
-from ringback.registry.imports import (
-    JOB_COLUMNS,
-    ImportOptions,
-    ImportRejected,
-    create_job,
-    import_json,
-    run_import,
-)
-from ringback.registry.numbers import NumberingPlan
+from ringback.api.auth import authenticate
+from ringback.api.common import court_of_request, form_parts, iso, path_uuid
+from ringback.api.context import context
+from ringback.api.errors import ApiError
+from ringback.registry.import_csv import ImportRejected
 
 TASKS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("import_tasks")
 _CHUNK = 1 << 16
@@ -39,23 +34,31 @@ _FLUSH = 1 << 20
 _CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-stream", "")
 
 
-def _service(request: web.Request) -> Any:
-    from ringback.api.app import SERVICE
-
-    return request.app[SERVICE]
-
-
-def _options(config: Any, effective_reason: str | None) -> ImportOptions:
-    n = config.numbering
-    return ImportOptions(
-        plan=NumberingPlan(
-            n.country_code, n.trunk_prefix, n.international_prefix, n.national_max_digits
-        ),
-        max_duration_days=config.listings.max_duration_days,
-        notice_period_days=config.listings.notice_period_days,
-        effective_reason=effective_reason,
-        batch_rows=config.imports.batch_rows,
-    )
+def import_json(row: Any) -> dict[str, Any]:
+    sha = row["sha256"]
+    error = None
+    if row["error_code"] is not None:
+        error = {
+            "code": row["error_code"],
+            "message": row["error_message"],
+            "line": row["error_line"],
+        }
+    return {
+        "id": str(row["id"]),
+        "court_id": str(row["court_id"]),
+        "status": row["status"],
+        "filename": row["filename"],
+        "bytes": row["bytes"],
+        "sha256": bytes(sha).hex() if sha is not None else None,
+        "rows_processed": row["rows_processed"],
+        "rows_total": row["rows_total"],
+        "listed": row["listed"],
+        "updated": row["updated"],
+        "error": error,
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "finished_at": iso(row["finished_at"]),
+    }
 
 
 class _Spool:
@@ -126,8 +129,8 @@ async def _receive(request: web.Request, spool: _Spool) -> tuple[str | None, dic
 
 async def create_import(request: web.Request) -> web.Response:
     who = await authenticate(request, "court", "operator")
-    service = _service(request)
-    limit = service.config.imports.max_bytes
+    ctx = context(request)
+    limit = ctx.import_rules.max_bytes
     if request.content_length is not None and request.content_length > limit + _CHUNK:
         raise ApiError(413, "too_large", f"the file is larger than {limit} bytes")
     spool = _Spool(limit)
@@ -141,11 +144,9 @@ async def create_import(request: web.Request) -> web.Response:
         reason = fields.get("effective_reason") or request.query.get("effective_reason")
         if reason is not None and not 1 <= len(reason) <= 1000:
             raise ApiError(422, "invalid", "effective_reason must be 1-1000 characters")
-        pool = service.pool
-        job_id = await create_job(pool, court_id, who, filename)
-        options = _options(service.config, reason)
-        work = run_import(
-            pool,
+        job_id = await ctx.imports.create_job(court_id, who, filename)
+        options = replace(ctx.import_options, effective_reason=reason)
+        work = ctx.imports.run(
             job_id,
             court_id,
             who,
@@ -155,7 +156,7 @@ async def create_import(request: web.Request) -> web.Response:
             sha256=spool.digest.digest(),
         )
 
-        async def job() -> dict[str, Any]:
+        async def job() -> asyncpg.Record:
             try:
                 return await work
             finally:
@@ -168,7 +169,7 @@ async def create_import(request: web.Request) -> web.Response:
         task.add_done_callback(tasks.discard)
         if "respond-async" in request.headers.get("Prefer", ""):
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            row = await pool.fetchrow(f"SELECT {JOB_COLUMNS} FROM imports WHERE id = $1", job_id)
+            row = await ctx.imports.job(job_id)
             return web.json_response(
                 import_json(row),
                 status=202,
@@ -191,24 +192,17 @@ async def create_import(request: web.Request) -> web.Response:
                 },
                 status=422,
             )
-        return web.json_response(result, status=201, headers={"Location": f"/v1/imports/{job_id}"})
+        return web.json_response(
+            import_json(result), status=201, headers={"Location": f"/v1/imports/{job_id}"}
+        )
     finally:
         if not handed_over:
             spool.remove()
 
 
-def _job_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise ApiError(404, "not_found", "no such import") from None
-
-
 async def get_import(request: web.Request) -> web.Response:
     who = await authenticate(request, "court", "operator")
-    row = await _service(request).pool.fetchrow(
-        f"SELECT {JOB_COLUMNS} FROM imports WHERE id = $1", _job_id(request)
-    )
+    row = await context(request).imports.job(path_uuid(request, "id", "import"))
     if row is None or (who.role == "court" and row["court_id"] != who.court_id):
         raise ApiError(404, "not_found", "no such import")
     return web.json_response(import_json(row))
@@ -220,17 +214,8 @@ async def list_imports(request: web.Request) -> web.Response:
         limit = min(max(int(request.query.get("limit", "50")), 1), 500)
     except ValueError:
         raise ApiError(400, "bad_request", "limit must be an integer") from None
-    if who.role == "court":
-        rows = await _service(request).pool.fetch(
-            f"SELECT {JOB_COLUMNS} FROM imports WHERE court_id = $1 "
-            "ORDER BY created_at DESC LIMIT $2",
-            who.court_id,
-            limit,
-        )
-    else:
-        rows = await _service(request).pool.fetch(
-            f"SELECT {JOB_COLUMNS} FROM imports ORDER BY created_at DESC LIMIT $1", limit
-        )
+    scope = who.court_id if who.role == "court" else None
+    rows = await context(request).imports.recent(scope, limit)
     return web.json_response({"imports": [import_json(r) for r in rows]})
 
 
@@ -243,12 +228,10 @@ async def _cancel_jobs(app: web.Application) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def setup(app: web.Application) -> None:
+def register(app: web.Application) -> None:
     app[TASKS] = set()
     app.on_shutdown.append(_cancel_jobs)
-    app.router.add_post("/v1/imports", api_handler(create_import))
-    app.router.add_get("/v1/imports", api_handler(list_imports))
-    app.router.add_get("/v1/imports/{id}", api_handler(get_import))
-
-
-__all__ = ["setup"]
+    r = app.router
+    r.add_post("/v1/imports", create_import)
+    r.add_get("/v1/imports", list_imports)
+    r.add_get("/v1/imports/{id}", get_import)

@@ -8,52 +8,71 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
-from ringback.api.app import SERVICE
-from ringback.api.auth import ApiError, authenticate
+from ringback.api.auth import authenticate
 from ringback.api.common import (
-    api_handler,
     decode_cursor,
     get_int,
     get_str,
     get_time,
     iso,
     json_body,
-    listing_json,
+    known_params,
     page,
     parse_limit,
     parse_uuid,
     scope_court,
 )
+from ringback.api.context import context
+from ringback.api.errors import ApiError
+from ringback.registry.common import Conflict, NotFound, Principal
 from ringback.registry.numbers import NumberError, NumberingPlan, normalize, parse_e164
-from ringback.registry.store import Conflict, NotFound, Principal
-
-PLAN: web.AppKey[NumberingPlan] = web.AppKey("numbering_plan")
 
 # effective_at may be this far in the past (clock skew between a court's system and ours).
 PAST_TOLERANCE = timedelta(minutes=5)
 STATUSES = ("active", "suspended", "cleared", "expired")
 
 
-def numbering_plan(app: web.Application) -> NumberingPlan:
-    plan = app.get(PLAN)
-    if plan is None:
-        n = app[SERVICE].config.numbering
-        plan = NumberingPlan(
-            n.country_code, n.trunk_prefix, n.international_prefix, n.national_max_digits
-        )
-    return plan
+def listing_status(row: Mapping[str, Any], now: datetime) -> str:
+    status: str = row["status"]
+    if status in ("active", "suspended") and row["expires_at"] <= now:
+        return "expired"
+    return status
 
 
-def e164_number(app: web.Application, text: str) -> int:
+def listing_json(row: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    status = listing_status(row, now)
+    return {
+        "id": row["id"],
+        "number": f"+{row['number']}",
+        "court_id": str(row["court_id"]),
+        "case_ref": row["case_ref"],
+        "recording_id": row["recording_id"],
+        "status": status,
+        # Whether this listing, on its own, makes callers hear the warning now.
+        "audible": status == "active" and row["effective_at"] <= now,
+        "listed_at": iso(row["listed_at"]),
+        "effective_at": iso(row["effective_at"]),
+        "effective_reason": row["effective_reason"],
+        "expires_at": iso(row["expires_at"]),
+        "cleared_at": iso(row["cleared_at"]),
+        "clear_reason": row["clear_reason"],
+        "suspend_reason": row["suspend_reason"],
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+def e164_number(plan: NumberingPlan, text: str) -> int:
     """A listed number: strict E.164 ('+' and digits only) that the home plan also accepts."""
     try:
         number = parse_e164(text)
-        if normalize(text, numbering_plan(app)) != number:  # pragma: no cover - defensive
+        if normalize(text, plan) != number:  # pragma: no cover - defensive
             raise NumberError(f"not a canonical E.164 number: {text!r}")
     except NumberError as exc:
         raise ApiError(
@@ -69,11 +88,10 @@ def _body_court(who: Principal, body: dict[str, Any]) -> uuid.UUID | None:
     return court_id
 
 
-@api_handler
 async def put_listing(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
-    service = request.app[SERVICE]
-    number = e164_number(request.app, request.match_info["number"])
+    ctx = context(request)
+    number = e164_number(ctx.numbering, request.match_info["number"])
     body = await json_body(
         request,
         ("case_ref", "expires_at", "recording_id", "effective_at", "effective_reason", "court_id"),
@@ -89,18 +107,17 @@ async def put_listing(request: web.Request) -> web.Response:
     effective_at = get_time(body, "effective_at", required=False)
     effective_reason = get_str(body, "effective_reason", required=False, max_len=1000)
 
-    store = service.store
-    if await store.court(court_id) is None:
+    if await ctx.courts.get(court_id) is None:
         raise ApiError(404, "not_found", "no such court")
     existing = next(
         (
             r
-            for r in await store.listings_of_number(number, court_id)
+            for r in await ctx.listings.of_number(number, court_id)
             if r["status"] in ("active", "suspended")
         ),
         None,
     )
-    cfg = service.config.listings
+    cfg = ctx.listing_rules
     now = datetime.now(UTC)
     notice_end = now + timedelta(days=cfg.notice_period_days)
     max_expiry = now + timedelta(days=cfg.max_duration_days)
@@ -136,7 +153,7 @@ async def put_listing(request: web.Request) -> web.Response:
             f"expires_at ({iso(expires_at)}) must be after effective_at ({iso(effective)})",
         )
     try:
-        row = await store.put_listing(
+        row = await ctx.listings.put(
             court_id,
             number,
             case_ref,
@@ -159,31 +176,31 @@ async def put_listing(request: web.Request) -> web.Response:
     )
 
 
-@api_handler
 async def get_listing(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
-    service = request.app[SERVICE]
-    number = e164_number(request.app, request.match_info["number"])
+    ctx = context(request)
+    number = e164_number(ctx.numbering, request.match_info["number"])
     scope = who.court_id if who.role == "court" else None
-    rows = await service.store.listings_of_number(number, scope)
+    rows = await ctx.listings.of_number(number, scope)
     if not rows:
         raise ApiError(404, "not_found", f"no listing of +{number}")
     now = datetime.now(UTC)
     body: dict[str, Any] = {"number": f"+{number}", "items": [listing_json(r, now) for r in rows]}
     if who.role == "operator":
-        body["announced"] = service.index.lookup(number, time.time()) is not None
+        body["announced"] = ctx.index.lookup(number, time.time()) is not None
     return web.json_response(body)
 
 
 async def _change(request: web.Request, new_status: str, reason_required: bool) -> web.Response:
     who = await authenticate(request, "operator", "court")
-    store = request.app[SERVICE].store
-    number = e164_number(request.app, request.match_info["number"])
+    ctx = context(request)
+    listings = ctx.listings
+    number = e164_number(ctx.numbering, request.match_info["number"])
     body = await json_body(request, ("reason", "court_id"))
     reason = get_str(body, "reason", required=reason_required, max_len=1000)
     court_id = _body_court(who, body)
     if court_id is None:
-        courts = await store.open_listing_courts(number)
+        courts = await listings.open_courts(number)
         if not courts:
             raise ApiError(404, "not_found", f"no open listing of +{number}")
         if len(courts) > 1:
@@ -195,7 +212,7 @@ async def _change(request: web.Request, new_status: str, reason_required: bool) 
             )
         court_id = courts[0]
     try:
-        row = await store.change_status(court_id, number, new_status, who, reason=reason or "")
+        row = await listings.change_status(court_id, number, new_status, who, reason=reason or "")
     except NotFound:
         raise ApiError(404, "not_found", f"no open listing of +{number}") from None
     except Conflict as exc:
@@ -203,17 +220,14 @@ async def _change(request: web.Request, new_status: str, reason_required: bool) 
     return web.json_response(listing_json(row))
 
 
-@api_handler
 async def clear_listing(request: web.Request) -> web.Response:
     return await _change(request, "cleared", reason_required=True)
 
 
-@api_handler
 async def suspend_listing(request: web.Request) -> web.Response:
     return await _change(request, "suspended", reason_required=True)
 
 
-@api_handler
 async def resume_listing(request: web.Request) -> web.Response:
     return await _change(request, "active", reason_required=False)
 
@@ -221,18 +235,10 @@ async def resume_listing(request: web.Request) -> web.Response:
 _SEARCH_PARAMS = {"status", "case_ref", "court_id", "number", "limit", "cursor"}
 
 
-@api_handler
 async def search_listings(request: web.Request) -> web.Response:
     who = await authenticate(request, "operator", "court")
     q = request.query
-    unknown = sorted(set(q) - _SEARCH_PARAMS)
-    if unknown:
-        raise ApiError(
-            400,
-            "invalid_parameter",
-            f"unknown parameter(s): {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(_SEARCH_PARAMS))}",
-        )
+    known_params(request, _SEARCH_PARAMS)
     status = q.get("status") or None
     if status is not None and status not in STATUSES:
         raise ApiError(
@@ -249,11 +255,12 @@ async def search_listings(request: web.Request) -> web.Response:
                 400, "invalid_parameter", f"court_id: not a UUID: {q['court_id']!r}"
             ) from None
     court_id = scope_court(who, requested)
-    number = e164_number(request.app, q["number"]) if q.get("number") else None
+    ctx = context(request)
+    number = e164_number(ctx.numbering, q["number"]) if q.get("number") else None
     case_ref = q.get("case_ref") or None
     limit = parse_limit(request)
     after = decode_cursor(request, "listing")
-    rows = await request.app[SERVICE].store.search_listings(
+    rows = await ctx.listings.search(
         court_id=court_id,
         status=status,
         case_ref=case_ref,

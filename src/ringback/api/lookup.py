@@ -11,25 +11,12 @@ from typing import Any
 
 from aiohttp import web
 
-from ringback.api.app import SERVICE
-from ringback.api.auth import ApiError
-from ringback.api.common import api_handler
-from ringback.api.listings import PLAN, numbering_plan
+from ringback.api.auth import authenticate
+from ringback.api.context import context
+from ringback.api.errors import ApiError
 from ringback.registry.numbers import NumberError, normalize
 
 AUTH_CACHE_S = 5.0
-
-
-async def _switch_or_operator(request: web.Request) -> None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthenticated", "missing 'Authorization: Bearer <token>' header")
-    principal = await request.app[SERVICE].store.authenticate_cached(token.strip(), AUTH_CACHE_S)
-    if principal is None:
-        raise ApiError(401, "unauthenticated", "unknown or revoked token")
-    if principal.role not in ("operator", "switch"):
-        raise ApiError(403, "forbidden", "this needs a token of role operator or switch")
 
 
 def recording_url(recording_id: int, codec: str) -> str:
@@ -38,22 +25,18 @@ def recording_url(recording_id: int, codec: str) -> str:
     return f"/v1/recordings/{ref}/audio.wav?codec={codec}"
 
 
-@api_handler
 async def lookup(request: web.Request) -> web.Response:
-    await _switch_or_operator(request)
-    app = request.app
-    raw = request.match_info["number"]
-    plan = app.get(PLAN) or numbering_plan(app)
+    await authenticate(request, "operator", "switch", cache_s=AUTH_CACHE_S)
+    ctx = context(request)
     try:
-        number = normalize(raw, plan)
+        number = normalize(request.match_info["number"], ctx.numbering)
     except NumberError as exc:
         raise ApiError(400, "invalid_number", str(exc)) from None
-    service = app[SERVICE]
-    if not service.sync.loaded:
+    if not ctx.index_status.loaded:
         raise ApiError(
             503, "index_not_ready", "the index is not loaded yet; treat the number as not listed"
         )
-    entry = service.index.lookup(number, time.time())
+    entry = ctx.index.lookup(number, time.time())
     body: dict[str, Any] = {"number": f"+{number}", "listed": entry is not None}
     if entry is not None:
         body["listing_id"] = entry.listing_id
@@ -67,5 +50,4 @@ async def lookup(request: web.Request) -> web.Response:
 
 
 def register(app: web.Application) -> None:
-    app[PLAN] = numbering_plan(app)
     app.router.add_get("/v1/lookup/{number}", lookup)

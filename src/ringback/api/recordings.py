@@ -21,28 +21,21 @@ from typing import Any
 import numpy as np
 from aiohttp import BodyPartReader, web
 
-from ringback.api.auth import ApiError, authenticate
-from ringback.api.common import api_handler, court_of_request, form_parts
+from ringback.api.auth import authenticate
+from ringback.api.common import court_of_request, form_parts, iso, path_int, path_uuid
+from ringback.api.context import CONTEXT, context
+from ringback.api.errors import ApiError
+from ringback.config import RecordingsConfig
 from ringback.media.g711 import alaw_encode, ulaw_encode
 from ringback.media.ingest import IngestError, IngestLimits, PreparedAudio, prepare
 from ringback.media.shipped import default_warning_path, read_pcm8k
-from ringback.registry.store import NotFound, Principal
+from ringback.registry.common import Principal
 
 DECODES: web.AppKey[asyncio.Semaphore] = web.AppKey("recording_decodes", asyncio.Semaphore)
 
-_COLUMNS = (
-    "id, court_id, name, original_filename, original_format, original_bytes, original_sha256, "
-    "duration_ms, loudness_lufs, created_at"
-)
 _FIELD_LIMIT = 1000  # bytes of a text form field
 _CHUNK = 1 << 16
 _FLUSH = 1 << 20
-
-
-def _service(request: web.Request) -> Any:
-    from ringback.api.app import SERVICE
-
-    return request.app[SERVICE]
 
 
 def recording_json(row: Any) -> dict[str, Any]:
@@ -53,7 +46,7 @@ def recording_json(row: Any) -> dict[str, Any]:
         "name": row["name"],
         "duration_ms": row["duration_ms"],
         "loudness_lufs": row["loudness_lufs"],
-        "created_at": row["created_at"].isoformat(),
+        "created_at": iso(row["created_at"]),
         "original": {
             "filename": row["original_filename"],
             "format": row["original_format"],
@@ -64,8 +57,7 @@ def recording_json(row: Any) -> dict[str, Any]:
     }
 
 
-def _limits(config: Any) -> IngestLimits:
-    r = config.recordings
+def _limits(r: RecordingsConfig) -> IngestLimits:
     return IngestLimits(
         max_duration_s=r.max_duration_s,
         min_duration_s=r.min_duration_s,
@@ -116,8 +108,8 @@ async def _spool(part: BodyPartReader, path: Path, limit: int) -> tuple[int, byt
 
 async def upload(request: web.Request) -> web.Response:
     who = await authenticate(request, "court", "operator")
-    service = _service(request)
-    limit: int = service.config.recordings.max_bytes
+    ctx = context(request)
+    limit = ctx.recording_rules.max_bytes
     if request.content_length is not None and request.content_length > limit + _CHUNK:
         raise _too_large(limit)
     if not request.content_type.startswith("multipart/"):
@@ -146,14 +138,14 @@ async def upload(request: web.Request) -> web.Response:
         court_id = await court_of_request(request, who, fields.get("court_id"))
         async with request.app[DECODES]:
             try:
-                prepared: PreparedAudio = await prepare(path, _limits(service.config))
+                prepared: PreparedAudio = await prepare(path, _limits(ctx.recording_rules))
             except IngestError as exc:
                 raise ApiError(exc.status, exc.code, exc.message) from None
     finally:
         with contextlib.suppress(OSError):
             path.unlink()
     name = _clean_name(fields.get("name") or "") or Path(filename).stem or "recording"
-    row = await service.store.add_recording(
+    row = await ctx.recordings.add(
         court_id,
         name,
         prepared.pcm,
@@ -178,13 +170,6 @@ async def upload(request: web.Request) -> web.Response:
     return web.json_response(body, status=201, headers={"Location": f"/v1/recordings/{row['id']}"})
 
 
-def _recording_id(request: web.Request) -> int:
-    text = request.match_info["id"]
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
-        raise ApiError(404, "not_found", "no such recording")
-    return int(text)
-
-
 def _visible(who: Principal, court_id: uuid.UUID | None) -> bool:
     return who.role in ("operator", "switch") or court_id is None or court_id == who.court_id
 
@@ -202,24 +187,16 @@ async def list_recordings(request: web.Request) -> web.Response:
             court_filter = uuid.UUID(request.query["court_id"])
         except ValueError:
             raise ApiError(400, "bad_request", "court_id must be a UUID") from None
-    conditions = ["id > $1"]
-    args: list[Any] = [after, limit + 1]
+    page = context(request).recordings.page
     if who.role == "court":
-        if court_filter is None:
-            args.append(who.court_id)
-            conditions.append("(court_id = $3 OR court_id IS NULL)")
+        if court_filter is None:  # its own and the shipped ones
+            rows = await page(after, limit + 1, court_id=who.court_id, with_shipped=True)
         elif court_filter == who.court_id:
-            args.append(who.court_id)
-            conditions.append("court_id = $3")
+            rows = await page(after, limit + 1, court_id=who.court_id, with_shipped=False)
         else:
-            conditions.append("false")  # another court's: nothing to show
-    elif court_filter is not None:
-        args.append(court_filter)
-        conditions.append("court_id = $3")
-    rows = await _service(request).pool.fetch(
-        f"SELECT {_COLUMNS} FROM recordings WHERE {' AND '.join(conditions)} ORDER BY id LIMIT $2",
-        *args,
-    )
+            rows = []  # another court's: nothing to show
+    else:
+        rows = await page(after, limit + 1, court_id=court_filter, with_shipped=False)
     more = len(rows) > limit
     rows = rows[:limit]
     return web.json_response(
@@ -230,11 +207,7 @@ async def list_recordings(request: web.Request) -> web.Response:
     )
 
 
-async def _fetch(request: web.Request, who: Principal, columns: str) -> Any:
-    rid = _recording_id(request)
-    row = await _service(request).pool.fetchrow(
-        f"SELECT {columns} FROM recordings WHERE id = $1", rid
-    )
+def _visible_or_404(who: Principal, row: Any) -> Any:
     if row is None or not _visible(who, row["court_id"]):
         raise ApiError(404, "not_found", "no such recording")
     return row
@@ -242,7 +215,8 @@ async def _fetch(request: web.Request, who: Principal, columns: str) -> Any:
 
 async def get_recording(request: web.Request) -> web.Response:
     who = await authenticate(request, "court", "operator")
-    row = await _fetch(request, who, _COLUMNS)
+    rid = path_int(request, "id", "recording")
+    row = _visible_or_404(who, await context(request).recordings.get(rid))
     return web.json_response(recording_json(row))
 
 
@@ -273,11 +247,12 @@ async def get_audio(request: web.Request) -> web.Response:
     if codec not in ("pcm", "pcmu", "pcma"):
         raise ApiError(400, "bad_request", "codec must be pcm, pcmu or pcma")
     if request.match_info["id"] == "default":  # the shipped warning (recording id 0)
-        rid, pcm = "default", read_pcm8k(default_warning_path())
+        ref, pcm = "default", read_pcm8k(default_warning_path())
     else:
-        row = await _fetch(request, who, "id, court_id, pcm")
-        rid, pcm = str(row["id"]), bytes(row["pcm"])
-    etag = f'"rec-{rid}-{codec}"'
+        rid = path_int(request, "id", "recording")
+        row = _visible_or_404(who, await context(request).recordings.audio(rid))
+        ref, pcm = str(row["id"]), bytes(row["pcm"])
+    etag = f'"rec-{ref}-{codec}"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers=headers)
@@ -287,17 +262,14 @@ async def get_audio(request: web.Request) -> web.Response:
         content_type="audio/wav",
         headers={
             **headers,
-            "Content-Disposition": f'inline; filename="recording-{rid}-{codec}.wav"',
+            "Content-Disposition": f'inline; filename="recording-{ref}-{codec}.wav"',
         },
     )
 
 
 async def set_default(request: web.Request) -> web.Response:
     who = await authenticate(request, "court", "operator")
-    try:
-        court_id = uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise ApiError(404, "not_found", "no such court") from None
+    court_id = path_uuid(request, "id", "court")
     if who.role == "court" and court_id != who.court_id:
         raise ApiError(404, "not_found", "no such court")
     try:
@@ -311,17 +283,15 @@ async def set_default(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid", "recording_id must be an integer or null")
     if rid is not None and not 0 < rid < 2**63:
         raise ApiError(404, "not_found", "no such recording")
-    try:
-        await _service(request).store.set_default_recording(court_id, rid, who)
-    except NotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+    await context(request).courts.set_default_recording(court_id, rid, who)
     return web.json_response({"court_id": str(court_id), "default_recording_id": rid})
 
 
-def setup(app: web.Application, max_concurrent_decodes: int) -> None:
-    app[DECODES] = asyncio.Semaphore(max_concurrent_decodes)
-    app.router.add_post("/v1/recordings", api_handler(upload))
-    app.router.add_get("/v1/recordings", api_handler(list_recordings))
-    app.router.add_get("/v1/recordings/{id}", api_handler(get_recording))
-    app.router.add_get("/v1/recordings/{id}/audio.wav", api_handler(get_audio))
-    app.router.add_put("/v1/courts/{id}/default-recording", api_handler(set_default))
+def register(app: web.Application) -> None:
+    app[DECODES] = asyncio.Semaphore(app[CONTEXT].recording_rules.max_concurrent_decodes)
+    r = app.router
+    r.add_post("/v1/recordings", upload)
+    r.add_get("/v1/recordings", list_recordings)
+    r.add_get("/v1/recordings/{id}", get_recording)
+    r.add_get("/v1/recordings/{id}/audio.wav", get_audio)
+    r.add_put("/v1/courts/{id}/default-recording", set_default)

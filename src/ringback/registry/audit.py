@@ -1,18 +1,77 @@
-"""Independent check of the audit trail's hash chain.
+"""The audit trail: writing an event, reading it page by page, checking its hash chain.
+
+Every mutation calls `record` on its own connection inside its own transaction, so a
+change is never without its record and a record never without its change.
 
 The database computes each row's hash when the row is written (`audit_digest` in the
-schema); this module recomputes every hash in Python from the stored fields, so a row
+schema); `verify_chain` recomputes every hash in Python from the stored fields, so a row
 altered behind the database's back (or a tampered `audit_digest`) is found.
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
+from ringback.registry.common import Principal, jsonable
+
 GENESIS = bytes(32)
+
+
+async def record(
+    conn: asyncpg.Connection,
+    who: Principal,
+    action: str,
+    entity: str,
+    *,
+    court_id: uuid.UUID | None,
+    before: Any = None,
+    after: Any = None,
+) -> None:
+    """Write an audit event in the caller's transaction; rows become JSON (`jsonable`)."""
+    await conn.execute(
+        "INSERT INTO audit_events (actor, court_id, action, entity, before, after, "
+        "prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, '', '')",
+        who.actor,
+        court_id,
+        action,
+        entity,
+        jsonable(before) if isinstance(before, asyncpg.Record) else before,
+        jsonable(after) if isinstance(after, asyncpg.Record) else after,
+    )
+
+
+class AuditTrail:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def page(
+        self,
+        *,
+        court_id: uuid.UUID | None,
+        entity: str | None,
+        action: str | None,
+        after_id: int,
+        limit: int,
+    ) -> list[asyncpg.Record]:
+        """Events oldest first after `after_id` (keyset paging); one court's if given."""
+        return list(
+            await self.pool.fetch(
+                "SELECT id, at, actor, court_id, action, entity, before, after, prev_hash, hash "
+                "FROM audit_events WHERE id > $1 AND ($2::uuid IS NULL OR court_id = $2) "
+                "AND ($3::text IS NULL OR entity = $3) AND ($4::text IS NULL OR action = $4) "
+                "ORDER BY id LIMIT $5",
+                after_id,
+                court_id,
+                entity,
+                action,
+                limit,
+            )
+        )
 
 
 @dataclass(frozen=True)

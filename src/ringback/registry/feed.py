@@ -21,7 +21,9 @@ from typing import Any
 
 import asyncpg
 
-from ringback.registry.listing_index import CopyDecoder, Entry, ListingIndex, build_base
+from ringback.registry.common import DATABASE_ERRORS
+from ringback.registry.index_copy import CopyDecoder
+from ringback.registry.listing_index import Entry, ListingIndex, build_base
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +31,6 @@ _ENTRY_QUERY = (
     "SELECT number::int8, listing_id::int8, recording_id::int8, "
     "effective_epoch::int8, expires_epoch::int8 FROM index_entries"
 )
-
-# Errors that mean "the database is not there right now"; anything else is a bug and is
-# still contained (the loop logs it and retries) so the call path never notices.
-_DB_DOWN = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
 
 PRUNE_EVERY_S = 600.0
 
@@ -126,7 +123,7 @@ class IndexSync:
                 await self._session()
             except asyncio.CancelledError:
                 raise
-            except _DB_DOWN as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("index sync: database unavailable (%s); retrying", _brief(exc))
             except Exception:
                 log.exception("index sync: unexpected error; retrying")

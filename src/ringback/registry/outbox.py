@@ -2,7 +2,7 @@
 
 `enqueue_event` writes an event, and one delivery row per matching active subscription, on
 the caller's connection inside the caller's transaction: the event exists if and only if
-the change it describes was committed. A delivery worker (`ringback.api.events`) sends the
+the change it describes was committed. A delivery worker (`ringback.webhooks`) sends the
 deliveries later, with retries, from any node.
 """
 

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from ringback.registry.common import DATABASE_ERRORS
+
 log = logging.getLogger(__name__)
 
 _INSERT = """
@@ -77,7 +79,7 @@ class ProofOfPlayWriter:
                 await self._task
         try:
             await asyncio.wait_for(self.flush(), timeout=3)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except DATABASE_ERRORS:
             log.warning("proof of play: %d records not written at stop", len(self.queue))
 
     async def _run(self) -> None:
@@ -85,7 +87,7 @@ class ProofOfPlayWriter:
             await asyncio.sleep(self.flush_s)
             try:
                 await self.flush()
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning(
                     "proof of play: database unavailable (%s); %d waiting",
                     str(exc).splitlines()[0][:120],

@@ -1,4 +1,4 @@
-"""Shared helpers for the court API tests (issue 5a): a running Service and a small client."""
+"""Shared helpers for the court API tests: a running Service and a small client."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ringback.api.hooks import sign
 from ringback.config import load_config
-from ringback.registry.store import Principal
+from ringback.registry.common import Principal
 from ringback.server import Service
+from ringback.webhooks import sign
 
 SETUP = Principal("test-setup", "operator")
 
@@ -133,7 +133,8 @@ async def api(service: Service) -> AsyncIterator[Api]:
 
 @pytest.fixture
 async def operator(service: Service) -> str:
-    return await service.store.create_token("operator", None, "test operator", SETUP)
+    _, token = await service.store.tokens.issue("operator", None, "test operator", SETUP)
+    return token
 
 
 def iso(dt: datetime) -> str:
@@ -178,5 +179,5 @@ async def add_recording(service: Service, court_id: str, name: str = "warning") 
     import uuid
 
     pcm = b"\x01\x00" * 8000  # one second of 8 kHz s16le
-    row = await service.store.add_recording(uuid.UUID(court_id), name, pcm, SETUP)
+    row = await service.store.recordings.add(uuid.UUID(court_id), name, pcm, SETUP)
     return int(row["id"])

@@ -21,7 +21,7 @@ async def test_operator_creates_a_court_with_token_and_secret(
     assert me.status == 200 and me.body == court
     import uuid
 
-    assert await service.store.webhook_secret(uuid.UUID(court["id"])) == secret
+    assert await service.store.courts.webhook_secret(uuid.UUID(court["id"])) == secret
     # Never shown again.
     assert "token" not in me.body and "webhook_secret" not in me.body
     # Same name twice: 409 with a reason.

@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 
 from ringback.config import load_config
+from ringback.registry.common import Principal
 from ringback.registry.outbox import emit_effective, emit_hourly, enqueue_event
-from ringback.registry.store import Principal
 from ringback.server import Service
 
 WHO = Principal("test", "operator")
@@ -159,7 +159,7 @@ async def test_receiver_down_then_up_gets_every_event_once_across_restart_and_tw
     a = await _start(_config(database))
     b: Service | None = None
     try:
-        operator = await a.store.create_token("operator", None, "ops", WHO)
+        _, operator = await a.store.tokens.issue("operator", None, "ops", WHO)
         status, sub = await _api(
             a, operator, "POST", "/v1/events/subscriptions",
             json={"url": receiver.url, "secret": SECRET, "description": "sms gateway"},
@@ -260,7 +260,7 @@ async def test_failed_deliveries_are_listed_and_can_be_retried(
 ) -> None:
     service = await _start(_config(database, max_attempts=3))
     try:
-        operator = await service.store.create_token("operator", None, "ops", WHO)
+        _, operator = await service.store.tokens.issue("operator", None, "ops", WHO)
         status, sub = await _api(
             service, operator, "POST", "/v1/events/subscriptions",
             json={"url": receiver.url, "secret": SECRET, "event_types": ["listing.cleared"]},
@@ -295,7 +295,7 @@ async def test_failed_deliveries_are_listed_and_can_be_retried(
         )
         assert status == 409
         # Validation and roles.
-        _court, court_token, _ = await service.store.create_court("Court", WHO)
+        _court, court_token, _ = await service.store.courts.create("Court", WHO)
         status, _ = await _api(service, court_token, "GET", "/v1/events/deliveries")
         assert status == 403
         for bad in (
@@ -327,7 +327,7 @@ async def test_listing_effective_is_emitted_once_when_effective_at_passes(
     service = await _start(_config(database, enabled=False))
     try:
         pool = service.pool
-        court, _, _ = await service.store.create_court("Court E", WHO)
+        court, _, _ = await service.store.courts.create("Court E", WHO)
         await pool.execute(
             "INSERT INTO event_subscriptions (url, secret) VALUES ('http://127.0.0.1:9/', $1)",
             SECRET,
@@ -362,7 +362,7 @@ async def test_hourly_warnings_played_totals(database: str) -> None:
     service = await _start(_config(database, enabled=False))
     try:
         pool = service.pool
-        court, _, _ = await service.store.create_court("Court H", WHO)
+        court, _, _ = await service.store.courts.create("Court H", WHO)
         last_hour = await pool.fetchval("SELECT date_trunc('hour', now() - interval '1 hour')")
         for minute, outcome in ((1, "completed"), (2, "completed"), (59, "cancelled")):
             await pool.execute(

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from ringback.config import load_config
-from ringback.registry.store import Principal
+from ringback.registry.common import Principal
 from ringback.server import Service
 
 WHO = Principal("test", "operator")
@@ -77,9 +77,9 @@ async def api(database: str) -> AsyncIterator[Api]:
     service = Service(config)
     await service.start()
     store = service.store
-    court_a, token_a, _ = await store.create_court("Court A", WHO)
-    court_b, token_b, _ = await store.create_court("Court B", WHO)
-    operator = await store.create_token("operator", None, "test operator", WHO)
+    court_a, token_a, _ = await store.courts.create("Court A", WHO)
+    court_b, token_b, _ = await store.courts.create("Court B", WHO)
+    _, operator = await store.tokens.issue("operator", None, "test operator", WHO)
     async with aiohttp.ClientSession() as http:
         yield Api(
             service,

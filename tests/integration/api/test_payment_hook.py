@@ -16,9 +16,9 @@ from court_api_support import (
     until,
 )
 
-from ringback.api.hooks import sign
 from ringback.server import Service
 from ringback.sip.message import Response, parse_message
+from ringback.webhooks import sign
 
 N1 = 8613800138000
 N2 = 8613900139000

@@ -22,7 +22,7 @@ import pytest
 from ringback.config import load_config
 from ringback.media.g711 import alaw_decode, ulaw_decode
 from ringback.media.ingest import IngestError, IngestLimits, prepare
-from ringback.registry.store import Principal
+from ringback.registry.common import Principal
 from ringback.server import Service
 
 WHO = Principal("test", "operator")
@@ -134,10 +134,10 @@ async def api(database: str) -> AsyncIterator[Api]:
     service = Service(config)
     await service.start()
     store = service.store
-    court_a, token_a, _ = await store.create_court("Court A", WHO)
-    court_b, token_b, _ = await store.create_court("Court B", WHO)
-    operator = await store.create_token("operator", None, "test operator", WHO)
-    switch = await store.create_token("switch", None, "test switch", WHO)
+    court_a, token_a, _ = await store.courts.create("Court A", WHO)
+    court_b, token_b, _ = await store.courts.create("Court B", WHO)
+    _, operator = await store.tokens.issue("operator", None, "test operator", WHO)
+    _, switch = await store.tokens.issue("switch", None, "test switch", WHO)
     async with aiohttp.ClientSession() as http:
         yield Api(
             service,

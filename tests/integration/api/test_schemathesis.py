@@ -14,7 +14,7 @@ from court_api_support import Api, listing
 
 from ringback.server import Service
 
-# The court API (issue 5a). Recordings, imports and events are fuzzed by their own tests.
+# The court API. Recordings, imports and events are fuzzed by their own tests.
 COURT_API = (
     r"^/v1/(courts(/\{court_id\}(/tokens)?)?|tokens(/\{token_id\})?|listings(/.*)?"
     r"|hooks/payment-confirmed|audit|stats|lookup/\{number\})$"

@@ -1,0 +1,243 @@
+"""Courts and their API tokens.
+
+A token is 256 random bits shown once when it is issued; only its SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+
+import asyncpg
+
+from ringback.registry import audit
+from ringback.registry.common import Conflict, NotFound, Principal
+
+TOKEN_PREFIX = "rbk_"
+COURT_COLUMNS = "id, name, default_recording_id, created_at"
+TOKEN_COLUMNS = "id, prefix, role, court_id, label, created_at, revoked_at"
+
+
+def new_token() -> str:
+    """A bearer token: 256 random bits, URL-safe, recognisable by its prefix."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def token_label(token: str) -> str:
+    """What may be shown or logged of a token: its first characters only."""
+    return token[: len(TOKEN_PREFIX) + 6] + "…"
+
+
+async def _insert_token(
+    conn: asyncpg.Connection,
+    role: str,
+    court_id: uuid.UUID | None,
+    label: str,
+    who: Principal,
+) -> tuple[int, str]:
+    """Create a token in the caller's transaction; (its id, the token itself)."""
+    token = new_token()
+    row = await conn.fetchrow(
+        "INSERT INTO api_tokens (token_hash, prefix, role, court_id, label) "
+        "VALUES ($1, $2, $3, $4, $5) RETURNING id, prefix, role, court_id, label",
+        hash_token(token),
+        token_label(token),
+        role,
+        court_id,
+        label,
+    )
+    assert row is not None
+    await audit.record(
+        conn, who, "token.create", f"token:{row['id']}", court_id=court_id, after=row
+    )
+    return row["id"], token
+
+
+class Courts:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def create(self, name: str, who: Principal) -> tuple[asyncpg.Record, str, str]:
+        """Create a court with its first court token and its webhook secret.
+
+        Returns (court row, token, webhook secret); neither secret is retrievable later.
+        """
+        secret = secrets.token_urlsafe(32)
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                court = await conn.fetchrow(
+                    "INSERT INTO courts (name, webhook_secret) VALUES ($1, $2) "
+                    f"RETURNING {COURT_COLUMNS}",
+                    name,
+                    secret,
+                )
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"a court named {name!r} already exists") from None
+            assert court is not None
+            await audit.record(
+                conn, who, "court.create", f"court:{court['id']}", court_id=court["id"], after=court
+            )
+            _, token = await _insert_token(conn, "court", court["id"], "first token", who)
+        return court, token, secret
+
+    async def get(self, court_id: uuid.UUID) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            f"SELECT {COURT_COLUMNS} FROM courts WHERE id = $1", court_id
+        )
+
+    async def exists(self, court_id: uuid.UUID) -> bool:
+        return bool(await self.pool.fetchval("SELECT true FROM courts WHERE id = $1", court_id))
+
+    async def by_name(self, name: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(f"SELECT {COURT_COLUMNS} FROM courts WHERE name = $1", name)
+
+    async def page(self, after_id: uuid.UUID | None, limit: int) -> list[asyncpg.Record]:
+        """Courts ordered by id, after `after_id` (keyset paging)."""
+        return list(
+            await self.pool.fetch(
+                f"SELECT {COURT_COLUMNS} FROM courts WHERE ($1::uuid IS NULL OR id > $1) "
+                "ORDER BY id LIMIT $2",
+                after_id,
+                limit,
+            )
+        )
+
+    async def webhook_secret(self, court_id: uuid.UUID) -> str | None:
+        secret: str | None = await self.pool.fetchval(
+            "SELECT webhook_secret FROM courts WHERE id = $1", court_id
+        )
+        return secret
+
+    async def set_default_recording(
+        self, court_id: uuid.UUID, recording_id: int | None, who: Principal
+    ) -> None:
+        """The recording the court's listings play when they name none (None: the shipped
+        one). It must be the court's own recording: `NotFound` otherwise."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            before = await conn.fetchrow(
+                "SELECT id, default_recording_id FROM courts WHERE id = $1 FOR UPDATE", court_id
+            )
+            if before is None:
+                raise NotFound("no such court")
+            if recording_id is not None:
+                owner = await conn.fetchval(
+                    "SELECT court_id FROM recordings WHERE id = $1", recording_id
+                )
+                if owner != court_id:
+                    raise NotFound("no such recording")
+            after = await conn.fetchrow(
+                "UPDATE courts SET default_recording_id = $2 WHERE id = $1 "
+                "RETURNING id, default_recording_id",
+                court_id,
+                recording_id,
+            )
+            await audit.record(
+                conn,
+                who,
+                "court.default_recording",
+                f"court:{court_id}",
+                court_id=court_id,
+                before=before,
+                after=after,
+            )
+
+
+class Tokens:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        # token hash -> (principal, monotonic expiry); see authenticate_cached()
+        self._auth_cache: dict[bytes, tuple[Principal, float]] = {}
+
+    async def issue(
+        self, role: str, court_id: uuid.UUID | None, label: str, who: Principal
+    ) -> tuple[asyncpg.Record, str]:
+        """Create a token; returns (its row, the token itself: shown once, stored hashed).
+
+        A court token needs an existing court (`NotFound` otherwise).
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            if court_id is not None and not await conn.fetchval(
+                "SELECT true FROM courts WHERE id = $1 FOR SHARE", court_id
+            ):
+                raise NotFound("no such court")
+            token_id, token = await _insert_token(conn, role, court_id, label, who)
+            row = await conn.fetchrow(
+                f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1", token_id
+            )
+        assert row is not None
+        return row, token
+
+    async def of_court(self, court_id: uuid.UUID) -> list[asyncpg.Record]:
+        return list(
+            await self.pool.fetch(
+                f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE court_id = $1 ORDER BY id",
+                court_id,
+            )
+        )
+
+    async def revoke(
+        self, token_id: int, who: Principal, *, court_id: uuid.UUID | None = None
+    ) -> asyncpg.Record:
+        """Revoke a token (only one of `court_id`'s when given). Revoking twice changes nothing."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            before = await conn.fetchrow(
+                f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1 "
+                "AND ($2::uuid IS NULL OR court_id = $2) FOR UPDATE",
+                token_id,
+                court_id,
+            )
+            if before is None:
+                raise NotFound(f"no token {token_id}")
+            if before["revoked_at"] is not None:
+                return before
+            after = await conn.fetchrow(
+                f"UPDATE api_tokens SET revoked_at = now() WHERE id = $1 RETURNING {TOKEN_COLUMNS}",
+                token_id,
+            )
+            await audit.record(
+                conn,
+                who,
+                "token.revoke",
+                f"token:{token_id}",
+                court_id=before["court_id"],
+                before=before,
+                after=after,
+            )
+        self._auth_cache.clear()
+        assert after is not None
+        return after
+
+    async def authenticate(self, token: str) -> Principal | None:
+        """Who holds `token`, or None for an unknown or revoked one."""
+        row = await self.pool.fetchrow(
+            "SELECT id, prefix, role, court_id FROM api_tokens "
+            "WHERE token_hash = $1 AND revoked_at IS NULL",
+            hash_token(token),
+        )
+        if row is None:
+            return None
+        return Principal(f"token:{row['id']}:{row['prefix']}", row["role"], row["court_id"])
+
+    async def authenticate_cached(self, token: str, ttl_s: float = 5.0) -> Principal | None:
+        """`authenticate`, remembered for `ttl_s` (hot paths such as the HTTP dip).
+
+        A revocation through this node takes effect at once; through another node within
+        `ttl_s`. Unknown tokens are not cached.
+        """
+        key = hash_token(token)
+        now = time.monotonic()
+        hit = self._auth_cache.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        principal = await self.authenticate(token)
+        if principal is not None:
+            if len(self._auth_cache) > 10_000:
+                self._auth_cache.clear()
+            self._auth_cache[key] = (principal, now + ttl_s)
+        return principal
