@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import ipaddress
 import logging
@@ -54,14 +55,21 @@ class Service:
         self.player: WarningPlayer | None = None
         self.pacer: RtpPacer | None = None
         self.proof: ProofOfPlayWriter | None = None
+        self.event_worker: EventWorker | None = None
+        self._running = contextlib.AsyncExitStack()  # how to stop what start() started
         self._tasks: list[asyncio.Task[None]] = []
         self._db_check: tuple[float, bool] = (0.0, False)
 
     async def start(self) -> None:
+        """Start every part; each registers how it stops, so `stop()` undoes exactly what
+        was started, even when `start()` failed half-way."""
+        stack = self._running
         if not self.dsn:
-            self.embedded = EmbeddedPostgres(Path(self.config.database.data_dir))
-            self.dsn = await asyncio.to_thread(self.embedded.start)
+            embedded = self.embedded = EmbeddedPostgres(Path(self.config.database.data_dir))
+            self.dsn = await asyncio.to_thread(embedded.start)
+            stack.push_async_callback(asyncio.to_thread, embedded.stop)
         self.pool = await create_pool(self.dsn, min_size=0, max_size=self.config.database.pool_max)
+        stack.push_async_callback(_close_pool, self.pool)
         self.store = Store(self.pool)
         await self._migrate_or_retry()
         self.sync = IndexSync(
@@ -72,17 +80,19 @@ class Service:
             connect_timeout_s=self.config.database.connect_timeout_s,
         )
         self.sync.start()
+        stack.push_async_callback(self.sync.stop)
         self._register_metrics()
         await self._start_sip()
         self.http_runner = await start_http(
             build_app(self._api_context()), self.config.http.host, self.config.http.port
         )
+        stack.push_async_callback(self.http_runner.cleanup)
         self.http_port = await bound_port(self.http_runner)
         log.info("HTTP listening on %s:%d", self.config.http.host, self.http_port)
-        self.event_worker: EventWorker | None = None
         if self.config.events.enabled:
             self.event_worker = EventWorker(self.pool, self.config.events)
             self.event_worker.start()
+            stack.push_async_callback(self.event_worker.stop)
 
     async def _start_sip(self) -> None:
         sip, numbering, a = self.config.sip, self.config.numbering, self.config.announcement
@@ -112,15 +122,18 @@ class Service:
             destinations=DestinationPolicy(a.allowed_destinations or sip.trusted_sources),
             trusted=trusted,
         )
+        player = self._warning_player()
         self.sip = SipEndpoint(
             controller,
             metrics,
             trusted,
-            player=self._warning_player(),
+            player=player,
             tcp_idle_s=sip.tcp_idle_s,
             max_message_bytes=sip.max_message_bytes,
         )
         self.sip_port = await self.sip.start(sip.listen, sip.port)
+        self._running.push_async_callback(self.sip.stop)
+        self._running.push_async_callback(player.stop)
         self.metrics.gauge(
             "ringback_sip_transactions",
             "SIP server transactions in memory",
@@ -138,10 +151,12 @@ class Service:
         self.pacer = RtpPacer(asyncio.get_running_loop())
         self.proof = ProofOfPlayWriter(self.pool)
         self.proof.start()
+        self._running.push_async_callback(self.proof.stop)  # flushed after the pacer stops
+        self._running.callback(self.pacer.close)
         self.player = WarningPlayer(
             pools,
             self.pacer,
-            self.store.recording_pcm,
+            self.store.recordings.pcm,
             default_pcm=read_pcm8k(default_warning_path()),
             registry=self.metrics,
             proof=self.proof,
@@ -267,28 +282,16 @@ class Service:
             await self.sip.drain(self.config.shutdown.drain_s)
 
     async def stop(self) -> None:
-        worker = getattr(self, "event_worker", None)
-        if worker is not None:
-            await worker.stop()
         for task in self._tasks:
             task.cancel()
-        if self.player is not None:
-            await self.player.stop()
-        if self.sip is not None:
-            await self.sip.stop()
-        if self.pacer is not None:
-            self.pacer.close()
-        if self.proof is not None:
-            await self.proof.stop()
-        if self.http_runner is not None:
-            await self.http_runner.cleanup()
-        await self.sync.stop()
-        try:
-            await asyncio.wait_for(self.pool.close(), timeout=5)
-        except (TimeoutError, OSError):
-            self.pool.terminate()
-        if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.stop)
+        await self._running.aclose()
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    try:
+        await asyncio.wait_for(pool.close(), timeout=5)
+    except (TimeoutError, OSError):
+        pool.terminate()
 
 
 GC_EVERY_S = 60.0

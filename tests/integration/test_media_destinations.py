@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ringback.registry.store import Principal, Store
+from ringback.registry.common import Principal
+from ringback.registry.store import Store
 
 LISTED = 8613800138000
 VICTIM = "192.0.2.10"
@@ -109,11 +110,11 @@ async def test_sdp_aimed_outside_the_policy_sends_nothing_there(
     store: Store, database: str, unshare: str
 ) -> None:
     who = Principal("test", "operator")
-    court, _, _ = await store.create_court("Aimed Court", who)
+    court, _, _ = await store.courts.create("Aimed Court", who)
     pcm = b"\x00\x10" * 8000  # 1 s
-    recording = await store.add_recording(court["id"], "one second", pcm, who)
+    recording = await store.recordings.add(court["id"], "one second", pcm, who)
     now = datetime.now(UTC)
-    await store.put_listing(
+    await store.listings.put(
         court["id"],
         LISTED,
         "CASE-AIM",

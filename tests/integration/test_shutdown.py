@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import numpy as np
 
-from ringback.registry.store import Principal, Store
+from ringback.registry.common import Principal
+from ringback.registry.store import Store
 from ringback.sip.message import Response, parse_message
 
 LISTED = 8613800138000
@@ -46,12 +47,12 @@ async def responses_until_final(sock: socket.socket, timeout: float) -> list[Res
 
 async def test_sigterm_with_warnings_in_flight(store: Store, database: str) -> None:
     who = Principal("test", "operator")
-    court, _, _ = await store.create_court("Draining Court", who)
+    court, _, _ = await store.courts.create("Draining Court", who)
     t = np.arange(int(8000 * WARNING_S)) / 8000
     pcm = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2").tobytes()
-    recording = await store.add_recording(court["id"], "long", pcm, who)
+    recording = await store.recordings.add(court["id"], "long", pcm, who)
     now = datetime.now(UTC)
-    await store.put_listing(
+    await store.listings.put(
         court["id"],
         LISTED,
         "CASE-TERM",

@@ -50,7 +50,3 @@ class Store:
     async def migrate(self) -> list[str]:
         async with self.pool.acquire() as conn:
             return [f"{m.version:03d}_{m.name}" for m in await migrate(conn)]
-
-    async def recording_pcm(self, recording_id: int) -> bytes | None:
-        """The audio of a recording, for the announcement player (`Recordings.pcm`)."""
-        return await self.recordings.pcm(recording_id)

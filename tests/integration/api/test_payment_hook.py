@@ -204,18 +204,19 @@ async def test_forged_stale_missing_and_wrong_court_signatures_are_refused(
             },
             "bad_signature",
         ),
-        # Stale or from the future: outside ±300 s, even with a valid signature.
+        # Stale or from the future: outside ±300 s, even with a valid signature (302: `now` is
+        # truncated to the second, so 301 could be 300.x by the server's clock).
         (
             {
-                "X-Ringback-Timestamp": str(now - 301),
-                "X-Ringback-Signature": sign(secret, now - 301, raw),
+                "X-Ringback-Timestamp": str(now - 302),
+                "X-Ringback-Signature": sign(secret, now - 302, raw),
             },
             "stale_timestamp",
         ),
         (
             {
-                "X-Ringback-Timestamp": str(now + 301),
-                "X-Ringback-Signature": sign(secret, now + 301, raw),
+                "X-Ringback-Timestamp": str(now + 302),
+                "X-Ringback-Signature": sign(secret, now + 302, raw),
             },
             "stale_timestamp",
         ),
