@@ -17,7 +17,10 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
-from .message import Request, Response, SipParseError, Via, parse_name_addr, parse_via
+from .errors import SipParseError
+from .model import Request, Response
+from .uri import parse_name_addr
+from .via import Via, parse_via
 
 __all__ = [
     "AckTimeout",

@@ -18,7 +18,8 @@ from court_api_support import (
 
 from ringback.api.hooks import sign
 from ringback.server import Service
-from ringback.sip.message import Response, parse_message
+from ringback.sip.message import parse_message
+from ringback.sip.model import Response
 
 N1 = 8613800138000
 N2 = 8613900139000

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ringback.sip.message import (
-    Headers,
-    Limits,
-    Request,
-    Response,
-    SipParseError,
-    SipUri,
-    TelUri,
-    make_response,
-    parse_cseq,
-    parse_max_forwards,
-    parse_message,
-    parse_name_addr,
-    parse_uri,
-    parse_via,
-    split_stream,
-)
+from ringback.sip.errors import SipParseError
+from ringback.sip.headers import Headers
+from ringback.sip.message import Limits, parse_message, split_stream
+from ringback.sip.model import Request, Response, parse_cseq, parse_max_forwards
+from ringback.sip.responses import make_response
+from ringback.sip.uri import SipUri, TelUri, parse_name_addr, parse_uri
+from ringback.sip.via import parse_via
 
 INV = (
     b"INVITE sip:+4930123@rb.example.net SIP/2.0\r\n"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ringback.sip.message import Request, Response, make_response, parse_message
+from ringback.sip.message import parse_message
+from ringback.sip.model import Request, Response
+from ringback.sip.responses import make_response
 from ringback.sip.transaction import (
     AckTimeout,
     PrackTimeout,
@@ -282,8 +284,8 @@ def test_2xx_accepted_state() -> None:
 
 
 def test_plain_via_key_agrees_with_the_full_parse() -> None:
-    from ringback.sip.message import parse_via
     from ringback.sip.transaction import _plain_via_key, _sent_by
+    from ringback.sip.via import parse_via
 
     for value in [
         "SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK-a1;rport",
