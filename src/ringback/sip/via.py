@@ -60,7 +60,13 @@ _via_match = _VIA_PREFIX.match
 
 
 def parse_via(value: str) -> Via:
-    """Parse one Via value (already split from a comma list)."""
+    """Parse one Via value (already split from a comma list).
+
+    Hand-written prefix for the canonical spelling: measured no faster than the
+    ``_VIA_PREFIX`` regex, but the two differ at the edges (the prefix takes any
+    transport text up to the space; the regex takes a token and any whitespace), so
+    swapping one for the other would change which Vias are accepted.
+    """
     if value.startswith("SIP/2.0/") and "\t" not in value and "  " not in value:
         # fast path for the canonical spelling "SIP/2.0/UDP host:port;params"
         transport, _, rest = value[8:].partition(" ")
