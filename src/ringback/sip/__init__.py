@@ -8,6 +8,7 @@
 ``model``        :class:`~.model.Request` and :class:`~.model.Response`, serialization
 ``responses``    building responses: reason phrases, tags, copied header fields
 ``message``      reading messages off the wire: ``parse_message``, stream framing, limits
+``fast``         hand-written readers for the hot path, checked against the parsers above
 ``sdp``          SDP offers and answers
 ``transaction``  server transactions
 """
