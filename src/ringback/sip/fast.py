@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 
 from .headers import ENCODING, ENCODING_ERRORS
+from .via import default_port
 
-__all__ = ["fast_sip_uri", "top_via_value"]
+__all__ = ["fast_sip_uri", "fast_via_branch", "top_via_value"]
 
 # The first header line that starts with a V: group 1 is its value when it is a plain
 # "Via:" (or "v:") line, None when it is anything else (the caller gives up then).
@@ -42,6 +43,34 @@ def top_via_value(data: bytes) -> str | None:
     if b"," in raw or b"\n " in data or b"\n\t" in data:
         return None  # several Vias in one line, or folded headers
     return raw.decode(ENCODING, ENCODING_ERRORS).strip()
+
+
+def fast_via_branch(value: str) -> tuple[str, str, str] | None:
+    """(branch, host in lower case, port) of a Via value in the common spelling
+    ``SIP/2.0/UDP host[:port];...;branch=...``; without a port, the transport's default.
+
+    Hand-written for speed: measured ~3x faster than ``parse_via`` on an ACK's Via.
+    None for anything else: no branch, an IPv6 literal, spaces, an odd port.
+    """
+    if not value.startswith("SIP/2.0/"):
+        return None
+    space = value.find(" ", 8)
+    semi = value.find(";", space)
+    if space < 0 or semi < 0:
+        return None
+    sent_by, params = value[space + 1 : semi], value[semi + 1 :]
+    if not sent_by or sent_by[0] == "[" or " " in params or "\t" in params or " " in sent_by:
+        return None
+    host, _, port = sent_by.partition(":")
+    if port:
+        if not port.isdigit() or port[0] == "0" or len(port) > 5:
+            return None
+    else:
+        port = str(default_port(value[8:space].upper()))
+    for param in params.split(";"):
+        if param[:7].lower() == "branch=":
+            return param[7:], host.lower(), port
+    return None
 
 
 def fast_sip_uri(ruri: str) -> tuple[str, set[str]] | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .errors import bad_request, clip
 from .grammar import find_param, format_params, hostport_match, parse_params
 
-__all__ = ["Via", "parse_via"]
+__all__ = ["Via", "default_port", "parse_via"]
 
 
 @dataclass(slots=True)
@@ -50,6 +50,11 @@ class Via:
     def __str__(self) -> str:
         port = "" if self.port is None else f":{self.port}"
         return f"{self.protocol}/{self.transport} {self.host}{port}{format_params(self.params)}"
+
+
+def default_port(transport: str) -> int:
+    """The port a sent-by without one stands for, by (upper-case) transport."""
+    return 5061 if transport in ("TLS", "WSS") else 5060
 
 
 _VIA_PREFIX = re.compile(

@@ -7,9 +7,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ringback.sip.errors import SipParseError
-from ringback.sip.fast import fast_sip_uri, top_via_value
+from ringback.sip.fast import fast_sip_uri, fast_via_branch, top_via_value
 from ringback.sip.message import parse_message
 from ringback.sip.uri import SipUri, parse_uri
+from ringback.sip.via import Via, default_port, parse_via
 
 alnum = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=8)
 hostname = st.lists(alnum, min_size=1, max_size=3).map(".".join)
@@ -206,3 +207,34 @@ def test_fast_sip_uri_reads_the_common_form(text: str) -> None:
 )
 def test_fast_sip_uri_gives_up_on_the_unusual(text: str) -> None:
     assert fast_sip_uri(text) is None
+
+
+def _via_branch(via: Via) -> tuple[str | None, str, str]:
+    return via.branch, via.host.lower(), str(via.port or default_port(via.transport))
+
+
+def test_fast_via_branch_reads_the_common_spelling() -> None:
+    for value in [
+        "SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK-a1;rport",
+        "SIP/2.0/UDP Switch.Example.COM;branch=z9hG4bKabc",
+        "SIP/2.0/TLS sbc.example;received=1.2.3.4;BRANCH=z9hG4bKx9",
+        "SIP/2.0/tcp 10.0.0.1:65535;branch=z9hG4bK1;ttl=4",
+        "SIP/2.0/UDP host;branch=1234",  # RFC 2543 branch: the caller tells
+    ]:
+        assert fast_via_branch(value) == _via_branch(parse_via(value)), value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK1",
+        "SIP / 2.0 / UDP host;branch=z9hG4bK1",
+        "SIP/2.0/UDP host:05060;branch=z9hG4bK1",
+        "SIP/2.0/UDP host:5060",
+        "SIP/2.0/UDP host:5060;rport",
+        "SIP/2.0/UDP host ; branch=z9hG4bK1",
+        "SIP/2.0/UDP host;x=a b;branch=z9hG4bK1",
+    ],
+)
+def test_fast_via_branch_gives_up_on_the_unusual(value: str) -> None:
+    assert fast_via_branch(value) is None
