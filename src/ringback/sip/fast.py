@@ -50,7 +50,7 @@ def fast_via_branch(value: str) -> tuple[str, str, str] | None:
     ``SIP/2.0/UDP host[:port];...;branch=...``; without a port, the transport's default.
 
     Hand-written for speed: measured ~3x faster than ``parse_via`` on an ACK's Via.
-    None for anything else: no branch, an IPv6 literal, spaces, an odd port.
+    None for anything else: no branch, an IPv6 literal, spaces, quotes, an odd port.
     """
     if not value.startswith("SIP/2.0/"):
         return None
@@ -59,7 +59,9 @@ def fast_via_branch(value: str) -> tuple[str, str, str] | None:
     if space < 0 or semi < 0:
         return None
     sent_by, params = value[space + 1 : semi], value[semi + 1 :]
-    if not sent_by or sent_by[0] == "[" or " " in params or "\t" in params or " " in sent_by:
+    if not sent_by or sent_by[0] == "[" or " " in sent_by:
+        return None
+    if " " in params or "\t" in params or '"' in params:
         return None
     host, _, port = sent_by.partition(":")
     if port:
@@ -68,8 +70,11 @@ def fast_via_branch(value: str) -> tuple[str, str, str] | None:
     else:
         port = str(default_port(value[8:space].upper()))
     for param in params.split(";"):
-        if param[:7].lower() == "branch=":
+        name = param[:7].lower()
+        if name == "branch=":
             return param[7:], host.lower(), port
+        if name == "branch":
+            return None  # a valueless branch first: Via.branch is None
     return None
 
 
