@@ -1,12 +1,12 @@
 """Sans-I/O SIP server transactions (RFC 3261 §17.2, RFC 6026, RFC 3262, RFC 3581).
 
-One :class:`ServerTransactionLayer` holds every server transaction in a dict and a
-single timer heap. The asyncio shell feeds it requests and the current time, then
-drains :meth:`~ServerTransactionLayer.take_outgoing` and
+One :class:`ServerTransactionLayer` holds every server transaction in a dict and its
+timers in one queue per delay. The asyncio shell feeds it requests and the current
+time, then drains :meth:`~ServerTransactionLayer.take_outgoing` and
 :meth:`~ServerTransactionLayer.take_events`, and sleeps until
 :meth:`~ServerTransactionLayer.next_deadline`, calling
-:meth:`~ServerTransactionLayer.poll`. Timers are cancelled lazily: every heap entry
-carries the generation of its timer slot and stale entries are skipped on pop.
+:meth:`~ServerTransactionLayer.poll`. Timers are cancelled lazily: every queued timer
+carries the generation of its timer slot and stale entries are skipped when reached.
 """
 
 from __future__ import annotations
