@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import timeit
 
-from ringback.sip.message import Request, make_response, parse_message
+from ringback.sip.message import parse_message
+from ringback.sip.model import Request
+from ringback.sip.responses import make_response
 from ringback.sip.transaction import ServerTransactionLayer
 
 SDP = (

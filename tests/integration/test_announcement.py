@@ -19,7 +19,8 @@ from ringback.config import load_config
 from ringback.media.g711 import alaw_decode, ulaw_decode
 from ringback.registry.common import Principal
 from ringback.server import Service
-from ringback.sip.message import Response, parse_message
+from ringback.sip.message import parse_message
+from ringback.sip.model import Response
 from ringback.sip.sdp import parse_sdp
 
 WHO = Principal("test", "operator")

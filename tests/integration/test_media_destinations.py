@@ -27,7 +27,8 @@ CHILD = r"""
 import asyncio, json, socket, sys, time
 from ringback.config import load_config
 from ringback.server import Service
-from ringback.sip.message import Response, parse_message
+from ringback.sip.message import parse_message
+from ringback.sip.model import Response
 
 LISTED, VICTIM = sys.argv[2], sys.argv[3]
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from ringback.registry.common import Principal
 from ringback.registry.store import Store
-from ringback.sip.message import Response, parse_message
+from ringback.sip.message import parse_message
+from ringback.sip.model import Response
 
 LISTED = 8613800138000
 WARNING_S = 4.0

@@ -9,7 +9,8 @@ from ringback.media.destinations import DestinationPolicy
 from ringback.metrics import Registry
 from ringback.registry.listing_index import Entry, ListingIndex
 from ringback.registry.numbers import NumberingPlan
-from ringback.sip.message import Response, parse_message
+from ringback.sip.message import parse_message
+from ringback.sip.model import Response
 
 LISTED = 8613800138000
 SRC = ("192.0.2.10", 5070)

@@ -15,7 +15,6 @@ and wakes at :meth:`~CallController.next_deadline`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from ringback.calls.decision import (
@@ -33,18 +32,13 @@ from ringback.media.offer_answer import NoAnswer, select
 from ringback.registry.listing_index import ListingIndex
 from ringback.registry.numbers import NumberingPlan
 from ringback.sip.body import sdp_of
-from ringback.sip.message import (
-    Limits,
-    Request,
-    Response,
-    SipParseError,
-    error_response,
-    make_response,
-    new_tag,
-    parse_message,
-    parse_name_addr,
-)
+from ringback.sip.errors import SipParseError
+from ringback.sip.fast import top_via_value
+from ringback.sip.message import Limits, parse_message
+from ringback.sip.model import Request, Response
+from ringback.sip.responses import error_response, make_response, new_tag
 from ringback.sip.transaction import AckTimeout, ServerTransactionLayer, TxKey, TxState
+from ringback.sip.uri import parse_name_addr
 
 ALLOW = "INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK"
 SUPPORTED = "100rel"
@@ -70,7 +64,6 @@ KNOWN_METHODS = frozenset(
     ]
 )
 
-_TOP_VIA = re.compile(rb"\r?\n(?:Via|v)[ \t]*:([^\r\n]*)", re.IGNORECASE).search
 
 
 class CallController:
@@ -191,12 +184,9 @@ class CallController:
     def _absorbed_ack(self, data: bytes, transport: str, now: float) -> bool:
         """Every redirected call ends with an ACK; absorbing it from its top Via alone
         halves its cost. Anything unusual goes through the full parser instead."""
-        match = _TOP_VIA(data)
-        if match is None:
-            return False
-        value = match.group(1).decode("utf-8", "replace").strip()
-        if "," in value or b"\n " in data or b"\n\t" in data:
-            return False  # several Vias in one line, or folded headers: take the long way
+        value = top_via_value(data)
+        if value is None:
+            return False  # anything unusual takes the long way
         if self.layers[transport].absorb_ack(value, transport != "udp", now):
             self.metrics.requests.inc("ACK")
             return True

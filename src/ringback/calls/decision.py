@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from ringback.registry.listing_index import Entry, ListingIndex
 from ringback.registry.numbers import NumberError, NumberingPlan, normalize
-from ringback.sip.message import SipUri, TelUri, parse_uri
+from ringback.sip.fast import fast_sip_uri
+from ringback.sip.uri import SipUri, TelUri, parse_uri
 
 # Decision outcomes (label values of ringback_sip_decisions_total).
 NOT_LISTED = "not_listed"
@@ -24,7 +25,6 @@ LISTED_UNANNOUNCED = "listed_unannounced"
 INTERNAL_ERROR = "internal_error"
 INDEX_STALE = "index_stale"
 
-_PLAIN_USER = frozenset("+0123456789-.()")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +56,8 @@ class Decider:
         self.marker = loop_marker.lower()
 
     def decide(self, ruri: str, wall_now: float) -> Decision:
-        """Raises :class:`~ringback.sip.message.SipParseError` for a malformed URI."""
-        fast = _fast_sip_uri(ruri)
+        """Raises :class:`~ringback.sip.errors.SipParseError` for a malformed URI."""
+        fast = fast_sip_uri(ruri)
         user: str | None
         if fast is not None:
             user, params = fast
@@ -92,27 +92,6 @@ class Decider:
         """Best-effort loop marking when the URI could not be handled: append the parameter."""
         head, sep, tail = ruri.partition("?")
         return f"{head};{self.marker}{sep}{tail}"
-
-
-def _fast_sip_uri(ruri: str) -> tuple[str, set[str]] | None:
-    """The common case `sip:+8613800138000@host[:port][;params]` without parsing the URI
-    fully: (user, lower-case param names). None when anything is unusual."""
-    if not ruri.startswith("sip:"):
-        return None
-    at = ruri.find("@", 4)
-    if at < 0 or "?" in ruri or "%" in ruri or '"' in ruri:
-        return None
-    user = ruri[4:at]
-    if not user or not _PLAIN_USER.issuperset(user):
-        return None
-    rest = ruri[at + 1 :]
-    if not rest or rest[0] == ";":
-        return None
-    semi = rest.find(";")
-    if semi < 0:
-        return user, set()
-    names = {p.split("=", 1)[0].strip().lower() for p in rest[semi + 1 :].split(";")}
-    return user, names
 
 
 def _fast_e164(user: str) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ringback.sip.message import Request
+from ringback.sip.model import Request
 
 WARNING_HEADER = "X-Ringback-Warning"
 

@@ -20,7 +20,8 @@ from typing import Any, cast
 from ringback.calls import CallController, SipMetrics
 from ringback.calls.effects import Address
 from ringback.net.warnings import WarningPlayer
-from ringback.sip.message import SipParseError, split_stream
+from ringback.sip.errors import SipParseError
+from ringback.sip.message import split_stream
 from ringback.sip.transaction import TxKey
 
 log = logging.getLogger(__name__)

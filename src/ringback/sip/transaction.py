@@ -1,12 +1,12 @@
 """Sans-I/O SIP server transactions (RFC 3261 §17.2, RFC 6026, RFC 3262, RFC 3581).
 
-One :class:`ServerTransactionLayer` holds every server transaction in a dict and a
-single timer heap. The asyncio shell feeds it requests and the current time, then
-drains :meth:`~ServerTransactionLayer.take_outgoing` and
+One :class:`ServerTransactionLayer` holds every server transaction in a dict and its
+timers in one queue per delay. The asyncio shell feeds it requests and the current
+time, then drains :meth:`~ServerTransactionLayer.take_outgoing` and
 :meth:`~ServerTransactionLayer.take_events`, and sleeps until
 :meth:`~ServerTransactionLayer.next_deadline`, calling
-:meth:`~ServerTransactionLayer.poll`. Timers are cancelled lazily: every heap entry
-carries the generation of its timer slot and stale entries are skipped on pop.
+:meth:`~ServerTransactionLayer.poll`. Timers are cancelled lazily: every queued timer
+carries the generation of its timer slot and stale entries are skipped when reached.
 """
 
 from __future__ import annotations
@@ -19,7 +19,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .message import Request, Response, SipParseError, Via, parse_name_addr, parse_via
+from .errors import SipParseError
+from .fast import fast_via_branch
+from .model import Request, Response
+from .uri import parse_name_addr
+from .via import Via, default_port, parse_via
 
 __all__ = [
     "AckTimeout",
@@ -91,36 +95,8 @@ class _Tx:
 def _sent_by(via: Via) -> tuple[str, str]:
     port = via.port
     if port is None:
-        port = 5061 if via.transport in ("TLS", "WSS") else 5060
+        port = default_port(via.transport)
     return via.host.lower(), str(port)
-
-
-def _plain_via_key(value: str) -> TxKey | None:
-    """The INVITE transaction key from the commonest Via spelling
-    (`SIP/2.0/UDP host:port;branch=z9hG4bK…;…`) without a full parse; None for anything
-    else (IPv6 literals, spaces, odd ports), which then takes the full parser."""
-    if not value.startswith("SIP/2.0/"):
-        return None
-    space = value.find(" ", 8)
-    semi = value.find(";", space)
-    if space < 0 or semi < 0:
-        return None
-    sent_by, params = value[space + 1 : semi], value[semi + 1 :]
-    if not sent_by or sent_by[0] == "[" or " " in params or "\t" in params or " " in sent_by:
-        return None
-    host, _, port = sent_by.partition(":")
-    if port:
-        if not port.isdigit() or port[0] == "0" or len(port) > 5:
-            return None
-    else:
-        port = "5061" if value[8:space].upper() in ("TLS", "WSS") else "5060"
-    for param in params.split(";"):
-        if param[:7].lower() == "branch=":
-            branch = param[7:]
-            if branch.startswith(MAGIC_COOKIE) and len(branch) > 7:
-                return (branch, host.lower(), port, "INVITE")
-            return None
-    return None
 
 
 def _key_for(req: Request, method: str) -> TxKey:
@@ -229,18 +205,19 @@ class ServerTransactionLayer:
         Via value alone (RFC 3261 branch, so no other field takes part in matching) and
         absorb it as :meth:`receive_request` would. False: not such an ACK; parse it fully.
         """
-        key = _plain_via_key(top_via)
-        if key is None:
+        plain = fast_via_branch(top_via)
+        if plain is not None:
+            branch, host, port = plain
+        else:
             try:
                 via = parse_via(top_via)
             except SipParseError:
                 return False
-            branch = via.branch
-            if branch is None or not branch.startswith(MAGIC_COOKIE) or len(branch) <= 7:
-                return False
+            branch = via.branch or ""
             host, port = _sent_by(via)
-            key = (branch, host, port, "INVITE")
-        tx = self._txs.get(key)
+        # Only an RFC 3261 branch keys a transaction by (branch, host, port, method)
+        # (see _compute_key), so any other branch finds none here.
+        tx = self._txs.get((branch, host, port, "INVITE"))
         if tx is None:
             return False
         if tx.state is TxState.COMPLETED:

@@ -17,7 +17,8 @@ from court_api_support import (
 )
 
 from ringback.server import Service
-from ringback.sip.message import Response, parse_message
+from ringback.sip.message import parse_message
+from ringback.sip.model import Response
 from ringback.webhooks import sign
 
 N1 = 8613800138000

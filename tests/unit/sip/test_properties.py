@@ -8,18 +8,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ringback.sip.message import (
-    Headers,
-    Request,
-    Response,
-    SipParseError,
-    SipUri,
-    parse_message,
-    parse_name_addr,
-    parse_uri,
-    parse_via,
-    split_stream,
-)
+from ringback.sip.errors import SipParseError
+from ringback.sip.headers import Headers
+from ringback.sip.message import parse_message, split_stream
+from ringback.sip.model import Request, Response
 from ringback.sip.sdp import (
     Attribute,
     MediaDescription,
@@ -28,6 +20,8 @@ from ringback.sip.sdp import (
     SessionDescription,
     parse_sdp,
 )
+from ringback.sip.uri import SipUri, parse_name_addr, parse_uri
+from ringback.sip.via import parse_via
 
 TORTURE = [p.read_bytes() for p in sorted((Path(__file__).parent / "torture").glob("*.sip"))]
 token = st.text(

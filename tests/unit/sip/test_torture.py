@@ -6,17 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from ringback.sip.message import (
-    Request,
-    Response,
-    SipParseError,
-    SipUri,
-    error_response,
-    parse_message,
-    parse_name_addr,
-    parse_uri,
-    parse_via,
-)
+from ringback.sip.errors import SipParseError
+from ringback.sip.message import parse_message
+from ringback.sip.model import Request, Response
+from ringback.sip.responses import error_response
+from ringback.sip.uri import SipUri, parse_name_addr, parse_uri
+from ringback.sip.via import parse_via
 
 DATA = Path(__file__).parent / "torture"
 
