@@ -1,15 +1,16 @@
 """Fixtures for the SIP interop tests (sipp, Kamailio). The helpers themselves are in harness.py.
 
-The server under test comes from ONE fixture, `redirect_target`. Today it starts a stand-in
-(sipp running sipp/uas_redirect_standin.xml). To test the real ringback, change only that
-fixture: start `ringback serve` on 127.0.0.1 with UDP+TCP on a `free_port("both")`, list
-`SipTarget.held` (so the server holds it pending with 183 during its warning), wait for the
-port, and yield `SipTarget(host, port, "ringback", hold_seconds=<warning length + margin>)`;
-register the process with `processes` so it is stopped by PID. Or, with no code change, point
-the tests at a server that is already running:
+The server under test comes from ONE fixture, `redirect_target`: the real ringback
+(`ringback serve` on 127.0.0.1, UDP+TCP on one free port, on a database seeded so that
+`SipTarget.held` is listed with a 2 s warning), stopped by PID through `processes`. Or, with
+no code change, point the tests at a server that is already running:
 
     RINGBACK_INTEROP_TARGET=127.0.0.1:5060 [RINGBACK_INTEROP_HELD=+...] \
     [RINGBACK_INTEROP_UNLISTED=+...] [RINGBACK_INTEROP_HOLD_SECONDS=12] pytest -m interop
+
+RINGBACK_INTEROP_STANDIN=1 runs the same tests against the sipp stand-in that validated
+this harness before it was pointed at ringback (sipp/uas_redirect_standin.xml); it is kept
+to check the harness itself, and the "checks bite" tests use a broken copy of it.
 """
 
 from __future__ import annotations

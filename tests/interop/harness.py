@@ -768,8 +768,9 @@ def start_standin(
     trace_msg: bool = True,
     transports: Sequence[str] = ("u1", "t1"),
 ) -> tuple[SipTarget, list[SippServer]]:
-    """The stand-in for ringback: uas_redirect_standin.xml over UDP and TCP on one port
-    (two sipp processes, since one sipp serves one transport)."""
+    """The sipp stand-in for ringback that validates the harness (RINGBACK_INTEROP_STANDIN=1):
+    uas_redirect_standin.xml over UDP and TCP on one port (two sipp processes, since one
+    sipp serves one transport)."""
     port = free_port("both")
     servers = [
         start_sipp_uas(

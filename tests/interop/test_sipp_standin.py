@@ -1,7 +1,8 @@
 """SIP interop: sipp (and Kamailio as a switch) against the server under test.
 
-The server under test is the `redirect_target` fixture (conftest.py): today a sipp stand-in,
-later ringback itself. Each test asserts what a switch relies on (DESIGN.md section 3).
+The server under test is the `redirect_target` fixture (conftest.py): ringback itself, or
+with RINGBACK_INTEROP_STANDIN=1 the sipp stand-in the harness was first validated against
+(hence this file's name). Each test asserts what a switch relies on (DESIGN.md section 3).
 """
 
 from __future__ import annotations

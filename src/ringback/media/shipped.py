@@ -9,8 +9,8 @@ SAMPLE_RATE = 8000
 
 
 def audio_dir() -> Path:
-    # src/ringback/media/shipped.py -> repository root / audio
-    return Path(__file__).resolve().parents[3] / "audio"
+    """The shipped recordings: package data in ``ringback/media/audio/``."""
+    return Path(__file__).resolve().parent / "audio"
 
 
 def default_warning_path() -> Path:

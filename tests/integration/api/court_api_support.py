@@ -175,6 +175,14 @@ def announced(service: Service, number: int) -> bool:
     return service.index.lookup(number, time.time()) is not None
 
 
+async def caught_up(service: Service, timeout: float = 10.0) -> bool:
+    """Wait until the node's index has applied every change committed so far: the change
+    feed's sequence as the database reports it now. After that, a change missing from the
+    index was never made, rather than merely not arrived yet."""
+    head = await service.pool.fetchval("SELECT last_seq FROM feed_counter")
+    return await until(lambda: service.sync.last_seq >= head, timeout)
+
+
 async def add_recording(service: Service, court_id: str, name: str = "warning") -> int:
     import uuid
 

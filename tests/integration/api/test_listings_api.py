@@ -11,6 +11,7 @@ from court_api_support import (
     Api,
     add_recording,
     announced,
+    caught_up,
     days,
     listing,
     seconds,
@@ -355,7 +356,7 @@ async def test_a_number_listed_by_two_courts_stays_announced_until_both_clear(
 
     r = await api.post(path + "/clear", a["token"], {"reason": "paid to court A"})
     assert r.status == 200
-    await asyncio.sleep(0.2)
+    assert await caught_up(service)  # court A's clearing has reached the index
     assert announced(service, N1)  # court B still lists it
     assert await until(
         lambda: (e := service.index.lookup(N1, time.time())) is not None and e.recording_id == rec_b

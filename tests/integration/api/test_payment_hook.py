@@ -12,6 +12,7 @@ from typing import Any
 from court_api_support import (
     Api,
     announced,
+    caught_up,
     listing,
     until,
 )
@@ -130,7 +131,7 @@ async def test_replay_returns_the_first_result_and_changes_nothing(
         assert again.raw == first.raw  # byte for byte
         assert again.headers["Idempotent-Replayed"] == "true"
     assert await _audit_count(service) == rows
-    await asyncio.sleep(0.1)
+    assert await caught_up(service)  # whatever the replays changed has reached the index
     assert announced(service, N1)  # the replay did not clear the new listing
 
 
@@ -242,7 +243,7 @@ async def test_forged_stale_missing_and_wrong_court_signatures_are_refused(
     assert ok.status == 200 and ok.body["cleared"] == [f"+{N1}"]
     assert await until(lambda: not announced(service, N1))
     # Court A's payment never touches court B's listing with the same case reference.
-    await asyncio.sleep(0.1)
+    assert await caught_up(service)  # all of court A's payment has reached the index
     assert announced(service, N2)
     assert await _audit_count(service) > rows
     b_listing = await api.get(f"/v1/listings/+{N2}", b["token"])

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Rebuild audio/default-warning.wav, the warning played when a court has not uploaded its own.
+# Rebuild src/ringback/media/audio/default-warning.wav (package data), the warning played when
+# a court has not uploaded its own.
 #
-# Needs: espeak-ng (with espeak-ng-data), sox, ffmpeg.   Usage: audio/make_default_warning.sh [OUT.wav]
+# Needs: espeak-ng (with espeak-ng-data), sox, ffmpeg.
+# Usage: src/ringback/media/audio/make_default_warning.sh [OUT.wav]
 #
 # Voice note: espeak-ng 1.51's `cmn` voice ("latin as English") turns Hanzi into tone-numbered pinyin
 # and then reads that pinyin as English ("nin two hao three"); `cmn-latn-pinyin` is the same Mandarin
