@@ -592,3 +592,38 @@ def test_drain_redirects_new_calls_at_once_and_ends_held_ones(w: Harness) -> Non
     assert final.headers.get("X-Ringback-Warning") == "skipped; reason=shutdown"
     assert w.controller.take_effects() == [StopWarning(start.key)]
     assert not w.controller.held
+
+
+@pytest.mark.parametrize(
+    "ruri",
+    [
+        # number portability: the dialled number is looked up, never the routing number
+        "sip:+8613800138000;npdi;rn=+8613911110000@switch.example.cn;user=phone",
+        "sip:13800138000;npdi;rn=+8613911110000@192.0.2.1;user=phone",
+        "sip:13800138000;phone-context=+86@192.0.2.1;user=phone",
+        "sip:+86-138-0013-8000;isub=1234@192.0.2.1;user=phone",
+        "tel:+86-138-0013-8000;isub=1234",
+        "tel:13800138000;phone-context=+86",
+        "sip:+86(0)13800138000@192.0.2.1",
+        "sip:+86%2813800138000@192.0.2.1".replace("%28", ""),
+    ],
+)
+def test_listed_number_in_the_forms_carriers_send_is_warned(w: Harness, ruri: str) -> None:
+    data = invite_with_offer(ruri)
+    assert w.send(data) == [], ruri
+    [start] = w.controller.take_effects()
+    assert isinstance(start, StartWarning) and start.entry.listing_id == 7
+
+
+def test_the_routing_number_of_a_ported_call_is_not_looked_up(w: Harness) -> None:
+    # The routing number is the listed one; the dialled number is not: no warning.
+    ruri = "sip:+8613700137000;npdi;rn=+8613800138000@192.0.2.1;user=phone"
+    [response] = w.send(invite_with_offer(ruri))
+    assert response.status == 302 and response.headers.get("X-Ringback-Warning") is None
+    assert w.metrics.decisions.get("not_listed") == 1
+
+
+def test_a_local_number_without_area_code_is_refused_not_guessed(h: Harness) -> None:
+    [response] = h.send(invite("sip:65529988@192.0.2.1;user=phone"))
+    assert response.status == 302
+    assert h.metrics.decisions.get("ambiguous_number") == 1

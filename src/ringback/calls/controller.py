@@ -65,7 +65,6 @@ KNOWN_METHODS = frozenset(
 )
 
 
-
 class CallController:
     def __init__(
         self,

@@ -10,21 +10,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ringback.registry.listing_index import Entry, ListingIndex
-from ringback.registry.numbers import NumberError, NumberingPlan, normalize
+from ringback.registry.numbers import (
+    AmbiguousNumber,
+    NumberError,
+    NumberingPlan,
+    dialled_number,
+)
 from ringback.sip.fast import fast_sip_uri
-from ringback.sip.uri import SipUri, TelUri, parse_uri
+from ringback.sip.uri import parse_uri
 
 # Decision outcomes (label values of ringback_sip_decisions_total).
 NOT_LISTED = "not_listed"
 LOOP_MARKED = "loop_marked"
 INDEX_NOT_READY = "index_not_ready"
 BAD_NUMBER = "bad_number"
+AMBIGUOUS_NUMBER = "ambiguous_number"
 LISTED = "listed"
 ANNOUNCED = "announced"
 LISTED_UNANNOUNCED = "listed_unannounced"
 INTERNAL_ERROR = "internal_error"
 INDEX_STALE = "index_stale"
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +64,10 @@ class Decider:
         """Raises :class:`~ringback.sip.errors.SipParseError` for a malformed URI."""
         fast = fast_sip_uri(ruri)
         user: str | None
-        if fast is not None:
-            user, params = fast
-            if self.marker in params:
+        params: dict[str, str | None] | None = None
+        if fast is not None and "phone-context" not in fast[1]:
+            user, names = fast
+            if self.marker in names:
                 return Decision(LOOP_MARKED, ruri)
             contact = ruri + ";" + self.marker
         else:
@@ -69,7 +75,8 @@ class Decider:
             if uri.has_param(self.marker):
                 return Decision(LOOP_MARKED, ruri)
             contact = str(uri.with_param(self.marker))
-            user = _user_of(uri)
+            user = uri.user_unescaped or None
+            params = {name.lower(): value for name, value in uri.params}
         if user is None:
             return Decision(BAD_NUMBER, contact)
         if not self.index_ready():
@@ -77,7 +84,9 @@ class Decider:
         number = _fast_e164(user)
         if number is None:
             try:
-                number = normalize(user, self.plan)
+                number = dialled_number(user, params, self.plan)
+            except AmbiguousNumber:
+                return Decision(AMBIGUOUS_NUMBER, contact)  # refused, never guessed
             except NumberError:
                 return Decision(BAD_NUMBER, contact)
         entry = self.index.lookup(number, wall_now)
@@ -98,9 +107,3 @@ def _fast_e164(user: str) -> int | None:
     if user.startswith("+") and 9 <= len(user) <= 16 and user[1:].isdigit() and user[1] != "0":
         return int(user[1:])
     return None
-
-
-def _user_of(uri: SipUri | TelUri) -> str | None:
-    if isinstance(uri, TelUri):
-        return str(uri)
-    return uri.user_unescaped or None

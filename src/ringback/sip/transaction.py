@@ -289,7 +289,10 @@ class ServerTransactionLayer:
             tx.prov_bytes = None
             if tx.key[0] == "2543":
                 to = resp.headers.get("To")
-                tx.to_tag = parse_name_addr(to).tag if to else None
+                try:
+                    tx.to_tag = parse_name_addr(to).tag if to else None
+                except SipParseError:  # the 400 to a malformed To must still go out
+                    tx.to_tag = None
             if status < 300:
                 tx.state = TxState.ACCEPTED
                 self._start(tx, _L, now, 64 * self.t1)
