@@ -16,7 +16,7 @@ from ringback.registry.numbers import (
     parse_e164,
     user_part,
 )
-from ringback.sip.message import parse_uri
+from ringback.sip.uri import parse_uri
 
 CN = NumberingPlan()
 NANP = NumberingPlan(country_code="1", trunk_prefix="1", international_prefix="011")
