@@ -86,6 +86,7 @@ class AnnouncementConfig:
     rtp_port_max: int = 29999
     store_caller: bool = False
     allowed_destinations: list[str] = field(default_factory=list)  # empty: sip.trusted_sources
+    test_numbers: list[str] = field(default_factory=list)  # "+E164" or "+E164:recording_id"
 
 
 @dataclass
@@ -126,6 +127,14 @@ class EventsConfig:
 
 
 @dataclass
+class LabConfig:
+    enabled: bool = False
+    users: list[str] = field(default_factory=list)  # "number:password"
+    realm: str = "ringback-lab"
+    callee_tone_s: float = 20.0
+
+
+@dataclass
 class ShutdownConfig:
     drain_s: float = 30.0
 
@@ -149,6 +158,7 @@ class Config:
     imports: ImportsConfig = field(default_factory=ImportsConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    lab: LabConfig = field(default_factory=LabConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def import_options(self, effective_reason: str | None = None) -> ImportOptions:
@@ -306,6 +316,19 @@ def _validate(c: Config) -> None:
     _positive("index.ready_max_staleness_s", c.index.ready_max_staleness_s)
     _positive("index.feed_retention_days", c.index.feed_retention_days)
     _positive("index.max_warn_staleness_s", c.index.max_warn_staleness_s)
+    for item in c.announcement.test_numbers:
+        number, _, recording = item.partition(":")
+        if not (number.startswith("+") and number[1:].isdigit()) or (
+            recording and not recording.isdigit()
+        ):
+            raise ConfigError(
+                f"announcement.test_numbers: {item!r} is not +E164 or +E164:recording_id"
+            )
+    for item in c.lab.users:
+        number, sep, password = item.partition(":")
+        if not sep or not password or not (number.startswith("+") and number[1:].isdigit()):
+            raise ConfigError(f"lab.users: {item.split(':')[0]!r}: must be +E164:password")
+    _positive("lab.callee_tone_s", c.lab.callee_tone_s)
     if c.shutdown.drain_s < 0:
         raise ConfigError(f"shutdown.drain_s: must be >= 0, got {c.shutdown.drain_s}")
     a = c.announcement

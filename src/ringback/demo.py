@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,14 @@ async def seed(service: Service) -> dict[str, Any]:
     }
 
 
+LAB_USER = 8613900139000  # a listed number a softphone can register as (the debtor's phone)
+
+
 async def run_demo(config: Config) -> int:
+    # Lab mode: no switch here, so ringback itself takes the call after the warning.
+    lab_password = secrets.token_urlsafe(9)
+    config.lab.enabled = True
+    config.lab.users = [*config.lab.users, f"{format_e164(LAB_USER)}:{lab_password}"]
     service = Service(config)
     await service.start()
     service.take_over_gc()
@@ -88,6 +96,11 @@ async def run_demo(config: Config) -> int:
                 "listed": [format_e164(n) for n in LISTED],
                 "unlisted": [format_e164(n) for n in UNLISTED],
             },
+            "lab": {
+                "user": format_e164(LAB_USER),
+                "password": lab_password,
+                "realm": config.lab.realm,
+            },
             "data_dir": str(Path(config.database.data_dir).resolve()),
         }
         path = Path(config.database.data_dir) / "demo.json"
@@ -104,12 +117,20 @@ async def run_demo(config: Config) -> int:
 def _instructions(demo: dict[str, Any], path: Path) -> str:
     sip = demo["sip"]
     listed, unlisted = demo["numbers"]["listed"], demo["numbers"]["unlisted"]
+    lab = demo["lab"]
     return f"""
 ringback demo is running.
 
   Dial from a softphone (SIP over UDP or TCP, no registration needed):
-    listed   -> sip:{listed[0]}@{sip["host"]}:{sip["port"]}   (you hear the court's warning)
-    unlisted -> sip:{unlisted[0]}@{sip["host"]}:{sip["port"]}   (redirected at once)
+    listed   -> sip:{listed[0]}@{sip["host"]}:{sip["port"]}
+                the court's warning, then the lab callee answers with beeps
+    unlisted -> sip:{unlisted[0]}@{sip["host"]}:{sip["port"]}
+                no warning: the lab callee answers at once
+  Or try it from the command line:  ringback dial {listed[0]} --via {sip["host"]}:{sip["port"]}
+
+  Lab mode: a second softphone may register as the debtor's phone
+    user {lab["user"]}  password {lab["password"]}  domain {sip["host"]}:{sip["port"]}
+    then a call to {lab["user"]} plays the warning and rings that softphone.
 
   HTTP API   {demo["http"]}   (health: {demo["http"]}/readyz, metrics: {demo["http"]}/metrics)
     operator token: {demo["operator_token"]}

@@ -16,6 +16,8 @@ from aiohttp import web
 from ringback.api.app import bound_port, build_app, start_http
 from ringback.api.context import ApiContext
 from ringback.calls import CallController, SipMetrics
+from ringback.calls.decision import Decider
+from ringback.calls.registrar import Registrar
 from ringback.config import Config
 from ringback.media.destinations import DestinationPolicy
 from ringback.media.shipped import default_warning_path, read_pcm8k
@@ -95,18 +97,13 @@ class Service:
             stack.push_async_callback(self.event_worker.stop)
 
     async def _start_sip(self) -> None:
-        sip, numbering, a = self.config.sip, self.config.numbering, self.config.announcement
+        sip, a = self.config.sip, self.config.announcement
         metrics = SipMetrics(self.metrics)
         sync = self.sync
         trusted = TrustedSources(sip.trusted_sources)
         controller = self.controller = CallController(
             self.index,
-            NumberingPlan(
-                numbering.country_code,
-                numbering.trunk_prefix,
-                numbering.international_prefix,
-                numbering.national_max_digits,
-            ),
+            self._numbering_plan(),
             metrics,
             index_ready=lambda: sync.loaded,
             index_staleness=lambda: sync.staleness_s,
@@ -121,6 +118,9 @@ class Service:
             keep_caller=a.store_caller,
             destinations=DestinationPolicy(a.allowed_destinations or sip.trusted_sources),
             trusted=trusted,
+            test_numbers=_test_numbers(a.test_numbers),
+            registrar=self._registrar(),
+            lab_callee=self.config.lab.enabled,
         )
         player = self._warning_player()
         self.sip = SipEndpoint(
@@ -140,6 +140,23 @@ class Service:
             controller.transactions,
         )
         log.info("SIP listening on %s port %d (UDP and TCP)", ", ".join(sip.listen), self.sip_port)
+
+    def _numbering_plan(self) -> NumberingPlan:
+        n = self.config.numbering
+        return NumberingPlan(
+            n.country_code, n.trunk_prefix, n.international_prefix, n.national_max_digits
+        )
+
+    def _registrar(self) -> Registrar | None:
+        lab = self.config.lab
+        if not lab.enabled:
+            return None
+        users = {}
+        for item in lab.users:
+            number, _, password = item.partition(":")
+            users[int(number[1:])] = password
+        decider = Decider(self.index, self._numbering_plan(), index_ready=lambda: True)
+        return Registrar(users, decider.number_of, realm=lab.realm)
 
     def _warning_player(self) -> WarningPlayer:
         a = self.config.announcement
@@ -162,6 +179,7 @@ class Service:
             proof=self.proof,
             repeat=a.repeat,
             gap_ms=a.gap_ms,
+            lab_tone_s=self.config.lab.callee_tone_s,
         )
         return self.player
 
@@ -285,6 +303,15 @@ class Service:
         for task in self._tasks:
             task.cancel()
         await self._running.aclose()
+
+
+def _test_numbers(items: list[str]) -> dict[int, int]:
+    """``+E164[:recording_id]`` → number → recording id (0: the shipped recording)."""
+    out = {}
+    for item in items:
+        number, _, recording = item.partition(":")
+        out[int(number[1:])] = int(recording or 0)
+    return out
 
 
 async def _close_pool(pool: asyncpg.Pool) -> None:

@@ -21,17 +21,21 @@ from ringback.calls.decision import (
     ANNOUNCED,
     INTERNAL_ERROR,
     LISTED_UNANNOUNCED,
+    LOOP_MARKED,
     Decider,
     Decision,
 )
-from ringback.calls.effects import Address, Effect, StartWarning, StopWarning
+from ringback.calls.dialog import UasDialog
+from ringback.calls.effects import LAB_TONE, Address, Effect, StartWarning, StopWarning
 from ringback.calls.metrics import SipMetrics
 from ringback.calls.redirect import Held, redirect_headers
+from ringback.calls.registrar import Registrar
 from ringback.media.destinations import DestinationPolicy
 from ringback.media.offer_answer import NoAnswer, select
-from ringback.registry.listing_index import ListingIndex
+from ringback.registry.listing_index import Entry, ListingIndex
 from ringback.registry.numbers import NumberingPlan
 from ringback.sip.body import sdp_of
+from ringback.sip.client import ClientTransactionLayer
 from ringback.sip.errors import SipParseError
 from ringback.sip.fast import top_via_value
 from ringback.sip.message import Limits, parse_message
@@ -85,6 +89,9 @@ class CallController:
         keep_caller: bool = False,
         destinations: DestinationPolicy | None = None,
         trusted: Callable[[str], bool] = lambda host: False,
+        test_numbers: dict[int, int] | None = None,
+        registrar: Registrar | None = None,
+        lab_callee: bool = False,
     ) -> None:
         self.decider = Decider(
             index,
@@ -93,6 +100,7 @@ class CallController:
             index_staleness=index_staleness,
             max_staleness_s=max_staleness_s,
             loop_marker=loop_marker,
+            test_numbers=test_numbers,
         )
         self.metrics = metrics
         self.limits = limits or Limits()
@@ -107,18 +115,30 @@ class CallController:
             "tcp": ServerTransactionLayer(t1, t2, t4, maddr_allowed=trusted),
         }
         self.held: dict[TxKey, Held] = {}
+        # Lab mode: a registrar for test softphones, and a callee that answers loop-marked
+        # INVITEs (the call after the warning) when no switch is there to take them.
+        self.registrar = registrar
+        self.lab_callee = lab_callee
+        self.client = ClientTransactionLayer(t1, t2, t4)  # our BYEs
+        self.dialogs: dict[str, UasDialog] = {}  # by Call-ID
+        self._loop_marked_calls: dict[str, float] = {}  # Call-ID -> forget after
+        self.t1 = t1
         # `now` is the shell's monotonic clock (timers); listings carry wall-clock times:
         # wall = now + epoch_offset, kept current through `sync_clock`.
         self.epoch_offset = 0.0
-        # Our Contact per transport, for early dialogs: told by the shell once bound.
+        # Our address and Contact per transport: told by the shell once bound.
         self.contacts: dict[str, str] = {}
+        self.local: dict[str, Address] = {}
         self._out: list[tuple[bytes, Address, str]] = []
         self._effects: list[Effect] = []
 
     # ------------------------------------------------------------ shell inputs
-    def listening(self, transport: str, contact: str) -> None:
-        """The shell is bound: our Contact for early dialogs on ``transport``."""
-        self.contacts[transport] = contact
+    def listening(self, transport: str, host: str, port: int) -> None:
+        """The shell is bound: our address (Contact, Via of our own requests)."""
+        self.local[transport] = (host, port)
+        literal = f"[{host}]" if ":" in host else host
+        suffix = "" if transport == "udp" else f";transport={transport}"
+        self.contacts[transport] = f"<sip:{literal}:{port}{suffix}>"
 
     def sync_clock(self, epoch_offset: float) -> None:
         """Wall-clock time minus the shell's monotonic time."""
@@ -137,9 +157,13 @@ class CallController:
                 self._out.append((reply.to_bytes(), source, transport))
             return None
         if isinstance(message, Response):
-            return None  # we send no requests, so no response is ours: ignore
+            self.client.receive_response(message, now)  # to our BYE; nothing more to do
+            self._flush_client()
+            return None
         method = message.method
         self.metrics.requests.inc(method if method in KNOWN_METHODS else "other")
+        if method == "ACK" and message.call_id in self.dialogs:
+            self.dialogs[message.call_id].acked()  # the ACK of the lab callee's 200
         layer = self.layers[transport]
         try:
             request = layer.receive_request(message, source, transport != "udp", now)
@@ -172,7 +196,9 @@ class CallController:
                 matched = layer.prack_match(request)
                 self._respond(layer, request, 200 if matched is not None else 481, now, transport)
             elif method == "BYE":
-                self._respond(layer, request, 481, now, transport)  # we hold no dialogs
+                self._bye(request, layer, transport, now)
+            elif method == "REGISTER" and self.registrar is not None:
+                self._register(request, layer, source, transport, now)
             else:
                 self._respond(layer, request, 405, now, transport, extra=(("Allow", ALLOW),))
         except SipParseError as exc:
@@ -215,6 +241,8 @@ class CallController:
             return "bad_request"
         except Exception:  # fail open: whatever broke, the call goes on
             decision = Decision(INTERNAL_ERROR, self.decider.fallback_contact(invite.uri))
+        if decision.outcome == LOOP_MARKED and (self.lab_callee or self.registrar):
+            return self._lab_invite(invite, layer, source, transport, now)
         if decision.entry is None:
             self.metrics.decisions.inc(decision.outcome)
             self._redirect(
@@ -283,6 +311,136 @@ class CallController:
         self._effects.append(StartWarning(key, decision.entry, media, destinations, caller))
         return None
 
+    # -------------------------------------------------------------------- lab
+    def _lab_invite(
+        self,
+        invite: Request,
+        layer: ServerTransactionLayer,
+        source: Address,
+        transport: str,
+        now: float,
+    ) -> str:
+        """The call after the warning, with no switch to take it: to the softphone
+        registered for the number, else answered by the lab callee. Never a loop."""
+        call_id = invite.call_id
+        self._loop_marked_calls = {c: t for c, t in self._loop_marked_calls.items() if t > now}
+        if call_id in self._loop_marked_calls:
+            self.metrics.decisions.inc("loop_refused")
+            self._respond(layer, invite, 482, now, transport)
+            return "loop_refused"
+        self._loop_marked_calls[call_id] = now + 64 * self.t1
+        number = self.decider.number_of(invite.uri)
+        binding = None
+        if self.registrar is not None and number is not None:
+            binding = self.registrar.lookup(number, now)
+        if binding is not None:
+            self.metrics.decisions.inc("lab_registered")
+            self._respond(
+                layer, invite, 302, now, transport, extra=(("Contact", f"<{binding.contact}>"),)
+            )
+            return "lab_registered"
+        if not self.lab_callee:
+            self.metrics.decisions.inc(LOOP_MARKED)
+            self._respond(layer, invite, 404, now, transport, reason="Not Registered")
+            return "lab_not_registered"
+        offer = sdp_of(invite.headers.get("Content-Type"), invite.body)
+        media = select(offer) if offer is not None else None
+        port = 0 if media is None or isinstance(media, NoAnswer) else media.remote_addr[1]
+        destinations = tuple(
+            dict.fromkeys(
+                a
+                for a in (() if port == 0 else (media.remote_addr, (source[0], port)))  # type: ignore[union-attr]
+                if self.destinations.allows(*a)
+            )
+        )
+        if media is None or isinstance(media, NoAnswer) or not destinations:
+            self.metrics.decisions.inc("lab_no_media")
+            self._respond(layer, invite, 488, now, transport)
+            return "lab_no_media"
+        key = layer.key_of(invite)
+        self.held[key] = Held(invite, transport, invite.uri, new_tag(), False, purpose=LAB_TONE)
+        entry = Entry(0, 0, 0, 0)
+        self._effects.append(StartWarning(key, entry, media, destinations, None, LAB_TONE))
+        self.metrics.decisions.inc("lab_callee")
+        return "lab_callee"
+
+    def _register(
+        self,
+        request: Request,
+        layer: ServerTransactionLayer,
+        source: Address,
+        transport: str,
+        now: float,
+    ) -> None:
+        assert self.registrar is not None
+        answer = self.registrar.register(request, source, transport, now)
+        self._respond(
+            layer,
+            request,
+            answer.status,
+            now,
+            transport,
+            extra=answer.headers,
+            reason=answer.reason,
+        )
+
+    def _bye(self, bye: Request, layer: ServerTransactionLayer, transport: str, now: float) -> None:
+        dialog = self.dialogs.get(bye.call_id)
+        if dialog is None or bye.to_tag != dialog.local_tag:
+            self._respond(layer, bye, 481, now, transport)
+            return
+        del self.dialogs[bye.call_id]
+        self._respond(layer, bye, 200, now, transport)
+        self._effects.append(StopWarning(dialog.key))
+
+    def _answer_lab_call(self, held: Held, key: TxKey, sdp: bytes, now: float) -> bool:
+        layer = self.layers[held.transport]
+        if layer.invite_state(key) is not TxState.PROCEEDING:
+            return False
+        contact = self.contacts.get(held.transport)
+        extra: list[tuple[str, str]] = [("Contact", contact)] if contact else []
+        extra.extend(("Record-Route", v) for v in held.invite.headers.get_all("Record-Route"))
+        response = make_response(
+            held.invite,
+            200,
+            to_tag=held.to_tag,
+            body=sdp,
+            content_type="application/sdp",
+            extra_headers=extra,
+        )
+        layer.send_response(held.invite, response, now)
+        self.metrics.responses.inc("200")
+        dest = layer.destination(key)
+        self._flush(layer, held.transport)
+        if dest is not None:
+            self.dialogs[held.invite.call_id] = UasDialog(
+                key,
+                held.invite,
+                held.transport,
+                dest,
+                held.to_tag,
+                response.to_bytes(),
+                dest,
+                None if held.transport != "udp" else now + self.t1,
+                self.t1,
+                now + 64 * self.t1,
+            )
+        return True
+
+    def _end_lab_call(self, dialog: UasDialog, now: float) -> None:
+        """The lab callee hangs up (its tone is over, or its 200 was never ACKed)."""
+        self.dialogs.pop(dialog.call_id, None)
+        local = self.local.get(dialog.transport)
+        if local is None:
+            return
+        bye, dest = dialog.bye(local, dialog.transport)
+        self.client.send(bye, dest, reliable=dialog.transport != "udp", now=now)
+        self._flush_client(dialog.transport)
+
+    def _flush_client(self, transport: str = "udp") -> None:
+        for data, dest in self.client.take_outgoing():
+            self._out.append((data, dest, transport))
+
     def _redirect(
         self,
         layer: ServerTransactionLayer,
@@ -321,6 +479,11 @@ class CallController:
         """The media port and the audio are ready: 183 with ``sdp``. False when the INVITE
         is gone (cancelled meanwhile): the shell then plays nothing."""
         held = self.held.get(key)
+        if held is not None and held.purpose == LAB_TONE:
+            held.ready = self._answer_lab_call(held, key, sdp, now)
+            if not held.ready:
+                del self.held[key]
+            return held.ready
         if held is None or not self._provisional(held, key, 183, now, body=sdp):
             return False
         held.ready = True
@@ -334,6 +497,13 @@ class CallController:
         if held is None:
             return  # cancelled by us: already answered
         layer = self.layers[held.transport]
+        if held.purpose == LAB_TONE:
+            dialog = self.dialogs.get(held.invite.call_id)
+            if dialog is not None:
+                self._end_lab_call(dialog, now)
+            elif not held.ready and layer.invite_state(key) is TxState.PROCEEDING:
+                self._respond(layer, held.invite, 500, now, held.transport, to_tag=held.to_tag)
+            return
         why = outcome
         if not held.ready:  # it never started: a decision like the ones made at once
             why = f"listed_{outcome}"
@@ -435,10 +605,17 @@ class CallController:
         deadlines = [
             d for d in (layer.next_deadline() for layer in self.layers.values()) if d is not None
         ]
+        if self.dialogs or len(self.client):
+            deadlines.extend(d.retransmit_at or d.give_up_at for d in self.dialogs.values())
+            client = self.client.next_deadline()
+            if client is not None:
+                deadlines.append(client)
         return min(deadlines) if deadlines else None
 
     def poll(self, now: float) -> None:
         """Fire every transaction timer due at ``now``."""
+        if self.dialogs or len(self.client):
+            self._poll_dialogs(now)
         for transport, layer in self.layers.items():
             layer.poll(now)
             self._flush(layer, transport)
@@ -448,6 +625,20 @@ class CallController:
                 elif event.key in self.held:  # PrackTimeout: the 183 was never PRACKed
                     self._effects.append(StopWarning(event.key))
                     self.warning_ended(event.key, "no_prack", now)
+
+    def _poll_dialogs(self, now: float) -> None:
+        for dialog in list(self.dialogs.values()):
+            if dialog.retransmit_at is not None and dialog.retransmit_at <= now:
+                self._out.append((dialog.ok, dialog.ok_dest, dialog.transport))
+                dialog.interval = min(dialog.interval * 2, 4.0)
+                dialog.retransmit_at = now + dialog.interval
+                if now >= dialog.give_up_at:  # never ACKed: hang up
+                    self.held.pop(dialog.key, None)
+                    self._effects.append(StopWarning(dialog.key))
+                    self._end_lab_call(dialog, now)
+        self.client.poll(now)
+        self.client.take_events()  # a BYE nobody answered: the call is over for us anyway
+        self._flush_client()
 
     def transactions(self) -> int:
         return sum(len(layer) for layer in self.layers.values())

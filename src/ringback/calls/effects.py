@@ -14,6 +14,8 @@ from ringback.registry.listing_index import Entry
 from ringback.sip.transaction import TxKey
 
 Address = tuple[str, int]
+WARNING = "warning"  # the court's recording, as early media
+LAB_TONE = "lab_tone"  # the lab callee's tone, after its 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,7 @@ class StartWarning:
     # source): already checked against the destination policy; the only latch hosts.
     destinations: tuple[Address, ...]
     caller: str | None  # the caller's URI, for proof of play where configured
+    purpose: str = WARNING
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,8 @@ class Held:
     contact: str  # where the 302 at the end points
     to_tag: str
     reliable: bool  # the INVITE said `Require: 100rel`: the 183 goes reliably (RFC 3262)
-    ready: bool = False  # the 183 has gone out and the audio is playing
+    ready: bool = False  # the 183 (or the lab callee's 200) has gone out; audio plays
+    purpose: str = "warning"  # or "lab_tone": the lab callee answering
 
 
 def redirect_headers(

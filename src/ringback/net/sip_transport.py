@@ -98,9 +98,8 @@ class SipEndpoint:
                 if port != 0 or attempt == 19:
                     raise
         self._sync_clock()
-        host = hosts[0] if ":" not in hosts[0] else f"[{hosts[0]}]"
-        self.controller.listening("udp", f"<sip:{host}:{self.port}>")
-        self.controller.listening("tcp", f"<sip:{host}:{self.port};transport=tcp>")
+        for transport in ("udp", "tcp"):
+            self.controller.listening(transport, hosts[0], self.port)
         self._housekeeping = self._loop.call_later(HOUSEKEEPING_S, self._housekeep)
         return self.port
 

@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ringback.calls.effects import Effect, StartWarning, StopWarning
+from ringback.calls.effects import LAB_TONE, Effect, StartWarning, StopWarning
+from ringback.media.lab_tone import lab_tone_pcm
 from ringback.media.offer_answer import answer_sdp
 from ringback.media.prepared import PreparedAudio, PreparedCache
 from ringback.media.rtp import RtpStream
@@ -60,6 +61,7 @@ class WarningPlayer:
         proof: ProofOfPlayWriter | None,
         repeat: int = 1,
         gap_ms: int = 500,
+        lab_tone_s: float = 20.0,
     ) -> None:
         self.pools = pools  # by IP version of the caller
         self.pacer = pacer
@@ -70,6 +72,7 @@ class WarningPlayer:
         self.repeat = repeat
         self.gap_ms = gap_ms
         self.playing: dict[TxKey, _Playing] = {}
+        self.lab_tone = PreparedAudio.from_pcm(lab_tone_pcm(lab_tone_s))
         self._loading: set[asyncio.Task[None]] = set()
         self.outcomes = registry.counter(
             "ringback_announcements_total", "Warnings played, by outcome", ("outcome",)
@@ -116,7 +119,10 @@ class WarningPlayer:
             local_port=rtp.port,
             session_id=secrets.randbelow(2**31),
         )
-        audio = self.cache.get(start.entry.recording_id, self.repeat, self.gap_ms)
+        if start.purpose == LAB_TONE:
+            audio: PreparedAudio | None = self.lab_tone
+        else:
+            audio = self.cache.get(start.entry.recording_id, self.repeat, self.gap_ms)
         if audio is not None:
             self._begin(start.key, audio, reports)
             return
@@ -184,8 +190,11 @@ class WarningPlayer:
         playing = self.playing.pop(key, None)
         if playing is None:
             return
+        if playing.start.purpose == LAB_TONE:
+            reports.warning_ended(key, outcome)
+            return
         self.outcomes.inc(outcome)
-        if self.proof is not None:
+        if self.proof is not None and playing.start.entry.listing_id:  # not a test number
             start = playing.start
             self.proof.record(
                 PlayRecord(

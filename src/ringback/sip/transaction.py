@@ -350,6 +350,11 @@ class ServerTransactionLayer:
         tx = self._txs.get(key)
         return None if tx is None else tx.state
 
+    def destination(self, key: TxKey) -> Address | None:
+        """Where responses of a transaction go (for a TU that retransmits its 2xx)."""
+        tx = self._txs.get(key)
+        return None if tx is None else tx.dest
+
     def key_of(self, req: Request) -> TxKey:
         return _key_for(req, "INVITE" if req.method == "ACK" else req.method)
 

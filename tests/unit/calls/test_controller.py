@@ -364,7 +364,7 @@ def w() -> Harness:
 
 
 def test_183_opens_an_early_dialog_with_contact_and_record_route(w: Harness) -> None:
-    w.controller.listening("udp", "<sip:192.0.2.1:5060>")
+    w.controller.listening("udp", "192.0.2.1", 5060)
     extra = "Record-Route: <sip:p1.example;lr>\r\nRecord-Route: <sip:p2.example;lr>\r\n"
     assert w.send(invite_with_offer("sip:+8613800138000@192.0.2.1", extra=extra)) == []
     [start] = w.controller.take_effects()

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-WAV = Path(__file__).resolve().parents[2] / "src/ringback/media/audio/default-warning.wav"
+WAV = Path(__file__).resolve().parents[3] / "src/ringback/media/audio/default-warning.wav"
 
 
 @pytest.fixture(scope="module")
