@@ -95,4 +95,4 @@ async def test_schemathesis_finds_no_server_errors_or_schema_violations(
     assert process.returncode == 0, text[-8000:]
     assert "operations" in text.lower() or "passed" in text.lower(), text[-2000:]
     # The run kept its own token to the end (DELETE is fuzzed, see schemathesis_hooks.py).
-    assert await service.store.authenticate(token) is not None
+    assert await service.store.tokens.authenticate(token) is not None
