@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,14 @@ async def redirect_target(
         yield target
         return
     await _seed(database, court_audio)
+    sip_port, _ = await _start_ringback(processes, interop_dir, database)
+    yield SipTarget(LOCALHOST, sip_port, "ringback", held=LISTED, hold_seconds=WARNING_SECONDS + 3)
+
+
+async def _start_ringback(
+    processes: ProcessSet, interop_dir: Path, database: str, extra: str = ""
+) -> tuple[int, int]:
+    """`ringback serve` on ``database`` (already seeded); (SIP port, HTTP port) once ready."""
     sip_port, http_port = free_port("both"), free_port("tcp")
     config = interop_dir / "ringback.toml"
     config.write_text(
@@ -209,7 +218,7 @@ async def redirect_target(
         f"[http]\nport = {http_port}\n"
         "[index]\nheartbeat_s = 0.2\n"
         "[announcement]\ngap_ms = 0\nrtp_port_min = 32000\nrtp_port_max = 32999\n"
-        "[log]\nformat = 'json'\nlevel = 'debug'\n"
+        "[log]\nformat = 'json'\nlevel = 'debug'\n" + extra
     )
     proc = processes.start(
         "ringback",
@@ -227,7 +236,50 @@ async def redirect_target(
         if proc.popen.poll() is not None or time.monotonic() > deadline:
             pytest.fail("ringback did not become ready:\n" + proc.log(), pytrace=False)
         await asyncio.sleep(0.1)
-    yield SipTarget(LOCALHOST, sip_port, "ringback", held=LISTED, hold_seconds=WARNING_SECONDS + 3)
+    return sip_port, http_port
+
+
+LAB_USER, LAB_PASSWORD = "+8613900139000", "lab-secret-1"
+LAB_TONE_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class LabTarget:
+    host: str
+    sip_port: int
+    http_port: int
+    listed: str = LISTED
+    unlisted: str = "+8613700137000"
+    user: str = LAB_USER
+    password: str = LAB_PASSWORD
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://{self.host}:{self.http_port}/metrics") as r:
+            return str(r.read().decode())
+
+    def decisions(self, outcome: str) -> int:
+        prefix = f'ringback_sip_decisions_total{{outcome="{outcome}"}} '
+        for line in self.metrics().splitlines():
+            if line.startswith(prefix):
+                return int(float(line[len(prefix) :]))
+        return 0
+
+
+@pytest.fixture
+async def lab_target(
+    processes: ProcessSet, interop_dir: Path, database: str, court_audio: bytes
+) -> LabTarget:
+    """`ringback serve` in lab mode, as `ringback demo` runs it: no switch; LISTED plays a
+    2 s warning, then the lab callee (or a softphone registered as LAB_USER) takes the call."""
+    await _seed(database, court_audio)
+    sip_port, http_port = await _start_ringback(
+        processes,
+        interop_dir,
+        database,
+        f"[lab]\nenabled = true\nusers = ['{LAB_USER}:{LAB_PASSWORD}']\n"
+        f"callee_tone_s = {LAB_TONE_SECONDS}\n",
+    )
+    return LabTarget(LOCALHOST, sip_port, http_port)
 
 
 @pytest.fixture
