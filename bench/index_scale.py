@@ -1,10 +1,11 @@
 """Scale benchmark for ringback.registry.listing_index.ListingIndex.
 
-Builds an index of N random Chinese mobile numbers (86 13x..19x xxxx xxxx), then reports
-bytes per entry (``nbytes`` and process RSS growth from /proc/self/status), build time,
-single-lookup latency percentiles with a 10,000-entry overlay, compaction time (and how
-long the event-loop thread is stalled while the merge runs in a worker), and the same
-figures for a plain ``dict[int, Entry]``.
+Builds an index of N random Chinese mobile numbers (86 13x..19x xxxx xxxx), a fraction of
+them (``--several``) with a second listing (another court or case, in the side table),
+then reports bytes per number (``nbytes`` and process RSS growth from /proc/self/status),
+build time, single-lookup latency percentiles with a 10,000-entry overlay, compaction time
+(and how long the event-loop thread is stalled while the merge runs in a worker), and the
+same figures for a plain ``dict[int, Entry]``.
 
     .venv/bin/python bench/index_scale.py [--n 15000000] [--dict-n 15000000]
 """
@@ -110,17 +111,22 @@ def loop_stall(work: Callable[[], object]) -> tuple[float, float]:
     return time.perf_counter() - t0, worst * 1e3
 
 
-def bench_index(n: int, n_lookups: int, overlay: int, rng: np.random.Generator) -> list[int]:
-    print(f"== ListingIndex, {n:,} entries")
+def bench_index(
+    n: int, n_lookups: int, overlay: int, several: float, rng: np.random.Generator
+) -> list[int]:
+    print(f"== ListingIndex, {n:,} numbers")
     rss0 = rss()
     nums = make_numbers(n, rng)
-    lid = np.arange(1, n + 1, dtype=np.uint32)
-    rid = (np.arange(n) % 7 == 0).astype(np.uint32) * 3
-    eff = rng.integers(1_600_000_000, 1_700_000_000, size=n).astype(np.uint32)
-    exp = np.where(np.arange(n) % 5 == 0, 1_800_000_000, 2**32 - 1).astype(np.uint32)
+    # A second listing (one row more) for a fraction of the numbers, e.g. a second court.
+    nums = np.concatenate([nums, nums[: int(n * several)]])
+    m = nums.size
+    lid = np.arange(1, m + 1, dtype=np.uint32)
+    rid = (np.arange(m) % 7 == 0).astype(np.uint32) * 3
+    eff = rng.integers(1_600_000_000, 1_700_000_000, size=m).astype(np.uint32)
+    exp = np.where(np.arange(m) % 5 == 0, 1_800_000_000, 2**32 - 1).astype(np.uint32)
     idx = ListingIndex()
     t = time.perf_counter()
-    idx.replace_all(nums, lid, rid, eff, exp)
+    idx.replace_all(nums, lid, rid, eff, exp, several_per_number=True)
     build_unsorted = time.perf_counter() - t
     keys = idx.base_columns()[0]
     t = time.perf_counter()
@@ -132,8 +138,9 @@ def bench_index(n: int, n_lookups: int, overlay: int, rng: np.random.Generator) 
     growth = rss() - rss0
     print(f"build (shuffled input)   {build_unsorted:8.2f} s")
     print(f"build (sorted input)     {build_sorted:8.2f} s")
-    print(f"nbytes / len             {idx.nbytes / len(idx):8.2f} B/entry")
-    print(f"RSS growth / len         {growth / len(idx):8.2f} B/entry")
+    print(f"several listings         {idx.side_size:8,} numbers (side table)")
+    print(f"nbytes / len             {idx.nbytes / len(idx):8.2f} B/number")
+    print(f"RSS growth / len         {growth / len(idx):8.2f} B/number")
 
     # Overlay: half updates of listed numbers, a quarter removals, a quarter new numbers.
     sample = rng.choice(keys, overlay * 3 // 4, replace=False).tolist()
@@ -217,11 +224,14 @@ def main() -> None:
     ap.add_argument("--dict-n", type=int, default=15_000_000, help="0 to skip the dict")
     ap.add_argument("--lookups", type=int, default=1_000_000)
     ap.add_argument("--overlay", type=int, default=10_000)
+    ap.add_argument(
+        "--several", type=float, default=0.001, help="fraction of numbers with two listings"
+    )
     ap.add_argument("--seed", type=int, default=20240601)
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
     t = time.perf_counter()
-    queries = bench_index(a.n, a.lookups, a.overlay, rng)
+    queries = bench_index(a.n, a.lookups, a.overlay, a.several, rng)
     gc.collect()
     if a.dict_n:
         bench_dict(a.dict_n, queries, rng)

@@ -172,17 +172,94 @@ async def test_two_courts_listing_one_number_first_listed_recording_wins(store: 
         COURT_ADMIN,
         recording_id=rec_b["id"],
     )
-    row = await store.pool.fetchrow("SELECT * FROM index_entries")
+    # One row per live listing: the first-listed one first.
+    first = "SELECT * FROM index_entries ORDER BY listed_at, listing_id"
+    row = await store.pool.fetchrow(first)
     assert row["recording_id"] == rec_a["id"]
     await store.listings.change_status(
         a["id"], 8613800138000, "cleared", COURT_ADMIN, reason="paid"
     )
-    row = await store.pool.fetchrow("SELECT * FROM index_entries")
+    row = await store.pool.fetchrow(first)
     assert row["recording_id"] == rec_b["id"]  # still announced until both clear
     await store.listings.change_status(
         b["id"], 8613800138000, "cleared", COURT_ADMIN, reason="paid"
     )
     assert await store.pool.fetchrow("SELECT * FROM index_entries") is None
+
+
+async def test_version_5_keeps_existing_listings_and_lets_a_court_list_a_second_case(
+    database: str,
+) -> None:
+    conn = await asyncpg.connect(database)
+    try:
+        # A database at version 4 with listings made under it (as `migrate` would have).
+        await conn.execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for m in available():
+            if m.version <= 4:
+                await conn.execute(m.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    m.version,
+                    m.name,
+                )
+        x, y = [
+            await conn.fetchval(
+                "INSERT INTO courts (name, webhook_secret) VALUES ($1, 's') RETURNING id", name
+            )
+            for name in ("Court X", "Court Y")
+        ]
+        old = [
+            (8613800138000, x, "X-1", "active"),
+            (8613800138000, y, "Y-1", "active"),
+            (8613900139000, x, "X-2", "cleared"),
+            (8613900139000, x, "X-3", "active"),
+        ]
+        for number, court, case_ref, status in old:
+            await conn.execute(
+                "INSERT INTO listings (number, court_id, case_ref, status, expires_at) "
+                "VALUES ($1, $2, $3, $4, now() + interval '30 days')",
+                number,
+                court,
+                case_ref,
+                status,
+            )
+        with pytest.raises(asyncpg.UniqueViolationError):  # version 4: one per court
+            await conn.execute(
+                "INSERT INTO listings (number, court_id, case_ref, expires_at) "
+                "VALUES (8613800138000, $1, 'X-9', now() + interval '30 days')",
+                x,
+            )
+
+        assert [m.version for m in await migrate(conn)] == [5]
+        rows = await conn.fetch(
+            "SELECT number, court_id, case_ref, status FROM listings ORDER BY id"
+        )
+        assert [tuple(r) for r in rows] == old
+        entries = await conn.fetch(
+            "SELECT number, listing_id FROM index_entries ORDER BY number, listed_at, listing_id"
+        )
+        assert [tuple(r) for r in entries] == [
+            (8613800138000, 1),
+            (8613800138000, 2),
+            (8613900139000, 4),
+        ]
+        # A second case of the same court is its own listing; the same case open twice is not.
+        await conn.execute(
+            "INSERT INTO listings (number, court_id, case_ref, expires_at) "
+            "VALUES (8613800138000, $1, 'X-9', now() + interval '30 days')",
+            x,
+        )
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(
+                "INSERT INTO listings (number, court_id, case_ref, expires_at) "
+                "VALUES (8613800138000, $1, 'X-1', now() + interval '30 days')",
+                x,
+            )
+    finally:
+        await conn.close()
 
 
 async def test_change_feed_sequence_is_gapless_and_in_commit_order(store: Store) -> None:

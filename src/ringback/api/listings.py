@@ -1,7 +1,10 @@
 """Listings: `PUT/GET /v1/listings/{number}`, clear/suspend/resume, `GET /v1/listings`.
 
 A court acts on its own listings only; an operator acts for any court (naming it with
-`court_id` where a number could be listed by several).
+`court_id` where a number could be listed by several). A listing is one case of one court:
+PUT with a case_ref the court has not listed the number under creates another listing
+(201), PUT with the same case_ref updates that listing (200); clear, suspend and resume
+take `case_ref` when the court lists the number under several cases.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from ringback.api.common import (
 )
 from ringback.api.context import context
 from ringback.api.errors import ApiError
-from ringback.registry.common import Conflict, NotFound, Principal
+from ringback.registry.common import Ambiguous, Conflict, NotFound, Principal
 from ringback.registry.numbers import NumberError, NumberingPlan, normalize, parse_e164
 
 # effective_at may be this far in the past (clock skew between a court's system and ours).
@@ -113,7 +116,7 @@ async def put_listing(request: web.Request) -> web.Response:
         (
             r
             for r in await ctx.listings.of_number(number, court_id)
-            if r["status"] in ("active", "suspended")
+            if r["status"] in ("active", "suspended") and r["case_ref"] == case_ref
         ),
         None,
     )
@@ -196,8 +199,9 @@ async def _change(request: web.Request, new_status: str, reason_required: bool) 
     ctx = context(request)
     listings = ctx.listings
     number = e164_number(ctx.numbering, request.match_info["number"])
-    body = await json_body(request, ("reason", "court_id"))
+    body = await json_body(request, ("reason", "court_id", "case_ref"))
     reason = get_str(body, "reason", required=reason_required, max_len=1000)
+    case_ref = get_str(body, "case_ref", required=False)
     court_id = _body_court(who, body)
     if court_id is None:
         courts = await listings.open_courts(number)
@@ -212,9 +216,16 @@ async def _change(request: web.Request, new_status: str, reason_required: bool) 
             )
         court_id = courts[0]
     try:
-        row = await listings.change_status(court_id, number, new_status, who, reason=reason or "")
+        row = await listings.change_status(
+            court_id, number, new_status, who, reason=reason or "", case_ref=case_ref
+        )
     except NotFound:
-        raise ApiError(404, "not_found", f"no open listing of +{number}") from None
+        of_case = f" for case {case_ref!r}" if case_ref is not None else ""
+        raise ApiError(404, "not_found", f"no open listing of +{number}{of_case}") from None
+    except Ambiguous as exc:
+        raise ApiError(
+            409, "ambiguous", f"{exc} ({', '.join(repr(c) for c in exc.choices)})"
+        ) from None
     except Conflict as exc:
         raise ApiError(409, "invalid_transition", str(exc)) from None
     return web.json_response(listing_json(row))

@@ -186,6 +186,14 @@ SCHEMAS: dict[str, Schema] = {
             "court_id": _nullable(
                 {**_UUID, "description": "operator: which court's listing (if several)"}
             ),
+            "case_ref": _nullable(
+                {
+                    **_STR,
+                    "maxLength": 200,
+                    "description": "which case's listing, if the court lists the number "
+                    "under several",
+                }
+            ),
         },
         additionalProperties=False,
     ),
@@ -347,7 +355,11 @@ def _listing_action(summary: str, reason_required: bool) -> Schema:
                 {"200": _json(_ref("Listing"), "the listing after the change")},
                 ("400", "invalid number, missing reason or invalid body"),
                 ("404", "no open listing of this number (for this court)"),
-                ("409", "wrong state for this change, or several courts list it (give court_id)"),
+                (
+                    "409",
+                    "wrong state for this change, or several courts (give court_id) or cases "
+                    "(give case_ref) list it",
+                ),
             ),
         }
     }
@@ -509,16 +521,18 @@ def _paths() -> dict[str, Any]:
         "/v1/listings/{number}": {
             "put": {
                 "tags": ["listings"],
-                "summary": "List a number for a court, or update the court's open listing",
-                "description": "effective_at defaults to now + listings.notice_period_days; an "
-                "earlier effective_at needs effective_reason (audited). expires_at is capped "
-                "at listings.max_duration_days from now.",
+                "summary": "List a number for a court's case, or update that case's open listing",
+                "description": "A listing is one case of one court: a case_ref the court has "
+                "no open listing of this number under creates another listing (201), the same "
+                "case_ref updates it (200). effective_at defaults to now + "
+                "listings.notice_period_days; an earlier effective_at needs effective_reason "
+                "(audited). expires_at is capped at listings.max_duration_days from now.",
                 "parameters": [_NUMBER],
                 "requestBody": _body(_ref("ListingPut")),
                 "responses": _responses(
                     {
                         "201": _json(_ref("Listing"), "listed"),
-                        "200": _json(_ref("Listing"), "the open listing was updated"),
+                        "200": _json(_ref("Listing"), "the case's open listing was updated"),
                     },
                     ("400", "invalid number or body, with the reason"),
                     ("404", "no such court or recording (or another court's)"),

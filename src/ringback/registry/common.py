@@ -28,6 +28,14 @@ class Conflict(ValueError):
     pass
 
 
+class Ambiguous(Conflict):
+    """A request names several records where it must name one; `choices` tells them apart."""
+
+    def __init__(self, message: str, choices: list[str]) -> None:
+        super().__init__(message)
+        self.choices = choices
+
+
 # The database cannot be reached: refused or lost connection, closed pool, timeout. A
 # request that meets one of these is answered 503 (retry), never 500.
 DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (

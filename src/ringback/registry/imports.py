@@ -1,9 +1,10 @@
 """Bulk import of listings from CSV: validate every row, then load in one transaction.
 
 The rows (validated by `ringback.registry.import_csv` in a worker thread) are copied with
-binary COPY into a temporary staging table. Then, in the same transaction: duplicate
-numbers in the file are refused, open listings of the same numbers by the same court are
-updated (like ``PUT /v1/listings/{number}``), new ones are inserted with one
+binary COPY into a temporary staging table. Then, in the same transaction: a number listed
+twice under one case in the file is refused, the court's open listings of the same
+numbers and cases are updated (like ``PUT /v1/listings/{number}``: another case of a
+number is another listing), new ones are inserted with one
 ``INSERT … SELECT``, a ``listing.created`` outbox event is written per new listing, and one
 audit event summarises the import (counts and the file's SHA-256). A bad row rolls all of
 it back and names its line: the import changes nothing or everything.
@@ -143,28 +144,28 @@ CREATE TEMP TABLE import_staging (
 """
 
 _DUPLICATE = """
-SELECT line, number, first_line FROM (
-    SELECT line, number, min(line) OVER (PARTITION BY number) AS first_line
+SELECT line, number, case_ref, first_line FROM (
+    SELECT line, number, case_ref, min(line) OVER (PARTITION BY number, case_ref) AS first_line
     FROM import_staging
 ) t WHERE line > first_line ORDER BY line LIMIT 1
 """
 
 _UPDATE = """
 UPDATE listings l
-SET case_ref = s.case_ref,
-    expires_at = s.expires_at,
+SET expires_at = s.expires_at,
     effective_at = coalesce(s.effective_at, l.effective_at),
     effective_reason = CASE WHEN s.effective_given AND s.effective_at < $2
                             THEN $3 ELSE l.effective_reason END,
     updated_at = now()
 FROM import_staging s
-WHERE l.court_id = $1 AND l.number = s.number AND l.status IN ('active', 'suspended')
+WHERE l.court_id = $1 AND l.number = s.number AND l.case_ref = s.case_ref
+  AND l.status IN ('active', 'suspended')
   AND s.expires_at > coalesce(s.effective_at, l.effective_at)
 """
 
 _UPDATE_CONFLICT = """
 SELECT s.line, s.number, l.effective_at FROM import_staging s
-JOIN listings l ON l.court_id = $1 AND l.number = s.number
+JOIN listings l ON l.court_id = $1 AND l.number = s.number AND l.case_ref = s.case_ref
                 AND l.status IN ('active', 'suspended')
 WHERE s.expires_at <= coalesce(s.effective_at, l.effective_at)
 ORDER BY s.line LIMIT 1
@@ -178,7 +179,8 @@ WITH ins AS (
     FROM import_staging s
     WHERE NOT EXISTS (
         SELECT 1 FROM listings l
-        WHERE l.court_id = $1 AND l.number = s.number AND l.status IN ('active', 'suspended'))
+        WHERE l.court_id = $1 AND l.number = s.number AND l.case_ref = s.case_ref
+          AND l.status IN ('active', 'suspended'))
     ORDER BY s.line
     RETURNING id, number, court_id, case_ref, status, effective_at, expires_at
 ), ev AS (
@@ -269,15 +271,17 @@ async def _load(
             if dup is not None:
                 raise ImportRejected(
                     "duplicate_number",
-                    f"number +{dup['number']} is already on line {dup['first_line']}",
+                    f"number +{dup['number']} under case {dup['case_ref']!r} is already on "
+                    f"line {dup['first_line']}",
                     dup["line"],
                 )
             bad = await conn.fetchrow(_UPDATE_CONFLICT, court_id)
             if bad is not None:
                 raise ImportRejected(
                     "invalid_row",
-                    f"+{bad['number']} is already listed by this court effective from "
-                    f"{bad['effective_at'].isoformat()}; expires_at must be after it",
+                    f"+{bad['number']} is already listed by this court for this case "
+                    f"effective from {bad['effective_at'].isoformat()}; expires_at must be "
+                    "after it",
                     bad["line"],
                 )
             lap("update_check")

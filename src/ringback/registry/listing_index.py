@@ -9,10 +9,21 @@ Layout (≈24 B per number, vs ~100–250 B for a dict of Python objects):
   ``number - min`` to a slice of ``keys``, so a lookup bisects ~16 keys instead of 15 M.
 * **overlay** — a dict ``{number: Entry | None}`` of changes since the last compaction
   (``None`` is a tombstone for a number present in the base).
+* **side table** — a dict ``{number: (Entry, ...)}`` for the rare numbers with more than
+  one live listing (several courts, or several cases at one court), earliest-listed
+  first. Such a number's row in the base or overlay is the marker ``SIDE`` (effective
+  2106, expires 1970: never effective on its own), so misses and ordinary hits never
+  probe the side table; only when a row fails its time check and is the marker does
+  ``lookup(number, now)`` walk the number's entries and answer the first effective one.
+  The choice is made at lookup time, so a listing's expiry or end of notice period
+  changes what callers hear without any change reaching the index. Keeping every
+  listing in the arrays instead (several rows per key) would cost every number a
+  per-key count or a second array; numbers with several listings are rare, so a dict
+  of a few hundred bytes each costs less.
 
-The base arrays, the bucket directory, the overlay dict and the entry count live in one
-``_State`` object; ``replace_all`` and compaction build a complete new state and swap the
-single ``_state`` attribute, so a lookup never sees a half-built index.
+The base arrays, the bucket directory, the overlay dict, the side table and the entry
+count live in one ``_State`` object; ``replace_all`` and compaction build a complete new
+state and swap the single ``_state`` attribute, so a lookup never sees a half-built index.
 
 Threading model: lookups, upserts, ``install_base`` and ``finish_compaction`` run on one
 thread (the event loop). ``build_base`` and ``merged_arrays`` are pure functions of
@@ -23,7 +34,8 @@ immutable inputs and may run in a worker thread::
     index.finish_compaction(merged)                               # loop thread, O(changes)
 
 Upserts made between ``begin_compaction`` and ``finish_compaction`` are recorded and
-survive the swap (see ``compact_in_thread``).
+survive the swap (see ``compact_in_thread``). The side table is not part of compaction:
+the marker rows are merged like any entry and the side table stays as it is.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final, NamedTuple, TypeAlias
 
 import numpy as np
@@ -39,6 +51,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "MAX_U32",
+    "SIDE",
     "Columns",
     "CompactionTicket",
     "Entry",
@@ -75,8 +88,14 @@ class Entry(NamedTuple):
 _new_entry: Final = tuple.__new__  # ~2x faster than Entry(...) on the lookup hot path
 #: Overlay-miss sentinel, compared by identity; an Entry so the hot path needs no casts.
 _MISSING: Final = Entry(-1, -1, -1, -1)
+#: The row of a number whose listings are in the side table: never effective on its own
+#: (expires before it is effective), so only a failed time check looks further.
+SIDE: Final = Entry(0, 0, MAX_U32, 0)
 #: Rough per-entry cost of an overlay slot: dict slot + int key + Entry tuple + its ints.
 _OVERLAY_ENTRY_BYTES: Final = 220
+#: Rough cost of a side-table number (dict slot, int key, tuple) and of each entry in it.
+_SIDE_NUMBER_BYTES: Final = 160
+_SIDE_ENTRY_BYTES: Final = 160
 #: Average number of keys per bucket of the directory (bisect depth ≈ log2 of this).
 _BUCKET_TARGET: Final = 16
 
@@ -110,6 +129,9 @@ class PreparedBase:
     """Immutable sorted arrays plus their bucket directory, ready to be installed.
 
     Built off the event loop by :func:`build_base` or :meth:`ListingIndex.merged_arrays`.
+    ``side`` holds the entries of the numbers whose row is :data:`SIDE` (a full load's
+    side table; :meth:`ListingIndex.install_base` takes it over, compaction leaves it
+    empty because the index keeps its own).
     """
 
     __slots__ = (
@@ -123,10 +145,16 @@ class PreparedBase:
         "n",
         "offsets",
         "shift",
+        "side",
     )
 
-    def __init__(self, keys: NDArray[np.int64], fields: NDArray[np.uint32]) -> None:
-        """Take ownership of ``keys`` (sorted, unique) and ``fields`` (n x 4)."""
+    def __init__(
+        self,
+        keys: NDArray[np.int64],
+        fields: NDArray[np.uint32],
+        side: dict[int, tuple[Entry, ...]] | None = None,
+    ) -> None:
+        """Take ownership of ``keys`` (sorted, unique), ``fields`` (n x 4) and ``side``."""
         n = int(keys.shape[0])
         if fields.shape != (n, 4):
             raise ValueError(f"fields shape {fields.shape} != ({n}, 4)")
@@ -162,6 +190,7 @@ class PreparedBase:
         offsets.flags.writeable = False
         self.shift = shift
         self.offsets = offsets
+        self.side: dict[int, tuple[Entry, ...]] = side if side is not None else {}
         # memoryview item access yields Python ints ~2x faster than numpy scalar indexing.
         self._kmv: memoryview = keys.data
         self._fmv: memoryview = fields.reshape(-1).data
@@ -214,13 +243,20 @@ def build_base(
     recording_ids: NDArray[np.integer],
     effective_at: NDArray[np.integer],
     expires_at: NDArray[np.integer],
+    *,
+    several_per_number: bool = False,
 ) -> PreparedBase:
     """Build a base from columns in any order. Pure; safe in a worker thread.
 
-    Ids must fit uint32 (ValueError otherwise); epochs are clamped to uint32. Duplicate
-    numbers raise ValueError: the loader guarantees one row per number, so a duplicate
-    means a broken query and silently picking one row would hide it. Already-sorted input
-    (``ORDER BY number``) skips the O(n log n) sort.
+    Ids must fit uint32 (ValueError otherwise); epochs are clamped to uint32. Already-sorted
+    input (``ORDER BY number``) skips the O(n log n) sort.
+
+    With ``several_per_number``, the rows of one number are its listings in priority order
+    (earliest-listed first; the sort is stable, so input order decides): a number with one
+    row goes to the arrays, a number with several goes to the side table behind a
+    :data:`SIDE` row. Without it, duplicate numbers raise ValueError: the caller promised
+    one row per number, so a duplicate means a broken query and silently picking one row
+    would hide it.
     """
     keys = np.asarray(numbers)
     n = keys.shape[0]
@@ -239,15 +275,36 @@ def build_base(
     fields[:, 2] = _as_u32_epochs(effective_at)
     fields[:, 3] = _as_u32_epochs(expires_at)
     if n > 1 and not bool(np.all(keys[1:] > keys[:-1])):
-        order = np.argsort(keys, kind="stable")
-        keys = keys[order]
-        fields = fields[order]
+        if not bool(np.all(keys[1:] >= keys[:-1])):
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+            fields = fields[order]
         dup = np.flatnonzero(keys[1:] == keys[:-1])
-        if dup.size:
+        if dup.size and not several_per_number:
             raise ValueError(f"{dup.size} duplicate number(s), e.g. {int(keys[dup[0]])}")
-    elif keys is numbers:
+        if dup.size:
+            return _with_side_table(keys, fields)
+    if keys is numbers:
         keys = keys.copy()  # never alias the caller's array
     return PreparedBase(keys, fields)
+
+
+def _with_side_table(keys: NDArray[np.int64], fields: NDArray[np.uint32]) -> PreparedBase:
+    """Sorted rows with repeated numbers: one row per number, the repeated ones moved to
+    the side table (in their row order) behind a SIDE row. Python work only for those."""
+    n = keys.shape[0]
+    first = np.empty(n, dtype=bool)
+    first[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], n)
+    several = np.flatnonzero(ends - starts > 1)
+    side: dict[int, tuple[Entry, ...]] = {}
+    for s, e in zip(starts[several].tolist(), ends[several].tolist(), strict=True):
+        side[int(keys[s])] = tuple(_new_entry(Entry, tuple(row)) for row in fields[s:e].tolist())
+    out_fields = fields[starts]  # a copy
+    out_fields[several] = SIDE
+    return PreparedBase(keys[starts], out_fields, side)
 
 
 # --------------------------------------------------------------------------- index
@@ -256,12 +313,19 @@ def build_base(
 class _State:
     """Everything a lookup reads, swapped as one attribute."""
 
-    __slots__ = ("base", "count", "overlay")
+    __slots__ = ("base", "count", "overlay", "side")
 
-    def __init__(self, base: PreparedBase, overlay: dict[int, Entry | None], count: int):
+    def __init__(
+        self,
+        base: PreparedBase,
+        overlay: dict[int, Entry | None],
+        count: int,
+        side: dict[int, tuple[Entry, ...]],
+    ):
         self.base = base
         self.overlay = overlay
-        self.count = count  # entries present: base - tombstones + overlay inserts
+        self.count = count  # numbers present: base - tombstones + overlay inserts
+        self.side = side  # numbers with several live listings (their row is SIDE)
 
 
 class CompactionTicket:
@@ -285,7 +349,7 @@ class MergedBase:
 
 
 class ListingIndex:
-    """Number → :class:`Entry` index: sorted numpy base + dict overlay.
+    """Number → its live listings: sorted numpy base + dict overlay + side table.
 
     ``compact_threshold``: overlay size that triggers a compaction. ``on_overlay_full``:
     called (instead of a synchronous :meth:`compact`) when it is exceeded and no
@@ -304,14 +368,15 @@ class ListingIndex:
         self.compact_threshold = compact_threshold
         self.on_overlay_full = on_overlay_full
         empty = PreparedBase(np.empty(0, np.int64), np.empty((0, 4), np.uint32))
-        self._state = _State(empty, {}, 0)
+        self._state = _State(empty, {}, 0, {})
         self._pending: CompactionTicket | None = None
         self._dirty: set[int] | None = None  # numbers upserted while a compaction runs
 
     # ---- reads (hot path)
 
     def lookup(self, number: int, now: float) -> Entry | None:
-        """The entry for ``number`` if listed and ``effective_at <= now < expires_at``."""
+        """The listing callers of ``number`` hear at ``now``: the earliest-listed of its
+        entries with ``effective_at <= now < expires_at``, or None (not warned)."""
         st = self._state
         e = st.overlay.get(number, _MISSING)
         if e is _MISSING:
@@ -331,18 +396,34 @@ class ListingIndex:
             exp = f[j + 3]
             if eff <= now < exp:
                 return _new_entry(Entry, (f[j], f[j + 1], eff, exp))
+            if exp < eff:  # the SIDE row: several listings
+                return _first_effective(st.side.get(number), now)
             return None
-        if e is not None and e.effective_at <= now < e.expires_at:
-            return e
+        if e is not None:
+            if e.effective_at <= now < e.expires_at:
+                return e
+            if e.expires_at < e.effective_at:
+                return _first_effective(st.side.get(number), now)
         return None
 
     def get(self, number: int) -> Entry | None:
-        """The entry for ``number`` regardless of its effective/expiry times."""
+        """The earliest-listed entry of ``number`` regardless of effective/expiry times."""
+        entries = self.entries(number)
+        return entries[0] if entries else None
+
+    def entries(self, number: int) -> tuple[Entry, ...]:
+        """Every entry of ``number``, earliest-listed first, regardless of times."""
         st = self._state
         e = st.overlay.get(number, _MISSING)
         if e is _MISSING:
-            return st.base.get(number)
-        return e
+            e = st.base.get(number)
+        if e is None:
+            return ()
+        if e.expires_at < e.effective_at:
+            several = st.side.get(number)
+            if several is not None:
+                return several
+        return (e,)
 
     def __len__(self) -> int:
         return self._state.count
@@ -356,27 +437,56 @@ class ListingIndex:
         return self._state.base.n
 
     @property
+    def side_size(self) -> int:
+        """Numbers with several live listings (held in the side table)."""
+        return len(self._state.side)
+
+    @property
     def nbytes(self) -> int:
-        """Base arrays plus an estimate of the overlay dict and its objects."""
+        """Base arrays plus an estimate of the overlay and side dicts and their objects."""
         st = self._state
         ov = st.overlay
-        return st.base.nbytes + sys.getsizeof(ov) + len(ov) * _OVERLAY_ENTRY_BYTES
+        side = st.side
+        return (
+            st.base.nbytes
+            + sys.getsizeof(ov)
+            + len(ov) * _OVERLAY_ENTRY_BYTES
+            + sys.getsizeof(side)
+            + len(side) * _SIDE_NUMBER_BYTES
+            + sum(len(v) for v in side.values()) * _SIDE_ENTRY_BYTES
+        )
 
     @property
     def compaction_pending(self) -> bool:
         return self._pending is not None
 
     def base_columns(self) -> Columns:
-        """Read-only views of the current base (excluding the overlay)."""
+        """Read-only views of the current base (excluding the overlay; a number in the side
+        table has a :data:`SIDE` row)."""
         return self._state.base.columns()
 
     # ---- writes (event-loop thread)
 
     def upsert(self, number: int, entry: Entry | None) -> None:
-        """Insert/replace ``number`` (or remove it when ``entry`` is None)."""
+        """Make ``entry`` the only listing of ``number`` (or remove it when None)."""
         number = _check_number(number)
         if entry is not None:
             entry = _normalise(entry)
+        self._state.side.pop(number, None)
+        self._put_row(number, entry)
+
+    def upsert_listings(self, number: int, entries: Sequence[Entry]) -> None:
+        """Make ``entries`` (earliest-listed first) the live listings of ``number``; none
+        removes it. Several go to the side table behind a :data:`SIDE` row."""
+        if len(entries) < 2:
+            self.upsert(number, entries[0] if entries else None)
+            return
+        number = _check_number(number)
+        several = tuple(_normalise(e) for e in entries)
+        self._state.side[number] = several
+        self._put_row(number, SIDE)
+
+    def _put_row(self, number: int, entry: Entry | None) -> None:
         st = self._state
         ov = st.overlay
         base_entry = st.base.get(number)
@@ -408,12 +518,24 @@ class ListingIndex:
         recording_ids: NDArray[np.integer],
         effective_at: NDArray[np.integer],
         expires_at: NDArray[np.integer],
+        *,
+        several_per_number: bool = False,
     ) -> None:
-        """Replace the whole index (columns in any order) and clear the overlay.
+        """Replace the whole index (columns in any order) and clear the overlay; see
+        :func:`build_base` for ``several_per_number``.
 
         For 15 M rows prefer ``install_base(await asyncio.to_thread(build_base, ...))``.
         """
-        self.install_base(build_base(numbers, listing_ids, recording_ids, effective_at, expires_at))
+        self.install_base(
+            build_base(
+                numbers,
+                listing_ids,
+                recording_ids,
+                effective_at,
+                expires_at,
+                several_per_number=several_per_number,
+            )
+        )
 
     def install_base(self, base: PreparedBase) -> None:
         """Swap in a full new base with an empty overlay; abandons a pending compaction.
@@ -423,7 +545,7 @@ class ListingIndex:
         """
         self._pending = None
         self._dirty = None
-        self._state = _State(base, {}, base.n)
+        self._state = _State(base, {}, base.n, dict(base.side))
 
     # ---- compaction
 
@@ -459,8 +581,8 @@ class ListingIndex:
                 overlay[number] = e
         self._pending = None
         self._dirty = None
-        # The logical contents did not change, so neither does the count.
-        self._state = _State(new, overlay, st.count)
+        # The logical contents did not change, so neither does the count or the side table.
+        self._state = _State(new, overlay, st.count, st.side)
         return True
 
     def abort_compaction(self) -> None:
@@ -492,6 +614,14 @@ class ListingIndex:
                 self.abort_compaction()
             raise
         return self.finish_compaction(merged)
+
+
+def _first_effective(entries: tuple[Entry, ...] | None, now: float) -> Entry | None:
+    if entries is not None:
+        for e in entries:
+            if e.effective_at <= now < e.expires_at:
+                return e
+    return None
 
 
 _ROW: Final = np.dtype("V16")

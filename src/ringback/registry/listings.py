@@ -1,6 +1,9 @@
 """Listings: a court's order that callers of a number hear a warning, and its life
 (listed, effective, suspended, resumed, cleared, expired).
 
+A listing is one case of one court: a court may list a number under several cases, each
+its own listing (paying one case clears that one), and several courts may list a number.
+
 Every change writes its audit event and its outgoing event (the outbox) in the same
 transaction as the change.
 """
@@ -14,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from ringback.registry import audit
-from ringback.registry.common import Conflict, NotFound, Principal, jsonable
+from ringback.registry.common import Ambiguous, Conflict, NotFound, Principal, jsonable
 from ringback.registry.outbox import enqueue_event
 
 COLUMNS = (
@@ -43,14 +46,19 @@ def listing_event(
 
 
 async def _lock_open(
-    conn: asyncpg.Connection, court_id: uuid.UUID, number: int
-) -> asyncpg.Record | None:
-    """The court's open (active or suspended) listing of `number`, locked for update."""
-    return await conn.fetchrow(
-        f"SELECT {COLUMNS} FROM listings WHERE court_id = $1 AND number = $2 "
-        "AND status IN ('active', 'suspended') FOR UPDATE",
-        court_id,
-        number,
+    conn: asyncpg.Connection, court_id: uuid.UUID, number: int, case_ref: str | None
+) -> list[asyncpg.Record]:
+    """The court's open (active or suspended) listings of `number`, of one case if given
+    (then at most one), locked for update, first-listed first."""
+    return list(
+        await conn.fetch(
+            f"SELECT {COLUMNS} FROM listings WHERE court_id = $1 AND number = $2 "
+            "AND ($3::text IS NULL OR case_ref = $3) "
+            "AND status IN ('active', 'suspended') ORDER BY listed_at, id FOR UPDATE",
+            court_id,
+            number,
+            case_ref,
+        )
     )
 
 
@@ -71,7 +79,8 @@ class Listings:
         effective_reason: str | None = None,
         default_effective_at: datetime | None = None,
     ) -> dict[str, Any]:
-        """List `number` for the court, or update the court's open listing of it.
+        """List `number` for the court under `case_ref`, or update the court's open listing
+        of it for that case (another case of the same court is another listing).
 
         A new listing becomes effective at `effective_at` (default: `default_effective_at`,
         else now); an update keeps the listing's effective_at unless one is given.
@@ -92,7 +101,7 @@ class Listings:
                     default_effective_at,
                 )
             except asyncpg.UniqueViolationError:
-                # Two first listings of one number by one court raced; the loser updates.
+                # Two first listings of one case's number raced; the loser updates.
                 if attempt:
                     raise Conflict("the listing changed concurrently; try again") from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -116,7 +125,8 @@ class Listings:
                 )
                 if owner is None or owner["court_id"] not in (None, court_id):
                     raise NotFound(f"no recording {recording_id} of this court")
-            before = await _lock_open(conn, court_id, number)
+            opened = await _lock_open(conn, court_id, number, case_ref)
+            before = opened[0] if opened else None
             if before is None:
                 after = await conn.fetchrow(
                     "INSERT INTO listings (number, court_id, case_ref, recording_id, "
@@ -135,13 +145,12 @@ class Listings:
                 action = "listing.create"
             else:
                 after = await conn.fetchrow(
-                    "UPDATE listings SET case_ref = $2, recording_id = $3, "
-                    "effective_at = coalesce($4, effective_at), expires_at = $5, "
-                    "effective_reason = CASE WHEN $4::timestamptz IS NULL THEN effective_reason "
-                    "ELSE $6 END, "
+                    "UPDATE listings SET recording_id = $2, "
+                    "effective_at = coalesce($3, effective_at), expires_at = $4, "
+                    "effective_reason = CASE WHEN $3::timestamptz IS NULL THEN effective_reason "
+                    "ELSE $5 END, "
                     f"updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",
                     before["id"],
-                    case_ref,
                     recording_id,
                     effective_at,
                     expires_at,
@@ -170,17 +179,28 @@ class Listings:
         who: Principal,
         *,
         reason: str = "",
+        case_ref: str | None = None,
     ) -> asyncpg.Record:
-        """Clear, suspend or resume the court's open listing of `number`."""
+        """Clear, suspend or resume the court's open listing of `number` (of `case_ref`).
+
+        `NotFound` if there is none; `Ambiguous` if no case is given and the court lists
+        the number under several; `Conflict` if the listing cannot make that change.
+        """
         allowed_from = {
             "cleared": ("active", "suspended"),
             "suspended": ("active",),
             "active": ("suspended",),
         }[new_status]
         async with self.pool.acquire() as conn, conn.transaction():
-            before = await _lock_open(conn, court_id, number)
-            if before is None:
+            opened = await _lock_open(conn, court_id, number, case_ref)
+            if not opened:
                 raise NotFound("the court has no open listing of this number")
+            if len(opened) > 1:
+                raise Ambiguous(
+                    f"the court lists this number under {len(opened)} cases; give case_ref",
+                    [r["case_ref"] for r in opened],
+                )
+            before = opened[0]
             if before["status"] not in allowed_from:
                 raise Conflict(f"listing is {before['status']}; cannot become {new_status}")
             after = await conn.fetchrow(
@@ -224,7 +244,7 @@ class Listings:
         """Courts with an open (active or suspended) listing of `number`, first-listed first."""
         rows = await self.pool.fetch(
             "SELECT court_id FROM listings WHERE number = $1 AND status IN ('active', "
-            "'suspended') ORDER BY listed_at, id",
+            "'suspended') GROUP BY court_id ORDER BY min(listed_at), min(id)",
             number,
         )
         return [r["court_id"] for r in rows]

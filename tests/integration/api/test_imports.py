@@ -181,7 +181,7 @@ async def test_a_bad_row_in_the_middle_rejects_the_file_and_changes_nothing(api:
         (7, "+8613900000005,c,2099-01-01T00:00:00Z", "more than 365 days"),
         (8, "+8613900000006,c", "2 fields, the header has 3"),
         (9, "10086,c,{exp}", "too short"),
-        (10, "+8613900000000,c,{exp}", "already on line 2"),
+        (10, "+8613900000000,(2026) Jing 0105 Zhi 0,{exp}", "already on line 2"),
     ],
 )
 async def test_each_kind_of_bad_row_is_named_with_its_line(
@@ -243,16 +243,16 @@ async def test_reimport_updates_open_listings_and_courts_are_scoped(api: Api) ->
     assert status == 201
     later = _expiry(60)
     text = "number,case_ref,expires_at\n" + "".join(
-        f"+86139{i:08d},renewed {i},{later}\n" for i in range(20, 40)
+        f"+86139{i:08d},(2026) Jing 0105 Zhi {i},{later}\n" for i in range(20, 40)
     )
     status, second = await api.post_csv(api.token_a, text)
     assert status == 201, second
     assert (second["listed"], second["updated"]) == (10, 10)
     assert await api.service.pool.fetchval("SELECT count(*) FROM listings") == 40
     renewed = await api.service.pool.fetchval(
-        "SELECT case_ref FROM listings WHERE number = 8613900000025"
+        "SELECT expires_at FROM listings WHERE number = 8613900000025"
     )
-    assert renewed == "renewed 25"
+    assert renewed > datetime.now(UTC) + timedelta(days=59)
     # Court B cannot see A's jobs; the operator can; an operator must name the court.
     status, body = await api.get(api.token_b, f"/v1/imports/{first['id']}")
     assert status == 404 and body["error"]["code"] == "not_found"
@@ -274,6 +274,32 @@ async def test_reimport_updates_open_listings_and_courts_are_scoped(api: Api) ->
     assert status == 201 and body["court_id"] == str(api.court_b["id"])
     status, body = await api.get(api.token_a, "/v1/imports/not-a-uuid")
     assert status == 404
+
+
+async def test_another_case_of_a_listed_number_is_another_listing(api: Api) -> None:
+    status, first = await api.post_csv(api.token_a, _csv(30))
+    assert status == 201, first
+    later = _expiry(60)
+    text = (
+        "number,case_ref,expires_at\n"
+        f"+8613900000025,another case,{later}\n"
+        f"+8613900000025,(2026) Jing 0105 Zhi 25,{later}\n"  # the first case: an update
+        f"+8613900000900,case one,{later}\n"
+        f"+8613900000900,case two,{later}\n"  # one number, two cases, one file
+    )
+    status, second = await api.post_csv(api.token_a, text)
+    assert status == 201, second
+    assert (second["listed"], second["updated"]) == (3, 1)
+    rows = await api.service.pool.fetch(
+        "SELECT number, case_ref FROM listings WHERE number IN (8613900000025, 8613900000900) "
+        "AND status = 'active' ORDER BY number, id"
+    )
+    assert [tuple(r) for r in rows] == [
+        (8613900000025, "(2026) Jing 0105 Zhi 25"),
+        (8613900000025, "another case"),
+        (8613900000900, "case one"),
+        (8613900000900, "case two"),
+    ]
 
 
 async def test_respond_async_returns_202_and_the_job_shows_progress(api: Api) -> None:

@@ -194,6 +194,45 @@ async def test_put_again_updates_and_keeps_effective_at(api: Api, operator: str)
     )
 
 
+async def test_a_second_case_at_the_same_court_is_a_second_listing(
+    api: Api, operator: str, service: Service
+) -> None:
+    court = await api.court(operator, "Two Cases Court")
+    token = court["token"]
+    path = f"/v1/listings/+{N1}"
+    first = await api.put(path, token, listing("C-1"))
+    second = await api.put(path, token, listing("C-2"))
+    assert first.status == 201 and second.status == 201, second.body
+    assert second.body["id"] != first.body["id"] and second.body["case_ref"] == "C-2"
+    again = await api.put(path, token, {"case_ref": "C-2", "expires_at": days(60)})
+    assert again.status == 200 and again.body["id"] == second.body["id"]  # same case: update
+    got = await api.get(path, token)
+    assert {i["case_ref"]: i["id"] for i in got.body["items"]} == {
+        "C-1": first.body["id"],
+        "C-2": second.body["id"],
+    }
+
+    def heard() -> int | None:
+        entry = service.index.lookup(N1, time.time())
+        return None if entry is None else entry.listing_id
+
+    assert await until(lambda: heard() == first.body["id"])  # the first-listed case
+    r = await api.post(path + "/suspend", token, {"reason": "appeal"})
+    assert r.status == 409 and r.code == "ambiguous", r.body
+    assert "'C-1'" in r.body["error"]["message"] and "'C-2'" in r.body["error"]["message"]
+    r = await api.post(path + "/suspend", token, {"reason": "appeal", "case_ref": "C-9"})
+    assert r.status == 404 and r.code == "not_found"
+    r = await api.post(path + "/suspend", token, {"reason": "appeal", "case_ref": "C-1"})
+    assert r.status == 200 and r.body["id"] == first.body["id"]
+    assert await until(lambda: heard() == second.body["id"])
+    r = await api.post(path + "/clear", token, {"reason": "paid", "case_ref": "C-2"})
+    assert r.status == 200 and r.body["id"] == second.body["id"]
+    assert await until(lambda: heard() is None)
+    r = await api.post(path + "/resume", token)  # one open listing left: no case_ref needed
+    assert r.status == 200 and r.body["id"] == first.body["id"]
+    assert await until(lambda: heard() == first.body["id"])
+
+
 async def test_suspend_resume_clear(api: Api, operator: str, service: Service) -> None:
     court = await api.court(operator, "Status Court")
     token = court["token"]

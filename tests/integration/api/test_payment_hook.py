@@ -111,6 +111,40 @@ async def test_payment_clears_every_listing_of_the_case_and_the_sip_path_stops_a
     assert str(stored["amount"]) == "12345.67" and stored["currency"] == "CNY"
 
 
+async def test_paying_one_case_leaves_the_same_courts_other_case_of_the_number_warned(
+    api: Api, operator: str, service: Service
+) -> None:
+    court = await api.court(operator, "Two Cases Pay Court")
+    await _list(api, court, N1)
+    await _list(api, court, N1, case_ref="SECOND CASE")  # a second listing, not an update
+    got = await api.get(f"/v1/listings/+{N1}", court["token"])
+    ids = {i["case_ref"]: i["id"] for i in got.body["items"]}
+    assert set(ids) == {CASE, "SECOND CASE"}
+    assert await until(
+        lambda: (
+            (e := service.index.lookup(N1, time.time())) is not None and e.listing_id == ids[CASE]
+        )
+    )
+
+    r = await api.hook(court["webhook_secret"], payment(court))
+    assert r.status == 200, r.body
+    assert r.body["cleared"] == [f"+{N1}"] and r.body["cleared_listing_ids"] == [ids[CASE]]
+    # The other case is still owed: still warned, now for (and credited to) that listing.
+    assert await until(
+        lambda: (
+            (e := service.index.lookup(N1, time.time())) is not None
+            and e.listing_id == ids["SECOND CASE"]
+        )
+    )
+    assert await _sip_warning_header(service, N1) == "skipped; reason=listed_no_sdp"
+
+    r = await api.hook(court["webhook_secret"], payment(court, "pay-0002", case_ref="SECOND CASE"))
+    assert r.status == 200, r.body
+    assert r.body["cleared_listing_ids"] == [ids["SECOND CASE"]]
+    assert await until(lambda: not announced(service, N1))
+    assert await _sip_warning_header(service, N1) is None
+
+
 async def test_replay_returns_the_first_result_and_changes_nothing(
     api: Api, operator: str, service: Service
 ) -> None:

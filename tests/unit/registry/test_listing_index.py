@@ -404,6 +404,145 @@ def test_behaves_like_dict(ops: list[tuple[str, object, object]], threshold: int
     assert_matches(idx, model, list(range(-1, 42)))
 
 
+# ---------------------------------------------------------------- several listings
+
+A_NOW = Entry(11, 1, 100, 200)  # court A: effective now, expires at 200
+B_LATER = Entry(12, 2, 150, 400)  # court B: in its notice period until 150
+C_NOW = Entry(13, 3, 0, 300)
+
+
+def first_effective(entries: Sequence[Entry], now: float) -> Entry | None:
+    return next((e for e in entries if e.effective_at <= now < e.expires_at), None)
+
+
+def test_several_listings_chosen_by_time_earliest_listed_first() -> None:
+    built = ListingIndex()
+    built.replace_all(
+        np.array([7, 5, 7, 9, 7]),
+        np.array([11, 1, 12, 2, 13]),
+        np.array([1, 0, 2, 0, 3]),
+        np.array([100, 0, 150, 0, 0]),
+        np.array([200, 9, 400, 9, 300]),
+        several_per_number=True,
+    )
+    upserted = ListingIndex()
+    upserted.upsert_listings(7, [A_NOW, B_LATER, C_NOW])
+    upserted.upsert(5, Entry(1, 0, 0, 9))
+    upserted.upsert_listings(9, [Entry(2, 0, 0, 9)])
+    for idx in (built, upserted):
+        assert len(idx) == 3 and idx.side_size == 1
+        assert idx.entries(7) == (A_NOW, B_LATER, C_NOW)  # in input order
+        assert idx.get(7) == A_NOW
+        assert idx.entries(5) == (Entry(1, 0, 0, 9),) and idx.entries(6) == ()
+        assert idx.lookup(7, 50) == C_NOW  # A and B not yet effective
+        assert idx.lookup(7, 100) == A_NOW  # A listed before C
+        assert idx.lookup(7, 199) == A_NOW
+        assert idx.lookup(7, 200) == B_LATER  # A expired: B, listed before C
+        assert idx.lookup(7, 400) is None
+        assert idx.lookup(5, 5) == Entry(1, 0, 0, 9)
+    assert int(built.base_columns()[0].size) == 3  # one row per number
+
+
+def test_several_listings_come_and_go() -> None:
+    idx = make_index({7: E1, 8: E2})
+    idx.upsert_listings(7, [A_NOW, B_LATER])
+    assert idx.side_size == 1 and len(idx) == 2
+    assert idx.lookup(7, 250) == B_LATER
+    idx.compact()  # the SIDE row is merged into the base; the side table stays
+    assert idx.overlay_size == 0 and idx.side_size == 1
+    assert idx.lookup(7, 250) == B_LATER and idx.lookup(7, 120) == A_NOW
+    idx.upsert_listings(7, [B_LATER])  # A cleared
+    assert idx.side_size == 0 and idx.entries(7) == (B_LATER,)
+    assert idx.lookup(7, 120) is None  # B is still in its notice period
+    idx.upsert_listings(8, [C_NOW, A_NOW])
+    idx.upsert(8, E3)  # a single entry replaces every listing of the number
+    assert idx.side_size == 0 and idx.entries(8) == (E3,)
+    idx.upsert_listings(8, [A_NOW, C_NOW])
+    idx.upsert_listings(8, [])
+    assert idx.side_size == 0 and idx.get(8) is None and len(idx) == 1
+    idx.upsert_listings(9, [A_NOW, C_NOW])
+    idx.replace_all(np.array([1]), np.array([1]), np.array([0]), np.array([0]), np.array([9]))
+    assert idx.side_size == 0 and idx.get(9) is None
+    with pytest.raises(ValueError, match="listing_id"):
+        idx.upsert_listings(9, [A_NOW, Entry(2**32, 0, 0, 1)])
+
+
+def test_side_table_keeps_about_24_bytes_per_number() -> None:
+    n = 100_000
+    nums = np.repeat(np.arange(n) * 7, 1 + (np.arange(n) % 1000 == 0))  # 0.1 % have two
+    idx = ListingIndex()
+    m = nums.size
+    idx.replace_all(
+        nums,
+        np.arange(m),
+        np.zeros(m, np.int64),
+        np.zeros(m, np.int64),
+        np.ones(m, np.int64),
+        several_per_number=True,
+    )
+    assert len(idx) == n and idx.side_size == 100
+    assert 24 * n <= idx.nbytes <= 25 * n + 4096 + 100 * 500
+
+
+SEVERAL_OPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("put"),
+            st.integers(0, 20),
+            st.lists(
+                st.tuples(
+                    st.integers(1, 3), st.integers(0, 2), st.integers(0, 3), st.integers(0, 3)
+                ),
+                max_size=3,
+            ),
+        ),
+        st.tuples(st.just("compact"), st.none(), st.none()),
+        st.tuples(st.just("begin"), st.none(), st.none()),
+        st.tuples(st.just("finish"), st.none(), st.none()),
+        st.tuples(st.just("reload"), st.none(), st.none()),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(SEVERAL_OPS, st.integers(1, 8))
+def test_several_listings_behave_like_a_dict_of_tuples(
+    ops: list[tuple[str, object, object]], threshold: int
+) -> None:
+    idx = ListingIndex(compact_threshold=threshold)
+    model: dict[int, tuple[Entry, ...]] = {}
+    ticket = None
+    for op, a, b in ops:
+        if op == "put":
+            assert isinstance(a, int) and isinstance(b, list)
+            entries = tuple(Entry(*t) for t in b)
+            idx.upsert_listings(a, entries)
+            if entries:
+                model[a] = entries
+            else:
+                model.pop(a, None)
+        elif op == "compact" and not idx.compaction_pending:
+            idx.compact()
+        elif op == "begin" and not idx.compaction_pending:
+            ticket = idx.begin_compaction()
+        elif op == "finish" and ticket is not None:
+            idx.finish_compaction(idx.merged_arrays(ticket))
+            ticket = None
+        elif op == "reload":  # a full load of the model, rows in listing order
+            ticket = None
+            rows = [(n, *e) for n, es in sorted(model.items()) for e in es]
+            cols = np.array(rows, dtype=np.int64).reshape(-1, 5).T
+            idx.replace_all(*cols, several_per_number=True)
+        assert len(idx) == len(model)
+    assert idx.side_size == sum(len(es) > 1 for es in model.values())
+    for n in range(-1, 22):
+        want = model.get(n, ())
+        assert idx.entries(n) == want, n
+        for now in (0, 1, 2, 3, 4):
+            assert idx.lookup(n, now) == first_effective(want, now), (n, now)
+
+
 # ---------------------------------------------------------------- COPY decoder
 
 SIG = b"PGCOPY\n\xff\r\n\x00"
