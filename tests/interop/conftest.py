@@ -145,7 +145,7 @@ def chirp(seconds: float) -> bytes:
     return (0.4 * np.sin(2 * np.pi * (400 + 400 * t) * t) * 32767).astype("<i2").tobytes()
 
 
-async def _seed(dsn: str, pcm: bytes) -> None:
+async def _seed(dsn: str, pcm: bytes, numbers: tuple[str, ...] = (LISTED,)) -> None:
     pool = await create_pool(dsn, min_size=1, max_size=2)
     try:
         store = Store(pool)
@@ -154,15 +154,16 @@ async def _seed(dsn: str, pcm: bytes) -> None:
         court, _, _ = await store.courts.create("Interop Court", who)
         recording = await store.recordings.add(court["id"], "chirp", pcm, who)
         now = datetime.now(UTC)
-        await store.listings.put(
-            court["id"],
-            int(LISTED[1:]),
-            "INTEROP-1",
-            now + timedelta(days=1),
-            who,
-            effective_at=now - timedelta(minutes=1),
-            recording_id=recording["id"],
-        )
+        for i, number in enumerate(numbers, 1):
+            await store.listings.put(
+                court["id"],
+                int(number[1:]),
+                f"INTEROP-{i}",
+                now + timedelta(days=1),
+                who,
+                effective_at=now - timedelta(minutes=1),
+                recording_id=recording["id"],
+            )
     finally:
         await pool.close()
 
@@ -271,7 +272,7 @@ async def lab_target(
 ) -> LabTarget:
     """`ringback serve` in lab mode, as `ringback demo` runs it: no switch; LISTED plays a
     2 s warning, then the lab callee (or a softphone registered as LAB_USER) takes the call."""
-    await _seed(database, court_audio)
+    await _seed(database, court_audio, (LISTED, LAB_USER))
     sip_port, http_port = await _start_ringback(
         processes,
         interop_dir,
