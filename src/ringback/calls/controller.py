@@ -11,6 +11,10 @@ Nothing here touches a socket, a clock or the event loop. The shell feeds
 :meth:`~CallController.receive` and :meth:`~CallController.poll`, sends
 :meth:`~CallController.take_outgoing`, carries out :meth:`~CallController.take_effects`,
 and wakes at :meth:`~CallController.next_deadline`.
+
+One piece (about 600 lines) on purpose: it is where every request is dispatched and every
+fail-open rule is applied, so a reader sees all of them together; the parts with their own
+state live beside it (decision, redirect, dialog, registrar, media).
 """
 
 from __future__ import annotations
@@ -27,14 +31,13 @@ from ringback.calls.decision import (
 )
 from ringback.calls.dialog import UasDialog
 from ringback.calls.effects import LAB_TONE, Address, Effect, StartWarning, StopWarning
+from ringback.calls.media import caller_of, media_plan
 from ringback.calls.metrics import SipMetrics
 from ringback.calls.redirect import Held, redirect_headers
 from ringback.calls.registrar import Registrar
 from ringback.media.destinations import DestinationPolicy
-from ringback.media.offer_answer import NoAnswer, select
 from ringback.registry.listing_index import Entry, ListingIndex
 from ringback.registry.numbers import NumberingPlan
-from ringback.sip.body import sdp_of
 from ringback.sip.client import ClientTransactionLayer
 from ringback.sip.errors import SipParseError
 from ringback.sip.fast import top_via_value
@@ -42,7 +45,6 @@ from ringback.sip.message import Limits, parse_message
 from ringback.sip.model import Request, Response
 from ringback.sip.responses import error_response, make_response, new_tag
 from ringback.sip.transaction import AckTimeout, ServerTransactionLayer, TxKey, TxState
-from ringback.sip.uri import parse_name_addr
 
 ALLOW = "INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK"
 SUPPORTED = "100rel"
@@ -281,22 +283,10 @@ class CallController:
             return "draining"
         if len(self.held) >= self.max_warnings:
             return "capacity"
-        offer = sdp_of(invite.headers.get("Content-Type"), invite.body)
-        if offer is None:
-            return "no_sdp"
-        media = select(offer)
-        if isinstance(media, NoAnswer):
-            return media.reason
-        # Media safety: RTP goes only where the policy allows — the offer's address, or
-        # the INVITE's source (where symmetric RTP would latch), in that order.
-        port = media.remote_addr[1]
-        destinations = tuple(
-            dict.fromkeys(
-                a for a in (media.remote_addr, (source[0], port)) if self.destinations.allows(*a)
-            )
-        )
-        if not destinations:
-            return "media_destination_refused"
+        plan = media_plan(invite, source, self.destinations)
+        if isinstance(plan, str):
+            return plan
+        media, destinations = plan
         assert decision.entry is not None
         key = layer.key_of(invite)
         requires = invite.headers.get_all("Require")
@@ -307,7 +297,7 @@ class CallController:
             new_tag(),
             any(v.lower() == "100rel" for v in requires),
         )
-        caller = _caller(invite) if self.keep_caller else None
+        caller = caller_of(invite) if self.keep_caller else None
         self._effects.append(StartWarning(key, decision.entry, media, destinations, caller))
         return None
 
@@ -343,20 +333,12 @@ class CallController:
             self.metrics.decisions.inc(LOOP_MARKED)
             self._respond(layer, invite, 404, now, transport, reason="Not Registered")
             return "lab_not_registered"
-        offer = sdp_of(invite.headers.get("Content-Type"), invite.body)
-        media = select(offer) if offer is not None else None
-        port = 0 if media is None or isinstance(media, NoAnswer) else media.remote_addr[1]
-        destinations = tuple(
-            dict.fromkeys(
-                a
-                for a in (() if port == 0 else (media.remote_addr, (source[0], port)))  # type: ignore[union-attr]
-                if self.destinations.allows(*a)
-            )
-        )
-        if media is None or isinstance(media, NoAnswer) or not destinations:
+        plan = media_plan(invite, source, self.destinations)
+        if isinstance(plan, str):
             self.metrics.decisions.inc("lab_no_media")
             self._respond(layer, invite, 488, now, transport)
             return "lab_no_media"
+        media, destinations = plan
         key = layer.key_of(invite)
         self.held[key] = Held(invite, transport, invite.uri, new_tag(), False, purpose=LAB_TONE)
         entry = Entry(0, 0, 0, 0)
@@ -642,14 +624,3 @@ class CallController:
 
     def transactions(self) -> int:
         return sum(len(layer) for layer in self.layers.values())
-
-
-def _caller(invite: Request) -> str | None:
-    """The caller's URI (P-Asserted-Identity, else From), at most 200 characters."""
-    value = invite.headers.get("P-Asserted-Identity") or invite.headers.get("From")
-    if value is None:
-        return None
-    try:
-        return parse_name_addr(value).uri[:200]
-    except Exception:
-        return None
