@@ -196,7 +196,8 @@ async def test_demo_runs_prints_and_writes_demo_json(tmp_path: Path) -> None:
             operator = await store.tokens.authenticate(demo["operator_token"])
             court = await store.tokens.authenticate(demo["court"]["token"])
             assert operator is not None and operator.role == "operator"
-            assert court is not None and str(court.court_id) == demo["court"]["id"]
+            assert court is not None and court.court_id is not None
+            assert str(court.court_id) == demo["court"]["id"]
             assert (
                 await store.courts.webhook_secret(court.court_id) == demo["court"]["webhook_secret"]
             )

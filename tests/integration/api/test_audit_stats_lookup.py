@@ -172,7 +172,7 @@ async def test_lookup_makes_no_database_round_trip(
             raise AssertionError(f"the dip touched the database ({name})")
 
     pool = service.store.pool
-    service.store.pool = NoDatabase()  # type: ignore[assignment]
+    service.store.pool = NoDatabase()
     try:
         for _ in range(20):
             r = await api.get(f"/v1/lookup/+{N1}", switch)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -149,7 +151,7 @@ def test_format_and_parse_e164() -> None:
         {"local_max_digits": 11},
     ],
 )
-def test_numbering_plan_validation(kwargs: dict[str, str | int]) -> None:
+def test_numbering_plan_validation(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         NumberingPlan(**kwargs)
 
