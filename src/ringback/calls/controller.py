@@ -233,7 +233,8 @@ class CallController:
             if max_forwards is not None and max_forwards <= 0:
                 self._respond(layer, invite, 483, now, transport)
                 return "too_many_hops"
-            if invite.to_tag:  # a re-INVITE: we keep no dialogs, so this one is not ours
+            to = invite.headers.get("To") or ""
+            if "tag" in to.lower() and invite.to_tag:  # a re-INVITE for a dialog we lack
                 self._respond(layer, invite, 481, now, transport)
                 return "no_dialog"
             decision = self.decider.decide(invite.uri, now + self.epoch_offset)
