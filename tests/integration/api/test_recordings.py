@@ -129,6 +129,7 @@ async def api(database: str) -> AsyncIterator[Api]:
     config = load_config(None, env={})
     config.database.url = database
     config.http.port = 0
+    config.http.check_answers = True
     config.recordings.max_bytes = MAX_BYTES
     config.events.enabled = False
     service = Service(config)
