@@ -37,21 +37,21 @@ def json_object(raw: bytes, style: Refusal = BODY) -> dict[str, Any]:
     return body
 
 
-def validated(model: type[V], data: Mapping[str, Any]) -> V:
+def validated(model: type[V], data: Mapping[str, Any], context: Any = None) -> V:
     """`data` validated by `model`; refused as the model's family of endpoints refuses."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise refusal(exc, model.refusal, model.model_fields) from None
 
 
-async def body(request: web.Request, model: type[V]) -> V:
-    """The request's JSON body, validated by `model`."""
+async def body(request: web.Request, model: type[V], context: Any = None) -> V:
+    """The request's JSON body, validated by `model` (its validators get `context`)."""
     request.setdefault(USED_MODELS, {})["body"] = model
     raw = await request.read()
     style = model.refusal
     data = {} if style.empty_is_object and not raw.strip() else json_object(raw, style)
-    return validated(model, data)
+    return validated(model, data, context)
 
 
 def query(request: web.Request, model: type[V]) -> V:

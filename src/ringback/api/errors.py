@@ -78,12 +78,18 @@ def _said(error: ErrorDetails) -> str:
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return f"must be an integer, got {json.dumps(value, default=str)[:40]}"
     if kind == "string_too_short":
-        return "must not be empty" if ctx.get("min_length") == 1 else error["msg"]
+        n = ctx.get("min_length")
+        return "must not be empty" if n == 1 else f"must be at least {n} characters"
     if kind == "string_too_long":
         length = len(value) if isinstance(value, str) else "more"
         return f"must be at most {ctx['max_length']} characters, got {length}"
     if kind == "literal_error":
-        return f"must be one of {ctx['expected']}, got {value!r}"
+        expected = str(ctx["expected"]).replace("'", "").replace(" or ", ", ")
+        return f"must be one of {expected}, got {value!r}"
+    if kind == "too_short":
+        return f"must have at least {ctx['min_length']} item(s)"
+    if kind == "list_type":
+        return "must be a list"
     if kind == "uuid_parsing":
         return f"not a UUID: {value!r}"
     if kind == "uuid_type":
@@ -114,6 +120,8 @@ def refusal(exc: ValidationError, style: Refusal, allowed: Iterable[str]) -> Api
         return ApiError(404, "not_found", first["msg"])
     if first["type"] == "missing":
         return ApiError(style.status, style.missing, f"{where} is required")
+    if first["type"] == "required":  # required in this case (a validator says why)
+        return ApiError(style.status, style.missing, f"{where} {first['msg']}")
     if not where:  # the whole body (a model validator)
         return ApiError(style.status, style.invalid, _said(first))
     return ApiError(style.status, style.invalid, f"{where}: {_said(first)}")

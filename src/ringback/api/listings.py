@@ -83,7 +83,7 @@ async def put_listing(request: web.Request) -> web.Response:
     who = principal(request)
     ctx = context(request)
     number = e164_number(ctx.numbering, request.match_info["number"])
-    put = await body(request, ListingPut)
+    put = await body(request, ListingPut, {"operator": who.role == "operator"})
     court_id: uuid.UUID | None = scope_court(who, put.court_id)
     if court_id is None:
         raise ApiError(400, "missing_field", "court_id is required when an operator lists a number")

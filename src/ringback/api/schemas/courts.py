@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 from ringback.api.schemas.fields import (
     CourtBody,
@@ -31,19 +31,21 @@ class CourtTokenNew(CourtBody):
     label: OptionalText = None
 
 
-def _token_role(value: Any) -> Any:
-    if isinstance(value, str):
-        value = value.strip()
-        if value not in ("operator", "switch"):
-            raise invalid(
-                f"must be operator or switch, got {value!r} "
-                "(court tokens: POST /v1/courts/{id}/tokens)"
-            )
+def _token_role(value: str) -> str:
+    if value not in ("operator", "switch"):
+        raise invalid(
+            f"must be operator or switch, got {value!r} "
+            "(court tokens: POST /v1/courts/{id}/tokens)"
+        )
     return value
 
 
 class TokenNew(CourtBody):
-    role: Annotated[Literal["operator", "switch"], BeforeValidator(_token_role)]
+    role: Annotated[
+        Text,
+        AfterValidator(_token_role),
+        WithJsonSchema({"type": "string", "enum": ["operator", "switch"]}),
+    ]
     label: OptionalText = None
 
 

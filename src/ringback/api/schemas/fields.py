@@ -105,7 +105,19 @@ Timestamp = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 Uuid = Annotated[uuid.UUID, Strict(False)]  # from its string form
-PositiveId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def _positive(value: int) -> int:
+    if not 1 <= value <= MAX_ID:
+        raise invalid("must be a positive integer")
+    return value
+
+
+PositiveId = Annotated[
+    int,
+    AfterValidator(_positive),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_ID}),
+]
 E164 = Annotated[
     str, Field(pattern=NUMBER_PATTERN, examples=["+8613800138000"], description="E.164")
 ]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from ringback.api.schemas.fields import (
     E164,
@@ -28,8 +29,14 @@ ListingStatus = Literal["active", "suspended", "cleared", "expired"]
 
 # ------------------------------------------------------------------- requests
 class ListingPut(CourtBody):
+    """Validated with context {"operator": True} for an operator's token."""
+
     # In the order they are checked: the first refused one is the one reported.
-    court_id: Uuid | None = Field(None, description="required for an operator token; a court's own")
+    court_id: Uuid | None = Field(
+        None,
+        validate_default=True,
+        description="required for an operator token; a court's own",
+    )
     case_ref: Text
     expires_at: Timestamp = Field(description="at most listings.max_duration_days from now")
     recording_id: PositiveId | None = None
@@ -38,6 +45,13 @@ class ListingPut(CourtBody):
         description="default: now + listings.notice_period_days; earlier needs effective_reason",
     )
     effective_reason: OptionalLongText = None
+
+    @field_validator("court_id")
+    @classmethod
+    def _operator_names_the_court(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and (info.context or {}).get("operator"):
+            raise PydanticCustomError("required", "is required when an operator lists a number")
+        return value
 
 
 class Reason(CourtBody):
