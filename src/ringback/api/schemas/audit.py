@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, PlainValidator, WithJsonSchema
 
-from ringback.api.schemas.fields import E164, CourtQuery, PageLimit, Path, ReplyModel, not_found
+from ringback.api.schemas.fields import (
+    E164,
+    CourtQuery,
+    PageLimit,
+    PathParams,
+    ReplyModel,
+    not_found,
+)
 
 HEX64 = r"^[0-9a-f]{64}$"
 
@@ -40,7 +47,7 @@ class StatsQuery(CourtQuery):
     ) = Field(None, description="operator: one court (court: itself)")
 
 
-class LookupPath(Path):
+class LookupPath(PathParams):
     number: str = Field(description="the called number")
 
 

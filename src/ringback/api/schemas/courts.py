@@ -13,7 +13,7 @@ from ringback.api.schemas.fields import (
     CourtQuery,
     OptionalText,
     PageLimit,
-    Path,
+    PathParams,
     ReplyModel,
     Text,
     invalid,
@@ -56,11 +56,11 @@ class CourtPage(CourtQuery):
     cursor: str | None = Field(None, description="next_cursor of the previous page")
 
 
-class CourtPath(Path):
+class CourtPath(PathParams):
     court_id: uuid.UUID = Field(description="the court")
 
 
-class TokenPath(Path):
+class TokenPath(PathParams):
     token_id: int = Field(ge=1, description="the token's id")
 
 

@@ -13,7 +13,7 @@ from ringback.api.schemas.fields import (
     MAX_ID,
     FilterQuery,
     FormBody,
-    Path,
+    PathParams,
     ReplyModel,
     Uuid,
     bounds,
@@ -96,11 +96,11 @@ class DeliveryFilter(FilterQuery):
     limit: Annotated[int, clamp(1, 1000), bounds(1, 1000)] = Field(100, description="page size")
 
 
-class SubscriptionPath(Path):
+class SubscriptionPath(PathParams):
     id: int = Field(ge=1, description="subscription id")
 
 
-class DeliveryPath(Path):
+class DeliveryPath(PathParams):
     id: uuid.UUID = Field(description="delivery id")
 
 

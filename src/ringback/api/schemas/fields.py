@@ -179,7 +179,7 @@ class ReplyModel(BaseModel):
     suite checks every answer against its model)."""
 
 
-class Path(BaseModel):
+class PathParams(BaseModel):
     """The parameters in an operation's path (documentation only: handlers read them
     and answer 404 for one that names nothing)."""
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from ringback.api.schemas.fields import FilterQuery, Path, ReplyModel, bounds, clamp
+from ringback.api.schemas.fields import FilterQuery, PathParams, ReplyModel, bounds, clamp
 
 
 # ------------------------------------------------------------------- requests
@@ -35,7 +35,7 @@ class ImportList(FilterQuery):
     limit: Annotated[int, clamp(1, 500), bounds(1, 500)] = Field(50, description="how many")
 
 
-class ImportPath(Path):
+class ImportPath(PathParams):
     id: uuid.UUID = Field(description="import id")
 
 

@@ -15,7 +15,7 @@ from ringback.api.schemas.fields import (
     LongText,
     OptionalLongText,
     PageLimit,
-    Path,
+    PathParams,
     PositiveId,
     ReplyModel,
     Text,
@@ -75,7 +75,7 @@ class ListingSearch(CourtQuery):
     cursor: str | None = Field(None, description="next_cursor of the previous page")
 
 
-class NumberPath(Path):
+class NumberPath(PathParams):
     number: E164 = Field(description="E.164 number with '+' (URL-encode '+' as %2B if you like)")
 
 

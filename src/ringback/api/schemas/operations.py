@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from ringback.api.schemas.fields import Path, ReplyModel
+from ringback.api.schemas.fields import PathParams, ReplyModel
 
 
 class Health(ReplyModel):
@@ -30,5 +30,5 @@ class Readiness(ReplyModel):
     index: IndexState
 
 
-class AssetPath(Path):
+class AssetPath(PathParams):
     name: str = Field(description="a file of the docs page")

@@ -12,7 +12,7 @@ from ringback.api.schemas.fields import (
     MAX_ID,
     FilterQuery,
     FormBody,
-    Path,
+    PathParams,
     ReplyModel,
     Uuid,
     bounds,
@@ -74,11 +74,11 @@ class DefaultRecording(FormBody):
     ] = Field(description="null: the shipped default")
 
 
-class RecordingPath(Path):
+class RecordingPath(PathParams):
     id: int = Field(ge=1, description="recording id")
 
 
-class AudioPath(Path):
+class AudioPath(PathParams):
     id: str = Field(pattern=r"^([1-9][0-9]*|default)$", description="recording id, or default")
 
 
