@@ -7,10 +7,11 @@ import asyncio
 import contextlib
 import logging
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+
+from tqdm import tqdm
 
 from ringback.config import Config, ConfigError, load_config
 from ringback.demo import run_demo
@@ -119,31 +120,33 @@ async def _audit_verify(config: Config) -> int:
 
 
 class _ProgressBar:
-    """A progress bar on stderr: redrawn in place on a terminal, a line a second otherwise."""
+    """The import's progress on stderr (tqdm): the share of the file read, rows so far, and
+    the stage; redrawn in place on a terminal, about once a second otherwise."""
 
     def __init__(self, label: str) -> None:
-        self.label = label
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-        self.started = time.monotonic()
+        self.bar = tqdm(
+            desc=label,
+            total=1,
+            file=sys.stderr,
+            ascii=" #",
+            bar_format="{desc} [{bar:30}] {percentage:3.0f}%{postfix} ({elapsed})",
+            mininterval=0.1 if sys.stderr.isatty() else 1.0,
+        )
 
     def __call__(self, stage: str, rows: int, done: int, total: int) -> None:
-        now = time.monotonic()
-        if stage not in ("done", "loading") and now - self.last < (0.1 if self.tty else 1.0):
-            return
-        self.last = now
-        fraction = done / total if total else 1.0
-        width = 30
-        filled = int(width * fraction)
-        bar = "#" * filled + "-" * (width - filled)
-        text = (
-            f"{self.label} [{bar}] {fraction:4.0%} {rows:,} rows {stage} "
-            f"({now - self.started:.1f} s)"
-        )
-        if self.tty:
-            print("\r" + text, end="\n" if stage == "done" else "", file=sys.stderr, flush=True)
-        else:
-            print(text, file=sys.stderr, flush=True)
+        if total <= 0:  # an empty file is all read
+            done = total = 1
+        self.bar.total = total
+        self.bar.set_postfix_str(f"{rows:,} rows {stage}", refresh=False)
+        self.bar.update(done - self.bar.n)
+        if stage in ("loading", "done"):
+            self.bar.refresh()
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
 
 
 async def _import(config: Config, file: str, court: str | None, reason: str | None) -> int:
@@ -165,17 +168,18 @@ async def _import(config: Config, file: str, court: str | None, reason: str | No
             court_id = found
         job_id = await store.imports.create_job(court_id, CLI, path.name)
         try:
-            job = await store.imports.run(
-                job_id,
-                court_id,
-                CLI,
-                path,
-                config.import_options(reason),
-                filename=path.name,
-                progress=_ProgressBar(path.name),
-            )
+            with _ProgressBar(path.name) as progress:
+                job = await store.imports.run(
+                    job_id,
+                    court_id,
+                    CLI,
+                    path,
+                    config.import_options(reason),
+                    filename=path.name,
+                    progress=progress,
+                )
         except ImportRejected as exc:
-            print(f"\nringback: {path.name}: {exc.message} (nothing was imported)", file=sys.stderr)
+            print(f"ringback: {path.name}: {exc.message} (nothing was imported)", file=sys.stderr)
             return 1
     print(
         f"imported {path.name}: {job['rows_total']} rows, {job['listed']} listed, "

@@ -49,6 +49,7 @@ class SipConfig:
 class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    check_answers: bool = False  # hold every answer to /openapi.json (tests)
 
 
 @dataclass

@@ -86,7 +86,9 @@ class Service:
         self._register_metrics()
         await self._start_sip()
         self.http_runner = await start_http(
-            build_app(self._api_context()), self.config.http.host, self.config.http.port
+            build_app(self._api_context(), check_answers=self.config.http.check_answers),
+            self.config.http.host,
+            self.config.http.port,
         )
         stack.push_async_callback(self.http_runner.cleanup)
         self.http_port = await bound_port(self.http_runner)

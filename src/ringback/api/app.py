@@ -20,6 +20,9 @@ from ringback.api import (
 )
 from ringback.api.context import CONTEXT, ApiContext, context
 from ringback.api.errors import json_errors
+from ringback.api.routes import Reply, Routes
+from ringback.api.routes import check_answers as check_answers_middleware
+from ringback.api.schemas.operations import Health, Readiness
 
 ROUTES = (courts, listings, hooks, audit, lookup, openapi, recordings, imports, events)
 
@@ -62,12 +65,39 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
-def build_app(ctx: ApiContext) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=1024**2)
+def build_app(ctx: ApiContext, *, check_answers: bool = False) -> web.Application:
+    """The application; `check_answers` holds every answer to the description (tests)."""
+    middlewares = [check_answers_middleware, json_errors] if check_answers else [json_errors]
+    app = web.Application(middlewares=middlewares, client_max_size=1024**2)
     app[CONTEXT] = ctx
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    r = Routes(app, "operations")
+    r.add(
+        "GET",
+        "/healthz",
+        healthz,
+        "Liveness",
+        replies={200: Reply("alive", Health)},
+        database=False,
+    )
+    r.add(
+        "GET",
+        "/readyz",
+        readyz,
+        "Readiness: index loaded and fresh, database reachable",
+        replies={
+            200: Reply("ready", Readiness),
+            503: Reply("not ready, with the failing checks", Readiness),
+        },
+        database=False,
+    )
+    r.add(
+        "GET",
+        "/metrics",
+        metrics,
+        "Prometheus metrics",
+        replies={200: Reply("text exposition format", {"type": "string"}, media="text/plain")},
+        database=False,
+    )
     for module in ROUTES:
         module.register(app)
     return app

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from aiohttp import web
 
-from ringback.api.auth import authenticate
-from ringback.api.common import decode_cursor, iso, known_params, page, parse_limit, scope_court
+from ringback.api.common import decode_cursor, iso, page, query, scope_court
 from ringback.api.context import context
 from ringback.api.errors import ApiError
-
-_AUDIT_PARAMS = {"limit", "cursor", "entity", "action"}
+from ringback.api.routes import COURT_OR_OPERATOR, Reply, Routes, principal
+from ringback.api.schemas.audit import AuditEvents, AuditQuery, Stats, StatsQuery
+from ringback.api.schemas.fields import PAGE_DEFAULT
 
 
 def audit_json(row: Any) -> dict[str, Any]:
@@ -32,30 +31,24 @@ def audit_json(row: Any) -> dict[str, Any]:
 
 async def list_audit(request: web.Request) -> web.Response:
     """Oldest first; a court sees only events about its own data."""
-    who = await authenticate(request, "operator", "court")
-    known_params(request, _AUDIT_PARAMS)
-    limit = parse_limit(request)
-    after = decode_cursor(request, "audit")
-    entity = request.query.get("entity") or None
-    action = request.query.get("action") or None
+    who = principal(request)
+    params = query(request, AuditQuery)
+    limit = params.limit or PAGE_DEFAULT
+    after = decode_cursor(params.cursor, "audit")
     court_id = who.court_id if who.role == "court" else None
     rows = await context(request).audit.page(
-        court_id=court_id, entity=entity, action=action, after_id=after, limit=limit
+        court_id=court_id,
+        entity=params.entity,
+        action=params.action,
+        after_id=after,
+        limit=limit,
     )
     items = [audit_json(r) for r in rows]
     return web.json_response(page(items, "audit", limit, rows[-1]["id"] if rows else None))
 
 
 async def stats(request: web.Request) -> web.Response:
-    who = await authenticate(request, "operator", "court")
-    known_params(request, {"court_id"})
-    requested = None
-    if request.query.get("court_id"):
-        try:
-            requested = uuid.UUID(request.query["court_id"])
-        except ValueError:
-            raise ApiError(404, "not_found", "no such court") from None
-    court_id = scope_court(who, requested)
+    court_id = scope_court(principal(request), query(request, StatsQuery).court_id)
     ctx = context(request)
     if court_id is not None and await ctx.courts.get(court_id) is None:
         raise ApiError(404, "not_found", "no such court")
@@ -64,5 +57,24 @@ async def stats(request: web.Request) -> web.Response:
 
 
 def register(app: web.Application) -> None:
-    app.router.add_get("/v1/audit", list_audit)
-    app.router.add_get("/v1/stats", stats)
+    r = Routes(app, "audit")
+    r.add(
+        "GET",
+        "/v1/audit",
+        list_audit,
+        "The audit trail, oldest first (court: its own events)",
+        roles=COURT_OR_OPERATOR,
+        query=AuditQuery,
+        replies={200: Reply("a page of events", AuditEvents)},
+        errors={400: "invalid parameter or cursor"},
+    )
+    r.add(
+        "GET",
+        "/v1/stats",
+        stats,
+        "Listings by status and announcements by outcome",
+        roles=COURT_OR_OPERATOR,
+        query=StatsQuery,
+        replies={200: Reply("counts", Stats)},
+        errors={400: "invalid parameter", 404: "no such court (or another court's)"},
+    )

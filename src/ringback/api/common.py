@@ -1,4 +1,5 @@
-"""Shared pieces of the API handlers: request bodies, validation, paging, scoping, times."""
+"""Shared pieces of the API handlers: request bodies and queries validated by their models,
+path ids, paging, scoping, multipart, times."""
 
 from __future__ import annotations
 
@@ -6,117 +7,58 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import BodyPartReader, web
+from pydantic import ValidationError
 
 from ringback.api.context import context
-from ringback.api.errors import ApiError
+from ringback.api.errors import BODY, ApiError, Refusal, refusal
+from ringback.api.routes import USED_MODELS
+from ringback.api.schemas.fields import Validated
 from ringback.registry.common import Principal
 
-MAX_LIMIT = 1000
-DEFAULT_LIMIT = 100
+V = TypeVar("V", bound=Validated)
 
 
-# ------------------------------------------------------------------ bodies and fields
-def json_object(raw: bytes) -> dict[str, Any]:
+# ---------------------------------------------------------- bodies and queries
+def json_object(raw: bytes, style: Refusal = BODY) -> dict[str, Any]:
     """`raw` as a JSON object (400 when it is not one)."""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+        status, code = style.not_json
+        raise ApiError(status, code, f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+        status, code = style.not_object
+        raise ApiError(status, code, "request body must be a JSON object")
     return body
 
 
-async def json_body(request: web.Request, allowed: Iterable[str]) -> dict[str, Any]:
-    """The request's JSON object; unknown members are refused (they are usually typos)."""
+def validated(model: type[V], data: Mapping[str, Any], context: Any = None) -> V:
+    """`data` validated by `model`; refused as the model's family of endpoints refuses."""
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise refusal(exc, model.refusal, model.model_fields) from None
+
+
+async def body(request: web.Request, model: type[V], context: Any = None) -> V:
+    """The request's JSON body, validated by `model` (its validators get `context`)."""
+    request.setdefault(USED_MODELS, {})["body"] = model
     raw = await request.read()
-    if not raw.strip():
-        return {}
-    body = json_object(raw)
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
-        raise ApiError(
-            400,
-            "unknown_field",
-            f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
-        )
-    return body
+    style = model.refusal
+    data = {} if style.empty_is_object and not raw.strip() else json_object(raw, style)
+    return validated(model, data, context)
 
 
-def invalid(field: str, message: str) -> ApiError:
-    return ApiError(400, "invalid_field", f"{field}: {message}")
-
-
-def get_str(
-    body: Mapping[str, Any], field: str, *, required: bool, max_len: int = 200
-) -> str | None:
-    value = body.get(field)
-    if value is None:
-        if required:
-            raise ApiError(400, "missing_field", f"{field} is required")
-        return None
-    if not isinstance(value, str):
-        raise invalid(field, f"must be a string, got {type(value).__name__}")
-    value = value.strip()
-    if not value:
-        if required:
-            raise invalid(field, "must not be empty")
-        return None
-    if len(value) > max_len:
-        raise invalid(field, f"must be at most {max_len} characters, got {len(value)}")
-    if any(ord(ch) < 32 for ch in value):
-        raise invalid(field, "must not contain control characters")
-    return value
-
-
-def parse_time(field: str, value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise invalid(field, "must be an RFC 3339 date-time string, e.g. 2026-07-01T00:00:00Z")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise invalid(
-            field, f"not an RFC 3339 date-time: {value!r} (e.g. 2026-07-01T00:00:00+08:00)"
-        ) from None
-    if parsed.tzinfo is None:
-        raise invalid(field, f"needs a timezone offset (Z or +08:00): {value!r}")
-    if not 2000 <= parsed.astimezone(UTC).year <= 2100:
-        raise invalid(field, f"year out of range 2000-2100: {value!r}")
-    return parsed.astimezone(UTC)
-
-
-def get_time(body: Mapping[str, Any], field: str, *, required: bool) -> datetime | None:
-    value = body.get(field)
-    if value is None:
-        if required:
-            raise ApiError(400, "missing_field", f"{field} is required")
-        return None
-    return parse_time(field, value)
-
-
-def get_int(body: Mapping[str, Any], field: str) -> int | None:
-    value = body.get(field)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(field, f"must be an integer, got {json.dumps(value)[:40]}")
-    if not 1 <= value <= 2**63 - 1:
-        raise invalid(field, "must be a positive integer")
-    return value
-
-
-def parse_uuid(field: str, value: Any) -> uuid.UUID:
-    if not isinstance(value, str):
-        raise invalid(field, "must be a UUID string")
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise invalid(field, f"not a UUID: {value!r}") from None
+def query(request: web.Request, model: type[V]) -> V:
+    """The query string, validated by `model` (a repeated parameter: its first value)."""
+    request.setdefault(USED_MODELS, {})["query"] = model
+    params = request.query
+    return validated(model, {name: params.get(name) for name in params})
 
 
 def path_uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
@@ -134,37 +76,14 @@ def path_int(request: web.Request, name: str, what: str) -> int:
     return int(text)
 
 
-def known_params(request: web.Request, allowed: set[str]) -> None:
-    """Refuse query parameters not in `allowed` (they are usually typos)."""
-    unknown = sorted(set(request.query) - allowed)
-    if unknown:
-        raise ApiError(
-            400,
-            "invalid_parameter",
-            f"unknown parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
-        )
-
-
 # ------------------------------------------------------------------------- paging
-def parse_limit(request: web.Request) -> int:
-    text = request.query.get("limit")
-    if text is None or text == "":
-        return DEFAULT_LIMIT
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
-        raise ApiError(
-            400, "invalid_parameter", f"limit: must be an integer 1-{MAX_LIMIT}, got {text!r}"
-        )
-    return int(text)
-
-
 def encode_cursor(kind: str, last_id: int) -> str:
     raw = json.dumps({"k": kind, "after": last_id}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def decode_cursor(request: web.Request, kind: str, max_value: int = 2**63) -> int:
+def decode_cursor(text: str | None, kind: str, max_value: int = 2**63) -> int:
     """The id to continue after (0: from the start). Cursors are opaque to clients."""
-    text = request.query.get("cursor")
     if not text:
         return 0
     try:

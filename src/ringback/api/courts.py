@@ -8,20 +8,34 @@ from typing import Any
 
 from aiohttp import web
 
-from ringback.api.auth import authenticate
 from ringback.api.common import (
+    body,
     decode_cursor,
     encode_cursor,
-    get_str,
     iso,
-    json_body,
-    parse_limit,
     path_int,
     path_uuid,
+    query,
     scope_court,
 )
 from ringback.api.context import context
 from ringback.api.errors import ApiError
+from ringback.api.routes import COURT_OR_OPERATOR, OPERATOR, Reply, Routes, principal
+from ringback.api.schemas.courts import (
+    Court,
+    CourtCreated,
+    CourtNew,
+    CourtPage,
+    CourtPath,
+    Courts,
+    CourtTokenNew,
+    Token,
+    TokenCreated,
+    TokenNew,
+    TokenPath,
+    Tokens,
+)
+from ringback.api.schemas.fields import PAGE_DEFAULT
 from ringback.registry.common import Conflict, NotFound
 
 ONCE = "shown once only: ringback keeps a hash of the token and cannot show it again"
@@ -49,12 +63,9 @@ def token_json(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def create_court(request: web.Request) -> web.Response:
-    who = await authenticate(request, "operator")
-    body = await json_body(request, ("name",))
-    name = get_str(body, "name", required=True)
-    assert name is not None
+    new = await body(request, CourtNew)
     try:
-        court, token, secret = await context(request).courts.create(name, who)
+        court, token, secret = await context(request).courts.create(new.name, principal(request))
     except Conflict as exc:
         raise ApiError(409, "court_exists", str(exc)) from None
     return web.json_response(
@@ -69,7 +80,7 @@ async def create_court(request: web.Request) -> web.Response:
 
 
 async def list_courts(request: web.Request) -> web.Response:
-    who = await authenticate(request, "operator", "court")
+    who = principal(request)
     courts = context(request).courts
     if who.role == "court":
         assert who.court_id is not None
@@ -77,9 +88,10 @@ async def list_courts(request: web.Request) -> web.Response:
         return web.json_response(
             {"items": [court_json(court)] if court else [], "next_cursor": None}
         )
-    limit = parse_limit(request)
+    params = query(request, CourtPage)
+    limit = params.limit or PAGE_DEFAULT
     # Court ids are UUIDs: the cursor carries the last one as a 128-bit integer.
-    after = decode_cursor(request, "court", max_value=2**128)
+    after = decode_cursor(params.cursor, "court", max_value=2**128)
     after_id = uuid.UUID(int=after) if after else None
     rows = await courts.page(after_id, limit)
     items = [court_json(r) for r in rows]
@@ -90,8 +102,7 @@ async def list_courts(request: web.Request) -> web.Response:
 
 
 async def get_court(request: web.Request) -> web.Response:
-    who = await authenticate(request, "operator", "court")
-    court_id = scope_court(who, path_uuid(request, "court_id", "court"))
+    court_id = scope_court(principal(request), path_uuid(request, "court_id", "court"))
     court = await context(request).courts.get(court_id)
     if court is None:
         raise ApiError(404, "not_found", "no such court")
@@ -99,10 +110,9 @@ async def get_court(request: web.Request) -> web.Response:
 
 
 async def create_court_token(request: web.Request) -> web.Response:
-    who = await authenticate(request, "operator", "court")
+    who = principal(request)
     court_id = scope_court(who, path_uuid(request, "court_id", "court"))
-    body = await json_body(request, ("label",))
-    label = get_str(body, "label", required=False) or ""
+    label = (await body(request, CourtTokenNew)).label or ""
     try:
         row, token = await context(request).tokens.issue("court", court_id, label, who)
     except NotFound:
@@ -111,8 +121,7 @@ async def create_court_token(request: web.Request) -> web.Response:
 
 
 async def list_court_tokens(request: web.Request) -> web.Response:
-    who = await authenticate(request, "operator", "court")
-    court_id = scope_court(who, path_uuid(request, "court_id", "court"))
+    court_id = scope_court(principal(request), path_uuid(request, "court_id", "court"))
     ctx = context(request)
     if await ctx.courts.get(court_id) is None:
         raise ApiError(404, "not_found", "no such court")
@@ -122,23 +131,15 @@ async def list_court_tokens(request: web.Request) -> web.Response:
 
 async def create_token(request: web.Request) -> web.Response:
     """Operator and switch tokens (court tokens: POST /v1/courts/{id}/tokens)."""
-    who = await authenticate(request, "operator")
-    body = await json_body(request, ("role", "label"))
-    role = get_str(body, "role", required=True)
-    if role not in ("operator", "switch"):
-        raise ApiError(
-            400,
-            "invalid_field",
-            f"role: must be operator or switch, got {role!r} "
-            "(court tokens: POST /v1/courts/{id}/tokens)",
-        )
-    label = get_str(body, "label", required=False) or ""
-    row, token = await context(request).tokens.issue(role, None, label, who)
+    new = await body(request, TokenNew)
+    row, token = await context(request).tokens.issue(
+        new.role, None, new.label or "", principal(request)
+    )
     return web.json_response({**token_json(row), "token": token, "note": ONCE}, status=201)
 
 
 async def revoke_token(request: web.Request) -> web.Response:
-    who = await authenticate(request, "operator", "court")
+    who = principal(request)
     token_id = path_int(request, "token_id", "token")
     scope = who.court_id if who.role == "court" else None
     try:
@@ -149,11 +150,78 @@ async def revoke_token(request: web.Request) -> web.Response:
 
 
 def register(app: web.Application) -> None:
-    r = app.router
-    r.add_post("/v1/courts", create_court)
-    r.add_get("/v1/courts", list_courts)
-    r.add_get("/v1/courts/{court_id}", get_court)
-    r.add_post("/v1/courts/{court_id}/tokens", create_court_token)
-    r.add_get("/v1/courts/{court_id}/tokens", list_court_tokens)
-    r.add_post("/v1/tokens", create_token)
-    r.add_delete("/v1/tokens/{token_id}", revoke_token)
+    r = Routes(app, "courts")
+    no_court = {404: "no such court (or another court's)"}
+    r.add(
+        "POST",
+        "/v1/courts",
+        create_court,
+        "Create a court with its first token and webhook secret (operator)",
+        roles=OPERATOR,
+        body=CourtNew,
+        replies={201: Reply("created; secrets are shown once", CourtCreated)},
+        errors={400: "invalid body", 409: "a court of that name exists"},
+    )
+    r.add(
+        "GET",
+        "/v1/courts",
+        list_courts,
+        "Courts (operator: all; court: itself)",
+        roles=COURT_OR_OPERATOR,
+        query=CourtPage,
+        replies={200: Reply("a page of courts", Courts)},
+        errors={400: "bad limit or cursor"},
+    )
+    r.add(
+        "GET",
+        "/v1/courts/{court_id}",
+        get_court,
+        "One court (operator, or that court)",
+        roles=COURT_OR_OPERATOR,
+        path_params=CourtPath,
+        replies={200: Reply("the court", Court)},
+        errors=no_court,
+    )
+    r = Routes(app, "tokens")
+    r.add(
+        "POST",
+        "/v1/courts/{court_id}/tokens",
+        create_court_token,
+        "Issue a court token (operator, or that court)",
+        roles=COURT_OR_OPERATOR,
+        path_params=CourtPath,
+        body=CourtTokenNew,
+        body_required=False,
+        replies={201: Reply("the token, shown once", TokenCreated)},
+        errors={400: "invalid body", **no_court},
+    )
+    r.add(
+        "GET",
+        "/v1/courts/{court_id}/tokens",
+        list_court_tokens,
+        "The court's tokens (never the tokens themselves)",
+        roles=COURT_OR_OPERATOR,
+        path_params=CourtPath,
+        replies={200: Reply("all the court's tokens", Tokens)},
+        errors=no_court,
+    )
+    r.add(
+        "POST",
+        "/v1/tokens",
+        create_token,
+        "Issue an operator or switch token (operator)",
+        roles=OPERATOR,
+        body=TokenNew,
+        replies={201: Reply("the token, shown once", TokenCreated)},
+        errors={400: "invalid body"},
+    )
+    r.add(
+        "DELETE",
+        "/v1/tokens/{token_id}",
+        revoke_token,
+        "Revoke a token (operator: any; court: its own). Idempotent.",
+        roles=COURT_OR_OPERATOR,
+        path_params=TokenPath,
+        replies={200: Reply("the revoked token", Token)},
+        errors={404: "no such token (or another court's)"},
+    )

@@ -7,28 +7,25 @@ How events are written and delivered, and what a receiver gets: `ringback.webhoo
 from __future__ import annotations
 
 import secrets
-import uuid
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-from yarl import URL
 
-from ringback.api.auth import authenticate
-from ringback.api.common import iso, path_int, path_uuid
+from ringback.api.common import body, iso, path_int, path_uuid, query
 from ringback.api.context import context
 from ringback.api.errors import ApiError
-from ringback.registry.events import DELIVERY_STATUSES
-from ringback.registry.outbox import EVENT_TYPES
-
-
-def _query_int(q: Mapping[str, str], name: str) -> int | None:
-    if name not in q:
-        return None
-    try:
-        return min(int(q[name]), 2**63 - 1)
-    except ValueError:
-        raise ApiError(400, "bad_request", f"{name} must be an integer") from None
+from ringback.api.routes import OPERATOR, Reply, Routes, principal
+from ringback.api.schemas.events import (
+    Deliveries,
+    Delivery,
+    DeliveryFilter,
+    DeliveryPath,
+    Subscription,
+    SubscriptionCreated,
+    SubscriptionNew,
+    SubscriptionPath,
+    Subscriptions,
+)
 
 
 def _subscription_json(row: Any) -> dict[str, Any]:
@@ -44,45 +41,11 @@ def _subscription_json(row: Any) -> dict[str, Any]:
 
 
 async def create_subscription(request: web.Request) -> web.Response:
-    who = await authenticate(request, "operator")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "bad_request", "body must be JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(422, "invalid", "body must be a JSON object")
-    unknown = set(body) - {"url", "event_types", "description", "secret"}
-    if unknown:
-        raise ApiError(422, "invalid", f"unknown field(s): {', '.join(sorted(unknown))}")
-    url = body.get("url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2000:
-        raise ApiError(422, "invalid", "url must be an http:// or https:// URL")
-    try:
-        parsed = URL(url)
-    except ValueError:
-        raise ApiError(422, "invalid", "url is not a valid URL") from None
-    if not parsed.host:
-        raise ApiError(422, "invalid", "url has no host")
-    types = body.get("event_types")
-    if types is not None:
-        if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
-            raise ApiError(422, "invalid", "event_types must be a non-empty list of strings")
-        bad = [t for t in types if t not in EVENT_TYPES]
-        if bad:
-            raise ApiError(
-                422,
-                "invalid",
-                f"unknown event type(s) {', '.join(bad)}; known: {', '.join(EVENT_TYPES)}",
-            )
-    description = body.get("description", "")
-    if not isinstance(description, str) or len(description) > 500:
-        raise ApiError(422, "invalid", "description must be a string of at most 500 characters")
-    secret = body.get("secret")
-    if secret is None:
-        secret = "whsec_" + secrets.token_urlsafe(32)
-    elif not isinstance(secret, str) or not 16 <= len(secret) <= 200:
-        raise ApiError(422, "invalid", "secret must be 16-200 characters")
-    row = await context(request).events.subscribe(url, secret, types, description, who)
+    new = await body(request, SubscriptionNew)
+    secret = new.secret or "whsec_" + secrets.token_urlsafe(32)
+    row = await context(request).events.subscribe(
+        new.url, secret, new.event_types, new.description, principal(request)
+    )
     return web.json_response(
         {**_subscription_json(row), "secret": secret},
         status=201,
@@ -91,15 +54,13 @@ async def create_subscription(request: web.Request) -> web.Response:
 
 
 async def list_subscriptions(request: web.Request) -> web.Response:
-    await authenticate(request, "operator")
     rows = await context(request).events.subscriptions()
     return web.json_response({"subscriptions": [_subscription_json(r) for r in rows]})
 
 
 async def delete_subscription(request: web.Request) -> web.Response:
-    who = await authenticate(request, "operator")
     sid = path_int(request, "id", "subscription")
-    row = await context(request).events.disable(sid, who)
+    row = await context(request).events.disable(sid, principal(request))
     return web.json_response(_subscription_json(row))
 
 
@@ -123,28 +84,13 @@ def _delivery_json(row: Any) -> dict[str, Any]:
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
-    await authenticate(request, "operator")
-    q = request.query
-    status = q.get("status")
-    if status is not None and status not in DELIVERY_STATUSES:
-        raise ApiError(400, "bad_request", f"status must be one of {', '.join(DELIVERY_STATUSES)}")
-    subscription_id = _query_int(q, "subscription_id")
-    event_id = _query_int(q, "event_id")
-    after = None
-    if "after" in q:  # cursor: the id of the last delivery of the previous page
-        try:
-            after = uuid.UUID(q["after"])
-        except ValueError:
-            raise ApiError(400, "bad_request", "after must be a delivery id") from None
-    try:
-        limit = min(max(int(q.get("limit", "100")), 1), 1000)
-    except ValueError:
-        raise ApiError(400, "bad_request", "limit must be an integer") from None
+    params = query(request, DeliveryFilter)
+    limit = params.limit
     rows = await context(request).events.deliveries(
-        status=status,
-        subscription_id=subscription_id,
-        event_id=event_id,
-        after=after,
+        status=params.status,
+        subscription_id=params.subscription_id,
+        event_id=params.event_id,
+        after=params.after,  # cursor: the id of the last delivery of the previous page
         limit=limit + 1,
     )
     more = len(rows) > limit
@@ -158,7 +104,6 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 
 async def get_delivery(request: web.Request) -> web.Response:
-    await authenticate(request, "operator")
     row = await context(request).events.delivery(path_uuid(request, "id", "delivery"))
     if row is None:
         raise ApiError(404, "not_found", "no such delivery")
@@ -167,16 +112,68 @@ async def get_delivery(request: web.Request) -> web.Response:
 
 async def retry_delivery(request: web.Request) -> web.Response:
     """Send a failed delivery again now (one more attempt beyond the limit)."""
-    await authenticate(request, "operator")
     row = await context(request).events.retry(path_uuid(request, "id", "delivery"))
     return web.json_response(_delivery_json(row), status=202)
 
 
 def register(app: web.Application) -> None:
-    r = app.router
-    r.add_post("/v1/events/subscriptions", create_subscription)
-    r.add_get("/v1/events/subscriptions", list_subscriptions)
-    r.add_delete("/v1/events/subscriptions/{id}", delete_subscription)
-    r.add_get("/v1/events/deliveries", list_deliveries)
-    r.add_get("/v1/events/deliveries/{id}", get_delivery)
-    r.add_post("/v1/events/deliveries/{id}/retry", retry_delivery)
+    r = Routes(app, "events")
+    delivery: dict[str, Any] = {"roles": OPERATOR, "path_params": DeliveryPath}
+    r.add(
+        "POST",
+        "/v1/events/subscriptions",
+        create_subscription,
+        "Subscribe a URL to events (operator)",
+        description="Event types: listing.created, listing.effective, listing.suspended, "
+        "listing.resumed, listing.cleared, warnings.played.hourly.",
+        roles=OPERATOR,
+        body=SubscriptionNew,
+        replies={201: Reply("the subscription, with its signing secret", SubscriptionCreated)},
+        errors={400: "not JSON", 422: "invalid subscription (URL, event types)"},
+    )
+    r.add(
+        "GET",
+        "/v1/events/subscriptions",
+        list_subscriptions,
+        "Outgoing event webhook subscriptions (operator)",
+        roles=OPERATOR,
+        replies={200: Reply("subscriptions", Subscriptions)},
+    )
+    r.add(
+        "DELETE",
+        "/v1/events/subscriptions/{id}",
+        delete_subscription,
+        "Remove a subscription (operator)",
+        roles=OPERATOR,
+        path_params=SubscriptionPath,
+        replies={200: Reply("the removed subscription", Subscription)},
+        errors={404: "no such subscription"},
+    )
+    r.add(
+        "GET",
+        "/v1/events/deliveries",
+        list_deliveries,
+        "Event deliveries and their failures (operator)",
+        roles=OPERATOR,
+        query=DeliveryFilter,
+        replies={200: Reply("deliveries, oldest first", Deliveries)},
+        errors={400: "invalid parameter"},
+    )
+    r.add(
+        "GET",
+        "/v1/events/deliveries/{id}",
+        get_delivery,
+        "One delivery with its attempts (operator)",
+        replies={200: Reply("the delivery", Delivery)},
+        errors={404: "no such delivery"},
+        **delivery,
+    )
+    r.add(
+        "POST",
+        "/v1/events/deliveries/{id}/retry",
+        retry_delivery,
+        "Deliver a failed delivery again now (operator)",
+        replies={202: Reply("the delivery, queued again", Delivery)},
+        errors={404: "no such delivery", 409: "the delivery has not failed"},
+        **delivery,
+    )

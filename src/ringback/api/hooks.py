@@ -17,19 +17,18 @@ import hmac
 import json
 import time
 import uuid
-from decimal import Decimal, InvalidOperation
-from typing import Any
 
 from aiohttp import web
 
-from ringback.api.common import get_str, json_object, parse_time
+from ringback.api.common import json_object, validated
 from ringback.api.context import context
 from ringback.api.errors import ApiError
+from ringback.api.routes import Header, Reply, Routes
+from ringback.api.schemas.payments import PaymentConfirmed, PaymentResult
 from ringback.webhooks import sign
 
 REPLAY_WINDOW_S = 300
 MAX_BODY = 64 * 1024
-FIELDS = ("court_id", "case_ref", "payment_id", "paid_at", "amount", "currency")
 
 
 def _unauthorized(code: str, message: str) -> ApiError:
@@ -68,20 +67,6 @@ def _check_headers(request: web.Request, now: float) -> tuple[str, str]:
     return timestamp, hexdigest.lower()
 
 
-def _amount(value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ApiError(400, "invalid_field", "amount: must be a number or a decimal string")
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise ApiError(400, "invalid_field", f"amount: not a decimal number: {value!r}") from None
-    if not amount.is_finite() or amount < 0 or abs(amount.adjusted()) > 15:
-        raise ApiError(400, "invalid_field", f"amount: must be a finite number >= 0: {value!r}")
-    return amount
-
-
 async def payment_confirmed(request: web.Request) -> web.Response:
     ctx = context(request)
     timestamp, digest = _check_headers(request, time.time())
@@ -111,25 +96,14 @@ async def payment_confirmed(request: web.Request) -> web.Response:
             "with the court's webhook secret",
         )
 
-    unknown = sorted(set(body) - set(FIELDS))
-    if unknown:
-        raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(unknown)}")
-    case_ref = get_str(body, "case_ref", required=True)
-    payment_id = get_str(body, "payment_id", required=True)
-    if body.get("paid_at") is None:
-        raise ApiError(400, "missing_field", "paid_at is required")
-    paid_at = parse_time("paid_at", body["paid_at"])
-    amount = _amount(body.get("amount"))
-    currency = get_str(body, "currency", required=False, max_len=3)
-    if currency is not None and not (
-        currency.isascii() and currency.isalpha() and len(currency) == 3
-    ):
-        raise ApiError(
-            400, "invalid_field", f"currency: an ISO 4217 code such as CNY, got {currency!r}"
-        )
-    assert case_ref is not None and payment_id is not None
+    payment = validated(PaymentConfirmed, body)
     result, replayed = await ctx.payments.confirm(
-        court_id, payment_id, case_ref, paid_at, amount, currency and currency.upper()
+        court_id,
+        payment.payment_id,
+        payment.case_ref,
+        payment.paid_at,
+        payment.amount,
+        payment.currency,
     )
     # Keys sorted: a replay (read back from jsonb) answers with exactly the same bytes.
     return web.Response(
@@ -140,4 +114,28 @@ async def payment_confirmed(request: web.Request) -> web.Response:
 
 
 def register(app: web.Application) -> None:
-    app.router.add_post("/v1/hooks/payment-confirmed", payment_confirmed)
+    Routes(app, "payments").add(
+        "POST",
+        "/v1/hooks/payment-confirmed",
+        payment_confirmed,
+        "A payment system confirms a payment: clear the case's listings",
+        description="Signed: X-Ringback-Signature is 'sha256=' + hex HMAC-SHA256 of "
+        "'<X-Ringback-Timestamp>.<raw body>' with the court's webhook secret; the timestamp "
+        f"must be within ±{REPLAY_WINDOW_S} s. Idempotent by (court_id, payment_id): a "
+        "replay returns the first result (Idempotent-Replayed: true).",
+        headers=(
+            Header(
+                "X-Ringback-Timestamp",
+                {"type": "string", "pattern": "^[0-9]{1,12}$"},
+                "unix seconds",
+            ),
+            Header("X-Ringback-Signature", {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"}),
+        ),
+        body=PaymentConfirmed,
+        replies={200: Reply("cleared (or the first result again)", PaymentResult)},
+        errors={
+            400: "invalid body (after a valid signature)",
+            401: "missing_signature, bad_timestamp, stale_timestamp or bad_signature",
+            413: "body too large",
+        },
+    )

@@ -22,10 +22,18 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from ringback.api.auth import authenticate
-from ringback.api.common import court_of_request, form_parts, iso, path_uuid
+from ringback.api.common import court_of_request, form_parts, iso, path_uuid, query
 from ringback.api.context import context
 from ringback.api.errors import ApiError
+from ringback.api.routes import COURT_OR_OPERATOR, Reply, Routes, principal
+from ringback.api.schemas.imports import (
+    ImportForm,
+    ImportJob,
+    ImportJobs,
+    ImportList,
+    ImportPath,
+    ImportQuery,
+)
 from ringback.registry.import_csv import ImportRejected
 
 TASKS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("import_tasks")
@@ -96,7 +104,9 @@ class _Spool:
             self.path.unlink()
 
 
-async def _receive(request: web.Request, spool: _Spool) -> tuple[str | None, dict[str, str]]:
+async def _receive(
+    request: web.Request, spool: _Spool, params: ImportQuery
+) -> tuple[str | None, dict[str, str]]:
     """Stream the CSV into `spool`; (filename, form fields)."""
     fields: dict[str, str] = {}
     if request.content_type.startswith("multipart/"):
@@ -124,24 +134,23 @@ async def _receive(request: web.Request, spool: _Spool) -> tuple[str | None, dic
         )
     async for chunk in request.content.iter_chunked(_CHUNK):
         await spool.write(chunk)
-    return request.query.get("filename"), fields
+    return params.filename, fields
 
 
 async def create_import(request: web.Request) -> web.Response:
-    who = await authenticate(request, "court", "operator")
+    who = principal(request)
     ctx = context(request)
+    params = query(request, ImportQuery)
     limit = ctx.import_rules.max_bytes
     if request.content_length is not None and request.content_length > limit + _CHUNK:
         raise ApiError(413, "too_large", f"the file is larger than {limit} bytes")
     spool = _Spool(limit)
     handed_over = False
     try:
-        filename, fields = await _receive(request, spool)
+        filename, fields = await _receive(request, spool, params)
         await spool.finish()
-        court_id = await court_of_request(
-            request, who, fields.get("court_id") or request.query.get("court_id")
-        )
-        reason = fields.get("effective_reason") or request.query.get("effective_reason")
+        court_id = await court_of_request(request, who, fields.get("court_id") or params.court_id)
+        reason = fields.get("effective_reason") or params.effective_reason
         if reason is not None and not 1 <= len(reason) <= 1000:
             raise ApiError(422, "invalid", "effective_reason must be 1-1000 characters")
         job_id = await ctx.imports.create_job(court_id, who, filename)
@@ -201,7 +210,7 @@ async def create_import(request: web.Request) -> web.Response:
 
 
 async def get_import(request: web.Request) -> web.Response:
-    who = await authenticate(request, "court", "operator")
+    who = principal(request)
     row = await context(request).imports.job(path_uuid(request, "id", "import"))
     if row is None or (who.role == "court" and row["court_id"] != who.court_id):
         raise ApiError(404, "not_found", "no such import")
@@ -209,11 +218,8 @@ async def get_import(request: web.Request) -> web.Response:
 
 
 async def list_imports(request: web.Request) -> web.Response:
-    who = await authenticate(request, "court", "operator")
-    try:
-        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
-    except ValueError:
-        raise ApiError(400, "bad_request", "limit must be an integer") from None
+    who = principal(request)
+    limit = query(request, ImportList).limit
     scope = who.court_id if who.role == "court" else None
     rows = await context(request).imports.recent(scope, limit)
     return web.json_response({"imports": [import_json(r) for r in rows]})
@@ -231,7 +237,47 @@ async def _cancel_jobs(app: web.Application) -> None:
 def register(app: web.Application) -> None:
     app[TASKS] = set()
     app.on_shutdown.append(_cancel_jobs)
-    r = app.router
-    r.add_post("/v1/imports", create_import)
-    r.add_get("/v1/imports", list_imports)
-    r.add_get("/v1/imports/{id}", get_import)
+    r = Routes(app, "imports")
+    r.add(
+        "POST",
+        "/v1/imports",
+        create_import,
+        "Bulk import of listings from CSV (number, case_ref, expires_at)",
+        description="By default the request waits for the result. With 'Prefer: "
+        "respond-async' it answers 202 at once; poll GET /v1/imports/{id}. A refused row "
+        "answers 422 with the error's line and import_id; nothing is changed.",
+        roles=COURT_OR_OPERATOR,
+        query=ImportQuery,
+        body={"text/csv": {"type": "string"}, "multipart/form-data": ImportForm},
+        replies={
+            201: Reply("the finished import job", ImportJob),
+            202: Reply("the import job, running", ImportJob),
+        },
+        errors={
+            400: "not a CSV file, or a malformed upload",
+            404: "no such court",
+            413: "too large",
+            415: "neither text/csv nor multipart/form-data",
+            422: "a bad row or header (its line and the reason), or no court_id",
+        },
+    )
+    r.add(
+        "GET",
+        "/v1/imports",
+        list_imports,
+        "Import jobs, newest first",
+        roles=COURT_OR_OPERATOR,
+        query=ImportList,
+        replies={200: Reply("import jobs", ImportJobs)},
+        errors={400: "invalid parameter"},
+    )
+    r.add(
+        "GET",
+        "/v1/imports/{id}",
+        get_import,
+        "An import job and its progress",
+        roles=COURT_OR_OPERATOR,
+        path_params=ImportPath,
+        replies={200: Reply("the job", ImportJob)},
+        errors={404: "no such import"},
+    )

@@ -17,28 +17,26 @@ from typing import Any
 
 from aiohttp import web
 
-from ringback.api.auth import authenticate
-from ringback.api.common import (
-    decode_cursor,
-    get_int,
-    get_str,
-    get_time,
-    iso,
-    json_body,
-    known_params,
-    page,
-    parse_limit,
-    parse_uuid,
-    scope_court,
-)
+from ringback.api.common import body, decode_cursor, iso, page, query, scope_court
 from ringback.api.context import context
 from ringback.api.errors import ApiError
-from ringback.registry.common import Ambiguous, Conflict, NotFound, Principal
+from ringback.api.routes import COURT_OR_OPERATOR, Reply, Routes, principal
+from ringback.api.schemas.fields import PAGE_DEFAULT
+from ringback.api.schemas.listings import (
+    Listing,
+    ListingPut,
+    Listings,
+    ListingSearch,
+    ListingsOfNumber,
+    NumberPath,
+    Reason,
+    ResumeReason,
+)
+from ringback.registry.common import Ambiguous, Conflict, NotFound
 from ringback.registry.numbers import NumberError, NumberingPlan, normalize, parse_e164
 
 # effective_at may be this far in the past (clock skew between a court's system and ours).
 PAST_TOLERANCE = timedelta(minutes=5)
-STATUSES = ("active", "suspended", "cleared", "expired")
 
 
 def listing_status(row: Mapping[str, Any], now: datetime) -> str:
@@ -84,31 +82,16 @@ def e164_number(plan: NumberingPlan, text: str) -> int:
     return number
 
 
-def _body_court(who: Principal, body: dict[str, Any]) -> uuid.UUID | None:
-    raw = body.get("court_id")
-    requested = None if raw is None else parse_uuid("court_id", raw)
-    court_id: uuid.UUID | None = scope_court(who, requested)
-    return court_id
-
-
 async def put_listing(request: web.Request) -> web.Response:
-    who = await authenticate(request, "operator", "court")
+    who = principal(request)
     ctx = context(request)
     number = e164_number(ctx.numbering, request.match_info["number"])
-    body = await json_body(
-        request,
-        ("case_ref", "expires_at", "recording_id", "effective_at", "effective_reason", "court_id"),
-    )
-    court_id = _body_court(who, body)
+    put = await body(request, ListingPut, {"operator": who.role == "operator"})
+    court_id: uuid.UUID | None = scope_court(who, put.court_id)
     if court_id is None:
         raise ApiError(400, "missing_field", "court_id is required when an operator lists a number")
-    case_ref = get_str(body, "case_ref", required=True)
-    assert case_ref is not None
-    expires_at = get_time(body, "expires_at", required=True)
-    assert expires_at is not None
-    recording_id = get_int(body, "recording_id")
-    effective_at = get_time(body, "effective_at", required=False)
-    effective_reason = get_str(body, "effective_reason", required=False, max_len=1000)
+    expires_at, recording_id = put.expires_at, put.recording_id
+    effective_at, effective_reason = put.effective_at, put.effective_reason
 
     if await ctx.courts.get(court_id) is None:
         raise ApiError(404, "not_found", "no such court")
@@ -116,7 +99,7 @@ async def put_listing(request: web.Request) -> web.Response:
         (
             r
             for r in await ctx.listings.of_number(number, court_id)
-            if r["status"] in ("active", "suspended") and r["case_ref"] == case_ref
+            if r["status"] in ("active", "suspended") and r["case_ref"] == put.case_ref
         ),
         None,
     )
@@ -159,7 +142,7 @@ async def put_listing(request: web.Request) -> web.Response:
         row = await ctx.listings.put(
             court_id,
             number,
-            case_ref,
+            put.case_ref,
             expires_at,
             who,
             effective_at=effective_at,
@@ -180,7 +163,7 @@ async def put_listing(request: web.Request) -> web.Response:
 
 
 async def get_listing(request: web.Request) -> web.Response:
-    who = await authenticate(request, "operator", "court")
+    who = principal(request)
     ctx = context(request)
     number = e164_number(ctx.numbering, request.match_info["number"])
     scope = who.court_id if who.role == "court" else None
@@ -194,15 +177,17 @@ async def get_listing(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-async def _change(request: web.Request, new_status: str, reason_required: bool) -> web.Response:
-    who = await authenticate(request, "operator", "court")
+async def _change(
+    request: web.Request, new_status: str, model: type[Reason | ResumeReason]
+) -> web.Response:
+    who = principal(request)
     ctx = context(request)
     listings = ctx.listings
     number = e164_number(ctx.numbering, request.match_info["number"])
-    body = await json_body(request, ("reason", "court_id", "case_ref"))
-    reason = get_str(body, "reason", required=reason_required, max_len=1000)
-    case_ref = get_str(body, "case_ref", required=False)
-    court_id = _body_court(who, body)
+    change = await body(request, model)
+    reason = change.reason
+    case_ref = change.case_ref
+    court_id: uuid.UUID | None = scope_court(who, change.court_id)
     if court_id is None:
         courts = await listings.open_courts(number)
         if not courts:
@@ -232,49 +217,29 @@ async def _change(request: web.Request, new_status: str, reason_required: bool) 
 
 
 async def clear_listing(request: web.Request) -> web.Response:
-    return await _change(request, "cleared", reason_required=True)
+    return await _change(request, "cleared", Reason)
 
 
 async def suspend_listing(request: web.Request) -> web.Response:
-    return await _change(request, "suspended", reason_required=True)
+    return await _change(request, "suspended", Reason)
 
 
 async def resume_listing(request: web.Request) -> web.Response:
-    return await _change(request, "active", reason_required=False)
-
-
-_SEARCH_PARAMS = {"status", "case_ref", "court_id", "number", "limit", "cursor"}
+    return await _change(request, "active", ResumeReason)
 
 
 async def search_listings(request: web.Request) -> web.Response:
-    who = await authenticate(request, "operator", "court")
-    q = request.query
-    known_params(request, _SEARCH_PARAMS)
-    status = q.get("status") or None
-    if status is not None and status not in STATUSES:
-        raise ApiError(
-            400,
-            "invalid_parameter",
-            f"status: must be one of {', '.join(STATUSES)}, got {status!r}",
-        )
-    requested = None
-    if q.get("court_id"):
-        try:
-            requested = uuid.UUID(q["court_id"])
-        except ValueError:
-            raise ApiError(
-                400, "invalid_parameter", f"court_id: not a UUID: {q['court_id']!r}"
-            ) from None
-    court_id = scope_court(who, requested)
+    who = principal(request)
+    params = query(request, ListingSearch)
+    court_id = scope_court(who, params.court_id)
     ctx = context(request)
-    number = e164_number(ctx.numbering, q["number"]) if q.get("number") else None
-    case_ref = q.get("case_ref") or None
-    limit = parse_limit(request)
-    after = decode_cursor(request, "listing")
+    number = e164_number(ctx.numbering, params.number) if params.number else None
+    limit = params.limit or PAGE_DEFAULT
+    after = decode_cursor(params.cursor, "listing")
     rows = await ctx.listings.search(
         court_id=court_id,
-        status=status,
-        case_ref=case_ref,
+        status=params.status,
+        case_ref=params.case_ref,
         number=number,
         after_id=after,
         limit=limit,
@@ -285,10 +250,80 @@ async def search_listings(request: web.Request) -> web.Response:
 
 
 def register(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/v1/listings", search_listings)
-    r.add_put("/v1/listings/{number}", put_listing)
-    r.add_get("/v1/listings/{number}", get_listing)
-    r.add_post("/v1/listings/{number}/clear", clear_listing)
-    r.add_post("/v1/listings/{number}/suspend", suspend_listing)
-    r.add_post("/v1/listings/{number}/resume", resume_listing)
+    r = Routes(app, "listings")
+    action: dict[str, Any] = {
+        "roles": COURT_OR_OPERATOR,
+        "path_params": NumberPath,
+        "replies": {200: Reply("the listing after the change", Listing)},
+        "errors": {
+            400: "invalid number, missing reason or invalid body",
+            404: "no open listing of this number (for this court)",
+            409: "wrong state for this change, or several courts list it (give court_id)",
+        },
+    }
+    r.add(
+        "GET",
+        "/v1/listings",
+        search_listings,
+        "Search listings, oldest first, with cursor paging",
+        roles=COURT_OR_OPERATOR,
+        query=ListingSearch,
+        replies={200: Reply("a page of listings", Listings)},
+        errors={400: "invalid parameter or cursor", 404: "another court's court_id"},
+    )
+    r.add(
+        "PUT",
+        "/v1/listings/{number}",
+        put_listing,
+        "List a number for a court, or update the court's open listing",
+        description="effective_at defaults to now + listings.notice_period_days; an "
+        "earlier effective_at needs effective_reason (audited). expires_at is capped "
+        "at listings.max_duration_days from now.",
+        roles=COURT_OR_OPERATOR,
+        path_params=NumberPath,
+        body=ListingPut,
+        replies={
+            201: Reply("listed", Listing),
+            200: Reply("the open listing was updated", Listing),
+        },
+        errors={
+            400: "invalid number or body, with the reason",
+            404: "no such court or recording (or another court's)",
+            409: "changed concurrently",
+        },
+    )
+    r.add(
+        "GET",
+        "/v1/listings/{number}",
+        get_listing,
+        "Listings of a number, newest first (court: its own; operator: all)",
+        roles=COURT_OR_OPERATOR,
+        path_params=NumberPath,
+        replies={200: Reply("the listings", ListingsOfNumber)},
+        errors={400: "invalid number", 404: "no listing of this number (for this court)"},
+    )
+    r.add(
+        "POST",
+        "/v1/listings/{number}/clear",
+        clear_listing,
+        "Clear a listing (reason)",
+        body=Reason,
+        **action,
+    )
+    r.add(
+        "POST",
+        "/v1/listings/{number}/suspend",
+        suspend_listing,
+        "Suspend a listing: dispute or appeal; the warning stops (reason)",
+        body=Reason,
+        **action,
+    )
+    r.add(
+        "POST",
+        "/v1/listings/{number}/resume",
+        resume_listing,
+        "Resume a suspended listing",
+        body=ResumeReason,
+        body_required=False,
+        **action,
+    )

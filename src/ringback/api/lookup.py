@@ -11,9 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ringback.api.auth import authenticate
 from ringback.api.context import context
 from ringback.api.errors import ApiError
+from ringback.api.routes import Reply, Routes
+from ringback.api.schemas.audit import Lookup, LookupPath
 from ringback.registry.numbers import NumberError, normalize
 
 AUTH_CACHE_S = 5.0
@@ -26,7 +27,6 @@ def recording_url(recording_id: int, codec: str) -> str:
 
 
 async def lookup(request: web.Request) -> web.Response:
-    await authenticate(request, "operator", "switch", cache_s=AUTH_CACHE_S)
     ctx = context(request)
     try:
         number = normalize(request.match_info["number"], ctx.numbering)
@@ -50,4 +50,17 @@ async def lookup(request: web.Request) -> web.Response:
 
 
 def register(app: web.Application) -> None:
-    app.router.add_get("/v1/lookup/{number}", lookup)
+    Routes(app, "switches").add(
+        "GET",
+        "/v1/lookup/{number}",
+        lookup,
+        "HTTP dip: is the number announced now? (operator or switch)",
+        description="Answered from the node's in-memory index (no database round trip). "
+        "Accepts E.164 or any form the SIP path normalises (national, 00-international, "
+        "tel:/sip: URIs).",
+        roles=("operator", "switch"),
+        auth_cache_s=AUTH_CACHE_S,
+        path_params=LookupPath,
+        replies={200: Reply("the decision", Lookup)},
+        errors={400: "not a number that can be normalised", 503: "the index is not loaded yet"},
+    )

@@ -21,10 +21,31 @@ from typing import Any
 import numpy as np
 from aiohttp import BodyPartReader, web
 
-from ringback.api.auth import authenticate
-from ringback.api.common import court_of_request, form_parts, iso, path_int, path_uuid
+from ringback.api.common import (
+    body,
+    court_of_request,
+    form_parts,
+    iso,
+    path_int,
+    path_uuid,
+    query,
+)
 from ringback.api.context import CONTEXT, context
 from ringback.api.errors import ApiError
+from ringback.api.routes import Reply, Routes, principal
+from ringback.api.schemas.courts import CourtPath
+from ringback.api.schemas.recordings import (
+    AudioPath,
+    AudioQuery,
+    CourtDefault,
+    DefaultRecording,
+    Recording,
+    RecordingFilter,
+    RecordingPath,
+    Recordings,
+    RecordingUpload,
+    RecordingUploaded,
+)
 from ringback.config import RecordingsConfig
 from ringback.media.g711 import alaw_encode, ulaw_encode
 from ringback.media.ingest import IngestError, IngestLimits, PreparedAudio, prepare
@@ -107,7 +128,7 @@ async def _spool(part: BodyPartReader, path: Path, limit: int) -> tuple[int, byt
 
 
 async def upload(request: web.Request) -> web.Response:
-    who = await authenticate(request, "court", "operator")
+    who = principal(request)
     ctx = context(request)
     limit = ctx.recording_rules.max_bytes
     if request.content_length is not None and request.content_length > limit + _CHUNK:
@@ -175,18 +196,9 @@ def _visible(who: Principal, court_id: uuid.UUID | None) -> bool:
 
 
 async def list_recordings(request: web.Request) -> web.Response:
-    who = await authenticate(request, "court", "operator")
-    try:
-        limit = min(max(int(request.query.get("limit", "100")), 1), 500)
-        after = min(max(int(request.query.get("after", "0")), 0), 2**63 - 1)
-    except ValueError:
-        raise ApiError(400, "bad_request", "limit and after must be integers") from None
-    court_filter: uuid.UUID | None = None
-    if "court_id" in request.query:
-        try:
-            court_filter = uuid.UUID(request.query["court_id"])
-        except ValueError:
-            raise ApiError(400, "bad_request", "court_id must be a UUID") from None
+    who = principal(request)
+    params = query(request, RecordingFilter)
+    limit, after, court_filter = params.limit, params.after, params.court_id
     page = context(request).recordings.page
     if who.role == "court":
         if court_filter is None:  # its own and the shipped ones
@@ -214,9 +226,8 @@ def _visible_or_404(who: Principal, row: Any) -> Any:
 
 
 async def get_recording(request: web.Request) -> web.Response:
-    who = await authenticate(request, "court", "operator")
     rid = path_int(request, "id", "recording")
-    row = _visible_or_404(who, await context(request).recordings.get(rid))
+    row = _visible_or_404(principal(request), await context(request).recordings.get(rid))
     return web.json_response(recording_json(row))
 
 
@@ -242,10 +253,8 @@ def wav_bytes(pcm: bytes, codec: str = "pcm") -> bytes:
 
 
 async def get_audio(request: web.Request) -> web.Response:
-    who = await authenticate(request, "court", "operator", "switch")
-    codec = request.query.get("codec", "pcm").lower()
-    if codec not in ("pcm", "pcmu", "pcma"):
-        raise ApiError(400, "bad_request", "codec must be pcm, pcmu or pcma")
+    who = principal(request)
+    codec = query(request, AudioQuery).codec
     if request.match_info["id"] == "default":  # the shipped warning (recording id 0)
         ref, pcm = "default", read_pcm8k(default_warning_path())
     else:
@@ -268,30 +277,82 @@ async def get_audio(request: web.Request) -> web.Response:
 
 
 async def set_default(request: web.Request) -> web.Response:
-    who = await authenticate(request, "court", "operator")
-    court_id = path_uuid(request, "id", "court")
+    who = principal(request)
+    court_id = path_uuid(request, "court_id", "court")
     if who.role == "court" and court_id != who.court_id:
         raise ApiError(404, "not_found", "no such court")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "bad_request", "body must be JSON") from None
-    if not isinstance(body, dict) or "recording_id" not in body:
-        raise ApiError(422, "invalid", 'body must be {"recording_id": <id or null>}')
-    rid = body["recording_id"]
-    if rid is not None and (isinstance(rid, bool) or not isinstance(rid, int)):
-        raise ApiError(422, "invalid", "recording_id must be an integer or null")
-    if rid is not None and not 0 < rid < 2**63:
-        raise ApiError(404, "not_found", "no such recording")
+    rid = (await body(request, DefaultRecording)).recording_id
     await context(request).courts.set_default_recording(court_id, rid, who)
     return web.json_response({"court_id": str(court_id), "default_recording_id": rid})
 
 
 def register(app: web.Application) -> None:
     app[DECODES] = asyncio.Semaphore(app[CONTEXT].recording_rules.max_concurrent_decodes)
-    r = app.router
-    r.add_post("/v1/recordings", upload)
-    r.add_get("/v1/recordings", list_recordings)
-    r.add_get("/v1/recordings/{id}", get_recording)
-    r.add_get("/v1/recordings/{id}/audio.wav", get_audio)
-    r.add_put("/v1/courts/{id}/default-recording", set_default)
+    r = Routes(app, "recordings")
+    mine = ("court", "operator")
+    gone = {404: "no such recording (or another court's)"}
+    r.add(
+        "POST",
+        "/v1/recordings",
+        upload,
+        "Upload a warning (multipart: file, name, court_id for operators)",
+        roles=mine,
+        body={"multipart/form-data": RecordingUpload},
+        replies={201: Reply("transcoded and stored", RecordingUploaded)},
+        errors={
+            400: "malformed upload, empty or silent file",
+            404: "no such court",
+            413: "too large",
+            415: "not an audio file ffmpeg can decode",
+            422: "too long or otherwise unusable",
+        },
+    )
+    r.add(
+        "GET",
+        "/v1/recordings",
+        list_recordings,
+        "Recordings (court: its own and the shipped ones)",
+        roles=mine,
+        query=RecordingFilter,
+        replies={200: Reply("a page of recordings", Recordings)},
+        errors={400: "invalid parameter"},
+    )
+    r.add(
+        "GET",
+        "/v1/recordings/{id}",
+        get_recording,
+        "One recording's metadata",
+        roles=mine,
+        path_params=RecordingPath,
+        replies={200: Reply("the recording", Recording)},
+        errors=gone,
+    )
+    r.add(
+        "GET",
+        "/v1/recordings/{id}/audio.wav",
+        get_audio,
+        "What callers hear, as 8 kHz WAV (pcm, pcmu or pcma)",
+        roles=("court", "operator", "switch"),
+        path_params=AudioPath,
+        query=AudioQuery,
+        replies={
+            200: Reply("WAV audio", {"type": "string"}, media="audio/wav"),
+            304: Reply("not modified (If-None-Match)"),
+        },
+        errors={400: "unknown codec", **gone},
+    )
+    r.add(
+        "PUT",
+        "/v1/courts/{court_id}/default-recording",
+        set_default,
+        "Set (or unset with null) the court's default recording",
+        roles=mine,
+        path_params=CourtPath,
+        body=DefaultRecording,
+        replies={200: Reply("the new default", CourtDefault)},
+        errors={
+            400: "not JSON",
+            404: "no such court or recording",
+            422: "invalid body",
+        },
+    )

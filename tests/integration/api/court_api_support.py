@@ -25,6 +25,7 @@ def make_config(dsn: str) -> Any:
     config = load_config(None, env={})
     config.database.url = dsn
     config.http.port = 0
+    config.http.check_answers = True  # every answer as /openapi.json documents it
     config.sip.port = 0
     config.index.heartbeat_s = 0.2
     return config

@@ -98,6 +98,7 @@ def _config(database: str, **events: Any) -> Any:
     config = load_config(None, env={})
     config.database.url = database
     config.http.port = 0
+    config.http.check_answers = True
     config.sip.port = 0
     config.index.heartbeat_s = 0.2
     e = config.events

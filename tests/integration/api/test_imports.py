@@ -71,6 +71,8 @@ async def api(database: str) -> AsyncIterator[Api]:
     config = load_config(None, env={})
     config.database.url = database
     config.http.port = 0
+    config.http.check_answers = True
+    config.sip.port = 0  # not 5060: other suites may run on this machine
     config.index.heartbeat_s = 0.2
     config.imports.batch_rows = 250  # several batches even for small files
     config.events.enabled = False

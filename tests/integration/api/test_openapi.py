@@ -54,11 +54,30 @@ async def test_openapi_describes_every_route(api: Api, service: Service) -> None
                     )
 
 
-async def test_docs_page_lists_every_path_without_external_resources(api: Api) -> None:
+async def test_docs_page_is_swagger_ui_served_by_the_service_itself(api: Api) -> None:
+    """/docs works offline: every file it references comes from this service."""
     spec = (await api.get("/openapi.json")).body
     async with api.http.get(api.base + "/docs") as r:
         assert r.status == 200 and r.content_type == "text/html"
         page = await r.text()
-    for path in spec["paths"]:
+    for path in spec["paths"]:  # the list shown without JavaScript
         assert f"<code>{path}</code>" in page
-    assert "<script" not in page and "http://" not in page and "https://" not in page
+    assert "http://" not in page and "https://" not in page
+    refs = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", page)
+    kinds = {"js": "application/javascript", "css": "text/css", "json": "application/json"}
+    assert {ref.rsplit(".", 1)[-1] for ref in refs} == set(kinds), refs
+    files = {}
+    for ref in refs:
+        assert ref.startswith("/") and not ref.startswith("//"), ref
+        async with api.http.get(api.base + ref) as r:
+            assert r.status == 200, ref
+            assert r.content_type == kinds[ref.rsplit(".", 1)[-1]], (ref, r.content_type)
+            files[ref] = await r.read()
+        assert files[ref], ref
+    assert b"SwaggerUIBundle" in files["/docs/assets/swagger-ui-bundle.js"]
+    starter = files["/docs/assets/docs.js"].decode()
+    assert 'url: "/openapi.json"' in starter and "validatorUrl: null" in starter
+    traversal = await api.get("/docs/assets/../openapi.py")
+    assert traversal.status == 404
+    missing = await api.get("/docs/assets/swagger-ui.js.map")
+    assert missing.status == 404 and missing.code == "not_found"

@@ -138,6 +138,8 @@ async def api(database: str) -> AsyncIterator[Api]:
     config = load_config(None, env={})
     config.database.url = database
     config.http.port = 0
+    config.http.check_answers = True
+    config.sip.port = 0  # not 5060: other suites may run on this machine
     config.recordings.max_bytes = MAX_BYTES
     config.events.enabled = False
     service = Service(config)

@@ -1,0 +1,106 @@
+"""Courts and API tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, WithJsonSchema
+
+from ringback.api.schemas.fields import (
+    CourtBody,
+    CourtQuery,
+    OptionalText,
+    PageLimit,
+    PathParams,
+    ReplyModel,
+    Text,
+    invalid,
+)
+
+ROLES = ("operator", "court", "switch")
+
+
+# ------------------------------------------------------------------- requests
+class CourtNew(CourtBody):
+    name: Text
+
+
+class CourtTokenNew(CourtBody):
+    label: OptionalText = None
+
+
+def _token_role(value: str) -> str:
+    if value not in ("operator", "switch"):
+        raise invalid(
+            f"must be operator or switch, got {value!r} "
+            "(court tokens: POST /v1/courts/{id}/tokens)"
+        )
+    return value
+
+
+class TokenNew(CourtBody):
+    role: Annotated[
+        Text,
+        AfterValidator(_token_role),
+        WithJsonSchema({"type": "string", "enum": ["operator", "switch"]}),
+    ]
+    label: OptionalText = None
+
+
+class CourtPage(CourtQuery):
+    # Unknown parameters are ignored here (as they always were).
+    model_config = CourtQuery.model_config | {"extra": "ignore"}
+    limit: PageLimit | None = None
+    cursor: str | None = Field(None, description="next_cursor of the previous page")
+
+
+class CourtPath(PathParams):
+    court_id: uuid.UUID = Field(description="the court")
+
+
+class TokenPath(PathParams):
+    token_id: int = Field(ge=1, description="the token's id")
+
+
+# ------------------------------------------------------------------ responses
+class Court(ReplyModel):
+    id: uuid.UUID
+    name: str
+    default_recording_id: int | None
+    created_at: datetime
+
+
+class CourtCreated(ReplyModel):
+    court: Court
+    token: str = Field(description="the court's first bearer token (shown once)")
+    webhook_secret: str = Field(
+        description="HMAC key of the payment hook for this court (shown once)"
+    )
+    note: str
+
+
+class Courts(ReplyModel):
+    items: list[Court]
+    next_cursor: str | None
+
+
+class Token(ReplyModel):
+    id: int
+    prefix: str = Field(description="first characters of the token, to recognise it")
+    role: Literal["operator", "court", "switch"]
+    court_id: uuid.UUID | None
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class TokenCreated(Token):
+    token: str = Field(description="the bearer token (shown once)")
+    note: str
+
+
+class Tokens(ReplyModel):
+    items: list[Token]
+    next_cursor: str | None
