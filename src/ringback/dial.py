@@ -252,6 +252,7 @@ def format_text(result: dict[str, Any]) -> str:
             row("PRACK", f"{attempt['pracks']} sent (reliable provisional responses)")
     answered = result["answered"]
     if answered is not None:
+        label = "answered" if answered["status"] < 300 else "final response"
         text = f"{answered['status']} {answered['reason']}"
         if answered["after_redirect"]:
             text += " after the redirect"
@@ -262,7 +263,7 @@ def format_text(result: dict[str, Any]) -> str:
                 text += f", dominant {answered['dominant_hz']:g} Hz (peaks {tones} Hz)"
             if answered["ended_by"]:
                 text += f"; hung up by {answered['ended_by']}"
-        row("answered", text)
+        row(label, text)
     elif result["final"] is not None:
         row("final response", f"{result['final']['status']} {result['final']['reason']}")
     error = result["error"]
