@@ -1,4 +1,4 @@
-"""`ringback serve | demo | migrate | court create | audit verify`."""
+"""`ringback serve | demo | migrate | court create | audit verify | dial`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from tqdm import tqdm
 
 from ringback.config import Config, ConfigError, load_config
 from ringback.demo import run_demo
+from ringback.dial import add_parser as add_dial_parser
+from ringback.dial import main as dial
 from ringback.logs import setup_logging
 from ringback.registry.audit import verify_chain
 from ringback.registry.common import Conflict, Principal
@@ -220,11 +222,14 @@ def _parser() -> argparse.ArgumentParser:
     token_create.add_argument("--label", default="", help="what the token is for")
     audit = sub.add_parser("audit", help="audit trail").add_subparsers(dest="action", required=True)
     with_config(audit.add_parser("verify", help="check the audit trail's hash chain"))
+    add_dial_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "dial":
+        return dial(args)
     try:
         config = load_config(args.config)
         if args.command == "demo":
