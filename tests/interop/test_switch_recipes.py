@@ -21,13 +21,15 @@ would cut it, and the callee would be reached too early.
 
 from __future__ import annotations
 
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 import pytest
 from harness import (
+    LOCALHOST,
     SWITCH_RECIPES,
     KamailioProcess,
     MissingBinary,
@@ -47,6 +49,7 @@ from harness import (
     require_kamailio_modules,
     resample_to_8k,
     rtp_audio,
+    rtp_stream_problems,
     start_switch_recipe,
     wait_for_log,
     write_dispatcher_list,
@@ -173,7 +176,7 @@ def assert_heard(samples: np.ndarray, reference: np.ndarray, what: str) -> None:
 # --------------------------------------------------------------------------- as shipped
 
 
-@pytest.mark.parametrize("name", ["kamailio-redirect.cfg"])
+@pytest.mark.parametrize("name", ["kamailio-redirect.cfg", "kamailio-dip.cfg"])
 def test_recipe_as_shipped_passes_kamailio_check(name: str) -> None:
     """`kamailio -c` on the file with nothing but its own defaults (the dip's token comes from
     the environment in production; here as a define)."""
@@ -372,3 +375,125 @@ def test_redirect_recipe_fails_open_when_ringback_answers_anything_but_3xx(
     (invite,) = requests_in(callee, "INVITE")
     assert invite.request_uri == target(number, switch, marked=False)
     in_log(switch, r"ringback gave 503 for .*: fail open")
+
+
+# --------------------------------------------------------------------------- (d) HTTP dip
+
+
+def test_dip_recipe_listed_number_hears_the_warning_then_reaches_the_callee(
+    uac: Uac,
+    ringback_cluster: RingbackCluster,
+    sipp_uas: Callable[..., SippServer],
+    recipe: StartRecipe,
+    court_reference: np.ndarray,
+) -> None:
+    node = ringback_cluster.start("ringback-a")
+    callee = sipp_uas("uas_answer")
+    switch = recipe(
+        "kamailio-dip.cfg",
+        dispatcher=[node],
+        callee=callee,
+        **dip_defines(node, ringback_cluster.switch_token),
+    )
+    number = ringback_cluster.listed
+    with RtpReceiver() as rtp:
+        result = uac(
+            "uac_switch_rtp",
+            (switch.host, switch.port),
+            service=number,
+            extra_args=["-key", "rtp_port", str(rtp.port)],
+            timeout=WARNING_S + 10,
+        )
+    result.assert_all_ok(1)
+    in_log(switch, rf"dip: \{number} listed")
+
+    # the 183 and the court's recording, then the callee's 200 after the warning
+    (early,) = received(result, 183)
+    assert not received(result, 302), "the switch follows the 302"
+    answer = invite_answered(result)
+    packets = rtp.packets
+    assert rtp_stream_problems(packets, 0) == []
+    assert len(packets) == int(WARNING_S / 0.020)
+    assert_heard(rtp_audio(packets), court_reference, "RTP through the dip recipe")
+    assert early.time.timestamp() - 0.01 <= packets[0].arrival
+    assert packets[-1].arrival <= answer.time.timestamp()
+
+    assert node.sip_requests("INVITE") == 1
+    got = requests_in(callee)
+    assert [m.method for m in got] == ["INVITE", "ACK", "BYE"], got
+    assert got[0].request_uri == target(number, switch, marked=True)
+    assert got[0].time.timestamp() >= packets[-1].arrival - 0.005, "callee before the warning"
+
+
+def test_dip_recipe_unlisted_number_never_reaches_ringbacks_sip_side(
+    uac: Uac,
+    ringback_cluster: RingbackCluster,
+    sipp_uas: Callable[..., SippServer],
+    recipe: StartRecipe,
+) -> None:
+    node = ringback_cluster.start("ringback-a")
+    callee = sipp_uas("uas_answer")  # the dip marks what it checked: ;rbk
+    switch = recipe(
+        "kamailio-dip.cfg",
+        dispatcher=[node],
+        callee=callee,
+        **dip_defines(node, ringback_cluster.switch_token),
+    )
+    number = ringback_cluster.unlisted
+    result = uac("uac_call_through_switch", (switch.host, switch.port), service=number)
+    result.assert_all_ok(1)
+    in_log(switch, rf"dip: \{number} unlisted")
+
+    assert setup_seconds(result) < 0.5, result.describe()
+    assert node.sip_requests("INVITE") == 0, "ringback's SIP side saw the INVITE"
+    (invite,) = requests_in(callee, "INVITE")
+    assert invite.request_uri == target(number, switch, marked=True)
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """An HTTP "server" that accepts connections and never answers: base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((LOCALHOST, free_port("tcp")))
+    sock.listen(64)
+    try:
+        yield f"http://{LOCALHOST}:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("failure", ["stopped", "hanging", "bad token"])
+def test_dip_recipe_fails_open_when_ringbacks_http_fails(
+    failure: str,
+    uac: Uac,
+    ringback_cluster: RingbackCluster,
+    sipp_uas: Callable[..., SippServer],
+    recipe: StartRecipe,
+    black_hole: str,
+) -> None:
+    node = ringback_cluster.start("ringback-a")
+    callee = sipp_uas("uas_answer_any")
+    defines: Mapping[str, str | int] = {
+        "stopped": dip_defines(node, ringback_cluster.switch_token),
+        "hanging": dip_defines(black_hole, ringback_cluster.switch_token),
+        "bad token": dip_defines(node, "rbk_not-a-token"),
+    }[failure]
+    switch = recipe("kamailio-dip.cfg", dispatcher=[node], callee=callee, **defines)
+    if failure == "stopped":
+        node.process.stop()
+    number = ringback_cluster.listed  # listed, yet nobody could say so: no warning
+
+    result = uac("uac_call_through_switch", (switch.host, switch.port), service=number)
+    result.assert_all_ok(1)
+    why = {"stopped": "curl error 7", "hanging": "curl error 28", "bad token": "HTTP 401"}
+    in_log(switch, rf"dip for \{number} failed \({why[failure]}\): fail open")
+    assert not received(result, 183)
+    took = setup_seconds(result)
+    if failure == "hanging":
+        assert DIP_TIMEOUT_S - 0.1 <= took <= DIP_TIMEOUT_S + 1.0, result.describe()
+    else:
+        assert took < 0.5, result.describe()
+    if failure != "stopped":
+        assert node.sip_requests("INVITE") == 0, "the call went to ringback after a failed dip"
+    (invite,) = requests_in(callee, "INVITE")
+    assert invite.request_uri == target(number, switch, marked=False), "unchecked, unmarked"
