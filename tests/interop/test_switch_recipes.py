@@ -13,7 +13,8 @@ would cut it, and the callee would be reached too early.
 (c) kamailio-redirect.cfg: linphonec hears the warning, then the callee answers; an unlisted
     number reaches the callee at once; every ringback node stopped -> the call completes
     anyway (each silent node costs one fr_timer once, then the call goes straight on); OPTIONS
-    probing takes a dead node out and brings it back; a node answering 503 -> fail open.
+    probing takes a dead node out and brings it back; a node dying mid-warning -> the call goes
+    on after fr_inv_timer; a node answering 503 -> fail open.
 (d) kamailio-dip.cfg: listed -> warning then callee; unlisted -> callee directly and ringback's
     SIP side never sees the INVITE (its own counter says 0); ringback's HTTP stopped, hanging
     or refusing the token -> callee directly, unwarned.
@@ -22,6 +23,7 @@ would cut it, and the callee would be reached too early.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -359,6 +361,50 @@ def test_redirect_recipe_probing_takes_a_dead_node_out_and_back_in(
     ]
 
 
+def test_redirect_recipe_fails_open_when_a_node_dies_mid_warning(
+    uac: Uac,
+    ringback_cluster: RingbackCluster,
+    sipp_uas: Callable[..., SippServer],
+    recipe: StartRecipe,
+) -> None:
+    """The node sent its 183 and then vanished (SIGKILL 1.5 s into the warning): after
+    RINGBACK_FR_INV_MS (here 5 s, given with -A like any deployment value) the call goes on."""
+    node = ringback_cluster.start("ringback-a")
+    callee = sipp_uas("uas_answer_any")
+    fr_inv_s = 5.0
+    switch = recipe(
+        "kamailio-redirect.cfg",
+        dispatcher=[node],
+        callee=callee,
+        DS_PING_INTERVAL=3600,
+        RINGBACK_FR_INV_MS=int(fr_inv_s * 1000),
+    )
+    number = ringback_cluster.listed
+    killer = threading.Timer(1.5, node.process.popen.kill)
+    with RtpReceiver() as rtp:
+        killer.start()
+        try:
+            result = uac(
+                "uac_switch_rtp",
+                (switch.host, switch.port),
+                service=number,
+                extra_args=["-key", "rtp_port", str(rtp.port)],
+                timeout=fr_inv_s + 10,
+            )
+        finally:
+            killer.cancel()
+    result.assert_all_ok(1)
+
+    (early,) = received(result, 183)
+    answered = (invite_answered(result).time - early.time).total_seconds()
+    assert fr_inv_s - 0.2 <= answered <= fr_inv_s + 1.0, result.describe()
+    assert 50 <= len(rtp.packets) <= 90, f"{len(rtp.packets)} packets before the node died"
+    in_log(switch, r"ringback gave 408 for .*: fail open")
+    assert "silent for" not in switch.log(), "the node did reply (183): no other node is tried"
+    (invite,) = requests_in(callee, "INVITE")
+    assert invite.request_uri == target(number, switch, marked=False)
+
+
 def test_redirect_recipe_fails_open_when_ringback_answers_anything_but_3xx(
     uac: Uac, sipp_uas: Callable[..., SippServer], recipe: StartRecipe
 ) -> None:
@@ -413,7 +459,7 @@ def test_dip_recipe_listed_number_hears_the_warning_then_reaches_the_callee(
     answer = invite_answered(result)
     packets = rtp.packets
     assert rtp_stream_problems(packets, 0) == []
-    assert len(packets) == int(WARNING_S / 0.020)
+    assert len(packets) == round(WARNING_S / 0.020)
     assert_heard(rtp_audio(packets), court_reference, "RTP through the dip recipe")
     assert early.time.timestamp() - 0.01 <= packets[0].arrival
     assert packets[-1].arrival <= answer.time.timestamp()
