@@ -35,6 +35,8 @@ from harness import (
     MissingBinary,
     PeerFailed,
     ProcessSet,
+    RingbackCluster,
+    RingbackNode,
     SippResult,
     SippServer,
     SipTarget,
@@ -43,6 +45,7 @@ from harness import (
     require_binary,
     run_sipp,
     start_kamailio,
+    start_ringback,
     start_sipp_uas,
     start_standin,
 )
@@ -327,3 +330,39 @@ def baresip_binary() -> str:
 def court_reference(court_audio: bytes) -> np.ndarray:
     """The court's recording as float samples at 8 kHz: what callers must hear."""
     return np.frombuffer(court_audio, dtype="<i2").astype(np.float64) / 32768.0
+
+
+# --------------------------------------------------------------------------- switch recipes
+# Added for test_switch_recipes.py: several ringback nodes on one seeded database.
+
+UNLISTED = "+8613700137000"
+
+
+async def _issue_switch_token(dsn: str) -> str:
+    pool = await create_pool(dsn, min_size=1, max_size=1)
+    try:
+        _, token = await Store(pool).tokens.issue(
+            "switch", None, "interop switch", Principal("interop", "operator")
+        )
+    finally:
+        await pool.close()
+    return token
+
+
+@pytest.fixture
+async def ringback_cluster(
+    processes: ProcessSet, interop_dir: Path, database: str, court_audio: bytes
+) -> RingbackCluster:
+    """The seeded database (LISTED listed with `court_audio`, a switch token issued) and a
+    way to start real `ringback serve` nodes on it; every node is stopped by PID at teardown."""
+    await _seed(database, court_audio)
+    token = await _issue_switch_token(database)
+
+    def start(name: str, **kwargs: Any) -> RingbackNode:
+        try:
+            return start_ringback(processes, interop_dir, database=database, name=name, **kwargs)
+        except PeerFailed as exc:
+            problem = str(exc)
+        pytest.fail(problem, pytrace=False)
+
+    return RingbackCluster(database, token, LISTED, UNLISTED, start)

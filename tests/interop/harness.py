@@ -23,11 +23,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE / "sipp"
@@ -670,12 +670,30 @@ class KamailioProcess:
         return self.process.log(20000)
 
 
-def check_kamailio_cfg(cfg: Path) -> None:
+def kamailio_defines(defines: Mapping[str, str | int]) -> list[str]:
+    """`-A NAME=VALUE` arguments for Kamailio's preprocessor (a value that must be a string in
+    the config carries its own double quotes, e.g. {"NEXT_HOP": '"sip:127.0.0.1:5070"'})."""
+    out: list[str] = []
+    for name, value in defines.items():
+        out += ["-A", f"{name}={value}"]
+    return out
+
+
+def check_kamailio_cfg(cfg: Path, *, defines: Mapping[str, str | int] | None = None) -> None:
     """`kamailio -c`: parses the config (it does not initialise modules; a module that fails in
-    mod_init only shows when Kamailio really starts, see start_kamailio)."""
+    mod_init only shows when Kamailio really starts, see start_kamailio). `defines`: the same
+    `-A` preprocessor defines Kamailio will run with."""
     kamailio = require_binary("kamailio")
     check = subprocess.run(
-        [kamailio, "-c", "-f", str(cfg), "-L", str(KAMAILIO_MODULES)],
+        [
+            kamailio,
+            "-c",
+            "-f",
+            str(cfg),
+            "-L",
+            str(KAMAILIO_MODULES),
+            *kamailio_defines(defines or {}),
+        ],
         capture_output=True,
         text=True,
         timeout=20,
@@ -692,15 +710,17 @@ def start_kamailio(
     workdir: Path,
     cpu: int | None = None,
     extra_args: Sequence[str] = (),
+    defines: Mapping[str, str | int] | None = None,
 ) -> KamailioProcess:
     """Check `cfg`, then run Kamailio in the foreground (-DD: main process not daemonised,
-    -E: log to stderr) with its runtime files in `workdir`; wait until it listens on UDP."""
+    -E: log to stderr) with its runtime files in `workdir`; wait until it listens on UDP.
+    `defines` become `-A NAME=VALUE` preprocessor defines (for the check and the run)."""
     kamailio = require_binary("kamailio")
     if not KAMAILIO_MODULES.is_dir():
         raise MissingBinary(
             f"Kamailio modules not found in {KAMAILIO_MODULES}: apt-get install -y kamailio"
         )
-    check_kamailio_cfg(cfg)
+    check_kamailio_cfg(cfg, defines=defines)
     run_dir = workdir / f"kamailio-{port}"
     run_dir.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -717,6 +737,7 @@ def start_kamailio(
         str(run_dir),
         "-P",
         str(run_dir / "kamailio.pid"),
+        *kamailio_defines(defines or {}),
         *extra_args,
     ]
     proc = processes.start(
@@ -1169,3 +1190,161 @@ def match_reference(
         recording_seconds=seconds,
         rms_dbfs=level,
     )
+
+
+# --------------------------------------------------------------------------- switch recipes
+# Added for test_switch_recipes.py: several real ringback nodes on one database, and the
+# Kamailio recipes of config/switches/ started unchanged with loopback values as -A defines.
+
+import sys  # noqa: E402
+import urllib.request  # noqa: E402
+
+REPO = HERE.parent.parent
+SWITCH_RECIPES = REPO / "config" / "switches"
+
+
+@dataclass
+class RingbackNode:
+    """One `ringback serve` process: SIP (UDP+TCP) and HTTP on loopback."""
+
+    name: str
+    host: str
+    sip_port: int
+    http_port: int
+    config: Path
+    process: ManagedProcess
+
+    @property
+    def sip_uri(self) -> str:
+        return f"sip:{self.host}:{self.sip_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    def metrics(self) -> dict[str, float]:
+        """`/metrics` as {"name{labels}": value} (Prometheus text format, comments left out)."""
+        with urllib.request.urlopen(f"{self.http_url}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                with contextlib.suppress(ValueError):
+                    out[key] = float(value)
+        return out
+
+    def sip_requests(self, method: str) -> int:
+        """ringback_sip_requests_total for `method` (0 when the series does not exist yet)."""
+        return int(self.metrics().get(f'ringback_sip_requests_total{{method="{method}"}}', 0))
+
+
+@dataclass
+class RingbackCluster:
+    """ringback nodes sharing one seeded database: `listed` plays the court's recording,
+    `unlisted` is redirected at once; `switch_token` is an API token of role switch (the HTTP
+    dip's). `start(name, **kwargs)` starts one more node on it (see `start_ringback`)."""
+
+    database: str
+    switch_token: str
+    listed: str
+    unlisted: str
+    starter: Callable[..., RingbackNode]
+
+    def start(self, name: str, **kwargs: Any) -> RingbackNode:
+        return self.starter(name, **kwargs)
+
+
+def start_ringback(
+    processes: ProcessSet,
+    workdir: Path,
+    *,
+    database: str,
+    name: str = "ringback",
+    sip_port: int | None = None,
+    http_port: int | None = None,
+    extra_toml: str = "",
+    timeout: float = 30.0,
+) -> RingbackNode:
+    """`ringback serve` on `database` (already migrated and seeded), listening on 127.0.0.1
+    (free ports unless given: a node restarted on its old ports is the same node to a switch);
+    returns once `/readyz` answers 200 (PeerFailed with its log otherwise)."""
+    sip_port = sip_port if sip_port is not None else free_port("both")
+    http_port = http_port if http_port is not None else free_port("tcp")
+    config = workdir / f"{name}.toml"
+    config.write_text(
+        f"[database]\nurl = '{database}'\n"
+        f"[sip]\nport = {sip_port}\n"
+        f"[http]\nport = {http_port}\n"
+        "[index]\nheartbeat_s = 0.2\n"
+        "[announcement]\ngap_ms = 0\nrtp_port_min = 32000\nrtp_port_max = 32999\n"
+        "[log]\nformat = 'json'\nlevel = 'debug'\n" + extra_toml
+    )
+    proc = processes.start(
+        name,
+        [sys.executable, "-m", "ringback", "serve", "--config", str(config)],
+        log_path=workdir / f"{name}.log",
+    )
+    node = RingbackNode(name, LOCALHOST, sip_port, http_port, config, proc)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{node.http_url}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return node
+        except OSError:
+            pass
+        if not proc.alive() or time.monotonic() > deadline:
+            raise PeerFailed(f"{name} did not become ready:\n{proc.log()}")
+        time.sleep(0.1)
+
+
+def kamailio_string(value: str) -> str:
+    """A -A define whose value the config uses as a string: in double quotes."""
+    return f'"{value}"'
+
+
+def write_dispatcher_list(path: Path, nodes: Sequence[RingbackNode], setid: int = 1) -> Path:
+    """A dispatcher list file (config/switches/dispatcher.list format) naming `nodes`."""
+    lines = [f"{setid} {node.sip_uri} 0 0 duid={node.name}" for node in nodes]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# Kamailio modules the recipes load that Debian ships outside the `kamailio` package
+KAMAILIO_MODULE_PACKAGES = {
+    "http_client": "kamailio-utils-modules",
+    "json": "kamailio-json-modules",
+}
+
+
+def require_kamailio_modules(cfg: Path) -> None:
+    """MissingBinary naming the Debian package of the first module `cfg` loads that is not
+    installed (Kamailio itself would only say that it cannot open the .so)."""
+    for name in re.findall(r'^loadmodule "(\w+)\.so"', cfg.read_text(), re.M):
+        if not (KAMAILIO_MODULES / f"{name}.so").exists():
+            package = KAMAILIO_MODULE_PACKAGES.get(name, "kamailio")
+            raise MissingBinary(
+                f"Kamailio module {name} is not installed ({cfg.name} loads it). "
+                f"Install the Debian package: apt-get install -y {package}"
+            )
+
+
+def start_switch_recipe(
+    processes: ProcessSet,
+    recipe: str | Path,
+    *,
+    workdir: Path,
+    defines: Mapping[str, str | int],
+) -> KamailioProcess:
+    """A recipe from config/switches/ ("kamailio-redirect.cfg" or a path), unchanged, on a free
+    loopback UDP port: LISTEN and WORKERS=2 are added to `defines`."""
+    cfg = Path(recipe) if Path(recipe).is_absolute() else SWITCH_RECIPES / recipe
+    require_kamailio_modules(cfg)
+    port = free_port("udp")
+    all_defines: dict[str, str | int] = {
+        "LISTEN": f"udp:{LOCALHOST}:{port}",
+        "WORKERS": 2,
+        **defines,
+    }
+    return start_kamailio(processes, cfg, port=port, workdir=workdir, defines=all_defines)
