@@ -155,6 +155,7 @@ async def test_listed_number_warns_matches_the_courts_recording_then_the_callee_
 
     assert no_code == 1  # --expect-no-warning, and the warning played
     # ACKs: the 302 and the lab callee's 200 of two calls, the 302 of the third
+    assert svc.controller is not None
     assert svc.controller.metrics.requests.get("ACK") >= 5
 
 
@@ -225,6 +226,7 @@ async def test_100rel_is_pracked_and_tcp_carries_the_whole_call(
     assert tcp["warning"]["heard"] is True
     assert tcp["warning"]["duration_s"] == pytest.approx(SECONDS, abs=0.05)
     assert_lab_callee_answered(tcp, "tcp")
+    assert svc.controller is not None
     metrics = svc.controller.metrics
     assert metrics.requests.get("PRACK") == 2
     assert metrics.responses.get("481") == 0  # each PRACK matched its reliable 183
