@@ -271,6 +271,8 @@ async def _load(
                     "duplicate_number",
                     f"number +{dup['number']} is already on line {dup['first_line']}",
                     dup["line"],
+                    number=f"+{dup['number']}",
+                    first_line=dup["first_line"],
                 )
             bad = await conn.fetchrow(_UPDATE_CONFLICT, court_id)
             if bad is not None:
