@@ -111,12 +111,12 @@ def plays_chart(
 
 
 def _nice_ceiling(value: int) -> float:
-    """A round number at least `value` for the top of the axis (4 at least)."""
+    """The top of the axis: four whole-number steps of 1, 2, 3 or 5 times a power of ten."""
     if value <= 4:
         return 4.0
-    magnitude = 10 ** (len(str(value)) - 1)
-    for step in (1, 2, 2.5, 5, 10):
-        top = step * magnitude
-        if top >= value and (top / 4) == int(top / 4):
-            return float(top)
-    return float(10 * magnitude)
+    magnitude = 1
+    while True:
+        for step in (1, 2, 3, 5):
+            if 4 * step * magnitude >= value:
+                return float(4 * step * magnitude)
+        magnitude *= 10

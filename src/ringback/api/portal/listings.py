@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -63,7 +64,7 @@ def listing_view(t: Translator, row: Any, now: datetime) -> dict[str, Any]:
         "effective_reason": row["effective_reason"],
         "expires_at": t.datetime(row["expires_at"]),
         "cleared_at": t.datetime(row["cleared_at"]),
-        "clear_reason": row["clear_reason"],
+        "clear_reason": reason_text(t, row["clear_reason"]),
         "suspend_reason": row["suspend_reason"],
         "updated_at": t.datetime(row["updated_at"]),
     }
@@ -410,7 +411,7 @@ def describe_event(t: Translator, event: Any, labels: dict[int, tuple[str, str]]
                     )
                 )
     elif action in ("listing.clear", "listing.suspend", "listing.resume"):
-        why = after.get("reason")
+        why = reason_text(t, after.get("reason"))
     return {
         "at": t.datetime(event["at"]),
         "who": describe_actor(t, event["actor"], labels),
@@ -418,6 +419,18 @@ def describe_event(t: Translator, event: Any, labels: dict[int, tuple[str, str]]
         "why": why,
         "details": details,
     }
+
+
+_PAYMENT_REASON = re.compile(r"^payment (.+) confirmed$")
+
+
+def reason_text(t: Translator, reason: str | None) -> str | None:
+    """A reason as written by a person, or the payment hook's own, said in the page's
+    language."""
+    if reason is None:
+        return None
+    match = _PAYMENT_REASON.match(reason)
+    return t("trail.paid", payment=match[1]) if match else reason
 
 
 def _when(t: Translator, text: Any) -> str:
