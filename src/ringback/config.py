@@ -52,7 +52,7 @@ class HttpConfig:
     port: int = 8080
     tls_cert: str = ""  # PEM certificate chain; with tls_key: serve HTTPS directly
     tls_key: str = ""
-    trusted_proxies: list[str] = field(default_factory=list)  # CIDRs whose X-Forwarded-* count
+    trusted_proxies: list[str] = field(default_factory=list)  # CIDRs whose X-Forwarded-Proto counts
 
 
 @dataclass
