@@ -79,6 +79,7 @@ async def signin(request: web.Request) -> web.Response:
     if opened is None:
         return _signin_page(request, nonce, 401, "signin.bad_token")
     session_id, session = opened
+    await ctx.sessions.purge()  # expired sessions of everyone: sign-ins are rare enough
     target = local_path(str(data.get("next", "")), home_of(session.principal.role))
     response = redirect(target)
     set_cookie(
