@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
@@ -29,7 +29,7 @@ def waveform_svg(pcm: bytes, title: str, width: int = 600, height: int = 80) -> 
     outline = " ".join(points_top + points_bottom[::-1])
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}">'
+        f'width="{width}" height="{height}" role="img" aria-label={quoteattr(title)}>'
         f"<title>{escape(title)}</title>"
         f'<rect width="{width}" height="{height}" fill="#f3f6f9"/>'
         f'<line x1="0" y1="{mid}" x2="{width}" y2="{mid}" stroke="#9aa7b4" stroke-width="1"/>'
