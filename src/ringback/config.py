@@ -11,6 +11,7 @@ import ipaddress
 import os
 import tomllib
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,9 @@ class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     check_answers: bool = False  # hold every answer to /openapi.json (tests)
+    tls_cert: str = ""  # PEM certificate chain; with tls_key: serve HTTPS directly
+    tls_key: str = ""
+    trusted_proxies: list[str] = field(default_factory=list)  # CIDRs whose X-Forwarded-Proto counts
 
 
 @dataclass
@@ -136,6 +140,15 @@ class LabConfig:
 
 
 @dataclass
+class PortalConfig:
+    enabled: bool = True
+    session_hours: float = 8.0
+    idle_minutes: float = 60.0
+    language: str = "zh"  # the default: zh (Simplified Chinese) or en
+    timezone: str = "Asia/Shanghai"  # dates shown and entered in the portal
+
+
+@dataclass
 class ShutdownConfig:
     drain_s: float = 30.0
 
@@ -158,6 +171,7 @@ class Config:
     recordings: RecordingsConfig = field(default_factory=RecordingsConfig)
     imports: ImportsConfig = field(default_factory=ImportsConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    portal: PortalConfig = field(default_factory=PortalConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     lab: LabConfig = field(default_factory=LabConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -271,6 +285,27 @@ def _positive(name: str, value: float) -> None:
 def _validate(c: Config) -> None:
     _port("sip.port", c.sip.port)
     _port("http.port", c.http.port)
+    if bool(c.http.tls_cert) != bool(c.http.tls_key):
+        raise ConfigError("http.tls_cert: tls_cert and tls_key must be set together")
+    for key in ("tls_cert", "tls_key"):
+        value = getattr(c.http, key)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"http.{key}: no such file: {value!r}")
+    for cidr in c.http.trusted_proxies:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"http.trusted_proxies: {cidr!r} is not a CIDR network") from None
+    _positive("portal.session_hours", c.portal.session_hours)
+    _positive("portal.idle_minutes", c.portal.idle_minutes)
+    if c.portal.language not in ("zh", "en"):
+        raise ConfigError(f"portal.language: must be zh or en, got {c.portal.language!r}")
+    try:
+        zoneinfo.ZoneInfo(c.portal.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"portal.timezone: not a time zone name (e.g. Asia/Shanghai): {c.portal.timezone!r}"
+        ) from None
     for address in c.sip.listen:
         try:
             ipaddress.ip_address(address)

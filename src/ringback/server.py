@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ringback.api.app import bound_port, build_app, start_http
 from ringback.api.context import ApiContext
+from ringback.api.tls import server_tls_context
 from ringback.calls import CallController, SipMetrics
 from ringback.calls.decision import Decider
 from ringback.calls.registrar import Registrar
@@ -85,14 +86,17 @@ class Service:
         stack.push_async_callback(self.sync.stop)
         self._register_metrics()
         await self._start_sip()
+        http = self.config.http
+        tls = server_tls_context(http.tls_cert, http.tls_key) if http.tls_cert else None
         self.http_runner = await start_http(
-            build_app(self._api_context(), check_answers=self.config.http.check_answers),
-            self.config.http.host,
-            self.config.http.port,
+            build_app(self._api_context(), check_answers=http.check_answers),
+            http.host,
+            http.port,
+            ssl_context=tls,
         )
         stack.push_async_callback(self.http_runner.cleanup)
         self.http_port = await bound_port(self.http_runner)
-        log.info("HTTP listening on %s:%d", self.config.http.host, self.http_port)
+        log.info("HTTP%s listening on %s:%d", "S" if tls else "", http.host, self.http_port)
         if self.config.events.enabled:
             self.event_worker = EventWorker(self.pool, self.config.events)
             self.event_worker.start()
@@ -241,6 +245,10 @@ class Service:
             ready_max_staleness_s=config.index.ready_max_staleness_s,
             metrics=self.metrics,
             database_reachable=self.database_reachable,
+            sessions=store.sessions,
+            plays=store.plays,
+            portal_rules=config.portal,
+            http_rules=config.http,
         )
 
     def take_over_gc(self) -> None:

@@ -1,9 +1,10 @@
-"""The aiohttp application: the court API, health, readiness and metrics."""
+"""The aiohttp application: the court API, the portal, health, readiness and metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+import ssl
 
 from aiohttp import web
 
@@ -16,6 +17,7 @@ from ringback.api import (
     listings,
     lookup,
     openapi,
+    portal,
     recordings,
 )
 from ringback.api.context import CONTEXT, ApiContext, context
@@ -24,7 +26,7 @@ from ringback.api.routes import Reply, Routes
 from ringback.api.routes import check_answers as check_answers_middleware
 from ringback.api.schemas.operations import Health, Readiness
 
-ROUTES = (courts, listings, hooks, audit, lookup, openapi, recordings, imports, events)
+ROUTES = (courts, listings, hooks, audit, lookup, openapi, recordings, imports, events, portal)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -103,10 +105,12 @@ def build_app(ctx: ApiContext, *, check_answers: bool = False) -> web.Applicatio
     return app
 
 
-async def start_http(app: web.Application, host: str, port: int) -> web.AppRunner:
+async def start_http(
+    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     await site.start()
     return runner
 

@@ -10,7 +10,13 @@ from typing import Protocol
 
 from aiohttp import web
 
-from ringback.config import ImportsConfig, ListingsConfig, RecordingsConfig
+from ringback.config import (
+    HttpConfig,
+    ImportsConfig,
+    ListingsConfig,
+    PortalConfig,
+    RecordingsConfig,
+)
 from ringback.metrics import Registry
 from ringback.registry.audit import AuditTrail
 from ringback.registry.courts import Courts, Tokens
@@ -21,6 +27,8 @@ from ringback.registry.listing_index import ListingIndex
 from ringback.registry.listings import Listings
 from ringback.registry.numbers import NumberingPlan
 from ringback.registry.payments import Payments
+from ringback.registry.portal_sessions import PortalSessions
+from ringback.registry.proof_of_play import PlayStats
 from ringback.registry.recordings import Recordings
 
 
@@ -57,6 +65,11 @@ class ApiContext:
     ready_max_staleness_s: float
     metrics: Registry
     database_reachable: Callable[[], Awaitable[bool]]
+    # the court web portal (`ringback.api.portal`)
+    sessions: PortalSessions
+    plays: PlayStats
+    portal_rules: PortalConfig
+    http_rules: HttpConfig
 
 
 CONTEXT: web.AppKey[ApiContext] = web.AppKey("context", ApiContext)

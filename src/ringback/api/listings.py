@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -33,17 +33,12 @@ from ringback.api.schemas.listings import (
     ResumeReason,
 )
 from ringback.registry.common import Ambiguous, Conflict, NotFound
+from ringback.registry.listing_rules import (
+    RuleViolation,
+    check_listing_times,
+    listing_status,
+)
 from ringback.registry.numbers import NumberError, NumberingPlan, normalize, parse_e164
-
-# effective_at may be this far in the past (clock skew between a court's system and ours).
-PAST_TOLERANCE = timedelta(minutes=5)
-
-
-def listing_status(row: Mapping[str, Any], now: datetime) -> str:
-    status: str = row["status"]
-    if status in ("active", "suspended") and row["expires_at"] <= now:
-        return "expired"
-    return status
 
 
 def listing_json(row: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
@@ -104,40 +99,18 @@ async def put_listing(request: web.Request) -> web.Response:
         None,
     )
     cfg = ctx.listing_rules
-    now = datetime.now(UTC)
-    notice_end = now + timedelta(days=cfg.notice_period_days)
-    max_expiry = now + timedelta(days=cfg.max_duration_days)
-    if expires_at <= now:
-        raise ApiError(400, "invalid_field", f"expires_at: {iso(expires_at)} is in the past")
-    if expires_at > max_expiry:
-        raise ApiError(
-            400,
-            "expiry_too_late",
-            f"expires_at: at most {cfg.max_duration_days} days from now "
-            f"(latest {iso(max_expiry)}), got {iso(expires_at)}",
+    try:
+        times = check_listing_times(
+            datetime.now(UTC),
+            notice_period_days=cfg.notice_period_days,
+            max_duration_days=cfg.max_duration_days,
+            expires_at=expires_at,
+            effective_at=effective_at,
+            effective_reason=effective_reason,
+            existing_effective_at=existing["effective_at"] if existing is not None else None,
         )
-    if existing is not None and effective_at == existing["effective_at"]:
-        effective_at = None  # unchanged: no new justification needed
-    if effective_at is not None:
-        if effective_at < now - PAST_TOLERANCE:
-            raise ApiError(
-                400, "invalid_field", f"effective_at: {iso(effective_at)} is in the past"
-            )
-        if effective_at < notice_end and effective_reason is None:
-            raise ApiError(
-                400,
-                "effective_reason_required",
-                f"effective_at {iso(effective_at)} is before the end of the "
-                f"{cfg.notice_period_days:g}-day notice period ({iso(notice_end)}); "
-                "an earlier start needs effective_reason (it is audited)",
-            )
-    effective = effective_at or (existing["effective_at"] if existing is not None else notice_end)
-    if expires_at <= effective:
-        raise ApiError(
-            400,
-            "invalid_field",
-            f"expires_at ({iso(expires_at)}) must be after effective_at ({iso(effective)})",
-        )
+    except RuleViolation as exc:
+        raise ApiError(400, exc.code, exc.message) from None
     try:
         row = await ctx.listings.put(
             court_id,
@@ -145,10 +118,10 @@ async def put_listing(request: web.Request) -> web.Response:
             put.case_ref,
             expires_at,
             who,
-            effective_at=effective_at,
+            effective_at=times.effective_at,
             recording_id=recording_id,
-            effective_reason=effective_reason if effective_at is not None else None,
-            default_effective_at=notice_end,
+            effective_reason=times.effective_reason,
+            default_effective_at=times.notice_end,
         )
     except NotFound:
         raise ApiError(

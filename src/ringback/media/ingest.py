@@ -53,13 +53,26 @@ DEMUXERS: Final = ",".join(
 
 
 class IngestError(Exception):
-    """An upload that cannot become a recording; `message` is safe to show to users."""
+    """An upload that cannot become a recording; `message` is safe to show to users.
 
-    def __init__(self, code: str, message: str, status: int = 422) -> None:
+    `rule` (default: `code`) and `params` say the same for an interface that translates
+    it (the portal): the numbers of the message, unformatted."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int = 422,
+        *,
+        rule: str | None = None,
+        **params: float,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.rule = rule or code
+        self.params = params
 
 
 @dataclass(frozen=True)
@@ -174,7 +187,9 @@ async def probe(path: Path, deadline: float) -> ProbeInfo:
     streams = info.get("streams") or []
     fmt = info.get("format") or {}
     if not streams or not fmt:
-        raise IngestError("not_audio", f"{NOT_AUDIO} (no audio stream found)", 415)
+        raise IngestError(
+            "not_audio", f"{NOT_AUDIO} (no audio stream found)", 415, rule="no_audio_stream"
+        )
     stream = streams[0]
     format_name = str(fmt.get("format_name", "unknown")).split(",")[0]
     estimated = (
@@ -214,7 +229,10 @@ async def decode(path: Path, limits: IngestLimits, deadline: float) -> npt.NDArr
     )  # fmt: skip
     if capped:
         raise IngestError(
-            "too_long", f"the audio is longer than the limit of {limits.max_duration_s:g} s"
+            "too_long",
+            f"the audio is longer than the limit of {limits.max_duration_s:g} s",
+            rule="too_long_decoded",
+            limit=limits.max_duration_s,
         )
     if code != 0 and not out:
         raise IngestError("corrupt", "the audio could not be decoded (the file is damaged)")
@@ -258,6 +276,8 @@ def condition(
             "truncated",
             f"the file declares {declared:.1f} s of audio but only {decoded_s:.1f} s could be "
             "decoded (truncated or damaged file)",
+            declared=declared,
+            decoded=decoded_s,
         )
     x = samples.astype(np.float64) / 32768.0
     frames = -(-n // FRAME)
@@ -270,7 +290,9 @@ def condition(
     loud_frames = frame_db[frame_db > limits.silence_dbfs]
     if loud_frames.size == 0:
         raise IngestError(
-            "silent", f"the audio is silent (peak {_db(peak):.0f} dBFS): nothing to play"
+            "silent",
+            f"the audio is silent (peak {_db(peak):.0f} dBFS): nothing to play",
+            peak=_db(peak),
         )
     threshold = max(limits.silence_dbfs, float(np.percentile(loud_frames, 95)) - 40.0)
     active = np.flatnonzero(frame_db > threshold)
@@ -284,23 +306,31 @@ def condition(
             "too_long",
             f"the audio is {duration_s:.1f} s long after trimming silence; "
             f"the limit is {limits.max_duration_s:g} s",
+            seconds=duration_s,
+            limit=limits.max_duration_s,
         )
     if duration_s < limits.min_duration_s:
         raise IngestError(
             "too_short",
             f"only {duration_s:.2f} s of sound; at least {limits.min_duration_s:g} s is needed",
+            seconds=duration_s,
+            minimum=limits.min_duration_s,
         )
     sound = active.size / max(last - first, 1)
     if sound < limits.min_sound_fraction:
         raise IngestError(
             "mostly_silent",
             f"the audio is mostly silence: only {sound:.0%} of its {duration_s:.1f} s has sound",
+            fraction=sound,
+            seconds=duration_s,
         )
 
     meter = pyloudnorm.Meter(RATE)
     measured = float(meter.integrated_loudness(y))
     if not math.isfinite(measured) or measured < -70.0:
-        raise IngestError("silent", "the audio is too quiet to measure: nothing to play")
+        raise IngestError(
+            "silent", "the audio is too quiet to measure: nothing to play", rule="too_quiet"
+        )
     ceiling = 10.0 ** (limits.peak_dbfs / 20.0)
     gain_db = min(limits.target_lufs - measured, MAX_GAIN_DB)
     out = y
@@ -340,4 +370,6 @@ async def prepare(path: Path, limits: IngestLimits) -> PreparedAudio:
             asyncio.to_thread(condition, samples, limits, info), max(remaining, 1.0)
         )
     except TimeoutError:
-        raise IngestError("decode_timeout", "processing the audio took too long") from None
+        raise IngestError(
+            "decode_timeout", "processing the audio took too long", rule="process_timeout"
+        ) from None

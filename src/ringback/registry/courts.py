@@ -181,6 +181,21 @@ class Tokens:
             )
         )
 
+    async def every(self, limit: int = 1000) -> list[asyncpg.Record]:
+        """Every token (court, operator and switch), oldest first."""
+        return list(
+            await self.pool.fetch(
+                f"SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id LIMIT $1", limit
+            )
+        )
+
+    async def labels(self, token_ids: list[int]) -> dict[int, tuple[str, str]]:
+        """id -> (prefix, label) of tokens: what names the actors of an audit trail."""
+        rows = await self.pool.fetch(
+            "SELECT id, prefix, label FROM api_tokens WHERE id = ANY($1::int8[])", token_ids
+        )
+        return {r["id"]: (r["prefix"], r["label"]) for r in rows}
+
     async def revoke(
         self, token_id: int, who: Principal, *, court_id: uuid.UUID | None = None
     ) -> asyncpg.Record:

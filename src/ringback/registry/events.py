@@ -120,6 +120,15 @@ class Events:
             )
         )
 
+    async def delivery_counts(self) -> dict[str, int]:
+        """How many deliveries are in each status (every status present, 0 if none)."""
+        rows = await self.pool.fetch(
+            "SELECT status, count(*) AS n FROM event_deliveries GROUP BY status"
+        )
+        counts = dict.fromkeys(DELIVERY_STATUSES, 0)
+        counts.update({r["status"]: r["n"] for r in rows})
+        return counts
+
     async def delivery(self, delivery_id: uuid.UUID) -> asyncpg.Record | None:
         return await self.pool.fetchrow(f"{_DELIVERY_SELECT} WHERE d.id = $1", delivery_id)
 

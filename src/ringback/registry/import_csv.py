@@ -33,11 +33,22 @@ StagingRecord = tuple[int, int, str, datetime | None, datetime, bool]
 class ImportRejected(Exception):
     """The file is refused; nothing was changed. `line` is 1-based (the header is line 1)."""
 
-    def __init__(self, code: str, message: str, line: int | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        line: int | None = None,
+        *,
+        rule: str | None = None,
+        **params: object,
+    ) -> None:
         super().__init__(f"line {line}: {message}" if line else message)
         self.code = code
         self.line = line
         self.reason = message
+        # What a translating interface (the portal) needs: which rule, and its values.
+        self.rule = rule or code
+        self.params = params
 
     @property
     def message(self) -> str:
@@ -68,7 +79,12 @@ def _row_time(column: str, text: str, line: int) -> datetime:
         return _parse_time(text)
     except ValueError as exc:
         raise ImportRejected(
-            "invalid_row", f"{column} {text!r}: not an ISO 8601 time ({exc})", line
+            "invalid_row",
+            f"{column} {text!r}: not an ISO 8601 time ({exc})",
+            line,
+            rule="bad_time",
+            column=column,
+            text=text,
         ) from None
 
 
@@ -127,9 +143,13 @@ class ListingCsv:
                         f"unknown column {name!r}; the columns are {', '.join(COLUMNS)} "
                         "(effective_at optional), with a header row",
                         line,
+                        rule="unknown_column",
+                        column=name,
                     )
             if len(set(names)) != len(names):
-                raise ImportRejected("invalid_header", "a column appears twice", line)
+                raise ImportRejected(
+                    "invalid_header", "a column appears twice", line, rule="repeated_column"
+                )
             missing = [c for c in REQUIRED if c not in names]
             if missing:
                 raise ImportRejected(
@@ -137,6 +157,8 @@ class ListingCsv:
                     f"missing column(s) {', '.join(missing)}; the first row must be a header "
                     f"naming {', '.join(COLUMNS)} (effective_at optional)",
                     line,
+                    rule="missing_columns",
+                    columns=", ".join(missing),
                 )
             self.columns = {name: i for i, name in enumerate(names)}
             return
@@ -158,23 +180,42 @@ class ListingCsv:
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue  # blank line
                 raise ImportRejected(
-                    "invalid_row", f"{len(row)} fields, the header has {width}", line
+                    "invalid_row",
+                    f"{len(row)} fields, the header has {width}",
+                    line,
+                    rule="field_count",
+                    fields=len(row),
+                    width=width,
                 )
             raw_number = row[i_number]
             try:
                 number = normalize(raw_number, plan)
             except NumberError as exc:
-                raise ImportRejected("invalid_row", f"number {raw_number!r}: {exc}", line) from None
+                raise ImportRejected(
+                    "invalid_row",
+                    f"number {raw_number!r}: {exc}",
+                    line,
+                    rule="bad_number",
+                    text=raw_number,
+                ) from None
             case_ref = row[i_case].strip()
             if not 1 <= len(case_ref) <= 200:
-                raise ImportRejected("invalid_row", "case_ref must be 1-200 characters", line)
+                raise ImportRejected(
+                    "invalid_row", "case_ref must be 1-200 characters", line, rule="bad_case_ref"
+                )
             expires_at = _row_time("expires_at", row[i_exp].strip(), line)
             effective_at: datetime | None = None
             if i_eff is not None and row[i_eff].strip():
                 text = row[i_eff].strip()
                 effective_at = _row_time("effective_at", text, line)
                 if effective_at < earliest:
-                    raise ImportRejected("invalid_row", f"effective_at {text} is in the past", line)
+                    raise ImportRejected(
+                        "invalid_row",
+                        f"effective_at {text} is in the past",
+                        line,
+                        rule="effective_in_past",
+                        text=text,
+                    )
                 if effective_at < notice_end and reason is None:
                     raise ImportRejected(
                         "invalid_row",
@@ -182,15 +223,27 @@ class ListingCsv:
                         f"{self.options.notice_period_days:g}-day notice period "
                         f"({notice_end.isoformat()}); an earlier start needs effective_reason",
                         line,
+                        rule="effective_reason_required",
+                        text=text,
+                        days=self.options.notice_period_days,
                     )
             if expires_at <= now:
-                raise ImportRejected("invalid_row", f"expires_at {row[i_exp]} is in the past", line)
+                raise ImportRejected(
+                    "invalid_row",
+                    f"expires_at {row[i_exp]} is in the past",
+                    line,
+                    rule="expires_in_past",
+                    text=row[i_exp],
+                )
             if expires_at > max_expiry:
                 raise ImportRejected(
                     "invalid_row",
                     f"expires_at {row[i_exp]} is more than {self.options.max_duration_days:g} "
                     f"days from now (latest {max_expiry.isoformat()})",
                     line,
+                    rule="expiry_too_late",
+                    text=row[i_exp],
+                    days=self.options.max_duration_days,
                 )
             if expires_at <= (effective_at or notice_end):
                 raise ImportRejected(
@@ -198,6 +251,8 @@ class ListingCsv:
                     f"expires_at {row[i_exp]} must be after effective_at "
                     f"({(effective_at or notice_end).isoformat()})",
                     line,
+                    rule="expires_before_start",
+                    text=row[i_exp],
                 )
             out.append((line, number, case_ref, effective_at, expires_at, effective_at is not None))
             if len(out) >= self.options.batch_rows:

@@ -274,6 +274,8 @@ async def _load(
                     f"number +{dup['number']} under case {dup['case_ref']!r} is already on "
                     f"line {dup['first_line']}",
                     dup["line"],
+                    number=f"+{dup['number']}",
+                    first_line=dup["first_line"],
                 )
             bad = await conn.fetchrow(_UPDATE_CONFLICT, court_id)
             if bad is not None:

@@ -249,6 +249,14 @@ class Listings:
         )
         return [r["court_id"] for r in rows]
 
+    async def get(self, listing_id: int, court_id: uuid.UUID | None) -> asyncpg.Record | None:
+        """One listing by id; only if it is `court_id`'s when that is given."""
+        return await self.pool.fetchrow(
+            f"SELECT {COLUMNS} FROM listings WHERE id = $1 AND ($2::uuid IS NULL OR court_id = $2)",
+            listing_id,
+            court_id,
+        )
+
     async def of_number(self, number: int, court_id: uuid.UUID | None) -> list[asyncpg.Record]:
         """Every listing of `number` (history included), newest first; one court's if given."""
         return list(

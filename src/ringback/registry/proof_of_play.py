@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 import socket
+import uuid
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import asyncpg
 
@@ -118,3 +119,50 @@ class ProofOfPlayWriter:
             self.queue.popleft()
         self.written += len(batch)
         return len(batch)
+
+
+@dataclass(frozen=True, slots=True)
+class DayCount:
+    day: date
+    completed: int
+    cancelled: int
+    failed: int
+
+
+class PlayStats:
+    """Proof of play read back: announcements per day, for a court's statistics."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def per_day(
+        self, court_id: uuid.UUID | None, first: date, last: date, timezone: str
+    ) -> list[DayCount]:
+        """Announcements started on each day from `first` to `last` (inclusive, days of
+        `timezone`, an IANA name), by outcome; every day is present, 0 if none. One
+        court's if given."""
+        rows = await self.pool.fetch(
+            "SELECT (started_at AT TIME ZONE $4)::date AS day, "
+            "count(*) FILTER (WHERE outcome = 'completed') AS completed, "
+            "count(*) FILTER (WHERE outcome = 'cancelled') AS cancelled, "
+            "count(*) FILTER (WHERE outcome = 'failed') AS failed "
+            "FROM announcements WHERE ($1::uuid IS NULL OR court_id = $1) "
+            "AND started_at >= ($2::date)::timestamp AT TIME ZONE $4 "
+            "AND started_at < ($3::date + 1)::timestamp AT TIME ZONE $4 "
+            "GROUP BY 1 ORDER BY 1",
+            court_id,
+            first,
+            last,
+            timezone,
+        )
+        found = {r["day"]: r for r in rows}
+        out = []
+        for n in range((last - first).days + 1):
+            day = date.fromordinal(first.toordinal() + n)
+            r = found.get(day)
+            out.append(
+                DayCount(day, r["completed"], r["cancelled"], r["failed"])
+                if r is not None
+                else DayCount(day, 0, 0, 0)
+            )
+        return out

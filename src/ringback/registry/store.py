@@ -2,7 +2,8 @@
 
 All SQL of the registry lives in `ringback.registry`, one module per aggregate: courts
 and tokens (`courts`), listings (`listings`), recordings, payments, imports, event
-subscriptions and deliveries (`events`), the outbox, the audit trail and proof of play.
+subscriptions and deliveries (`events`), the outbox, the audit trail, proof of play and
+the portal's sessions.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from ringback.registry.imports import Imports
 from ringback.registry.listings import Listings
 from ringback.registry.migrate import migrate
 from ringback.registry.payments import Payments
+from ringback.registry.portal_sessions import PortalSessions
+from ringback.registry.proof_of_play import PlayStats
 from ringback.registry.recordings import Recordings
 
 
@@ -46,6 +49,8 @@ class Store:
         self.imports = Imports(pool)
         self.events = Events(pool)
         self.audit = AuditTrail(pool)
+        self.sessions = PortalSessions(pool)
+        self.plays = PlayStats(pool)
 
     async def migrate(self) -> list[str]:
         async with self.pool.acquire() as conn:
