@@ -21,6 +21,10 @@ Layout (≈24 B per number, vs ~100–250 B for a dict of Python objects):
   per-key count or a second array; numbers with several listings are rare, so a dict
   of a few hundred bytes each costs less.
 
+One module (about 650 lines) on purpose: the base arrays, the overlay and the side table
+are read together on the hot path and swapped together, and splitting them would put
+the lookup's three probes in different modules.
+
 The base arrays, the bucket directory, the overlay dict, the side table and the entry
 count live in one ``_State`` object; ``replace_all`` and compaction build a complete new
 state and swap the single ``_state`` attribute, so a lookup never sees a half-built index.
