@@ -14,7 +14,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ringback.config import Config, ConfigError, load_config
-from ringback.demo import run_demo
 from ringback.dial import add_parser as add_dial_parser
 from ringback.dial import main as dial
 from ringback.logs import setup_logging
@@ -24,7 +23,6 @@ from ringback.registry.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from ringback.registry.import_csv import ImportRejected
 from ringback.registry.store import Store, create_pool
 from ringback.runtime import run_loop, until_signalled
-from ringback.server import Service
 
 log = logging.getLogger("ringback")
 CLI = Principal("cli", "operator")
@@ -50,6 +48,10 @@ async def _store(config: Config) -> AsyncIterator[Store]:
 
 
 async def _serve(config: Config) -> int:
+    # The service (HTTP app, portal, audio processing) is imported only by the commands that
+    # run it: `ringback dial` and the small commands start in a fraction of a second.
+    from ringback.server import Service
+
     service = Service(config)
     await service.start()
     service.take_over_gc()
@@ -244,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return run_loop(_serve(config))
         if args.command == "demo":
+            from ringback.demo import run_demo  # see _serve
+
             return run_loop(run_demo(config))
         if args.command == "migrate":
             return run_loop(_migrate(config))

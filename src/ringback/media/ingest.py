@@ -30,7 +30,6 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import pyloudnorm
 
 __all__ = ["IngestError", "IngestLimits", "PreparedAudio", "condition", "prepare", "probe"]
 
@@ -324,6 +323,10 @@ def condition(
             fraction=sound,
             seconds=duration_s,
         )
+
+    # Imported here, not at the top: pyloudnorm pulls in scipy (about 0.8 s), which
+    # `ringback dial` (it decodes with this module) never needs.
+    import pyloudnorm
 
     meter = pyloudnorm.Meter(RATE)
     measured = float(meter.integrated_loudness(y))
