@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import secrets
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,14 @@ async def run_demo(config: Config) -> int:
     return 0
 
 
+def _command() -> str:
+    """How the user ran `ringback` (`.venv/bin/ringback` from scripts/demo)."""
+    name = Path(sys.argv[0])
+    if name.name == "ringback":
+        return os.path.relpath(name) if name.is_absolute() else str(name)
+    return "ringback"
+
+
 def _instructions(demo: dict[str, Any], path: Path) -> str:
     sip = demo["sip"]
     listed, unlisted = demo["numbers"]["listed"], demo["numbers"]["unlisted"]
@@ -126,7 +135,8 @@ ringback demo is running.
                 the court's warning, then the lab callee answers with beeps
     unlisted -> sip:{unlisted[0]}@{sip["host"]}:{sip["port"]}
                 no warning: the lab callee answers at once
-  Or try it from the command line:  ringback dial {listed[0]} --via {sip["host"]}:{sip["port"]}
+  Or try it from the command line:
+    {_command()} dial {listed[0]} --via {sip["host"]}:{sip["port"]}
 
   Lab mode: a second softphone may register as the debtor's phone
     user {lab["user"]}  password {lab["password"]}  domain {sip["host"]}:{sip["port"]}

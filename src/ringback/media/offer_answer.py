@@ -111,8 +111,17 @@ def select(offer_sdp: bytes | None) -> Selection | NoAnswer:
     )
 
 
-def answer_sdp(chosen: Selection, *, local_ip: str, local_port: int, session_id: int) -> bytes:
-    """The SDP answer for ``chosen``, sending from ``local_ip:local_port``.
+def answer_sdp(
+    chosen: Selection,
+    *,
+    local_ip: str,
+    local_port: int,
+    session_id: int,
+    direction: str = "sendonly",
+) -> bytes:
+    """The SDP answer for ``chosen``, sending from ``local_ip:local_port``. ``direction``
+    is ``sendonly`` for a warning; the lab callee answers ``sendrecv`` like a phone (what
+    it receives is discarded), so softphones do not show the call as held.
 
     ``session_id`` is used as both the o= session id and version (a new session per call).
     """
@@ -139,7 +148,7 @@ def answer_sdp(chosen: Selection, *, local_ip: str, local_port: int, session_id:
                     attributes=[
                         Attribute("rtpmap", f"{pt} {codec}/8000"),
                         Attribute("ptime", "20"),
-                        Attribute("sendonly"),
+                        Attribute(direction),
                     ],
                 )
             )

@@ -118,6 +118,7 @@ class WarningPlayer:
             local_ip=pool.local_ip,
             local_port=rtp.port,
             session_id=secrets.randbelow(2**31),
+            direction="sendrecv" if start.purpose == LAB_TONE else "sendonly",
         )
         if start.purpose == LAB_TONE:
             audio: PreparedAudio | None = self.lab_tone

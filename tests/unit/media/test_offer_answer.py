@@ -219,3 +219,16 @@ def test_linphone_style_offer() -> None:
     )
     a = answer_of(body)
     assert (a.codec, a.payload_type, a.remote_addr) == ("PCMU", 0, ("2001:db8::dead", 7078))
+
+
+def test_the_lab_callee_answers_sendrecv_like_a_phone() -> None:
+    from ringback.media.offer_answer import Selection, answer_sdp, select
+
+    chosen = select(offer(AUDIO_PCMA_FIRST))
+    assert isinstance(chosen, Selection)
+    warning = answer_sdp(chosen, local_ip="198.51.100.7", local_port=20000, session_id=1)
+    phone = answer_sdp(
+        chosen, local_ip="198.51.100.7", local_port=20000, session_id=1, direction="sendrecv"
+    )
+    assert b"a=sendonly" in warning and b"a=sendrecv" not in warning
+    assert b"a=sendrecv" in phone and b"a=sendonly" not in phone
