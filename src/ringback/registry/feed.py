@@ -109,11 +109,14 @@ class IndexSync:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        # Close the connection first: a query cancelled mid-flight makes asyncpg ask the
+        # server to cancel it and wait for the answer, which could hold stop() forever;
+        # with the socket closed every pending operation fails at once.
+        await self._close()
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self._close()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
+                await asyncio.wait_for(task, timeout=5.0)
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None
