@@ -29,7 +29,6 @@ from ringback.net.warnings import WarningPlayer
 from ringback.registry.embedded import EmbeddedPostgres
 from ringback.registry.feed import IndexSync
 from ringback.registry.listing_index import ListingIndex
-from ringback.registry.numbers import NumberingPlan
 from ringback.registry.proof_of_play import ProofOfPlayWriter
 from ringback.registry.store import Store, create_pool
 from ringback.sip.message import Limits
@@ -109,7 +108,7 @@ class Service:
         trusted = TrustedSources(sip.trusted_sources)
         controller = self.controller = CallController(
             self.index,
-            self._numbering_plan(),
+            self.config.numbering.plan(),
             metrics,
             index_ready=lambda: sync.loaded,
             index_staleness=lambda: sync.staleness_s,
@@ -147,12 +146,6 @@ class Service:
         )
         log.info("SIP listening on %s port %d (UDP and TCP)", ", ".join(sip.listen), self.sip_port)
 
-    def _numbering_plan(self) -> NumberingPlan:
-        n = self.config.numbering
-        return NumberingPlan(
-            n.country_code, n.trunk_prefix, n.international_prefix, n.national_max_digits
-        )
-
     def _registrar(self) -> Registrar | None:
         lab = self.config.lab
         if not lab.enabled:
@@ -161,7 +154,7 @@ class Service:
         for item in lab.users:
             number, _, password = item.partition(":")
             users[int(number[1:])] = password
-        decider = Decider(self.index, self._numbering_plan(), index_ready=lambda: True)
+        decider = Decider(self.index, self.config.numbering.plan(), index_ready=lambda: True)
         return Registrar(users, decider.number_of, realm=lab.realm)
 
     def _warning_player(self) -> WarningPlayer:
