@@ -49,6 +49,7 @@ from ringback.sip.transaction import AckTimeout, ServerTransactionLayer, TxKey, 
 ALLOW = "INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK"
 SUPPORTED = "100rel"
 ACCEPT = "application/sdp"
+_NO_EFFECTS: list[Effect] = []  # returned empty, never filled
 LOOPBACK = ("127.0.0.0/8", "::1/128")  # where RTP may go when no policy is given
 # Methods counted by name; any other (a peer can invent them) counts as "other".
 KNOWN_METHODS = frozenset(
@@ -579,6 +580,8 @@ class CallController:
 
     def take_effects(self) -> list[Effect]:
         """Warnings to start or stop, in the order they were decided."""
+        if not self._effects:
+            return _NO_EFFECTS  # the common case: no list made per message
         effects, self._effects = self._effects, []
         return effects
 

@@ -27,6 +27,7 @@ from ringback.sip.transaction import TxKey
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 1.0
+TIMER_RESOLUTION_S = 0.01  # RFC 3261 timers are 500 ms and up: 10 ms is plenty
 _CACHE_LIMIT = 65536
 
 
@@ -171,17 +172,23 @@ class SipEndpoint:
         self._pump()
 
     def _arm(self) -> None:
-        """Keep one timer armed at the controller's next deadline."""
+        """Keep one timer armed at the controller's next deadline, at most one wake per
+        TIMER_RESOLUTION_S: under load every call has its own deadline (Timers G, H, I),
+        and waking for each would cost more than the calls themselves."""
+        now = self.clock()
+        if self._timer is not None and self._timer_at <= now + self.controller.t1:
+            return  # nothing a message does can be due sooner than T1 from now
         deadline = self.controller.next_deadline()
         if deadline is None:
             return
+        when = max(deadline, now + TIMER_RESOLUTION_S)
         if self._timer is not None:
-            if self._timer_at <= deadline + 0.0005:
+            if self._timer_at <= when:
                 return
             self._timer.cancel()
         assert self._loop is not None
-        self._timer_at = deadline
-        self._timer = self._loop.call_later(max(0.0, deadline - self.clock()), self._on_timer)
+        self._timer_at = when
+        self._timer = self._loop.call_later(when - now, self._on_timer)
 
     def receive(self, data: bytes, source: Address, transport: str) -> None:
         started = time.perf_counter()
