@@ -142,7 +142,8 @@ ringback demo is running.
     user {lab["user"]}  password {lab["password"]}  domain {sip["host"]}:{sip["port"]}
     then a call to {lab["user"]} plays the warning and rings that softphone.
 
-  HTTP API   {demo["http"]}   (health: {demo["http"]}/readyz, metrics: {demo["http"]}/metrics)
+  Court portal  {demo["http"]}/portal/   (sign in with the court token below)
+  HTTP API   {demo["http"]}   (docs: {demo["http"]}/docs, health: /readyz, metrics: /metrics)
     operator token: {demo["operator_token"]}
     court token:    {demo["court"]["token"]}
 
