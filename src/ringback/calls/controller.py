@@ -404,7 +404,6 @@ class CallController:
                 dest,
                 held.to_tag,
                 response.to_bytes(),
-                dest,
                 None if held.transport != "udp" else now + self.t1,
                 self.t1,
                 now + 64 * self.t1,
@@ -615,7 +614,7 @@ class CallController:
     def _poll_dialogs(self, now: float) -> None:
         for dialog in list(self.dialogs.values()):
             if dialog.retransmit_at is not None and dialog.retransmit_at <= now:
-                self._out.append((dialog.ok, dialog.ok_dest, dialog.transport))
+                self._out.append((dialog.ok, dialog.source, dialog.transport))
                 dialog.interval = min(dialog.interval * 2, 4.0)
                 dialog.retransmit_at = now + dialog.interval
                 if now >= dialog.give_up_at:  # never ACKed: hang up

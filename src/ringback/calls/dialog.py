@@ -23,8 +23,7 @@ class UasDialog:
     transport: str
     source: Address
     local_tag: str
-    ok: bytes  # the 200, retransmitted until the ACK
-    ok_dest: Address
+    ok: bytes  # the 200, retransmitted until the ACK (to `source`)
     retransmit_at: float | None
     interval: float
     give_up_at: float  # 64*T1 with no ACK: end the call (RFC 3261 §13.3.1.4)

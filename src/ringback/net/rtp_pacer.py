@@ -182,7 +182,6 @@ class _Playing(Slot):
     __slots__ = (
         "dest",
         "latch_hosts",
-        "latched",
         "on_done",
         "on_latch",
         "outcome",
@@ -202,7 +201,6 @@ class _Playing(Slot):
 
     def __init__(self, count: int) -> None:
         super().__init__(count)
-        self.latched = False
         self.reading = False
         self.outcome: Outcome | None = None
 
@@ -418,7 +416,6 @@ class RtpPacer:
             if source != st.dest:
                 log.debug("RTP stream %d: latched to %s (was %s)", st.id, source, st.dest)
             st.dest = source
-            st.latched = True
             self._stop_reading(st)
             if st.on_latch is not None:
                 st.on_latch(source)

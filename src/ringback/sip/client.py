@@ -129,13 +129,6 @@ class ClientTransactionLayer:
         tx.give_up_at = now + (0.0 if tx.reliable else self.t4)  # Timer K
         return response
 
-    def cancel_request(self, key: ClientKey) -> Request | None:
-        """The INVITE a CANCEL would be built from, while it has no final response."""
-        tx = self._txs.get(key)
-        if tx is None or tx.state not in ("calling", "proceeding"):
-            return None
-        return tx.request
-
     def next_deadline(self) -> float | None:
         times = [
             t
