@@ -24,6 +24,7 @@ from ringback.media.destinations import DestinationPolicy
 from ringback.media.shipped import default_warning_path, read_pcm8k
 from ringback.metrics import Registry
 from ringback.net.rtp_pacer import RtpPacer, RtpPortPool
+from ringback.net.sip_tls import sip_tls_context
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
 from ringback.net.warnings import WarningPlayer
 from ringback.registry.embedded import EmbeddedPostgres
@@ -135,8 +136,11 @@ class Service:
             player=player,
             tcp_idle_s=sip.tcp_idle_s,
             max_message_bytes=sip.max_message_bytes,
+            tls=sip_tls_context(sip.tls_cert, sip.tls_key, sip.tls_client_ca)
+            if sip.tls_cert
+            else None,
         )
-        self.sip_port = await self.sip.start(sip.listen, sip.port)
+        self.sip_port = await self.sip.start(sip.listen, sip.port, sip.tls_port)
         self._running.push_async_callback(self.sip.stop)
         self._running.push_async_callback(player.stop)
         self.metrics.gauge(
@@ -145,6 +149,12 @@ class Service:
             controller.transactions,
         )
         log.info("SIP listening on %s port %d (UDP and TCP)", ", ".join(sip.listen), self.sip_port)
+        if self.sip.tls is not None:
+            log.info(
+                "SIP over TLS listening on port %d%s",
+                self.sip.tls_port,
+                " (client certificates required)" if sip.tls_client_ca else "",
+            )
 
     def _registrar(self) -> Registrar | None:
         lab = self.config.lab

@@ -114,8 +114,8 @@ class CallController:
         self.destinations = destinations or DestinationPolicy(LOOPBACK)
         # One transaction layer per transport: a response goes back the way its request came.
         self.layers = {
-            "udp": ServerTransactionLayer(t1, t2, t4, maddr_allowed=trusted),
-            "tcp": ServerTransactionLayer(t1, t2, t4, maddr_allowed=trusted),
+            name: ServerTransactionLayer(t1, t2, t4, maddr_allowed=trusted)
+            for name in ("udp", "tcp", "tls")
         }
         self.held: dict[TxKey, Held] = {}
         # Lab mode: a registrar for test softphones, and a callee that answers loop-marked
@@ -140,6 +140,9 @@ class CallController:
         """The shell is bound: our address (Contact, Via of our own requests)."""
         self.local[transport] = (host, port)
         literal = f"[{host}]" if ":" in host else host
+        if transport == "tls":  # RFC 3261 §26.2.2: a sips URI (TLS implied, no parameter)
+            self.contacts[transport] = f"<sips:{literal}:{port}>"
+            return
         suffix = "" if transport == "udp" else f";transport={transport}"
         self.contacts[transport] = f"<sip:{literal}:{port}{suffix}>"
 

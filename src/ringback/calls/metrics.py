@@ -32,6 +32,11 @@ class SipMetrics:
             "Time from an INVITE's arrival to its decision being sent",
             (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
         )
+        self.connections = registry.counter(
+            "ringback_sip_connections_total",
+            "SIP stream connections accepted (TLS: after a successful handshake), by transport",
+            ("transport",),
+        )
         self.ack_timeouts = registry.counter(
             "ringback_sip_ack_timeouts_total", "Final responses never ACKed (Timer H)"
         )

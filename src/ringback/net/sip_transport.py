@@ -1,7 +1,9 @@
-"""asyncio shells around the sans-I/O `CallController`: SIP over UDP and TCP on one port.
+"""asyncio shells around the sans-I/O `CallController`: SIP over UDP and TCP on one port,
+and over TLS (RFC 3261 §26) on a second port when a certificate is configured.
 
 Everything protocol-shaped happens in the controller; this module only moves bytes,
-checks the source against `sip.trusted_sources`, frames TCP streams, hands the
+checks the source against `sip.trusted_sources`, frames TCP and TLS streams (the same
+Content-Length framing: TLS is TCP with a handshake in front), hands the
 controller's warning effects to the :class:`~ringback.net.warnings.WarningPlayer`, and
 keeps one timer armed at the controller's next deadline (no timer object per
 transaction), plus a once-a-second housekeeping timer (clock offset, idle TCP).
@@ -13,6 +15,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Iterable
 from typing import Any, cast
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 1.0
 TIMER_RESOLUTION_S = 0.01  # RFC 3261 timers are 500 ms and up: 10 ms is plenty
+TLS_HANDSHAKE_S = 10.0  # a peer that does not finish its handshake in this time is dropped
 _CACHE_LIMIT = 65536
 
 
@@ -67,8 +71,10 @@ class SipEndpoint:
         player: WarningPlayer | None = None,
         tcp_idle_s: float = 120.0,
         max_message_bytes: int = 65535,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.controller = controller
+        self.tls = tls
         self.player = player
         self.metrics = metrics
         self.trusted = trusted
@@ -78,8 +84,12 @@ class SipEndpoint:
         self._udp_v4: asyncio.DatagramTransport | None = None  # replies go out of these
         self._udp_v6: asyncio.DatagramTransport | None = None
         self.tcp_servers: list[asyncio.Server] = []
+        # Stream connections by transport ("tcp", "tls"), then by peer: a response goes
+        # back on the connection its request came in on (RFC 3261 §18.2.2).
         self.tcp_connections: dict[Address, _TcpConnection] = {}
+        self.tls_connections: dict[Address, _TcpConnection] = {}
         self.port = 0
+        self.tls_port = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # the deadline `_timer` was armed for (our clock)
         self._housekeeping: asyncio.TimerHandle | None = None
@@ -87,8 +97,9 @@ class SipEndpoint:
         self.clock = time.monotonic
 
     # -------------------------------------------------------------- lifecycle
-    async def start(self, hosts: list[str], port: int) -> int:
-        """Listen on UDP and TCP at `port` on every host (port 0: one free port for all)."""
+    async def start(self, hosts: list[str], port: int, tls_port: int | None = None) -> int:
+        """Listen on UDP and TCP at `port` on every host (port 0: one free port for all),
+        and on TLS at `tls_port` when the endpoint has a TLS context (0: a free port)."""
         self._loop = asyncio.get_running_loop()
         for attempt in range(20):
             try:
@@ -98,9 +109,13 @@ class SipEndpoint:
                 await self._close_sockets()
                 if port != 0 or attempt == 19:
                     raise
+        if self.tls is not None:
+            self.tls_port = await self._bind_tls(hosts, 5061 if tls_port is None else tls_port)
         self._sync_clock()
         for transport in ("udp", "tcp"):
             self.controller.listening(transport, hosts[0], self.port)
+        if self.tls is not None:
+            self.controller.listening("tls", hosts[0], self.tls_port)
         self._housekeeping = self._loop.call_later(HOUSEKEEPING_S, self._housekeep)
         return self.port
 
@@ -126,6 +141,24 @@ class SipEndpoint:
             self.tcp_servers.append(server)
         return port
 
+    async def _bind_tls(self, hosts: list[str], port: int) -> int:
+        """The TLS listeners: the TCP path behind a handshake (TLS 1.2+, see net/sip_tls)."""
+        assert self._loop is not None and self.tls is not None
+        for host in hosts:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            server = await self._loop.create_server(
+                lambda: _TcpConnection(self, "tls"),
+                host,
+                port,
+                family=family,
+                reuse_address=True,
+                ssl=self.tls,
+                ssl_handshake_timeout=TLS_HANDSHAKE_S,
+            )
+            self.tcp_servers.append(server)
+            port = server.sockets[0].getsockname()[1]
+        return port
+
     async def _close_sockets(self) -> None:
         for transport in self.udp:
             transport.close()
@@ -138,7 +171,7 @@ class SipEndpoint:
         for timer in (self._timer, self._housekeeping):
             if timer is not None:
                 timer.cancel()
-        for connection in list(self.tcp_connections.values()):
+        for connection in [*self.tcp_connections.values(), *self.tls_connections.values()]:
             connection.close()
         await self._close_sockets()
 
@@ -235,7 +268,8 @@ class SipEndpoint:
                 if transport == "udp":
                     self._send_udp(data, dest)
                 else:
-                    connection = self.tcp_connections.get(dest)
+                    tls = transport == "tls"
+                    connection = (self.tls_connections if tls else self.tcp_connections).get(dest)
                     if connection is not None:
                         connection.write(data)
             except (OSError, ValueError, TypeError) as exc:  # one bad address: that send only
@@ -247,7 +281,7 @@ class SipEndpoint:
             transport.sendto(data, dest)
 
     def _reap_idle_tcp(self, now: float) -> None:
-        for connection in list(self.tcp_connections.values()):
+        for connection in [*self.tcp_connections.values(), *self.tls_connections.values()]:
             if now - connection.last_active > self.tcp_idle_s:
                 connection.close()
 
@@ -271,8 +305,13 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class _TcpConnection(asyncio.Protocol):
-    def __init__(self, endpoint: SipEndpoint) -> None:
+    """One TCP or TLS connection (for TLS, asyncio calls `connection_made` only after the
+    handshake succeeded: a peer without an acceptable certificate never gets here)."""
+
+    def __init__(self, endpoint: SipEndpoint, kind: str = "tcp") -> None:
         self.endpoint = endpoint
+        self.kind = kind
+        self.connections = endpoint.tls_connections if kind == "tls" else endpoint.tcp_connections
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.peer: Address = ("", 0)
@@ -287,7 +326,8 @@ class _TcpConnection(asyncio.Protocol):
             transport.abort()
             return
         self.transport = transport
-        self.endpoint.tcp_connections[self.peer] = self
+        self.connections[self.peer] = self
+        self.endpoint.metrics.connections.inc(self.kind)
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self.endpoint.clock()
@@ -297,7 +337,12 @@ class _TcpConnection(asyncio.Protocol):
             try:
                 frame, used = split_stream(self.buffer)
             except SipParseError as exc:
-                log.info("closing SIP/TCP connection from %s: %s", self.peer[0], exc.reason)
+                log.info(
+                    "closing SIP/%s connection from %s: %s",
+                    self.kind.upper(),
+                    self.peer[0],
+                    exc.reason,
+                )
                 self.endpoint.metrics.parse_errors.inc("no")
                 self.close()
                 return
@@ -308,7 +353,7 @@ class _TcpConnection(asyncio.Protocol):
                 self.buffer = self.buffer[used:]
                 return
             self.buffer = self.buffer[used:]
-            self.endpoint.receive(frame, self.peer, "tcp")
+            self.endpoint.receive(frame, self.peer, self.kind)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -319,6 +364,6 @@ class _TcpConnection(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.endpoint.tcp_connections.get(self.peer) is self:
-            del self.endpoint.tcp_connections[self.peer]
+        if self.connections.get(self.peer) is self:
+            del self.connections[self.peer]
         self.transport = None
