@@ -27,6 +27,7 @@ from ringback.net.rtp_pacer import RtpPacer, RtpPortPool
 from ringback.net.sip_tls import sip_tls_context
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
 from ringback.net.warnings import WarningPlayer
+from ringback.ratelimit import TokenBuckets
 from ringback.registry.embedded import EmbeddedPostgres
 from ringback.registry.feed import IndexSync
 from ringback.registry.listing_index import ListingIndex
@@ -127,6 +128,9 @@ class Service:
             test_numbers=_test_numbers(a.test_numbers),
             registrar=self._registrar(),
             lab_callee=self.config.lab.enabled,
+            rate_limit=TokenBuckets(sip.rate_limit_per_source, sip.rate_limit_burst)
+            if sip.rate_limit_per_source > 0
+            else None,
         )
         player = self._warning_player()
         self.sip = SipEndpoint(

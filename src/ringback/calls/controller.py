@@ -36,6 +36,7 @@ from ringback.calls.metrics import SipMetrics
 from ringback.calls.redirect import Held, redirect_headers
 from ringback.calls.registrar import Registrar
 from ringback.media.destinations import DestinationPolicy
+from ringback.ratelimit import TokenBuckets
 from ringback.registry.listing_index import Entry, ListingIndex
 from ringback.registry.numbers import NumberingPlan
 from ringback.sip.client import ClientTransactionLayer
@@ -95,6 +96,7 @@ class CallController:
         test_numbers: dict[int, int] | None = None,
         registrar: Registrar | None = None,
         lab_callee: bool = False,
+        rate_limit: TokenBuckets | None = None,
     ) -> None:
         self.decider = Decider(
             index,
@@ -110,6 +112,8 @@ class CallController:
         self.warnings = warnings  # False: listed numbers are redirected, counted, not warned
         self.max_warnings = max_warnings
         self.keep_caller = keep_caller
+        # Per-source request limit (sip.rate_limit_per_source); see `_over_limit`.
+        self.rate_limit = rate_limit
         self.draining = False  # shutting down: no new warnings
         self.destinations = destinations or DestinationPolicy(LOOPBACK)
         # One transaction layer per transport: a response goes back the way its request came.
@@ -154,6 +158,11 @@ class CallController:
         """Handle one datagram or stream frame. Returns the INVITE decision outcome, if any."""
         if data.startswith(b"ACK ") and self._absorbed_ack(data, transport, now):
             return None
+        limited = False
+        if self.rate_limit is not None and self._over_limit(data, source, now):
+            if not data.startswith(b"INVITE "):
+                return None  # a flood of anything else: dropped unread
+            limited = True  # an INVITE: still its 302 at once, never a warning
         try:
             message = parse_message(data, self.limits)
         except SipParseError as exc:
@@ -181,7 +190,7 @@ class CallController:
             return None  # retransmission or ACK: absorbed by the transaction layer
         try:
             if method == "INVITE":
-                return self._invite(request, layer, source, transport, now)
+                return self._invite(request, layer, source, transport, now, limited)
             if method == "ACK":
                 return None  # ACK for a 2xx we never send, or a late one: absorb
             max_forwards = request.max_forwards
@@ -212,6 +221,26 @@ class CallController:
             self._respond(layer, request, exc.status, now, transport, reason=exc.reason)
         return None
 
+    def _over_limit(self, data: bytes, source: Address, now: float) -> bool:
+        """Whether this request is over its source's limit (counted). Fail open, as a
+        carrier needs it: an INVITE over the limit still gets its 302 at once, only no
+        warning (a 503 would make the switch fail over, or fail the call); anything else
+        new is dropped. Responses, ACK and CANCEL are never limited: they finish work
+        already started, and dropping them would only cause retransmissions."""
+        space = data.find(b" ", 0, 24)
+        method = data[:space] if space > 0 else b""
+        if method in (b"SIP/2.0", b"ACK", b"CANCEL") or data.startswith(b"SIP/"):
+            return False
+        assert self.rate_limit is not None
+        if self.rate_limit.take(source[0], now) == 0.0:
+            return False
+        name = method.decode("ascii", "replace").upper()
+        self.metrics.rate_limited.inc(
+            name if name in KNOWN_METHODS else "other",
+            "redirected" if name == "INVITE" else "dropped",
+        )
+        return True
+
     def _absorbed_ack(self, data: bytes, transport: str, now: float) -> bool:
         """Every redirected call ends with an ACK; absorbing it from its top Via alone
         halves its cost. Anything unusual goes through the full parser instead."""
@@ -231,6 +260,7 @@ class CallController:
         source: Address,
         transport: str,
         now: float,
+        limited: bool = False,
     ) -> str:
         try:
             max_forwards = invite.max_forwards
@@ -263,7 +293,11 @@ class CallController:
             )
             return decision.outcome
         try:
-            skipped = self._hold_for_warning(invite, decision, layer, source, transport)
+            skipped = (
+                "rate_limited"
+                if limited and self.warnings
+                else self._hold_for_warning(invite, decision, layer, source, transport)
+            )
         except Exception:  # fail open
             skipped = INTERNAL_ERROR
         if skipped is None:

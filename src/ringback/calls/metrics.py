@@ -32,6 +32,12 @@ class SipMetrics:
             "Time from an INVITE's arrival to its decision being sent",
             (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
         )
+        self.rate_limited = registry.counter(
+            "ringback_sip_rate_limited_total",
+            "Requests over their source's sip.rate_limit_per_source, by method and action "
+            "(redirected: an INVITE answered 302 at once, unwarned; dropped: anything else)",
+            ("method", "action"),
+        )
         self.connections = registry.counter(
             "ringback_sip_connections_total",
             "SIP stream connections accepted (TLS: after a successful handshake), by transport",
