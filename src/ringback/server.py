@@ -140,6 +140,7 @@ class Service:
             player=player,
             tcp_idle_s=sip.tcp_idle_s,
             max_message_bytes=sip.max_message_bytes,
+            max_receive_age_s=sip.max_receive_age_ms / 1000,
             tls=sip_tls_context(sip.tls_cert, sip.tls_key, sip.tls_client_ca)
             if sip.tls_cert
             else None,

@@ -1265,12 +1265,15 @@ def start_ringback(
     http_port: int | None = None,
     extra_toml: str = "",
     sip_toml: str = "",
+    announcement_toml: str = "",
+    log_level: str = "debug",
     timeout: float = 30.0,
 ) -> RingbackNode:
     """`ringback serve` on `database` (already migrated and seeded), listening on 127.0.0.1
     (free ports unless given: a node restarted on its old ports is the same node to a switch);
-    returns once `/readyz` answers 200 (PeerFailed with its log otherwise). `sip_toml`: more
-    keys of the [sip] section (TOML lines); `extra_toml`: more sections."""
+    returns once `/readyz` answers 200 (PeerFailed with its log otherwise). `sip_toml`,
+    `announcement_toml`: more keys of those sections (TOML lines); `extra_toml`: more
+    sections."""
     sip_port = sip_port if sip_port is not None else free_port("both")
     http_port = http_port if http_port is not None else free_port("tcp")
     config = workdir / f"{name}.toml"
@@ -1280,7 +1283,8 @@ def start_ringback(
         f"[http]\nport = {http_port}\n"
         "[index]\nheartbeat_s = 0.2\n"
         "[announcement]\ngap_ms = 0\nrtp_port_min = 32000\nrtp_port_max = 32999\n"
-        "[log]\nformat = 'json'\nlevel = 'debug'\n" + extra_toml
+        f"{announcement_toml}\n"
+        f"[log]\nformat = 'json'\nlevel = '{log_level}'\n" + extra_toml
     )
     proc = processes.start(
         name,
@@ -1339,9 +1343,11 @@ def start_switch_recipe(
     *,
     workdir: Path,
     defines: Mapping[str, str | int],
+    extra_args: Sequence[str] = (),
 ) -> KamailioProcess:
     """A recipe from config/switches/ ("kamailio-redirect.cfg" or a path), unchanged, on a free
-    loopback UDP port: LISTEN and WORKERS=2 are added to `defines`."""
+    loopback UDP port: LISTEN and WORKERS=2 are added to `defines`; `extra_args`: more
+    command-line options (e.g. `-m 256`, the shared memory in MB)."""
     cfg = Path(recipe) if Path(recipe).is_absolute() else SWITCH_RECIPES / recipe
     require_kamailio_modules(cfg)
     port = free_port("udp")
@@ -1350,7 +1356,9 @@ def start_switch_recipe(
         "WORKERS": 2,
         **defines,
     }
-    return start_kamailio(processes, cfg, port=port, workdir=workdir, defines=all_defines)
+    return start_kamailio(
+        processes, cfg, port=port, workdir=workdir, defines=all_defines, extra_args=extra_args
+    )
 
 
 # --------------------------------------------------------------------------- TLS certificates

@@ -38,6 +38,15 @@ class SipMetrics:
             "(redirected: an INVITE answered 302 at once, unwarned; dropped: anything else)",
             ("method", "action"),
         )
+        self.shed = registry.counter(
+            "ringback_sip_shed_total",
+            "INVITEs shed unread under overload: they waited in the UDP receive queue longer "
+            "than sip.max_receive_age_ms (the switch routes such calls on by itself)",
+        )
+        self.send_dropped = registry.counter(
+            "ringback_sip_send_dropped_total",
+            "UDP datagrams not sent because the socket's send buffer was full",
+        )
         self.connections = registry.counter(
             "ringback_sip_connections_total",
             "SIP stream connections accepted (TLS: after a successful handshake), by transport",

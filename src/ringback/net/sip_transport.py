@@ -16,9 +16,10 @@ import ipaddress
 import logging
 import socket
 import ssl
+import struct
 import time
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import cast
 
 from ringback.calls import CallController, SipMetrics
 from ringback.calls.effects import Address
@@ -32,6 +33,15 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_S = 1.0
 TIMER_RESOLUTION_S = 0.01  # RFC 3261 timers are 500 ms and up: 10 ms is plenty
 TLS_HANDSHAKE_S = 10.0  # a peer that does not finish its handshake in this time is dropped
+# UDP: datagrams read per wake-up of the socket before the loop gets a turn (timers, TCP,
+# HTTP, the RTP pacer): the read-side budget that keeps the rest of the node responsive
+# under a flood, while amortising one wake-up over many datagrams.
+UDP_READ_BUDGET = 16
+# Kernel receive timestamps (Linux SO_TIMESTAMPNS, a struct timespec of two longs): how
+# long each datagram waited in the socket queue (`sip.max_receive_age_ms`).
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@qq")
+_ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
 _CACHE_LIMIT = 65536
 
 
@@ -72,17 +82,21 @@ class SipEndpoint:
         tcp_idle_s: float = 120.0,
         max_message_bytes: int = 65535,
         tls: ssl.SSLContext | None = None,
+        max_receive_age_s: float = 0.0,
     ) -> None:
         self.controller = controller
         self.tls = tls
+        # Overload shedding: an INVITE that waited longer than this in the UDP socket's
+        # queue is dropped unread (0: never); the switch has routed it on already.
+        self.max_receive_age_s = max_receive_age_s
         self.player = player
         self.metrics = metrics
         self.trusted = trusted
         self.tcp_idle_s = tcp_idle_s
         self.max_message_bytes = max_message_bytes
-        self.udp: list[asyncio.DatagramTransport] = []
-        self._udp_v4: asyncio.DatagramTransport | None = None  # replies go out of these
-        self._udp_v6: asyncio.DatagramTransport | None = None
+        self.udp: list[_UdpSocket] = []
+        self._udp_v4: _UdpSocket | None = None  # replies go out of these
+        self._udp_v6: _UdpSocket | None = None
         self.tcp_servers: list[asyncio.Server] = []
         # Stream connections by transport ("tcp", "tls"), then by peer: a response goes
         # back on the connection its request came in on (RFC 3261 §18.2.2).
@@ -123,18 +137,13 @@ class SipEndpoint:
         assert self._loop is not None
         for host in hosts:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            transport, _ = await self._loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(host, port), family=family
-            )
-            sock = transport.get_extra_info("socket")
-            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):  # the kernel caps these
-                sock.setsockopt(socket.SOL_SOCKET, option, 4 * 1024 * 1024)
-            self.udp.append(transport)
+            udp = _UdpSocket(self, host, port, family)
+            self.udp.append(udp)
             if family == socket.AF_INET6:
-                self._udp_v6 = self._udp_v6 or transport
+                self._udp_v6 = self._udp_v6 or udp
             else:
-                self._udp_v4 = self._udp_v4 or transport
-            port = transport.get_extra_info("sockname")[1]
+                self._udp_v4 = self._udp_v4 or udp
+            port = udp.port
             server = await self._loop.create_server(
                 lambda: _TcpConnection(self), host, port, family=family, reuse_address=True
             )
@@ -160,8 +169,8 @@ class SipEndpoint:
         return port
 
     async def _close_sockets(self) -> None:
-        for transport in self.udp:
-            transport.close()
+        for udp in self.udp:
+            udp.close()
         for server in self.tcp_servers:
             server.close()
         self.udp, self.tcp_servers = [], []
@@ -276,9 +285,9 @@ class SipEndpoint:
                 log.info("SIP send to %s failed: %s", dest, exc)
 
     def _send_udp(self, data: bytes, dest: Address) -> None:
-        transport = self._udp_v6 if ":" in dest[0] else self._udp_v4
-        if transport is not None:
-            transport.sendto(data, dest)
+        udp = self._udp_v6 if ":" in dest[0] else self._udp_v4
+        if udp is not None:
+            udp.sendto(data, dest)
 
     def _reap_idle_tcp(self, now: float) -> None:
         for connection in [*self.tcp_connections.values(), *self.tls_connections.values()]:
@@ -286,22 +295,75 @@ class SipEndpoint:
                 connection.close()
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, endpoint: SipEndpoint) -> None:
+class _UdpSocket:
+    """One UDP socket, read straight from the event loop's reader callback.
+
+    Not an asyncio datagram transport, for two things it cannot do: read a batch of
+    datagrams per wake-up (`UDP_READ_BUDGET`), and see each datagram's kernel receive
+    timestamp, so that an INVITE that queued longer than `max_receive_age_s` while the
+    node was overloaded is shed unread (counted) instead of answered seconds late.
+    """
+
+    def __init__(self, endpoint: SipEndpoint, host: str, port: int, family: int) -> None:
         self.endpoint = endpoint
+        sock = self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((host, port))
+            sock.setblocking(False)
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):  # the kernel caps these
+                sock.setsockopt(socket.SOL_SOCKET, option, 4 * 1024 * 1024)
+            self.timestamps = endpoint.max_receive_age_s > 0
+            if self.timestamps:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            sock.close()
+            raise
+        self.port: int = sock.getsockname()[1]
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._readable)
+        self.closed = False
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        host, port = addr[0], addr[1]
-        endpoint = self.endpoint
-        if not endpoint.trusted(host):
-            endpoint.metrics.untrusted.inc()
-            return
-        if len(data) < 4 or data.isspace():
-            return  # keep-alive (CRLF) or noise
-        endpoint.receive(data, (host, port), "udp")
+    def _readable(self) -> None:
+        endpoint, sock = self.endpoint, self.sock
+        trusted, metrics = endpoint.trusted, endpoint.metrics
+        max_age = endpoint.max_receive_age_s
+        for _ in range(UDP_READ_BUDGET):
+            try:
+                if self.timestamps:
+                    data, ancillary, _flags, addr = sock.recvmsg(65535, _ANC_SIZE)
+                else:
+                    data, addr = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. an ICMP error queued on the socket: harmless
+                log.debug("UDP receive error: %s", exc)
+                continue
+            host = addr[0]
+            if not trusted(host):
+                metrics.untrusted.inc()
+                continue
+            if len(data) < 4 or data.isspace():
+                continue  # keep-alive (CRLF) or noise
+            if self.timestamps and data.startswith(b"INVITE ") and ancillary:
+                level, kind, raw = ancillary[0]
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanoseconds = _TIMESPEC.unpack(raw[: _TIMESPEC.size])
+                    if time.time() - (seconds + nanoseconds * 1e-9) > max_age:
+                        metrics.shed.inc()
+                        continue
+            endpoint.receive(data, (host, addr[1]), "udp")
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("UDP error: %s", exc)  # ICMP unreachable from a gone peer: harmless
+    def sendto(self, data: bytes, dest: Address) -> None:
+        try:
+            self.sock.sendto(data, dest)
+        except (BlockingIOError, InterruptedError):
+            self.endpoint.metrics.send_dropped.inc()  # a full send buffer: UDP may lose it
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
 class _TcpConnection(asyncio.Protocol):
