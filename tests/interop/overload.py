@@ -332,5 +332,3 @@ def describe(run: OverloadRun) -> str:
         f"{HEADER}\n{run.row()}\ndecisions: {run.decisions}\n"
         f"lookup errors: {run.lookup_errors[:5]}\ncaller:\n{run.caller.describe()}"
     )
-
-
