@@ -137,7 +137,7 @@ class SipEndpoint:
         assert self._loop is not None
         for host in hosts:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            udp = _UdpSocket(self, host, port, family)
+            udp = _UdpSocket(self, udp_socket(host, port, family))
             self.udp.append(udp)
             if family == socket.AF_INET6:
                 self._udp_v6 = self._udp_v6 or udp
@@ -295,6 +295,17 @@ class SipEndpoint:
                 connection.close()
 
 
+def udp_socket(host: str, port: int, family: int) -> socket.socket:
+    """A UDP socket bound to (host, port) (port 0: a free one)."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class _UdpSocket:
     """One UDP socket, read straight from the event loop's reader callback.
 
@@ -304,11 +315,11 @@ class _UdpSocket:
     node was overloaded is shed unread (counted) instead of answered seconds late.
     """
 
-    def __init__(self, endpoint: SipEndpoint, host: str, port: int, family: int) -> None:
+    def __init__(self, endpoint: SipEndpoint, sock: socket.socket) -> None:
+        """Takes over `sock` (bound; see `udp_socket`)."""
         self.endpoint = endpoint
-        sock = self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock = sock
         try:
-            sock.bind((host, port))
             sock.setblocking(False)
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):  # the kernel caps these
                 sock.setsockopt(socket.SOL_SOCKET, option, 4 * 1024 * 1024)
