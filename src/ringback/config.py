@@ -151,7 +151,7 @@ class RingbackConfig:
     callee_timeout_s: float = 4.0
 
     def next_hop_address(self) -> tuple[str, int] | None:
-        if not self.next_hop:
+        if not self.next_hop or self.next_hop == "self":
             return None
         host, _, port = self.next_hop.rpartition(":")
         return host.strip("[]"), int(port)
@@ -395,7 +395,9 @@ def _validate(c: Config) -> None:
         )
     for name in ("max_ring_s", "max_call_s", "callee_timeout_s"):
         _positive(f"ringback.{name}", getattr(rb, name))
-    if rb.next_hop:
+    if rb.next_hop == "self" and not c.lab.enabled:
+        raise ConfigError('ringback.next_hop: "self" is for lab mode ([lab] enabled) only')
+    if rb.next_hop and rb.next_hop != "self":
         try:
             host, port = rb.next_hop_address() or ("", 0)
             ipaddress.ip_address(host)

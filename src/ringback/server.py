@@ -167,6 +167,7 @@ class Service:
         r = self.config.ringback
         return RingbackOptions(
             next_hop=r.next_hop_address(),
+            to_self=r.next_hop == "self",
             identity_headers=tuple(r.identity_headers),
             answer_after=r.answer_after,
             max_ring_s=r.max_ring_s,

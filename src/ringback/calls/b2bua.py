@@ -37,7 +37,7 @@ from ringback.calls.effects import (
     RelayTo,
     StartWarning,
 )
-from ringback.calls.legs import Leg, caller_leg, confirm_callee_leg
+from ringback.calls.legs import Leg, address_of, caller_leg, confirm_callee_leg
 from ringback.calls.metrics import SipMetrics
 from ringback.calls.redirect import redirect_headers
 from ringback.media.destinations import DestinationPolicy
@@ -51,6 +51,7 @@ from ringback.sip.headers import Headers
 from ringback.sip.model import Request, Response
 from ringback.sip.responses import make_response
 from ringback.sip.transaction import ServerTransactionLayer, TxKey, TxState
+from ringback.sip.uri import parse_name_addr
 
 ALLOW = "INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK, UPDATE, INFO"
 # Headers of a relayed in-dialog request or response that describe its body or purpose.
@@ -61,6 +62,7 @@ _RELAYED = frozenset(["INVITE", "UPDATE", "INFO", "OPTIONS", "MESSAGE", "NOTIFY"
 @dataclass(frozen=True, slots=True)
 class RingbackOptions:
     next_hop: Address | None = None  # None: where the caller's INVITE came from
+    to_self: bool = False  # lab mode with no switch: callee legs come back to us
     identity_headers: tuple[str, ...] = ("P-Asserted-Identity", "Privacy")
     answer_after: str = "answer"  # or "first_play"
     max_ring_s: float = 180.0
@@ -106,6 +108,7 @@ class BridgedCall:
     answer_pending: bool = False  # answered; waiting for the first play to end
     stop_reason: str = ""
     answered: bool = False
+    redirects: int = 0  # 3xx followed on the callee leg
     deadline: float = 0.0  # max ring, then max call
     callee_deadline: float | None = None  # no answer at all from the next hop
     relayed: dict[ClientKey, _Relayed] = field(default_factory=dict)
@@ -205,7 +208,7 @@ class B2bua:
         self.calls[key] = call
         self.by_call_id[invite.call_id] = (call, "caller")
         self._respond(call, invite, 100, now)
-        next_hop = self.options.next_hop or source
+        next_hop = self._next_hop(call)
         call.callee_transport = transport if self.options.next_hop is None else "udp"
         family = 6 if ":" in next_hop[0] else 4
         self._effects.append(OpenRelay(key, destinations, family))
@@ -243,11 +246,16 @@ class B2bua:
             return
         self._fail_open(call, f"listed_{reason}", now)
 
+    def _next_hop(self, call: BridgedCall) -> Address:
+        if self.options.to_self:
+            return self.local.get(call.transport) or self.local["udp"]
+        return self.options.next_hop or call.source
+
     def _send_callee_invite(self, call: BridgedCall, now: float) -> None:
         invite = call.invite
         transport = call.callee_transport
         local = self.local.get(transport) or self.local["udp"]
-        dest = self.options.next_hop or call.source
+        dest = self._next_hop(call)
         leg = Leg(
             call_id=secrets.token_hex(12) + "@ringback",
             local=_with_tag(invite.headers.get("From") or "", secrets.token_hex(6)),
@@ -341,8 +349,11 @@ class B2bua:
             return  # absorbed: the warning is the ringing tone
         if status >= 300:
             self.by_client.pop(call.callee_key or ("", ""), None)
-            if call.state == "ringing":
-                self._callee_refused(call, status, response.reason, now)
+            if call.state != "ringing":
+                return
+            if status < 400 and call.redirects < 3 and self._follow(call, response, now):
+                return
+            self._callee_refused(call, status, response.reason, now)
             return
         # 2xx: confirm the dialog and ACK it (again for each retransmission).
         if call.callee_ack is not None:
@@ -369,6 +380,44 @@ class B2bua:
             self._effects.append(FinishWarning(call.key, first_only=True))
             return
         self._connect(call, now)
+
+    def _follow(self, call: BridgedCall, response: Response, now: float) -> bool:
+        """A 3xx on the callee leg: try its Contact with a new INVITE (RFC 3261 §8.1.3.4);
+        the caller never sees the redirect."""
+        leg, invite = call.callee, call.callee_invite
+        contact = response.headers.get("Contact")
+        if leg is None or invite is None or not contact:
+            return False
+        try:
+            target = parse_name_addr(contact.split(",")[0]).uri
+        except SipParseError:
+            return False
+        call.redirects += 1
+        leg.remote_target = target
+        leg.dest = address_of(target, leg.dest)
+        local = self.local.get(leg.transport) or self.local["udp"]
+        extra = [
+            (n, v)
+            for n in ("Allow", *self.options.identity_headers)
+            for v in invite.headers.get_all(n)
+        ]
+        request = leg.request(
+            "INVITE",
+            local,
+            self.contacts.get(leg.transport),
+            body=invite.body,
+            extra=extra,
+        )
+        call.callee_invite = request
+        call.provisional = False
+        call.callee_key = self.client.send(
+            request, leg.dest, reliable=leg.transport != "udp", now=now, transport=leg.transport
+        )
+        self.by_client[call.callee_key] = call
+        call.callee_deadline = now + self.options.callee_timeout_s
+        self._flush_client(leg.transport)
+        self.outcomes.inc("callee_redirected")
+        return True
 
     def _allowed_callee(self, offered: Address | None, signalling: Address) -> tuple[Address, ...]:
         candidates = [a for a in (offered,) if a is not None]
