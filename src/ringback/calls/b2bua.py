@@ -103,12 +103,14 @@ class BridgedCall:
     caller_relay: Address | None = None
     callee_relay: Address | None = None
     caller_sdp: bytes = b""
-    warning: str = "pending"  # pending | playing | over
+    warning: str = "pending"  # pending | playing | over; none: bridged without one
     pending_final: tuple[int, str] | None = None
     answer_pending: bool = False  # answered; waiting for the first play to end
     stop_reason: str = ""
     answered: bool = False
     redirects: int = 0  # 3xx followed on the callee leg
+    target: Address | None = None  # the callee leg's next hop, when not the configured one
+    rang: bool = False  # a 180 went to the caller (calls bridged without a warning)
     deadline: float = 0.0  # max ring, then max call
     callee_deadline: float | None = None  # no answer at all from the next hop
     relayed: dict[ClientKey, _Relayed] = field(default_factory=dict)
@@ -187,8 +189,13 @@ class B2bua:
         to_tag: str,
         answer_after: str,
         now: float,
+        *,
+        warn: bool = True,
+        target: Address | None = None,
     ) -> None:
-        """Take a listed call: 100 at once, and ask the shell for a relay."""
+        """Take a listed call: 100 at once, and ask the shell for a relay. Without
+        ``warn`` (lab mode: a registered softphone at ``target``) the call is only
+        bridged, and the caller hears ringing while the callee rings."""
         requires = invite.headers.get_all("Require")
         call = BridgedCall(
             key,
@@ -205,11 +212,15 @@ class B2bua:
         )
         call.caller.sdp_session = secrets.randbelow(2**31)
         call.destinations = destinations
+        call.target = target
+        if not warn:
+            call.warning = "none"
         self.calls[key] = call
         self.by_call_id[invite.call_id] = (call, "caller")
         self._respond(call, invite, 100, now)
         next_hop = self._next_hop(call)
-        call.callee_transport = transport if self.options.next_hop is None else "udp"
+        configured = self.options.next_hop is not None or target is not None
+        call.callee_transport = "udp" if configured else transport
         family = 6 if ":" in next_hop[0] else 4
         self._effects.append(OpenRelay(key, destinations, family))
 
@@ -228,6 +239,8 @@ class B2bua:
         self._send_callee_invite(call, now)
         call.state = "ringing"
         call.deadline = now + self.options.max_ring_s
+        if call.warning == "none":
+            return
         self._effects.append(
             StartWarning(
                 key,
@@ -247,6 +260,8 @@ class B2bua:
         self._fail_open(call, f"listed_{reason}", now)
 
     def _next_hop(self, call: BridgedCall) -> Address:
+        if call.target is not None:
+            return call.target
         if self.options.to_self:
             return self.local.get(call.transport) or self.local["udp"]
         return self.options.next_hop or call.source
@@ -346,6 +361,9 @@ class B2bua:
             call.provisional = True
             if call.cancel_pending:
                 self._cancel_callee(call, now)
+            elif call.warning == "none" and status in (180, 183) and not call.rang:
+                call.rang = True  # no warning: the caller hears its own ringing tone
+                self._provisional(call, 180, now)
             return  # absorbed: the warning is the ringing tone
         if status >= 300:
             self.by_client.pop(call.callee_key or ("", ""), None)

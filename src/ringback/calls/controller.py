@@ -421,6 +421,11 @@ class CallController:
             binding = self.registrar.lookup(number, now)
         if binding is not None:
             self.metrics.decisions.inc("lab_registered")
+            if source != self.local.get(transport) and self._bridge_to(
+                invite, layer, binding.contact, binding.source, source, transport, now
+            ):
+                return "lab_registered"
+            # our own callee leg (ringback mode) follows the 302 itself
             self._respond(
                 layer, invite, 302, now, transport, extra=(("Contact", f"<{binding.contact}>"),)
             )
@@ -446,6 +451,41 @@ class CallController:
             self._effects.append(start)
         self.metrics.decisions.inc("lab_callee")
         return "lab_callee"
+
+    def _bridge_to(
+        self,
+        invite: Request,
+        layer: ServerTransactionLayer,
+        contact: str,
+        target: Address,
+        source: Address,
+        transport: str,
+        now: float,
+    ) -> bool:
+        """Lab mode: put a softphone's call through to the softphone registered for the
+        number, as a B2BUA (media relayed), rather than redirect it: a softphone reached
+        by a 302 answers from behind its registration (pyVoIP sends its responses to its
+        registrar) and would never be heard. False: no media to bridge (then the 302)."""
+        plan = media_plan(invite, source, self.destinations)
+        if isinstance(plan, str):
+            return False
+        media, destinations = plan
+        self.b2bua.start(
+            invite,
+            layer.key_of(invite),
+            Entry(0, 0, 0, 0),
+            media,
+            destinations,
+            contact,
+            source,
+            transport,
+            new_tag(),
+            "answer",
+            now,
+            warn=False,
+            target=target,
+        )
+        return True
 
     def _register(
         self,
