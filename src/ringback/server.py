@@ -25,6 +25,7 @@ from ringback.media.destinations import DestinationPolicy
 from ringback.media.shipped import default_warning_path, read_pcm8k
 from ringback.metrics import Registry
 from ringback.net.call_media import CallMedia
+from ringback.net.court_modes import CourtModes
 from ringback.net.relay import MediaRelay
 from ringback.net.rtp_pacer import RtpPacer, RtpPortPool
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
@@ -132,6 +133,7 @@ class Service:
             lab_answer_after_s=self.config.lab.answer_after_s,
             mode=self.config.ringback.mode,
             ringback=self._ringback_options(),
+            mode_for=self._court_modes(),
         )
         player = self._call_media()
         self.sip = SipEndpoint(
@@ -162,6 +164,15 @@ class Service:
             users[int(number[1:])] = password
         decider = Decider(self.index, self.config.numbering.plan(), index_ready=lambda: True)
         return Registrar(users, decider.number_of, realm=lab.realm)
+
+    def _court_modes(self) -> CourtModes:
+        r = self.config.ringback
+        modes = self.court_modes = CourtModes(
+            self.store.courts.call_modes, mode=r.mode, answer_after=r.answer_after
+        )
+        modes.start()
+        self._running.push_async_callback(modes.stop)
+        return modes
 
     def _ringback_options(self) -> RingbackOptions:
         r = self.config.ringback

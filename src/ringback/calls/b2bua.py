@@ -522,6 +522,9 @@ class B2bua:
                 leg.ok_resend_at = None
             return
         layer = self.layers[transport]
+        if call.state == "ended":  # a BYE crossing ours, or a late request
+            self._respond_to(layer, request, 200 if method == "BYE" else 481, now, transport)
+            return
         if leg is None or request.to_tag != _tag_of(leg.local):
             self._respond_to(layer, request, 481, now, transport)
             return

@@ -583,6 +583,10 @@ class CallController:
         playing go on until :meth:`end_warnings`."""
         self.draining = True
 
+    def busy(self) -> bool:
+        """Warnings playing or calls bridged: what a drain waits for."""
+        return bool(self.held) or len(self.b2bua) > 0
+
     def end_warnings(self, now: float) -> None:
         """Stop every warning still playing and redirect its INVITE (the drain is over)."""
         for key in list(self.held):

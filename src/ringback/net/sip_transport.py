@@ -143,11 +143,13 @@ class SipEndpoint:
         await self._close_sockets()
 
     async def drain(self, limit_s: float) -> None:
-        """Redirect new INVITEs at once, let warnings in progress play for up to
-        ``limit_s``, then give every held INVITE its final response."""
+        """Redirect new INVITEs at once, let warnings in progress play and bridged calls
+        (ringback mode) go on for up to ``limit_s``, then give every held INVITE its final
+        response and hang bridged calls up both ways."""
         self.controller.drain()
         deadline = self.clock() + limit_s
-        while self.controller.held and self.clock() < deadline:
+        busy = self.controller.busy
+        while busy() and self.clock() < deadline:
             await asyncio.sleep(0.05)
         self.controller.end_warnings(self.clock())
         self._pump()

@@ -428,3 +428,24 @@ def test_unlisted_numbers_get_the_302_at_once_in_ringback_mode() -> None:
     sent = h.send(invite().replace("+8613800138000", "+8613800138999"))
     assert [s.status for s in sent] == [302]
     assert not h.effects
+
+
+def test_a_bye_crossing_ours_is_answered_and_not_passed_on_again() -> None:
+    h = Harness()
+    _, leg = ringing_call(h)
+    h.report_ready()
+    sent = h.send(response_to(leg, 200, sdp=answer_sdp(CALLEE_MEDIA)), NEXT_HOP)
+    tag = next(s for s in sent if s.status == 200).message.to_tag or ""
+    h.send(in_dialog_from_caller("ACK", tag, 2))
+    h.c.end_warnings(h.now)  # the drain is over: BYE both ways
+    assert sorted(s.method or "" for s in h.pump()) == ["BYE", "BYE"]
+    # The callee's own BYE crosses ours: 200, and nothing more goes to the caller.
+    bye = (
+        "BYE sip:192.0.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.60:5062;branch=z9hG4bK-x\r\n"
+        "Max-Forwards: 70\r\nFrom: <sip:+8613800138000@192.0.2.1>;tag=b1\r\n"
+        f"To: {leg.headers.get('From')}\r\nCall-ID: {leg.call_id}\r\nCSeq: 1 BYE\r\n"
+        "Content-Length: 0\r\n\r\n"
+    )
+    sent = h.send(bye, ("192.0.2.60", 5062))
+    assert [(s.status, s.method) for s in sent] == [(200, None)]
+    assert h.metrics.b2bua.get("bye_from_callee") == 0
