@@ -32,7 +32,7 @@ from ringback.calls.decision import (
 )
 from ringback.calls.dialog import UasDialog
 from ringback.calls.effects import LAB_TONE, Address, Effect, StartWarning, StopWarning
-from ringback.calls.media import caller_of, media_plan
+from ringback.calls.media import MediaPlan, caller_of, media_plan
 from ringback.calls.metrics import SipMetrics
 from ringback.calls.redirect import Held, redirect_headers
 from ringback.calls.registrar import Registrar
@@ -298,10 +298,15 @@ class CallController:
             )
             return decision.outcome
         try:
-            if self._mode_of(decision.entry)[0] == "ringback":
-                skipped = self._ringback_call(invite, decision, layer, source, transport, now)
+            plan = self._warning_plan(invite, source)
+            if isinstance(plan, str):
+                skipped: str | None = plan
             else:
-                skipped = self._hold_for_warning(invite, decision, layer, source, transport)
+                skipped = None
+                if self._mode_of(decision.entry)[0] == "ringback":
+                    self._ringback_call(invite, decision, layer, plan, source, transport, now)
+                else:
+                    self._hold_for_warning(invite, decision, layer, plan, transport)
         except Exception:  # fail open
             skipped = INTERNAL_ERROR
         if skipped is None:
@@ -311,24 +316,25 @@ class CallController:
         self._redirect(layer, invite, decision.contact, now, transport, played=False, why=outcome)
         return outcome
 
+    def _warning_plan(self, invite: Request, source: Address) -> MediaPlan | str:
+        """What a listed call's warning would play and where, or the reason it will not."""
+        if not self.warnings:
+            return LISTED_UNANNOUNCED
+        if self.draining:
+            return "draining"
+        if len(self.held) + len(self.b2bua) >= self.max_warnings:
+            return "capacity"
+        return media_plan(invite, source, self.destinations)
+
     def _hold_for_warning(
         self,
         invite: Request,
         decision: Decision,
         layer: ServerTransactionLayer,
-        source: Address,
+        plan: MediaPlan,
         transport: str,
-    ) -> str | None:
-        """Hold the INVITE and ask the shell for its warning; or the reason not to."""
-        if not self.warnings:
-            return LISTED_UNANNOUNCED
-        if self.draining:
-            return "draining"
-        if len(self.held) >= self.max_warnings:
-            return "capacity"
-        plan = media_plan(invite, source, self.destinations)
-        if isinstance(plan, str):
-            return plan
+    ) -> None:
+        """Hold the INVITE (redirect mode) and ask the shell for its warning."""
         media, destinations = plan
         assert decision.entry is not None
         key = layer.key_of(invite)
@@ -342,7 +348,6 @@ class CallController:
         )
         caller = caller_of(invite) if self.keep_caller else None
         self._effects.append(StartWarning(key, decision.entry, media, destinations, caller))
-        return None
 
     def _mode_of(self, entry: Entry) -> tuple[str, str]:
         """(mode, answer_after) for a listing: its court's, else the deployment's."""
@@ -357,20 +362,12 @@ class CallController:
         invite: Request,
         decision: Decision,
         layer: ServerTransactionLayer,
+        plan: MediaPlan,
         source: Address,
         transport: str,
         now: float,
-    ) -> str | None:
-        """Bridge the call while the warning plays (ringback mode); or the reason not to."""
-        if not self.warnings:
-            return LISTED_UNANNOUNCED
-        if self.draining:
-            return "draining"
-        if len(self.held) + len(self.b2bua) >= self.max_warnings:
-            return "capacity"
-        plan = media_plan(invite, source, self.destinations)
-        if isinstance(plan, str):
-            return plan
+    ) -> None:
+        """Bridge the call while the warning plays (ringback mode)."""
         media, destinations = plan
         assert decision.entry is not None
         self.b2bua.start(
@@ -386,7 +383,6 @@ class CallController:
             self._mode_of(decision.entry)[1],
             now,
         )
-        return None
 
     # ------------------------------------------------------- the relay's reports
     def relay_opened(
