@@ -690,3 +690,17 @@ def test_tls_contact_is_a_sips_uri() -> None:
     assert h.controller.contacts["tcp"] == "<sip:192.0.2.1:5060;transport=tcp>"
     [response] = h.send(invite("sips:+8613700137000@192.0.2.1:5061"), transport="tls")
     assert response.headers.get("Contact") == "<sips:+8613700137000@192.0.2.1:5061;rbk>"
+
+
+def test_in_dialog_requests_and_bye_are_never_rate_limited() -> None:
+    h = limited(warnings=False)
+    for n in range(2):  # the burst, spent
+        h.send(request("OPTIONS", branch=f"z9hG4bK-s{n}"))
+    [bye] = h.send(request("BYE", branch="z9hG4bK-bye"))
+    assert bye.status == 481  # answered (no such dialog here), not dropped
+    in_dialog = request("INFO", branch="z9hG4bK-info").replace(
+        b"To: <sip:ringback@192.0.2.1>", b"To: <sip:ringback@192.0.2.1>;tag=t1"
+    )
+    assert [r.status for r in h.send(in_dialog)] == [405]
+    assert h.metrics.rate_limited.get("BYE", "dropped") == 0
+    assert h.metrics.rate_limited.get("INFO", "dropped") == 0
