@@ -6,7 +6,8 @@ ringback runs with `sip.tls_cert`/`sip.tls_key` and `sip.tls_client_ca` (mutual 
 
 - Kamailio 5.6 with its `tls` module is the switch: sipp calls it over UDP with a `sips:`
   Request-URI, Kamailio relays over TLS with its client certificate, ringback's 302 (a `sips:`
-  Contact) comes back over the same TLS connection to Kamailio and on to sipp.
+  Contact) comes back over the same TLS connection to Kamailio and on to sipp. Kamailio with
+  a certificate of a CA ringback does not trust gets no connection: no INVITE reaches ringback.
 - Python's ssl module as a peer: a 302 on the same connection with the Via's TLS transport
   kept; Content-Length framing of several messages in one TLS record; a client with no
   certificate or one from another CA is refused before any SIP is read; a plain-TCP client on
@@ -202,8 +203,16 @@ async def test_peers_without_an_accepted_certificate_are_refused_and_calls_go_on
 
 
 def start_tls_switch(
-    processes: ProcessSet, workdir: Path, pki: Pki, ringback_tls: int
+    processes: ProcessSet,
+    workdir: Path,
+    pki: Pki,
+    ringback_tls: int,
+    *,
+    client: tuple[Path, Path] | None = None,
 ) -> KamailioProcess:
+    """Kamailio relaying to ringback over TLS with `client` (certificate, key) as its client
+    certificate (default: the one signed by the CA ringback trusts)."""
+    cert, key = client or (pki.client_cert, pki.client_key)
     cfg = HERE / "kamailio" / "tls_switch.cfg"
     try:
         require_kamailio_modules(cfg)  # the tls module: kamailio-tls-modules (scripts/setup)
@@ -218,7 +227,7 @@ def start_tls_switch(
         f"certificate = {pki.client_cert}\nprivate_key = {pki.client_key}\n\n"
         "[client:default]\nmethod = TLSv1.2+\nverify_certificate = yes\n"
         "require_certificate = yes\n"
-        f"certificate = {pki.client_cert}\nprivate_key = {pki.client_key}\n"
+        f"certificate = {cert}\nprivate_key = {key}\n"
         f"ca_list = {pki.ca}\n"
     )
     defines: dict[str, str | int] = {
@@ -257,3 +266,25 @@ def test_kamailio_reaches_ringback_over_tls_with_its_client_certificate(
     # Kamailio held one TLS connection (its client certificate accepted) for every call
     assert metrics['ringback_sip_connections_total{transport="tls"}'] >= 1
     assert metrics.get('ringback_sip_connections_total{transport="tcp"}', 0) == 0
+
+
+def test_kamailio_with_a_certificate_ringback_does_not_trust_is_refused(
+    tls_node: tuple[RingbackNode, int],
+    pki: Pki,
+    processes: ProcessSet,
+    interop_dir: Path,
+    uac: object,
+) -> None:
+    node, tls_port = tls_node
+    switch = start_tls_switch(
+        processes, interop_dir, pki, tls_port, client=(pki.rogue_cert, pki.rogue_key)
+    )
+    result: SippResult = uac(  # type: ignore[operator]
+        "invite_302_sips", (switch.host, switch.port), calls=1, service=UNLISTED, timeout=20
+    )
+    # the caller gets Kamailio's own failure, never a 302 from ringback
+    assert result.successful == 0 and result.failed == 1, result.describe()
+    assert not any(m.status == 302 for m in result.messages), result.describe()
+    metrics = node.metrics()
+    assert metrics.get('ringback_sip_requests_total{method="INVITE"}', 0) == 0
+    assert metrics.get('ringback_sip_connections_total{transport="tls"}', 0) == 0
