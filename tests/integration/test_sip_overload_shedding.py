@@ -32,7 +32,7 @@ def message(method: str, port: int, local_port: int, n: int) -> bytes:
 async def test_invites_that_queued_too_long_are_shed_and_fresh_ones_answered() -> None:
     metrics = SipMetrics(Registry())
     controller = CallController(ListingIndex(), NumberingPlan(), metrics, index_ready=lambda: True)
-    sip = SipEndpoint(controller, metrics, TrustedSources(["127.0.0.0/8"]), max_receive_age_s=0.3)
+    sip = SipEndpoint(controller, metrics, TrustedSources(["127.0.0.0/8"]), max_receive_age_s=1.0)
     await sip.start(["127.0.0.1"], 0)
     loop = asyncio.get_running_loop()
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -44,14 +44,14 @@ async def test_invites_that_queued_too_long_are_shed_and_fresh_ones_answered() -
         for n in range(5):
             peer.sendto(message("INVITE", port, local, n), ("127.0.0.1", port))
         peer.sendto(message("OPTIONS", port, local, 0), ("127.0.0.1", port))
-        time.sleep(0.8)  # the stall: every datagram above is now 800 ms old
+        time.sleep(2.0)  # the stall: every datagram above is now 2 s old
         # once the loop runs again: the stale INVITEs are shed, the OPTIONS is answered
         first = await loop.run_in_executor(None, peer.recv, 65535)
         assert first.startswith(b"SIP/2.0 200 "), first
         assert b"CSeq: 1 OPTIONS" in first
         assert metrics.shed.get() == 5
         assert metrics.requests.get("INVITE") == 0  # never parsed
-        # a fresh INVITE is answered at once (0.3 s of margin for a loaded machine)
+        # a fresh INVITE is answered at once (1 s of margin for a loaded machine)
         peer.sendto(message("INVITE", port, local, 9), ("127.0.0.1", port))
         answer = await loop.run_in_executor(None, peer.recv, 65535)
         assert answer.startswith(b"SIP/2.0 302 ") and b"Call-ID: INVITE-9" in answer
