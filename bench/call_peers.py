@@ -90,6 +90,7 @@ class Call:
     remote_target: str = ""
     invite_sent_ns: int = 0
     invite_at_callee_ns: int = 0
+    early_ns: int = 0  # the caller's first 183 (the warning starts)
     answered_ns: int = 0
     caller_relay: Address | None = None  # where the caller sends RTP (ringback's caller side)
     callee_relay: Address | None = None  # where the callee sends RTP (ringback's callee side)
@@ -119,10 +120,11 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 class Callee:
-    """The next hop: answers every INVITE at once."""
+    """The next hop: answers every INVITE at once, or rings (180) for ``answer_after_s``."""
 
-    def __init__(self, calls: dict[int, Call]) -> None:
+    def __init__(self, calls: dict[int, Call], answer_after_s: float = 0.0) -> None:
         self.calls = calls
+        self.answer_after_s = answer_after_s
         self.ok_by_call_id: dict[str, bytes] = {}
         self.protocol = _Udp(self._on_message)
         self.port = 0
@@ -165,7 +167,11 @@ class Callee:
                 body=sdp_for(port, 2000 + call.index),
             )
             self.ok_by_call_id[msg.call_id] = ok
-            self._send(ok, addr)
+            if self.answer_after_s > 0:
+                self._send(_response(msg, 180, "Ringing", f"callee{call.index}"), addr)
+                asyncio.get_running_loop().call_later(self.answer_after_s, self._send, ok, addr)
+            else:
+                self._send(ok, addr)
             with contextlib.suppress(Exception):
                 call.callee_relay = media_address(msg.body)
         elif msg.method == "BYE":
@@ -282,6 +288,7 @@ class Caller:
         if method != "INVITE":
             return
         if 180 <= msg.status < 200 and msg.body:
+            call.early_ns = call.early_ns or stamp
             with contextlib.suppress(Exception):
                 call.caller_relay = media_address(msg.body)
         if msg.status < 200:

@@ -20,16 +20,23 @@ What is measured, at the receivers, per direction (caller → callee, callee →
 - ringback's CPU time (/proc) during the media window: percent of one core, µs per packet
   relayed and percent of a core per call; relay counters from /metrics.
 
-``--direct`` sends the same streams straight from caller socket to callee socket with no
-ringback: the floor of this measurement on this machine right now. ``--media rtpengine``
-runs ringback with the rtpengine backend (`[ringback] media = "rtpengine"`) and starts an
-rtpengine daemon (userspace only, ``--table=-1``) pinned to CPU 0 beside it.
+``--via direct`` sends the same streams straight from caller socket to callee socket with no
+relay: the floor of this measurement on this machine right now. ``--via rtpengine`` puts
+an rtpengine daemon (Debian 12's 10.5, userspace forwarding, ``--table=-1``, one thread,
+pinned to CPU 0) in ringback's place: the bench sets each call up on it with ng
+``offer``/``answer`` (bench/rtpengine_ng.py) and the same media goes through it, so its
+figures compare with the built-in relay's.
 
 A step "holds" when every call was answered, no packet was lost in either direction, and
 the transit-deviation p99 is under 2 ms in both.
 
     .venv/bin/python bench/relay.py [--counts 250,500,750,1000] [--seconds 10]
-    .venv/bin/python bench/relay.py --direct --counts 500
+    .venv/bin/python bench/relay.py --via direct --counts 500
+    .venv/bin/python bench/relay.py --via rtpengine --rt --counts 500,1000
+
+``--rt`` runs the relay (and the sender) under SCHED_RR, as a deployment would give it
+systemd's CPUSchedulingPolicy=rr; ``--profile`` samples ringback with py-spy
+(``pip install py-spy``) during the media.
 """
 
 from __future__ import annotations
@@ -136,10 +143,16 @@ def sender_main(
 # ------------------------------------------------------------------------- media: receiver
 
 
-def receiver_main(conn: Connection, socks: list[socket.socket], ssrcs: set[int], rt: bool) -> None:
+def receiver_main(conn: Connection, socks: list[socket.socket], ssrcs: set[int]) -> None:
     """Read every socket until told to stop; keep (header + send stamp, kernel stamp) of
-    each packet of ours, then analyse and send the result."""
-    pin(DRIVER_CPU, rt)
+    each packet of ours, then analyse and send the result.
+
+    The kernel stamps each packet as it arrives, so this process may lag behind: it runs
+    at the lowest priority (never SCHED_RR) so that the sender, on the same CPU, keeps
+    its schedule; the sockets' buffers (1 MB, about 25 s of one stream) hold the backlog,
+    and a last pass after the stop reads what is left."""
+    pin(DRIVER_CPU)
+    os.nice(19)
     ep = select.epoll()
     by_fd = {s.fileno(): s for s in socks}
     for fd in by_fd:
@@ -149,25 +162,30 @@ def receiver_main(conn: Connection, socks: list[socket.socket], ssrcs: set[int],
     stamps: list[bytes] = []
     add_h, add_s = heads.append, stamps.append
     anc = socket.CMSG_SPACE(16)
+
+    def drain(sock: socket.socket) -> None:
+        recvmsg = sock.recvmsg
+        while True:
+            try:
+                data, ancdata, _, _ = recvmsg(2048, anc)
+            except BlockingIOError:
+                return
+            except OSError:
+                continue
+            if len(data) >= 20 and ancdata:
+                add_h(data[:20])
+                add_s(ancdata[0][2])
+
     running = True
     while running:
         for fd, _ in ep.poll():
             sock = by_fd.get(fd)
             if sock is None:
                 running = False
-                continue
-            recvmsg = sock.recvmsg
-            while True:
-                try:
-                    data, ancdata, _, _ = recvmsg(2048, anc)
-                except BlockingIOError:
-                    break
-                except OSError:
-                    continue
-                if len(data) < 20 or not ancdata:
-                    continue
-                add_h(data[:20])
-                add_s(ancdata[0][2])
+            else:
+                drain(sock)
+    for sock in socks:
+        drain(sock)
     conn.recv()
     conn.send(analyse(heads, stamps, ssrcs))
 
@@ -241,6 +259,7 @@ def run_media(
     routes: dict[str, list[tuple[socket.socket, tuple[str, int], int]]],
     seconds: float,
     rt: bool,
+    pids: list[int],
 ) -> dict[str, Any]:
     """Send and receive every stream in two forked processes; per-direction results."""
     ctx = mp.get_context("fork")
@@ -251,14 +270,18 @@ def run_media(
     ssrcs = {s for _, _, s in all_streams}
     rx_parent, rx_child = ctx.Pipe()
     tx_parent, tx_child = ctx.Pipe()
-    receiver = ctx.Process(target=receiver_main, args=(rx_child, socks, ssrcs, rt), daemon=True)
+    receiver = ctx.Process(target=receiver_main, args=(rx_child, socks, ssrcs), daemon=True)
     receiver.start()
     start_ns = time.monotonic_ns() + 300_000_000
     sender = ctx.Process(
         target=sender_main, args=(tx_child, all_streams, seconds, start_ns, rt), daemon=True
     )
     sender.start()
-    sent = tx_parent.recv()
+    time.sleep(max(0.0, (start_ns - time.monotonic_ns()) / 1e9))
+    cpu0, wall0 = [call_peers.cpu_seconds(p) for p in pids], time.monotonic()
+    sent = tx_parent.recv()  # the sender is done
+    wall = time.monotonic() - wall0
+    cpu = sum(call_peers.cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True))
     sender.join(10)
     time.sleep(0.5)  # the last packets drain
     rx_parent.send("stop")  # wakes the receiver's epoll
@@ -266,6 +289,7 @@ def run_media(
     receiver.join(10)
     counts = dict(zip((s for _, _, s in all_streams), sent["sent"], strict=True))
     result: dict[str, Any] = {"sender": {k: sent[k] for k in ("send_failed", "late_ms")}}
+    result["cpu_s"], result["media_s"] = cpu, wall
     for direction, streams in routes.items():
         result[direction] = summarise(received, {s: counts[s] for _, _, s in streams})
     return result
@@ -282,6 +306,7 @@ async def one_step(
     caller: Caller | None,
     calls_by_index: dict[int, Call],
     pids: list[int],
+    ng: Any = None,
 ) -> dict[str, Any]:
     calls = [Call(i, call_peers.rtp_socket(), call_peers.rtp_socket()) for i in range(n)]
     calls_by_index.clear()
@@ -303,6 +328,10 @@ async def one_step(
         if len(calls) < n:
             log(f"only {len(calls)} of {n} calls answered with media: {finals}")
         await asyncio.sleep(0.5)  # the warnings' last frames have gone
+    elif ng is not None:
+        t0 = time.monotonic()
+        step["answered"] = await asyncio.to_thread(rtpengine_calls, ng, calls)
+        step["setup_s"] = round(time.monotonic() - t0, 2)
     else:
         step["answered"] = n
     routes: dict[str, list[tuple[socket.socket, tuple[str, int], int]]] = {
@@ -311,7 +340,7 @@ async def one_step(
     }
     for c in calls:
         a_ssrc, b_ssrc = 0x10000000 + c.index, 0x20000000 + c.index
-        if server is None:
+        if server is None and ng is None:
             to_callee = c.callee_rtp.getsockname()
             to_caller = c.caller_rtp.getsockname()
         else:
@@ -343,13 +372,10 @@ async def one_step(
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
-    cpu0 = [call_peers.cpu_seconds(p) for p in pids]
-    wall0 = time.monotonic()
-    media = await asyncio.to_thread(run_media, calls, routes, args.seconds, args.rt)
+    media = await asyncio.to_thread(run_media, calls, routes, args.seconds, args.rt, pids)
     if profiler is not None:
         await profiler.wait()
-    wall = time.monotonic() - wall0
-    cpu = sum(call_peers.cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True))
+    cpu, wall = media.pop("cpu_s"), media.pop("media_s")
     step.update(media)
     step["server_cpu_pct"] = 100 * cpu / wall if pids else None
     packets = sum(step[d]["received"] for d in ("caller_to_callee", "callee_to_caller"))
@@ -361,6 +387,9 @@ async def one_step(
         step["relay_refused"] = server.metric("ringback_relay_packets_refused") - refused0
         step["bye_ok"] = await call_peers.hang_up(caller, calls, args.setup_rate, timeout=15)
         step["callee_byes"] = sum(1 for c in calls if c.callee_bye)
+    if ng is not None:
+        for c in calls:
+            ng.command("delete", {"call-id": c.call_id})
     for c in calls_by_index.values():
         c.caller_rtp.close()
         c.callee_rtp.close()
@@ -371,6 +400,22 @@ async def one_step(
         and all(step[d]["deviation_ms"][1] < 2.0 for d in ("caller_to_callee", "callee_to_caller"))
     )
     return step
+
+
+def rtpengine_calls(ng: Any, calls: list[Call]) -> int:
+    """Each call set up on rtpengine as a B2BUA would: the caller's SDP offered (rtpengine
+    answers with its address for the callee), the callee's SDP answered (its address for
+    the caller)."""
+    for c in calls:
+        c.call_id = f"bench-{c.index}-{time.monotonic_ns()}"
+        a = call_peers.sdp_for(c.caller_rtp.getsockname()[1], 1000 + c.index)
+        b = call_peers.sdp_for(c.callee_rtp.getsockname()[1], 2000 + c.index)
+        ids = {"call-id": c.call_id, "from-tag": f"a{c.index}"}
+        offer = ng.command("offer", {**ids, "sdp": a})
+        c.callee_relay = call_peers.media_address(offer[b"sdp"])
+        answer = ng.command("answer", {**ids, "to-tag": f"b{c.index}", "sdp": b})
+        c.caller_relay = call_peers.media_address(answer[b"sdp"])
+    return len(calls)
 
 
 def describe(step: dict[str, Any]) -> str:
@@ -410,19 +455,20 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     calls_by_index: dict[int, Call] = {}
     results: list[dict[str, Any]] = []
     try:
-        server = callee = caller = None
+        server = callee = caller = ng = None
         pids: list[int] = []
-        if not args.direct:
+        if args.via == "rtpengine":
+            from rtpengine_ng import NgClient, start_rtpengine
+
+            daemon = start_rtpengine(
+                processes, workdir, cpu=SERVER_CPU if PINNED else None, rt=args.rt
+            )
+            pids.append(daemon.pid)
+            ng = NgClient(daemon.ng)
+        elif args.via == "ringback":
             callee = Callee(calls_by_index)
             await callee.start()
             database = args.database or call_peers.start_database(workdir)
-            extra = ""
-            if args.media == "rtpengine":
-                from rtpengine_daemon import start_rtpengine  # bench/rtpengine_daemon.py
-
-                daemon = start_rtpengine(processes, workdir, cpu=SERVER_CPU)
-                pids.append(daemon.pid)
-                extra = f"media = 'rtpengine'\nrtpengine_ng = '{daemon.ng[0]}:{daemon.ng[1]}'\n"
             server = call_peers.start_ringback(
                 processes,
                 workdir,
@@ -430,14 +476,13 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 next_hop=(call_peers.LOCALHOST, callee.port),
                 cpu=SERVER_CPU if PINNED else None,
                 rt=args.rt,
-                extra_toml=extra and "[ringback]\n" + extra,
             )
             pids.append(server.pid)
             caller = Caller(server.sip)
             await caller.start()
         for n in args.counts:
-            step = await one_step(n, args, server, callee, caller, calls_by_index, pids)
-            step["media"] = "direct" if args.direct else args.media
+            step = await one_step(n, args, server, callee, caller, calls_by_index, pids, ng)
+            step["via"] = args.via
             results.append(step)
             print(describe(step), flush=True)
             await asyncio.sleep(1.0)
@@ -453,8 +498,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--counts", default="250,500,750,1000", help="calls per step")
     ap.add_argument("--seconds", type=float, default=10.0, help="media per step")
     ap.add_argument("--setup-rate", type=float, default=200.0, help="calls/s set up and hung up")
-    ap.add_argument("--direct", action="store_true", help="no ringback: the measurement floor")
-    ap.add_argument("--media", choices=("builtin", "rtpengine"), default="builtin")
+    ap.add_argument(
+        "--via",
+        choices=("ringback", "direct", "rtpengine"),
+        default="ringback",
+        help="what relays the media (direct: nothing, the measurement floor)",
+    )
     ap.add_argument(
         "--rt", action="store_true", help="ringback, rtpengine and the RTP peers SCHED_RR"
     )
@@ -477,7 +526,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     log(f"{os.cpu_count()} CPUs; server on cpu{SERVER_CPU}, bench peers on cpu{DRIVER_CPU}")
     results = asyncio.run(run(args))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        Path(args.json).write_text(json.dumps(results, indent=1, default=float))
     return results
 
 

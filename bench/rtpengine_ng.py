@@ -1,0 +1,158 @@
+"""rtpengine for the relay benchmark: the daemon (Debian 12 package `rtpengine-daemon`
+10.5, userspace forwarding only: ``--table=-1``, no kernel module) and a minimal client of
+its ng control protocol (bencoded dictionaries over UDP, each prefixed with a cookie).
+
+    daemon = start_rtpengine(processes, workdir, cpu=0)
+    ng = NgClient(daemon.ng)
+    offer = ng.command("offer", {"call-id": "c1", "from-tag": "a", "sdp": caller_sdp})
+    answer = ng.command("answer", {"call-id": "c1", "from-tag": "a", "to-tag": "b",
+                                   "sdp": callee_sdp})
+    ng.command("delete", {"call-id": "c1"})
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from call_peers import LOCALHOST, harness
+
+Value = bytes | int | list[Any] | dict[bytes, Any]
+
+
+def bencode(value: Any) -> bytes:
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        return b"i%de" % value
+    if isinstance(value, str):
+        value = value.encode()
+    if isinstance(value, bytes):
+        return b"%d:%s" % (len(value), value)
+    if isinstance(value, list | tuple):
+        return b"l" + b"".join(bencode(v) for v in value) + b"e"
+    if isinstance(value, dict):
+        items = sorted((k.encode() if isinstance(k, str) else k, v) for k, v in value.items())
+        return b"d" + b"".join(bencode(k) + bencode(v) for k, v in items) + b"e"
+    raise TypeError(f"cannot bencode {type(value).__name__}")
+
+
+def bdecode(data: bytes) -> Any:
+    value, end = _decode(data, 0)
+    if end != len(data):
+        raise ValueError("trailing bytes after the bencoded value")
+    return value
+
+
+def _decode(data: bytes, i: int) -> tuple[Any, int]:
+    c = data[i : i + 1]
+    if c == b"i":
+        end = data.index(b"e", i)
+        return int(data[i + 1 : end]), end + 1
+    if c == b"l":
+        i += 1
+        items = []
+        while data[i : i + 1] != b"e":
+            item, i = _decode(data, i)
+            items.append(item)
+        return items, i + 1
+    if c == b"d":
+        i += 1
+        out = {}
+        while data[i : i + 1] != b"e":
+            key, i = _decode(data, i)
+            out[key] = None
+            out[key], i = _decode(data, i)
+        return out, i + 1
+    colon = data.index(b":", i)
+    n = int(data[i:colon])
+    return data[colon + 1 : colon + 1 + n], colon + 1 + n
+
+
+class NgError(RuntimeError):
+    pass
+
+
+class NgClient:
+    """Blocking ng requests (the bench sets calls up one by one; not for a service)."""
+
+    def __init__(self, address: tuple[str, int], timeout: float = 2.0) -> None:
+        self.address = address
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(timeout)
+
+    def command(self, name: str, args: dict[str, Any] | None = None) -> dict[bytes, Any]:
+        cookie = secrets.token_hex(6).encode()
+        self.sock.sendto(cookie + b" " + bencode({"command": name, **(args or {})}), self.address)
+        while True:
+            data, _ = self.sock.recvfrom(65535)
+            got, _, body = data.partition(b" ")
+            if got == cookie:
+                break
+        reply = bdecode(body)
+        if reply.get(b"result") not in (b"ok", b"pong"):
+            raise NgError(f"{name}: {reply}")
+        return dict(reply)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class Rtpengine:
+    ng: tuple[str, int]
+    process: harness.ManagedProcess
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def start_rtpengine(
+    processes: harness.ProcessSet,
+    workdir: Path,
+    *,
+    cpu: int | None,
+    port_min: int = 40000,
+    port_max: int = 49999,
+    threads: int = 1,
+    rt: bool = False,
+) -> Rtpengine:
+    """The rtpengine daemon in the foreground on 127.0.0.1, userspace only."""
+    binary = harness.require_binary("rtpengine", "rtpengine-daemon")
+    port = harness.free_port("udp")
+    argv = [
+        binary,
+        "--config-file=none",
+        "--table=-1",  # no kernel forwarding table: userspace only
+        f"--interface={LOCALHOST}",
+        f"--listen-ng={LOCALHOST}:{port}",
+        f"--port-min={port_min}",
+        f"--port-max={port_max}",
+        f"--num-threads={threads}",
+        "--foreground",
+        "--log-stderr",
+        "--log-level=4",
+        f"--pidfile={workdir / 'rtpengine.pid'}",
+    ]
+    if rt:
+        argv = [harness.require_binary("chrt", "util-linux"), "-r", "10", *argv]
+    proc = processes.start("rtpengine", argv, log_path=workdir / "rtpengine.log", cpu=cpu)
+    client = NgClient((LOCALHOST, port), timeout=0.2)
+    deadline = time.monotonic() + 10
+    try:
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                break
+            try:
+                client.command("ping")
+                return Rtpengine((LOCALHOST, port), proc)
+            except (TimeoutError, OSError):
+                continue
+    finally:
+        client.close()
+    raise harness.PeerFailed("rtpengine did not answer ping:\n" + proc.log())
