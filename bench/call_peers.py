@@ -386,7 +386,7 @@ def start_ringback(
     next_hop: Address,
     cpu: int | None,
     rt: bool = False,
-    extra_toml: str = "",
+    ringback_toml: str = "",
     timeout: float = 60.0,
 ) -> Ringback:
     """`ringback serve` in ringback mode (callee legs to ``next_hop``), one worker,
@@ -401,7 +401,8 @@ def start_ringback(
         "[announcement]\nmax_concurrent = 10000\nrtp_port_min = 20000\nrtp_port_max = 29999\n"
         f"test_numbers = ['{TEST_NUMBER}']\n"
         f"[ringback]\nmode = 'ringback'\nnext_hop = '{next_hop[0]}:{next_hop[1]}'\n"
-        "[log]\nformat = 'json'\nlevel = 'warning'\n" + extra_toml
+        + ringback_toml
+        + "[log]\nformat = 'json'\nlevel = 'warning'\n"
     )
     if cpu is not None and (os.cpu_count() or 1) <= cpu:
         cpu = None

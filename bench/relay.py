@@ -20,6 +20,9 @@ What is measured, at the receivers, per direction (caller → callee, callee →
 - ringback's CPU time (/proc) during the media window: percent of one core, µs per packet
   relayed and percent of a core per call; relay counters from /metrics.
 
+``--via ringback-rtpengine`` is the same with ringback's rtpengine backend
+(``[ringback] media = "rtpengine"``): ringback does the signalling and the warning, an
+rtpengine daemon beside it (pinned to CPU 0 too) relays; CPU is the sum of both processes.
 ``--via direct`` sends the same streams straight from caller socket to callee socket with no
 relay: the floor of this measurement on this machine right now. ``--via rtpengine`` puts
 an rtpengine daemon (Debian 12's 10.5, userspace forwarding, ``--table=-1``, one thread,
@@ -383,10 +386,14 @@ async def one_step(
     step["server_cpu_pct_per_call"] = 100 * cpu / wall / len(calls) if pids and calls else None
     if server is not None:
         assert caller is not None and callee is not None
+        step["bye_ok"] = await call_peers.hang_up(caller, calls, args.setup_rate, timeout=15)
+        deadline = time.monotonic() + 5  # the callee legs' BYEs may come after the 200s
+        while not all(c.callee_bye for c in calls) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        step["callee_byes"] = sum(1 for c in calls if c.callee_bye)
+        await asyncio.sleep(1.0)  # rtpengine's counts come in as its calls end
         step["relay_packets"] = server.metric("ringback_relay_packets") - relayed0
         step["relay_refused"] = server.metric("ringback_relay_packets_refused") - refused0
-        step["bye_ok"] = await call_peers.hang_up(caller, calls, args.setup_rate, timeout=15)
-        step["callee_byes"] = sum(1 for c in calls if c.callee_bye)
     if ng is not None:
         for c in calls:
             ng.command("delete", {"call-id": c.call_id})
@@ -457,18 +464,22 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     try:
         server = callee = caller = ng = None
         pids: list[int] = []
-        if args.via == "rtpengine":
+        if args.via in ("rtpengine", "ringback-rtpengine"):
             from rtpengine_ng import NgClient, start_rtpengine
 
             daemon = start_rtpengine(
                 processes, workdir, cpu=SERVER_CPU if PINNED else None, rt=args.rt
             )
             pids.append(daemon.pid)
-            ng = NgClient(daemon.ng)
-        elif args.via == "ringback":
+            if args.via == "rtpengine":
+                ng = NgClient(daemon.ng)
+        if args.via.startswith("ringback"):
             callee = Callee(calls_by_index)
             await callee.start()
             database = args.database or call_peers.start_database(workdir)
+            media = ""
+            if args.via == "ringback-rtpengine":
+                media = f"media = 'rtpengine'\nrtpengine_ng = '{daemon.ng[0]}:{daemon.ng[1]}'\n"
             server = call_peers.start_ringback(
                 processes,
                 workdir,
@@ -476,6 +487,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 next_hop=(call_peers.LOCALHOST, callee.port),
                 cpu=SERVER_CPU if PINNED else None,
                 rt=args.rt,
+                ringback_toml=media,
             )
             pids.append(server.pid)
             caller = Caller(server.sip)
@@ -500,7 +512,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--setup-rate", type=float, default=200.0, help="calls/s set up and hung up")
     ap.add_argument(
         "--via",
-        choices=("ringback", "direct", "rtpengine"),
+        choices=("ringback", "ringback-rtpengine", "rtpengine", "direct"),
         default="ringback",
         help="what relays the media (direct: nothing, the measurement floor)",
     )

@@ -1,6 +1,7 @@
 """rtpengine for the relay benchmark: the daemon (Debian 12 package `rtpengine-daemon`
 10.5, userspace forwarding only: ``--table=-1``, no kernel module) and a minimal client of
-its ng control protocol (bencoded dictionaries over UDP, each prefixed with a cookie).
+its ng control protocol (bencoded dictionaries over UDP, each prefixed with a cookie),
+blocking, for the bench's own set-up (ringback's is :mod:`ringback.net.rtpengine`).
 
     daemon = start_rtpengine(processes, workdir, cpu=0)
     ng = NgClient(daemon.ng)
@@ -21,60 +22,7 @@ from typing import Any
 
 from call_peers import LOCALHOST, harness
 
-Value = bytes | int | list[Any] | dict[bytes, Any]
-
-
-def bencode(value: Any) -> bytes:
-    if isinstance(value, bool):
-        value = int(value)
-    if isinstance(value, int):
-        return b"i%de" % value
-    if isinstance(value, str):
-        value = value.encode()
-    if isinstance(value, bytes):
-        return b"%d:%s" % (len(value), value)
-    if isinstance(value, list | tuple):
-        return b"l" + b"".join(bencode(v) for v in value) + b"e"
-    if isinstance(value, dict):
-        items = sorted((k.encode() if isinstance(k, str) else k, v) for k, v in value.items())
-        return b"d" + b"".join(bencode(k) + bencode(v) for k, v in items) + b"e"
-    raise TypeError(f"cannot bencode {type(value).__name__}")
-
-
-def bdecode(data: bytes) -> Any:
-    value, end = _decode(data, 0)
-    if end != len(data):
-        raise ValueError("trailing bytes after the bencoded value")
-    return value
-
-
-def _decode(data: bytes, i: int) -> tuple[Any, int]:
-    c = data[i : i + 1]
-    if c == b"i":
-        end = data.index(b"e", i)
-        return int(data[i + 1 : end]), end + 1
-    if c == b"l":
-        i += 1
-        items = []
-        while data[i : i + 1] != b"e":
-            item, i = _decode(data, i)
-            items.append(item)
-        return items, i + 1
-    if c == b"d":
-        i += 1
-        out = {}
-        while data[i : i + 1] != b"e":
-            key, i = _decode(data, i)
-            out[key] = None
-            out[key], i = _decode(data, i)
-        return out, i + 1
-    colon = data.index(b":", i)
-    n = int(data[i:colon])
-    return data[colon + 1 : colon + 1 + n], colon + 1 + n
-
-
-class NgError(RuntimeError):
-    pass
+from ringback.net.rtpengine import NgError, bdecode, bencode
 
 
 class NgClient:

@@ -9,6 +9,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 CALLS = 20
 SECONDS = 3.0
@@ -22,9 +24,13 @@ def load_bench() -> ModuleType:
     return module
 
 
-def test_relay_bench_relays_every_packet_of_every_call(database: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("via", ["ringback", "ringback-rtpengine"])
+def test_relay_bench_relays_every_packet_of_every_call(
+    via: str, database: str, tmp_path: Path
+) -> None:
+    """The built-in relay, and ringback with the rtpengine backend (a real daemon)."""
     relay = load_bench()
-    argv = ["--counts", str(CALLS), "--seconds", str(SECONDS), "--no-pin"]
+    argv = ["--counts", str(CALLS), "--seconds", str(SECONDS), "--no-pin", "--via", via]
     argv += ["--database", database, "--workdir", str(tmp_path), "--keep"]
     (step,) = relay.main(argv)
     log = (tmp_path / "ringback.log").read_text(errors="replace")[-3000:]
@@ -38,7 +44,7 @@ def test_relay_bench_relays_every_packet_of_every_call(database: str, tmp_path: 
         assert got["received"] == packets_each_way, (direction, got)
         # the transit of every packet was measured: the fastest is a real, positive time
         assert got["transit_min_ms"] > 0, (direction, got)
-    # ringback's own counters agree with what the receivers heard
+    # the relay's own counters (ringback's, or rtpengine's own totals) agree with the receivers
     assert step["relay_packets"] == 2 * packets_each_way
     assert step["relay_refused"] == 0
     assert step["server_cpu_pct"] > 0

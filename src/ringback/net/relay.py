@@ -87,6 +87,12 @@ class MediaRelay:
         session = self.sessions.get(key)
         return None if session is None else session.caller.rtp
 
+    def warning_destinations(
+        self, key: object, destinations: tuple[Address, ...]
+    ) -> tuple[Address, ...]:
+        """Where a ringback-mode warning goes: straight to the caller."""
+        return destinations
+
     def bridge(
         self,
         key: object,
