@@ -70,10 +70,10 @@ def media_address(body: bytes) -> Address:
     return sd.connection_of(media).host, media.port
 
 
-def rtp_socket() -> socket.socket:
-    """A loopback UDP socket for one side of one call's media, with a big receive buffer."""
+def rtp_socket(rcvbuf: int = 1 << 20) -> socket.socket:
+    """A loopback UDP socket for one side of one call's media."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.bind((LOCALHOST, 0))
     s.setblocking(False)
     return s
@@ -137,6 +137,7 @@ class Callee:
         )
         self.protocol.transport = transport
         self.port = transport.get_extra_info("sockname")[1]
+        _big_buffers(transport)
 
     def _send(self, data: bytes, addr: Address) -> None:
         assert self.protocol.transport is not None
@@ -156,8 +157,12 @@ class Callee:
             if call is None:
                 self._send(_response(msg, 404, "Not Found", "x"), addr)
                 return
+            try:
+                port = call.callee_rtp.getsockname()[1]
+            except OSError:  # a late INVITE of a call the bench has finished with
+                self._send(_response(msg, 481, "Call Does Not Exist", "x"), addr)
+                return
             call.invite_at_callee_ns = stamp
-            port = call.callee_rtp.getsockname()[1]
             ok = _response(
                 msg,
                 200,
@@ -204,6 +209,7 @@ class Caller:
         )
         self.protocol.transport = transport
         self.port = transport.get_extra_info("sockname")[1]
+        _big_buffers(transport)
 
     def _send(self, data: bytes) -> None:
         assert self.protocol.transport is not None
@@ -308,6 +314,13 @@ class Caller:
                 call.caller_relay = media_address(msg.body)
         if call.answered is not None and not call.answered.done():
             call.answered.set_result(None)
+
+
+def _big_buffers(transport: asyncio.BaseTransport) -> None:
+    """4 MB socket buffers, as sipp needs under load (INTEROP-NOTES)."""
+    sock = transport.get_extra_info("socket")
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        sock.setsockopt(socket.SOL_SOCKET, option, 4 << 20)
 
 
 def _tag(value: str) -> str:
