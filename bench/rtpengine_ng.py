@@ -82,6 +82,7 @@ def start_rtpengine(
         f"--port-min={port_min}",
         f"--port-max={port_max}",
         f"--num-threads={threads}",
+        "--endpoint-learning=immediate",  # with ringback's "strict source": no take-over
         "--foreground",
         "--log-stderr",
         "--log-level=4",

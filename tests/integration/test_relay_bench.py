@@ -44,8 +44,12 @@ def test_relay_bench_relays_every_packet_of_every_call(
         assert got["received"] == packets_each_way, (direction, got)
         # the transit of every packet was measured: the fastest is a real, positive time
         assert got["transit_min_ms"] > 0, (direction, got)
-    # the relay's own counters (ringback's, or rtpengine's own totals) agree with the receivers
-    assert step["relay_packets"] == 2 * packets_each_way
+    # the relay's own counters agree with the receivers (rtpengine's totals also count the
+    # few warning packets it carried to the caller before the answer)
+    if via == "ringback":
+        assert step["relay_packets"] == 2 * packets_each_way
+    else:
+        assert 2 * packets_each_way <= step["relay_packets"] < 2 * packets_each_way + 50 * CALLS
     assert step["relay_refused"] == 0
     assert step["server_cpu_pct"] > 0
     # every call ended on both legs: the caller's BYE answered, the callee leg hung up

@@ -48,6 +48,7 @@ def rtpengine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Address]:
         "--port-min=37000",
         "--port-max=37999",
         "--num-threads=1",
+        "--endpoint-learning=immediate",  # with the strict source flag: no take-over
         "--foreground",
         "--log-stderr",
         f"--pidfile={workdir / 'pid'}",
@@ -149,6 +150,33 @@ async def test_warning_then_bridged_media_through_rtpengine(relay: RtpengineRela
     await relay.drain()
     assert KEY not in relay.sessions
     assert relay.packets_relayed >= 7  # rtpengine's own count, from the delete's totals
+
+
+async def test_a_third_party_can_neither_inject_nor_take_the_call_over(
+    relay: RtpengineRelay,
+) -> None:
+    caller, callee = peer(), peer()
+    intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    intruder.bind(("127.0.0.2", 0))
+    intruder.settimeout(0.5)
+    caller_side, callee_side = await relay.open(KEY, (addr(caller),), 4)
+    relay.bridge(KEY, (addr(caller),), None, (addr(callee),))
+    await relay.drain()
+    for seq in range(3):  # both parties are heard, so both are learned
+        caller.sendto(rtp(seq, 0x1111), caller_side)
+        assert await heard(callee, 0x1111) == rtp(seq, 0x1111)
+        callee.sendto(rtp(seq, 0x2222), callee_side)
+        assert await heard(caller, 0x2222) == rtp(seq, 0x2222)
+    for seq in range(5):
+        intruder.sendto(rtp(seq, 0x6666), caller_side)
+    callee.sendto(rtp(9, 0x2222), callee_side)
+    caller.sendto(rtp(9, 0x1111), caller_side)
+    # in order on one path: the callee's next packet is the caller's, not the intruder's
+    assert await heard(caller, 0x2222) == rtp(9, 0x2222)  # not taken over
+    data = await asyncio.to_thread(callee.recv, 2048)
+    assert data == rtp(9, 0x1111)  # nothing of the intruder's came first
+    with pytest.raises(TimeoutError):
+        intruder.recv(2048)
 
 
 async def test_a_callee_moving_its_media_is_followed(relay: RtpengineRelay) -> None:

@@ -6,6 +6,12 @@ for carriers who already run it or want the media plane out of the SIP process. 
 driven over its ng control protocol: bencoded dictionaries over UDP, each request and
 reply prefixed with a cookie.
 
+Media safety. Run the daemon with ``--endpoint-learning=immediate`` (or ``off``): every
+offer and answer here carries the ``strict source`` flag, and with both rtpengine drops
+packets from anyone but the party's learned address. Checked against rtpengine 10.5: with
+its default (``delayed``) learning, a third host sending to a call's port was relayed to
+the other party and took the call's media over, ``strict source`` or not.
+
 Each call is one rtpengine call with two parties, ``caller`` and ``callee``. While the
 callee rings, the ``callee`` party rtpengine knows is ringback's own warning socket: the
 warning goes from that socket to rtpengine's callee-facing port, and rtpengine carries it
@@ -36,6 +42,7 @@ __all__ = ["NgClient", "NgError", "PortsExhausted", "RtpengineRelay", "bdecode",
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
+STRICT = ("strict source",)  # drop packets from any source but the party's own
 
 
 # ------------------------------------------------------------------------------ bencode
@@ -223,7 +230,7 @@ class RtpengineRelay:
         pool = self.pools.get(caller_family) or next(iter(self.pools.values()))
         warning = pool.allocate()
         call_id = f"ringback-{secrets.token_hex(10)}"
-        ids = {"call-id": call_id, "from-tag": "caller"}
+        ids = {"call-id": call_id, "from-tag": "caller", "flags": STRICT}
         try:
             offer = await self.ng.command("offer", {**ids, "sdp": _sdp(caller[0], "1")})
             callee_side = _media_address(offer[b"sdp"])
@@ -276,7 +283,7 @@ class RtpengineRelay:
             return
         if side == "caller":
             call.caller = dest
-            ids = {"call-id": call.call_id, "from-tag": "caller"}
+            ids = {"call-id": call.call_id, "from-tag": "caller", "flags": STRICT}
             self._background("offer", {**ids, "sdp": _sdp(dest, "3")}, then=call)
         else:
             call.callee = dest
@@ -284,7 +291,7 @@ class RtpengineRelay:
 
     def _reanswer(self, call: _Call) -> None:
         args = {"call-id": call.call_id, "from-tag": "caller", "to-tag": "callee"}
-        self._background("answer", {**args, "sdp": _sdp(call.callee, "4")})
+        self._background("answer", {**args, "flags": STRICT, "sdp": _sdp(call.callee, "4")})
 
     def close(self, key: object) -> None:
         """End the call on rtpengine: its packet count (``query``), then ``delete``."""
