@@ -417,7 +417,7 @@ def rtpengine_calls(ng: Any, calls: list[Call]) -> int:
         c.call_id = f"bench-{c.index}-{time.monotonic_ns()}"
         a = call_peers.sdp_for(c.caller_rtp.getsockname()[1], 1000 + c.index)
         b = call_peers.sdp_for(c.callee_rtp.getsockname()[1], 2000 + c.index)
-        ids = {"call-id": c.call_id, "from-tag": f"a{c.index}"}
+        ids = {"call-id": c.call_id, "from-tag": f"a{c.index}", "flags": ["strict source"]}
         offer = ng.command("offer", {**ids, "sdp": a})
         c.callee_relay = call_peers.media_address(offer[b"sdp"])
         answer = ng.command("answer", {**ids, "to-tag": f"b{c.index}", "sdp": b})
