@@ -65,8 +65,8 @@ def start_rtpengine(
     workdir: Path,
     *,
     cpu: int | None,
-    port_min: int = 40000,
-    port_max: int = 49999,
+    port_min: int = 10000,  # below the kernel's ephemeral range (32768-60999), where the
+    port_max: int = 19999,  # bench's own sockets are; ringback's RTP range is 20000-29999
     threads: int = 1,
     rt: bool = False,
 ) -> Rtpengine:
@@ -83,6 +83,7 @@ def start_rtpengine(
         f"--port-max={port_max}",
         f"--num-threads={threads}",
         "--endpoint-learning=immediate",  # with ringback's "strict source": no take-over
+        "--delete-delay=0",  # a deleted call's ports come back at once (default: 30 s)
         "--foreground",
         "--log-stderr",
         "--log-level=4",
