@@ -4,6 +4,7 @@ are recorded in bench/RESULTS.md, never asserted as wall-clock bounds here)."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from pathlib import Path
 from types import ModuleType
@@ -55,3 +56,43 @@ def test_relay_bench_relays_every_packet_of_every_call(
     # every call ended on both legs: the caller's BYE answered, the callee leg hung up
     assert step["bye_ok"] == CALLS
     assert step["callee_byes"] == CALLS
+
+
+def test_calls_fail_open_when_rtpengine_does_not_answer(database: str, tmp_path: Path) -> None:
+    """`media = "rtpengine"` with no daemon at `rtpengine_ng`: every listed call gets the
+    302 redirect mode would have sent (fail open), and no callee leg is started."""
+    load_bench()  # puts bench/ on sys.path
+    import asyncio
+
+    peers = importlib.import_module("call_peers")
+    silent = peers.harness.free_port("udp")
+
+    async def run() -> tuple[list[Any], Any]:
+        processes = peers.harness.ProcessSet()
+        try:
+            callee = peers.Callee({})
+            await callee.start()
+            server = peers.start_ringback(
+                processes,
+                tmp_path,
+                database=database,
+                next_hop=(peers.LOCALHOST, callee.port),
+                cpu=None,
+                ringback_toml=(
+                    f"media = 'rtpengine'\nrtpengine_ng = '127.0.0.1:{silent}'\n"
+                    "rtpengine_timeout_s = 0.2\n"
+                ),
+            )
+            caller = peers.Caller(server.sip)
+            await caller.start()
+            calls = [peers.Call(i, peers.rtp_socket(), peers.rtp_socket()) for i in range(3)]
+            callee.calls.update({c.index: c for c in calls})
+            await peers.place_calls(caller, calls, rate=10, timeout=10)
+            return calls, callee
+        finally:
+            processes.stop_all()
+
+    calls, callee = asyncio.run(run())
+    assert [c.final for c in calls] == [302, 302, 302]
+    assert callee.invites == 0
+    assert all(c.answered_ns == 0 for c in calls)  # no 2xx ever came
