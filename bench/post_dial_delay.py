@@ -73,6 +73,7 @@ async def one_rate(
         except TimeoutError:
             return
 
+    gc0 = [server.metric(f"ringback_gc_pause_seconds_{k}") for k in ("count", "sum")]
     cpu0, wall0 = call_peers.cpu_seconds(server.pid), time.monotonic()
     tasks = []
     started = time.monotonic()
@@ -84,6 +85,7 @@ async def one_rate(
     await asyncio.gather(*tasks)
     cpu = call_peers.cpu_seconds(server.pid) - cpu0
     wall = time.monotonic() - wall0
+    gc1 = [server.metric(f"ringback_gc_pause_seconds_{k}") for k in ("count", "sum")]
     warm = [c for c in calls if c.invite_sent_ns - calls[0].invite_sent_ns >= args.warmup * 1e9]
     pdd = np.array(
         [c.invite_at_callee_ns - c.invite_sent_ns for c in warm if c.invite_at_callee_ns]
@@ -106,6 +108,9 @@ async def one_rate(
         "post_dial_delay_ms": pct(pdd),
         "time_to_warning_ms": pct(early),
         "server_cpu_pct": 100 * cpu / wall,
+        # ringback serve collects garbage once a minute (automatic collection is off)
+        "gc_collections": int(gc1[0] - gc0[0]),
+        "gc_pause_ms": 1000 * (gc1[1] - gc0[1]),
     }
 
 
@@ -122,7 +127,8 @@ def describe(r: dict[str, Any]) -> str:
         f"{r['rate']:g} calls/s: {r['calls']} calls, reached callee {r['reached_callee']}, "
         f"answered {r['answered']}, completed {r['completed']}, finals {r['finals']} | "
         f"post-dial delay p50 {p[0]:.2f} p90 {p[1]:.2f} p99 {p[2]:.2f} max {p[3]:.2f} ms | "
-        f"INVITE→183 p50 {w[0]:.2f} p99 {w[2]:.2f} ms | server CPU {r['server_cpu_pct']:.0f}%"
+        f"INVITE→183 p50 {w[0]:.2f} p99 {w[2]:.2f} ms | server CPU {r['server_cpu_pct']:.0f}% | "
+        f"GC {r['gc_collections']} collection(s), {r['gc_pause_ms']:.0f} ms"
     )
 
 
