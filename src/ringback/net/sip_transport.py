@@ -206,7 +206,7 @@ class SipEndpoint:
 
     def _pump(self) -> None:
         """Send what the controller queued, carry out its effects, re-arm the timer."""
-        self._pumping = True
+        was_pumping, self._pumping = self._pumping, True
         try:
             self._send_out()
             effects = self.controller.take_effects()
@@ -217,7 +217,7 @@ class SipEndpoint:
                 self._send_out()
                 effects = self.controller.take_effects()
         finally:
-            self._pumping = False
+            self._pumping = was_pumping
         self._arm()
 
     # ----------------------------------------- the player's reports (WarningReports)
