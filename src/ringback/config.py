@@ -161,12 +161,22 @@ class RingbackConfig:
     max_ring_s: float = 180.0
     max_call_s: float = 7200.0
     callee_timeout_s: float = 4.0
+    media: str = "builtin"  # or "rtpengine"
+    rtpengine_ng: str = "127.0.0.1:2223"  # rtpengine's ng control port, "IP:port"
+    rtpengine_timeout_s: float = 0.5
 
     def next_hop_address(self) -> tuple[str, int] | None:
         if not self.next_hop or self.next_hop == "self":
             return None
-        host, _, port = self.next_hop.rpartition(":")
-        return host.strip("[]"), int(port)
+        return _host_port(self.next_hop)
+
+    def rtpengine_address(self) -> tuple[str, int]:
+        return _host_port(self.rtpengine_ng)
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 @dataclass
@@ -425,8 +435,19 @@ def _validate(c: Config) -> None:
         raise ConfigError(
             f"ringback.answer_after: must be answer or first_play, got {rb.answer_after!r}"
         )
-    for name in ("max_ring_s", "max_call_s", "callee_timeout_s"):
+    for name in ("max_ring_s", "max_call_s", "callee_timeout_s", "rtpengine_timeout_s"):
         _positive(f"ringback.{name}", getattr(rb, name))
+    if rb.media not in ("builtin", "rtpengine"):
+        raise ConfigError(f"ringback.media: must be builtin or rtpengine, got {rb.media!r}")
+    try:
+        host, port = rb.rtpengine_address()
+        ipaddress.ip_address(host)
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            f"ringback.rtpengine_ng: must be IP:port (IPv6 in brackets), got {rb.rtpengine_ng!r}"
+        ) from None
     if rb.next_hop == "self" and not c.lab.enabled:
         raise ConfigError('ringback.next_hop: "self" is for lab mode ([lab] enabled) only')
     if rb.next_hop and rb.next_hop != "self":

@@ -28,6 +28,7 @@ from ringback.net.call_media import CallMedia
 from ringback.net.court_modes import CourtModes
 from ringback.net.relay import MediaRelay
 from ringback.net.rtp_pacer import RtpPacer, RtpPortPool
+from ringback.net.rtpengine import NgClient, RtpengineRelay
 from ringback.net.sip_tls import sip_tls_context
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
 from ringback.net.warnings import WarningPlayer
@@ -140,7 +141,7 @@ class Service:
             if sip.rate_limit_per_source > 0
             else None,
         )
-        player = self._call_media()
+        player = await self._call_media()
         self.sip = SipEndpoint(
             controller,
             metrics,
@@ -201,9 +202,18 @@ class Service:
             callee_timeout_s=r.callee_timeout_s,
         )
 
-    def _call_media(self) -> CallMedia:
+    async def _call_media(self) -> CallMedia:
         player = self._warning_player()
-        relay = MediaRelay(player.pools, asyncio.get_running_loop())
+        r = self.config.ringback
+        relay: MediaRelay | RtpengineRelay
+        if r.media == "rtpengine":
+            ng = NgClient(r.rtpengine_address(), timeout_s=r.rtpengine_timeout_s)
+            await ng.start()
+            self._running.callback(ng.close)
+            relay = RtpengineRelay(player.pools, ng)
+            log.info("ringback-mode media through rtpengine at %s", r.rtpengine_ng)
+        else:
+            relay = MediaRelay(player.pools, asyncio.get_running_loop())
         self.metrics.gauge(
             "ringback_relay_calls", "Bridged calls with a media relay", relay.__len__
         )

@@ -91,6 +91,7 @@ class SipEndpoint:
         # queue is dropped unread (0: never); the switch has routed it on already.
         self.max_receive_age_s = max_receive_age_s
         self.player = player
+        self._pumping = False  # carrying out the controller's effects (see _after_report)
         self.metrics = metrics
         self.trusted = trusted
         self.tcp_idle_s = tcp_idle_s
@@ -248,14 +249,18 @@ class SipEndpoint:
 
     def _pump(self) -> None:
         """Send what the controller queued, carry out its effects, re-arm the timer."""
-        self._send_out()
-        effects = self.controller.take_effects()
-        while effects:
-            for effect in effects:
-                if self.player is not None:
-                    self.player.execute(effect, self)
+        was_pumping, self._pumping = self._pumping, True
+        try:
             self._send_out()
             effects = self.controller.take_effects()
+            while effects:
+                for effect in effects:
+                    if self.player is not None:
+                        self.player.execute(effect, self)
+                self._send_out()
+                effects = self.controller.take_effects()
+        finally:
+            self._pumping = was_pumping
         self._arm()
 
     # ----------------------------------------- the player's reports (WarningReports)
@@ -277,13 +282,20 @@ class SipEndpoint:
     # ----------------------------------------------- the relay's reports (MediaReports)
     def relay_opened(self, key: TxKey, caller_side: Address, callee_side: Address) -> None:
         self.controller.relay_opened(key, caller_side, callee_side, self.clock())
-        self._send_out()
-        self._arm()
+        self._after_report()
 
     def relay_failed(self, key: TxKey, reason: str) -> None:
         self.controller.relay_failed(key, reason, self.clock())
-        self._send_out()
-        self._arm()
+        self._after_report()
+
+    def _after_report(self) -> None:
+        """A report made while effects are being carried out leaves its effects to that
+        loop; one that comes later (rtpengine answered) carries them out itself."""
+        if self._pumping:
+            self._send_out()
+            self._arm()
+        else:
+            self._pump()
 
     def _send_out(self) -> None:
         for data, dest, transport in self.controller.take_outgoing():
