@@ -33,11 +33,12 @@ import urllib.request
 import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LISTED
+from conftest import LISTED, UNLISTED
 from harness import (
     LOCALHOST,
     SOFTPHONE_TEMPLATES,
@@ -286,12 +287,13 @@ class Deployment:
 @pytest.fixture
 def deploy(
     processes: ProcessSet, interop_dir: Path, ringback_cluster: RingbackCluster
-) -> Callable[[str], Deployment]:
-    """`deploy("host:port of the debtor's phone")`: a ringback node in ringback mode on the
-    seeded database (LISTED plays a 2 s chirp) with next_hop = Kamailio, and Kamailio running
-    kamailio-ringback.cfg unchanged with NEXT_HOP = the phone."""
+) -> Callable[..., Deployment]:
+    """`deploy("host:port of the debtor's phone", **defines)`: a ringback node in ringback
+    mode on the seeded database (LISTED plays a 2 s chirp) with next_hop = Kamailio, and
+    Kamailio running kamailio-ringback.cfg unchanged with NEXT_HOP = the phone (and any
+    other `#!define`s given)."""
 
-    def start(callee: str) -> Deployment:
+    def start(callee: str, **more: str | int) -> Deployment:
         kamailio_port = free_port("udp")
         node = ringback_cluster.start(
             "ringback", extra_toml=RINGBACK_TOML.format(next_hop=f"{LOCALHOST}:{kamailio_port}")
@@ -301,6 +303,7 @@ def deploy(
             "NEXT_HOP": kamailio_string(f"sip:{callee}"),
             "DISPATCHER_LIST": kamailio_string(str(ds_list)),
             "PING_FROM": kamailio_string("sip:ringback-probe@127.0.0.1"),
+            **more,
         }
         try:
             switch = start_switch_recipe(
@@ -332,7 +335,7 @@ def test_linphonec_hears_the_warning_while_the_callee_rings_then_talks_to_the_ca
     baresip_binary: str,
     processes: ProcessSet,
     interop_dir: Path,
-    deploy: Callable[[str], Deployment],
+    deploy: Callable[..., Deployment],
     court_reference: np.ndarray,
 ) -> None:
     callee = debtor_phone(baresip_binary, processes, interop_dir)
@@ -391,7 +394,7 @@ def test_callee_hangs_up_and_both_legs_end(
     baresip_binary: str,
     processes: ProcessSet,
     interop_dir: Path,
-    deploy: Callable[[str], Deployment],
+    deploy: Callable[..., Deployment],
 ) -> None:
     callee = debtor_phone(baresip_binary, processes, interop_dir)
     caller = Phone(linphonec_binary, processes, interop_dir / "caller", "caller", CALLER_HZ)
@@ -423,7 +426,7 @@ def requests(server: SippServer) -> list[TraceMessage]:
 
 
 def test_cancel_while_ringing_ends_the_callee_leg_with_487(
-    deploy: Callable[[str], Deployment],
+    deploy: Callable[..., Deployment],
     sipp_uas: Callable[..., SippServer],
     uac: Callable[..., SippResult],
 ) -> None:
@@ -451,7 +454,7 @@ def test_cancel_while_ringing_ends_the_callee_leg_with_487(
 
 
 def test_busy_callee_486_reaches_the_caller(
-    deploy: Callable[[str], Deployment],
+    deploy: Callable[..., Deployment],
     sipp_uas: Callable[..., SippServer],
     uac: Callable[..., SippResult],
 ) -> None:
@@ -471,6 +474,38 @@ def test_busy_callee_486_reaches_the_caller(
     assert site.outcomes().get("callee_486") == 1, site.outcomes()
 
 
+def test_unlisted_goes_straight_on_and_a_stopped_node_fails_open(
+    deploy: Callable[..., Deployment],
+    sipp_uas: Callable[..., SippServer],
+    uac: Callable[..., SippResult],
+) -> None:
+    """Redirect-recipe behaviour kept in ringback mode: an unlisted number's 302 is followed
+    at once; with the node stopped (OPTIONS probing out of the way) a listed call waits one
+    fr_timer (2 s) and goes on unwarned with its original Request-URI."""
+    callee = sipp_uas("uas_answer_any")
+    site = deploy(callee.addr, DS_PING_INTERVAL=3600)
+    switch = (site.switch.host, site.switch.port)
+    unlisted = uac("uac_call_through_switch", switch, service=UNLISTED, timeout=10)
+    unlisted.assert_all_ok(1)
+    site.node.process.stop()
+    listed = uac("uac_call_through_switch", switch, service=LISTED, timeout=15)
+    listed.assert_all_ok(1)
+    setups = [(answered(r) - sent(r, "INVITE").time).total_seconds() for r in (unlisted, listed)]
+    assert setups[0] < 0.5 and 1.9 <= setups[1] <= 3.0, setups
+    got = [m.request_uri for m in requests(callee) if m.method == "INVITE"]
+    assert got == [f"{site.uri(UNLISTED)};rbk", site.uri(LISTED)], got
+    assert not [m for m in listed.messages if m.status == 183], "a stopped node played nothing"
+
+
+def answered(result: SippResult) -> datetime:
+    (ok,) = [
+        m
+        for m in result.messages
+        if m.direction == "received" and m.status == 200 and m.method == "INVITE"
+    ]
+    return ok.time
+
+
 # --------------------------------------------------------------------------- baresip
 
 
@@ -478,7 +513,7 @@ def test_baresip_caller_hears_the_warning_then_the_callee(
     baresip_binary: str,
     processes: ProcessSet,
     interop_dir: Path,
-    deploy: Callable[[str], Deployment],
+    deploy: Callable[..., Deployment],
     court_reference: np.ndarray,
 ) -> None:
     callee = debtor_phone(baresip_binary, processes, interop_dir)
