@@ -414,6 +414,42 @@ def test_callee_hangs_up_and_both_legs_end(
     assert site.outcomes().get("bye_from_callee") == 1, site.outcomes()
 
 
+def test_hold_and_resume_are_relayed_to_the_callee(
+    linphonec_binary: str,
+    baresip_binary: str,
+    processes: ProcessSet,
+    interop_dir: Path,
+    deploy: Callable[..., Deployment],
+) -> None:
+    """linphonec puts the bridged call on hold and takes it back (two re-INVITEs): ringback
+    relays each to the callee and its answer back (linphonec reports the state only on the
+    relayed 200), and the callee's tone is heard again after the resume."""
+    callee = debtor_phone(baresip_binary, processes, interop_dir)
+    caller = Phone(linphonec_binary, processes, interop_dir / "caller", "caller", CALLER_HZ)
+    site = deploy(callee.uri)
+    send_line(caller.proc, f"call {site.uri(LISTED)}")
+    callee.wait(INCOMING, 10)
+    callee.command("/accept")
+    caller.wait(r"Call \d+ with .* connected", 5)
+    time.sleep(1.0)
+    send_line(caller.proc, "pause")
+    caller.wait(r"Call \d+ with .* is now paused", 5)
+    time.sleep(1.0)
+    send_line(caller.proc, "resume")
+    resumed = caller.wait(r"Resuming call", 5)
+    time.sleep(2.0)
+    send_line(caller.proc, "terminate")
+    caller.wait(r"Call \d+ with .* ended", 5)
+    caller.quit()
+    callee.proc.stop()
+    assert site.node.sip_requests("INVITE") == 3, "the call's INVITE and two re-INVITEs"
+    samples, rate = read_wav(caller.recording)
+    rec = resample_to_8k(samples, rate)
+    tail = tones(rec[-int(1.5 * 8000) :], 8000)  # the last 1.5 s: after the resume
+    assert seconds_of(tail, CALLEE_HZ) >= 1.0, f"no callee after the resume ({resumed}): {tail}"
+    assert site.outcomes().get("bye_from_caller") == 1, site.outcomes()
+
+
 # --------------------------------------------------------------------------- sipp
 
 
