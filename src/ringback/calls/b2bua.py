@@ -114,6 +114,8 @@ class BridgedCall:
     deadline: float = 0.0  # max ring, then max call
     callee_deadline: float | None = None  # no answer at all from the next hop
     relayed: dict[ClientKey, _Relayed] = field(default_factory=dict)
+    # our ACK of a relayed re-INVITE's 2xx, sent again for each retransmitted 2xx (§13.2.2.4)
+    acks: dict[ClientKey, tuple[bytes, Address, str]] = field(default_factory=dict)
     destinations: tuple[Address, ...] = ()  # where the caller's RTP may go (policy-checked)
     callee_media: tuple[Address, ...] = ()  # where the callee's may go
 
@@ -347,6 +349,8 @@ class B2bua:
             relayed = (call.relayed.get if response.status < 200 else call.relayed.pop)(key, None)
             if relayed is not None:
                 self._relayed_response(call, relayed, response, now)
+            elif key in call.acks and response.status < 300:  # a 2xx again: ACK it again
+                self._out.append(call.acks[key])
             if response.status >= 200 and not (
                 response.status < 300 and response.cseq[1] == "INVITE"
             ):
@@ -617,7 +621,9 @@ class B2bua:
             # ACK the other leg's 2xx ourselves, at once.
             local = self.local.get(other.transport) or self.local["udp"]
             ack = other.request("ACK", local, None, cseq=response.cseq[0])
-            self._out.append((ack.to_bytes(), other.dest, other.transport))
+            sent = (ack.to_bytes(), other.dest, other.transport)
+            self._out.append(sent)
+            call.acks[(response.top_via.branch or "", "INVITE")] = sent
         body = response.body
         content_type = response.headers.get("Content-Type")
         if body and sdp_of(content_type, body) is not None:

@@ -378,7 +378,8 @@ def test_linphonecs_hold_through_a_switch_is_relayed_and_answered() -> None:
     media now goes to the request's source address with the SDP's port (488 only when that is
     refused too); (2) the switch's 100 to the relayed re-INVITE ended our wait, so the
     callee's 200 was never ACKed nor relayed and the switch answered the caller 408; (3) the
-    caller now gets 100 at once, so the switch neither retransmits nor times out on us."""
+    caller now gets 100 at once, so the switch neither retransmits nor times out on us;
+    (4) a retransmitted 2xx of the relayed re-INVITE was never ACKed again."""
     h = Harness()
     _, leg = ringing_call(h)
     h.report_ready()
@@ -405,8 +406,14 @@ def test_linphonecs_hold_through_a_switch_is_relayed_and_answered() -> None:
     sent = h.send(
         response_to(reinvite.message, 200, sdp=answer_sdp(CALLEE_MEDIA, "recvonly")), NEXT_HOP
     )
-    assert [s.method for s in sent if s.method] == ["ACK"]
+    [ack] = [s for s in sent if s.method]
+    assert ack.method == "ACK"
     assert [(s.status, s.dest) for s in sent if s.status] == [(200, CALLER)]
+    # (4) the callee's 200 again (our ACK lost): the same ACK again, nothing to the caller
+    again = h.send(
+        response_to(reinvite.message, 200, sdp=answer_sdp(CALLEE_MEDIA, "recvonly")), NEXT_HOP
+    )
+    assert [(s.message.to_bytes(), s.dest) for s in again] == [(ack.message.to_bytes(), ack.dest)]
     # from a source outside the policy as well: refused
     outside = in_dialog_from_caller("INVITE", tag, 4, hold)
     sent = h.send(outside, ("198.51.100.7", 5070))
