@@ -291,13 +291,14 @@ def deploy(
     """`deploy("host:port of the debtor's phone", **defines)`: a ringback node in ringback
     mode on the seeded database (LISTED plays a 2 s chirp) with next_hop = Kamailio, and
     Kamailio running kamailio-ringback.cfg unchanged with NEXT_HOP = the phone (and any
-    other `#!define`s given)."""
+    other `#!define`s given). The node starts with the fixture, before the test starts any
+    phone: linphonec binds random TCP/TLS ports, which once took the node's port."""
+    kamailio_port = free_port("udp")
+    node = ringback_cluster.start(
+        "ringback", extra_toml=RINGBACK_TOML.format(next_hop=f"{LOCALHOST}:{kamailio_port}")
+    )
 
     def start(callee: str, **more: str | int) -> Deployment:
-        kamailio_port = free_port("udp")
-        node = ringback_cluster.start(
-            "ringback", extra_toml=RINGBACK_TOML.format(next_hop=f"{LOCALHOST}:{kamailio_port}")
-        )
         ds_list = write_dispatcher_list(interop_dir / "dispatcher.list", [node])
         defines: dict[str, str | int] = {
             "NEXT_HOP": kamailio_string(f"sip:{callee}"),
@@ -352,8 +353,8 @@ def test_linphonec_hears_the_warning_while_the_callee_rings_then_talks_to_the_ca
     caller.wait(r"Call \d+ with .* connected", 5)
     time.sleep(2.5)  # both talk
     send_line(caller.proc, "terminate")
-    caller.wait(r"Call \d+ with .* ended", 5)
-    callee.wait(r"terminated \(duration", 5)  # the caller's BYE ended the callee leg too
+    caller.wait(r"Call \d+ with .* ended", 10)
+    callee.wait(r"terminated \(duration", 10)  # the caller's BYE ended the callee leg too
     caller.quit()
     callee.proc.stop()
 
@@ -407,8 +408,8 @@ def test_callee_hangs_up_and_both_legs_end(
     caller.wait(r"Call \d+ with .* connected", 5)
     time.sleep(1.0)
     callee.command("/hangup")
-    callee.wait(r"terminated \(duration", 5)
-    caller.wait(r"Call \d+ with .* ended", 5)  # ringback's BYE on the caller's leg
+    callee.wait(r"terminated \(duration", 10)
+    caller.wait(r"Call \d+ with .* ended", 10)  # ringback's BYE on the caller's leg
     caller.quit()
     callee.proc.stop()
     assert site.outcomes().get("bye_from_callee") == 1, site.outcomes()
@@ -439,7 +440,7 @@ def test_hold_and_resume_are_relayed_to_the_callee(
     resumed = caller.wait(r"Resuming call", 5)
     time.sleep(2.0)
     send_line(caller.proc, "terminate")
-    caller.wait(r"Call \d+ with .* ended", 5)
+    caller.wait(r"Call \d+ with .* ended", 10)
     caller.quit()
     callee.proc.stop()
     assert site.node.sip_requests("INVITE") == 3, "the call's INVITE and two re-INVITEs"
@@ -564,7 +565,7 @@ def test_baresip_caller_hears_the_warning_then_the_callee(
     caller.wait(r"Call established", 5)
     time.sleep(2.5)
     callee.command("/hangup")
-    caller.wait(r"terminated \(duration", 5)
+    caller.wait(r"terminated \(duration", 10)
     caller.proc.stop()
     callee.proc.stop()
     samples, rate = caller.heard()
@@ -649,7 +650,7 @@ def test_demo_in_ringback_mode_warns_while_the_lab_callee_rings(
     connected = caller.wait(r"Call \d+ with .* connected", RING_S + 5)
     time.sleep(2.0)  # the lab callee's beeps
     send_line(caller.proc, "terminate")
-    caller.wait(r"Call \d+ with .* ended", 5)
+    caller.wait(r"Call \d+ with .* ended", 10)
     caller.quit()
 
     assert early - dialled < 1.0, f"post-dial delay {early - dialled:.3f} s"
