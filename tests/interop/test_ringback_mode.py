@@ -256,17 +256,19 @@ class Baresip:
         return read_wav(decoded)
 
 
-def kamailio_times(switch: KamailioProcess, number: str) -> tuple[float, float]:
-    """(caller's INVITE -> ringback, callee leg -> the phone) as Kamailio logged them."""
+def kamailio_times(switch: KamailioProcess, number: str) -> tuple[float, float, float]:
+    """(caller's INVITE -> ringback, callee leg -> the phone, ringback's first 18x back) as
+    Kamailio logged them."""
     log = switch.process.log(1_000_000)
+    early = re.findall(r"ringback 18\d \(first 18x\) at ([\d.]+)", log)
     to_ringback = re.findall(
         rf"INVITE {re.escape(number)} from \S+ -> ringback \S+ at ([\d.]+)", log
     )
     to_phone = re.findall(
         rf"loop-marked INVITE {re.escape(number)} from \S+ -> next hop at ([\d.]+)", log
     )
-    assert len(to_ringback) == 1 and len(to_phone) == 1, log[-4000:]
-    return float(to_ringback[0]), float(to_phone[0])
+    assert len(to_ringback) == 1 and len(to_phone) == 1 and len(early) == 1, log[-4000:]
+    return float(to_ringback[0]), float(to_phone[0]), float(early[0])
 
 
 @dataclass
@@ -361,14 +363,17 @@ def test_linphonec_hears_the_warning_while_the_callee_rings_then_talks_to_the_ca
     # post-dial delay, as the caller saw it (an upper bound: the console is polled)
     assert early - dialled < 1.0, f"post-dial delay {early - dialled:.3f} s"
     # the callee leg left the switch for the phone within 200 ms of the caller's INVITE
-    at_switch, to_phone = kamailio_times(site.switch, LISTED)
+    at_switch, to_phone, progress = kamailio_times(site.switch, LISTED)
     assert 0 <= to_phone - at_switch < 0.2, f"callee leg {1000 * (to_phone - at_switch):.1f} ms"
+    # and the post-dial delay at the switch: the caller's INVITE in, ringback's 183 back
+    assert 0 <= progress - at_switch < 1.0, f"183 {progress - at_switch:.3f} s after the INVITE"
 
     samples, rate = read_wav(caller.recording)
     heard = warning_then_callee(samples, rate, court_reference)
     ring = answered - early  # how long the caller should have heard the warning
     print(
-        f"post-dial delay <= {1000 * (early - dialled):.0f} ms; callee leg "
+        f"post-dial delay <= {1000 * (early - dialled):.0f} ms at the phone, "
+        f"{1000 * (progress - at_switch):.1f} ms at the switch; callee leg "
         f"{1000 * (to_phone - at_switch):.1f} ms after the caller's INVITE; warning "
         f"{heard.warning_start:.2f}-{heard.warning_end:.2f} s (ringing {ring:.2f} s), callee's "
         f"tone from {heard.callee_from:.2f} s for {heard.callee_seconds:.1f} s"
