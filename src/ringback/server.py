@@ -20,8 +20,10 @@ from ringback.calls import CallController, SipMetrics
 from ringback.calls.decision import Decider
 from ringback.calls.registrar import Registrar
 from ringback.config import Config
+from ringback.media.codecs import G711
 from ringback.media.destinations import DestinationPolicy
-from ringback.media.shipped import default_warning_path, read_pcm8k
+from ringback.media.encode import available_encodings
+from ringback.media.shipped import default_warning_path, read_pcm
 from ringback.metrics import Registry
 from ringback.net.rtp_pacer import RtpPacer, RtpPortPool
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
@@ -55,6 +57,7 @@ class Service:
         self.sip_port = 0
         self.controller: CallController | None = None
         self.player: WarningPlayer | None = None
+        self.encodings: frozenset[str] = G711
         self.pacer: RtpPacer | None = None
         self.proof: ProofOfPlayWriter | None = None
         self.event_worker: EventWorker | None = None
@@ -106,6 +109,9 @@ class Service:
         metrics = SipMetrics(self.metrics)
         sync = self.sync
         trusted = TrustedSources(sip.trusted_sources)
+        # The encodings this machine's ffmpeg can prepare (G.711 always): asked once.
+        self.encodings = await asyncio.to_thread(available_encodings)
+        log.info("warnings are prepared in %s", ", ".join(sorted(self.encodings)))
         controller = self.controller = CallController(
             self.index,
             self.config.numbering.plan(),
@@ -126,8 +132,10 @@ class Service:
             test_numbers=_test_numbers(a.test_numbers),
             registrar=self._registrar(),
             lab_callee=self.config.lab.enabled,
+            codecs=self.encodings,
         )
         player = self._warning_player()
+        player.warm(0)  # the shipped default, in every encoding, off the event loop
         self.sip = SipEndpoint(
             controller,
             metrics,
@@ -169,11 +177,14 @@ class Service:
         self.proof.start()
         self._running.push_async_callback(self.proof.stop)  # flushed after the pacer stops
         self._running.callback(self.pacer.close)
+        default_pcm, default_rate = read_pcm(default_warning_path())
         self.player = WarningPlayer(
             pools,
             self.pacer,
             self.store.recordings.pcm,
-            default_pcm=read_pcm8k(default_warning_path()),
+            default_pcm=default_pcm,
+            default_rate=default_rate,
+            encodings=self.encodings,
             registry=self.metrics,
             proof=self.proof,
             repeat=a.repeat,

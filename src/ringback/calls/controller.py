@@ -35,6 +35,7 @@ from ringback.calls.media import caller_of, media_plan
 from ringback.calls.metrics import SipMetrics
 from ringback.calls.redirect import Held, redirect_headers
 from ringback.calls.registrar import Registrar
+from ringback.media.codecs import G711
 from ringback.media.destinations import DestinationPolicy
 from ringback.registry.listing_index import Entry, ListingIndex
 from ringback.registry.numbers import NumberingPlan
@@ -95,6 +96,7 @@ class CallController:
         test_numbers: dict[int, int] | None = None,
         registrar: Registrar | None = None,
         lab_callee: bool = False,
+        codecs: frozenset[str] = G711,
     ) -> None:
         self.decider = Decider(
             index,
@@ -122,6 +124,7 @@ class CallController:
         # INVITEs (the call after the warning) when no switch is there to take them.
         self.registrar = registrar
         self.lab_callee = lab_callee
+        self.codecs = codecs  # the encodings warnings are prepared in
         self.client = ClientTransactionLayer(t1, t2, t4)  # our BYEs
         self.dialogs: dict[str, UasDialog] = {}  # by Call-ID
         self._loop_marked_calls: dict[str, float] = {}  # Call-ID -> forget after
@@ -285,7 +288,7 @@ class CallController:
             return "draining"
         if len(self.held) >= self.max_warnings:
             return "capacity"
-        plan = media_plan(invite, source, self.destinations)
+        plan = media_plan(invite, source, self.destinations, self.codecs)
         if isinstance(plan, str):
             return plan
         media, destinations = plan

@@ -1,9 +1,12 @@
 """Carries out the call core's warning effects: RTP port, SDP answer, audio, proof of play.
 
-Recordings are prepared once (8 kHz PCM → 20 ms μ-law/A-law frames) and cached; a
-recording not yet in memory is fetched from the database off the call path while the
-INVITE waits with a 100 Trying. Every outcome — including any exception while starting —
-is reported to the core, which answers the held INVITE (fail open).
+Recordings are prepared once in every available encoding (G.711 with numpy; G.722, Opus,
+AMR, AMR-WB with ffmpeg in a worker thread, never on the event loop) and cached; the
+shipped default is prepared at start (:meth:`WarningPlayer.warm`), an uploaded one when
+it is uploaded on this node or at its first call, while the INVITE waits with a 100 Trying
+(several calls waiting for one recording share one preparation). Every outcome —
+including any exception while starting — is reported to the core, which answers the held
+INVITE (fail open).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ringback.calls.effects import LAB_TONE, Effect, StartWarning, StopWarning
+from ringback.media.codecs import G711
+from ringback.media.encode import prepare_all
 from ringback.media.lab_tone import lab_tone_pcm
 from ringback.media.offer_answer import answer_sdp
 from ringback.media.prepared import PreparedAudio, PreparedCache
@@ -28,7 +33,8 @@ from ringback.sip.transaction import TxKey
 
 log = logging.getLogger(__name__)
 
-LoadPcm = Callable[[int], Awaitable[bytes | None]]
+# A recording's PCM (mono s16le) and its sample rate, or None if there is no such recording.
+LoadPcm = Callable[[int], Awaitable[tuple[bytes, int] | None]]
 
 
 class WarningReports(Protocol):
@@ -57,6 +63,8 @@ class WarningPlayer:
         load_pcm: LoadPcm,
         *,
         default_pcm: bytes,
+        default_rate: int = 8000,
+        encodings: frozenset[str] = G711,
         registry: Registry,
         proof: ProofOfPlayWriter | None,
         repeat: int = 1,
@@ -67,7 +75,10 @@ class WarningPlayer:
         self.pacer = pacer
         self.load_pcm = load_pcm
         self.default_pcm = default_pcm
-        self.cache = PreparedCache()
+        self.default_rate = default_rate
+        self.encodings = encodings
+        self.cache = PreparedCache(256 * 1024 * 1024)  # six encodings of each recording
+        self._preparing: dict[int, asyncio.Future[PreparedAudio | None]] = {}
         self.proof = proof
         self.repeat = repeat
         self.gap_ms = gap_ms
@@ -140,25 +151,70 @@ class WarningPlayer:
             del self.playing[key]
             playing.rtp.close()
 
+    def warm(self, recording_id: int) -> asyncio.Future[PreparedAudio | None]:
+        """Prepare a recording in every encoding in the background (at start for the
+        shipped default, ``recording_id`` 0; after an upload), unless already cached."""
+        audio = self.cache.get(recording_id, self.repeat, self.gap_ms)
+        if audio is not None:
+            done: asyncio.Future[PreparedAudio | None] = asyncio.get_running_loop().create_future()
+            done.set_result(audio)
+            return done
+        future = self._preparing.get(recording_id)
+        if future is None:
+            future = asyncio.ensure_future(self._prepare(recording_id))
+            self._preparing[recording_id] = future
+            future.add_done_callback(lambda _: self._preparing.pop(recording_id, None))
+        return future
+
+    async def _prepare(self, recording_id: int) -> PreparedAudio | None:
+        """Load and prepare one recording; None if it does not exist or cannot be loaded."""
+        try:
+            if recording_id == 0:
+                loaded: tuple[bytes, int] | None = (self.default_pcm, self.default_rate)
+            else:
+                loaded = await self.load_pcm(recording_id)
+        except Exception as exc:  # database away: fail open
+            log.warning("recording %d could not be loaded: %s", recording_id, exc)
+            return None
+        if not loaded or not loaded[0]:
+            return None
+        pcm, rate = loaded
+        started = time.monotonic()
+        try:
+            audio = await asyncio.to_thread(
+                prepare_all, pcm, rate, self.encodings, repeat=self.repeat, gap_ms=self.gap_ms
+            )
+        except Exception:
+            log.exception("recording %d: preparing every codec failed; G.711 only", recording_id)
+            if rate != 8000:
+                raise
+            audio = PreparedAudio.from_pcm(pcm, repeat=self.repeat, gap_ms=self.gap_ms)
+        log.info(
+            "recording %d prepared in %s in %.2f s",
+            recording_id,
+            ", ".join(sorted(audio.keys)),
+            time.monotonic() - started,
+        )
+        self.cache.put(recording_id, self.repeat, self.gap_ms, audio)
+        return audio
+
     async def _load_then_begin(self, key: TxKey, reports: WarningReports) -> None:
         playing = self.playing[key]
         recording_id = playing.start.entry.recording_id
         try:
-            pcm = self.default_pcm if recording_id == 0 else await self.load_pcm(recording_id)
-        except Exception as exc:  # database away: fail open
-            log.warning("recording %d could not be loaded: %s", recording_id, exc)
-            pcm = None
+            audio = await self.warm(recording_id)
+        except Exception:
+            log.exception("recording %d could not be prepared", recording_id)
+            audio = None
         if self.playing.get(key) is not playing:  # cancelled meanwhile
             return
         try:
-            if not pcm:
+            if audio is None:
                 del self.playing[key]
                 playing.rtp.close()
                 self.outcomes.inc("recording_missing")
                 reports.warning_ended(key, "recording_missing")
                 return
-            audio = PreparedAudio.from_pcm(pcm, repeat=self.repeat, gap_ms=self.gap_ms)
-            self.cache.put(recording_id, self.repeat, self.gap_ms, audio)
             self._begin(key, audio, reports)
         except Exception:
             log.exception("warning could not start")
@@ -174,7 +230,11 @@ class WarningPlayer:
             playing.rtp.close()
             return
         media = playing.start.media
-        stream = RtpStream(audio.frames(media.codec), media.payload_type)
+        stream = RtpStream(
+            audio.frames(media.frames),
+            media.payload_type,
+            samples_per_packet=media.samples_per_packet,
+        )
         playing.started_at = time.time()
         destinations = playing.start.destinations
         playing.stream_id = self.pacer.start(
@@ -214,6 +274,8 @@ class WarningPlayer:
     async def stop(self) -> None:
         for task in list(self._loading):
             task.cancel()
+        for future in list(self._preparing.values()):
+            future.cancel()
         for key in list(self.playing):
             self._stop(key)
 
