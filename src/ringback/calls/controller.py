@@ -30,25 +30,37 @@ from ringback.calls.decision import (
     Decision,
 )
 from ringback.calls.dialog import UasDialog
-from ringback.calls.effects import LAB_TONE, Address, Effect, StartWarning, StopWarning
+from ringback.calls.effects import (
+    LAB_TONE,
+    Address,
+    Effect,
+    ResumeWarning,
+    StartWarning,
+    StopWarning,
+)
 from ringback.calls.media import caller_of, media_plan
 from ringback.calls.metrics import SipMetrics
 from ringback.calls.redirect import Held, redirect_headers
 from ringback.calls.registrar import Registrar
 from ringback.media.codecs import G711
 from ringback.media.destinations import DestinationPolicy
+from ringback.media.precondition import answer_attributes, offer_qos, replace_attributes
 from ringback.registry.listing_index import Entry, ListingIndex
 from ringback.registry.numbers import NumberingPlan
+from ringback.sip.body import sdp_of
 from ringback.sip.client import ClientTransactionLayer
 from ringback.sip.errors import SipParseError
 from ringback.sip.fast import top_via_value
+from ringback.sip.headers import split_list
 from ringback.sip.message import Limits, parse_message
 from ringback.sip.model import Request, Response
 from ringback.sip.responses import error_response, make_response, new_tag
+from ringback.sip.sdp import Attribute, SdpError, parse_sdp
 from ringback.sip.transaction import AckTimeout, ServerTransactionLayer, TxKey, TxState
 
-ALLOW = "INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK"
-SUPPORTED = "100rel"
+ALLOW = "INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK, UPDATE"
+SUPPORTED = "100rel, precondition"
+PRECONDITION_TIMEOUT_S = 10.0  # for the caller's UPDATE saying its resources are met
 ACCEPT = "application/sdp"
 _NO_EFFECTS: list[Effect] = []  # returned empty, never filled
 LOOPBACK = ("127.0.0.0/8", "::1/128")  # where RTP may go when no policy is given
@@ -137,6 +149,9 @@ class CallController:
         self.local: dict[str, Address] = {}
         self._out: list[tuple[bytes, Address, str]] = []
         self._effects: list[Effect] = []
+        # Warnings waiting for the caller's preconditions (RFC 3312): give up at this time.
+        self._qos_waits: dict[TxKey, float] = {}
+        self.precondition_timeout_s = PRECONDITION_TIMEOUT_S
 
     # ------------------------------------------------------------ shell inputs
     def listening(self, transport: str, host: str, port: int) -> None:
@@ -203,6 +218,8 @@ class CallController:
                 self._respond(layer, request, 200 if matched is not None else 481, now, transport)
             elif method == "BYE":
                 self._bye(request, layer, transport, now)
+            elif method == "UPDATE":
+                self._update(request, layer, transport, now)
             elif method == "REGISTER" and self.registrar is not None:
                 self._register(request, layer, source, transport, now)
             else:
@@ -293,18 +310,94 @@ class CallController:
             return plan
         media, destinations = plan
         assert decision.entry is not None
+        requires = _tokens(invite, "Require")
+        supports = _tokens(invite, "Supported")
+        attributes: tuple[Attribute, ...] = ()
+        wait = False
+        precondition = "precondition" in requires
+        if precondition:
+            # RFC 3312 §11: preconditions need reliable provisional responses.
+            if "100rel" not in requires and "100rel" not in supports:
+                return "precondition_without_100rel"
+            qos = offer_qos(media.offer, media.offer.media[media.media_index])
+            if qos is not None:
+                attributes = answer_attributes(qos)
+                wait = not qos.met
         key = layer.key_of(invite)
-        requires = invite.headers.get_all("Require")
         self.held[key] = Held(
             invite,
             transport,
             decision.contact,
             new_tag(),
-            any(v.lower() == "100rel" for v in requires),
+            "100rel" in requires or precondition,
+            early_media="p-early-media" in supports or "P-Early-Media" in invite.headers,
+            precondition=precondition,
+            waiting_qos=wait,
         )
         caller = caller_of(invite) if self.keep_caller else None
-        self._effects.append(StartWarning(key, decision.entry, media, destinations, caller))
+        self._effects.append(
+            StartWarning(
+                key,
+                decision.entry,
+                media,
+                destinations,
+                caller,
+                sdp_attributes=attributes,
+                wait=wait,
+            )
+        )
         return None
+
+    def _update(
+        self, update: Request, layer: ServerTransactionLayer, transport: str, now: float
+    ) -> None:
+        """An UPDATE in the early dialog of a held INVITE (RFC 3311): the caller tells us its
+        preconditions; once its resources are met, the warning starts (RFC 3312 §6)."""
+        found = next(
+            (
+                (k, h)
+                for k, h in self.held.items()
+                if h.invite.call_id == update.call_id
+                and h.to_tag == update.to_tag
+                and h.ready
+                and h.purpose != LAB_TONE
+            ),
+            None,
+        )
+        if found is None:
+            self._respond(layer, update, 481, now, transport)
+            return
+        key, held = found
+        offer = sdp_of(update.headers.get("Content-Type"), update.body)
+        if offer is None:
+            self._respond(layer, update, 200, now, transport, to_tag=held.to_tag)
+            return
+        try:
+            parsed = parse_sdp(offer)
+            audio = [m for m in parsed.media if m.media.lower() == "audio" and m.port != 0]
+            qos = offer_qos(parsed, audio[0]) if audio else None
+            answer = held.sdp
+            if qos is not None:
+                answer = replace_attributes(held.sdp, answer_attributes(qos))
+        except SdpError as exc:
+            self._respond(layer, update, 488, now, transport, reason=f"Bad SDP: {exc}"[:100])
+            return
+        held.sdp = answer
+        response = make_response(
+            update,
+            200,
+            to_tag=held.to_tag,
+            body=answer,
+            content_type="application/sdp",
+            extra_headers=self._dialog_headers(held),
+        )
+        layer.send_response(update, response, now)
+        self.metrics.responses.inc("200")
+        self._flush(layer, transport)
+        if held.waiting_qos and (qos is None or qos.met):
+            held.waiting_qos = False
+            self._qos_waits.pop(key, None)
+            self._effects.append(ResumeWarning(key))
 
     # -------------------------------------------------------------------- lab
     def _lab_invite(
@@ -473,6 +566,9 @@ class CallController:
         if held is None or not self._provisional(held, key, 183, now, body=sdp):
             return False
         held.ready = True
+        held.sdp = sdp
+        if held.waiting_qos:
+            self._qos_waits[key] = now + self.precondition_timeout_s
         self.metrics.decisions.inc(ANNOUNCED)
         return True
 
@@ -480,6 +576,7 @@ class CallController:
         """The warning is over (``completed``), or could not start or go on (any other
         outcome is the fail-open reason): redirect the held INVITE."""
         held = self.held.pop(key, None)
+        self._qos_waits.pop(key, None)
         if held is None:
             return  # cancelled by us: already answered
         layer = self.layers[held.transport]
@@ -506,6 +603,15 @@ class CallController:
                 to_tag=held.to_tag,
             )
 
+    def _dialog_headers(self, held: Held) -> list[tuple[str, str]]:
+        """Contact and Record-Route of a response that opens (or is in) the early dialog."""
+        extra: list[tuple[str, str]] = []
+        contact = self.contacts.get(held.transport)
+        if contact:
+            extra.append(("Contact", contact))
+        extra.extend(("Record-Route", v) for v in held.invite.headers.get_all("Record-Route"))
+        return extra
+
     def _provisional(
         self, held: Held, key: TxKey, status: int, now: float, *, body: bytes = b""
     ) -> bool:
@@ -517,10 +623,11 @@ class CallController:
         if status > 100:
             # A 1xx with a To tag opens an early dialog (RFC 3261 §12.1.1): it carries our
             # Contact and the request's Record-Route, so a PRACK follows the proxies' route.
-            contact = self.contacts.get(held.transport)
-            if contact:
-                extra.append(("Contact", contact))
-            extra.extend(("Record-Route", v) for v in held.invite.headers.get_all("Record-Route"))
+            extra = self._dialog_headers(held)
+            if held.precondition:
+                extra.append(("Require", "precondition"))
+            if held.early_media and body:  # RFC 5009: the early media is ours, send-only
+                extra.append(("P-Early-Media", "sendonly"))
         response = make_response(
             held.invite,
             status,
@@ -545,6 +652,7 @@ class CallController:
             self._respond(layer, cancel, 481, now, transport)
             return
         held = self.held.pop(key, None)
+        self._qos_waits.pop(key, None)
         # RFC 3261 §9.2: the 200 to a CANCEL carries the To tag of the INVITE's responses.
         self._respond(layer, cancel, 200, now, transport, to_tag=held.to_tag if held else None)
         if held is not None and layer.invite_state(key) is TxState.PROCEEDING:
@@ -593,6 +701,8 @@ class CallController:
         deadlines = [
             d for d in (layer.next_deadline() for layer in self.layers.values()) if d is not None
         ]
+        if self._qos_waits:
+            deadlines.append(min(self._qos_waits.values()))
         if self.dialogs or len(self.client):
             deadlines.extend(d.retransmit_at or d.give_up_at for d in self.dialogs.values())
             client = self.client.next_deadline()
@@ -604,6 +714,10 @@ class CallController:
         """Fire every transaction timer due at ``now``."""
         if self.dialogs or len(self.client):
             self._poll_dialogs(now)
+        for key in [k for k, at in self._qos_waits.items() if at <= now]:
+            # The caller never said its resources were met: fail open, the call goes on.
+            self._effects.append(StopWarning(key))
+            self.warning_ended(key, "preconditions_unmet", now)
         for transport, layer in self.layers.items():
             layer.poll(now)
             self._flush(layer, transport)
@@ -630,3 +744,8 @@ class CallController:
 
     def transactions(self) -> int:
         return sum(len(layer) for layer in self.layers.values())
+
+
+def _tokens(request: Request, name: str) -> set[str]:
+    """The lower-case option tags of every ``name`` header (Require, Supported)."""
+    return {t.strip().lower() for v in request.headers.get_all(name) for t in split_list(v)}

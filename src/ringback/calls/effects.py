@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ringback.media.offer_answer import Selection
 from ringback.registry.listing_index import Entry
+from ringback.sip.sdp import Attribute
 from ringback.sip.transaction import TxKey
 
 Address = tuple[str, int]
@@ -32,6 +33,10 @@ class StartWarning:
     destinations: tuple[Address, ...]
     caller: str | None  # the caller's URI, for proof of play where configured
     purpose: str = WARNING
+    # RFC 3312 precondition lines for the answer, and whether the audio must wait for a
+    # ResumeWarning (the caller's own resources are not reserved yet).
+    sdp_attributes: tuple[Attribute, ...] = ()
+    wait: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,4 +46,11 @@ class StopWarning:
     key: TxKey
 
 
-Effect = StartWarning | StopWarning
+@dataclass(frozen=True, slots=True)
+class ResumeWarning:
+    """The caller's preconditions are met: start the audio of a warning that waited."""
+
+    key: TxKey
+
+
+Effect = StartWarning | StopWarning | ResumeWarning

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ringback.calls.effects import LAB_TONE, Effect, StartWarning, StopWarning
+from ringback.calls.effects import LAB_TONE, Effect, ResumeWarning, StartWarning, StopWarning
 from ringback.media.codecs import G711
 from ringback.media.encode import prepare_all
 from ringback.media.lab_tone import lab_tone_pcm
@@ -53,6 +53,7 @@ class _Playing:
     started_at: float
     stream_id: int = 0
     destination: tuple[str, int] | None = None  # where the audio goes (after any latch)
+    parked: PreparedAudio | None = None  # ready, waiting for the caller's preconditions
 
 
 class WarningPlayer:
@@ -104,6 +105,9 @@ class WarningPlayer:
         if isinstance(effect, StopWarning):
             self._stop(effect.key)
             return
+        if isinstance(effect, ResumeWarning):
+            self._resume(effect.key, reports)
+            return
         try:
             self._start(effect, reports)
         except Exception:
@@ -130,6 +134,7 @@ class WarningPlayer:
             local_port=rtp.port,
             session_id=secrets.randbelow(2**31),
             direction="sendrecv" if start.purpose == LAB_TONE else "sendonly",
+            extra=start.sdp_attributes,
         )
         if start.purpose == LAB_TONE:
             audio: PreparedAudio | None = self.lab_tone
@@ -142,6 +147,20 @@ class WarningPlayer:
         task = asyncio.get_running_loop().create_task(self._load_then_begin(start.key, reports))
         self._loading.add(task)
         task.add_done_callback(self._loading.discard)
+
+    def _resume(self, key: TxKey, reports: WarningReports) -> None:
+        playing = self.playing.get(key)
+        if playing is None or playing.parked is None:
+            return
+        audio, playing.parked = playing.parked, None
+        try:
+            self._play(key, playing, audio, reports)
+        except Exception:
+            log.exception("warning could not start")
+            if self.playing.pop(key, None) is not None:
+                playing.rtp.close()
+            self.outcomes.inc("start_failed")
+            reports.warning_ended(key, "start_failed")
 
     def _stop(self, key: TxKey) -> None:
         playing = self.playing.get(key)
@@ -229,6 +248,15 @@ class WarningPlayer:
             del self.playing[key]
             playing.rtp.close()
             return
+        if playing.start.wait:  # RFC 3312: the 183 is out; the audio waits for the UPDATE
+            audio.frames(playing.start.media.frames)  # fail now if the codec is missing
+            playing.parked = audio
+            return
+        self._play(key, playing, audio, reports)
+
+    def _play(
+        self, key: TxKey, playing: _Playing, audio: PreparedAudio, reports: WarningReports
+    ) -> None:
         media = playing.start.media
         stream = RtpStream(
             audio.frames(media.frames),
