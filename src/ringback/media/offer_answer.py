@@ -20,7 +20,8 @@ Rules:
   lookup in the call path, so it is refused (``bad_sdp``).
 - ``a=ptime``/``a=maxptime`` in the offer are not honoured: we always send 20 ms.
 
-No SRTP (an ``RTP/SAVP`` stream is refused: ``no_audio``, counted as a fail-open reason),
+No SRTP (an offer with only ``RTP/SAVP``/``SAVPF`` audio passes unwarned as ``no_codec``:
+there is no key exchange here; see the README),
 no ICE, no RTCP: the answer carries none of their attributes, which per their
 RFCs tells the offerer they are not in use.
 """
@@ -226,6 +227,9 @@ def _choose_media(offer: SessionDescription) -> tuple[int, MediaDescription] | N
     if all(m.port == 0 for _, m in audio):
         return NoAnswer("no_audio", "every audio stream in the offer is disabled (port 0)")
     protos = sorted({m.proto for _, m in audio if m.port != 0})
+    if any("SAVP" in p.upper() for p in protos):
+        # SDES-SRTP is not implemented: no codec we can send (counted as no_codec).
+        return NoAnswer("no_codec", f"SRTP only (offered {', '.join(protos)}): not supported")
     return NoAnswer("no_audio", f"no plain RTP audio stream (offered {', '.join(protos)})")
 
 
