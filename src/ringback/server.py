@@ -23,7 +23,7 @@ from ringback.config import Config
 from ringback.media.codecs import G711
 from ringback.media.destinations import DestinationPolicy
 from ringback.media.encode import available_encodings
-from ringback.media.shipped import default_warning_path, read_pcm
+from ringback.media.shipped import default_warning
 from ringback.metrics import Registry
 from ringback.net.rtp_pacer import RtpPacer, RtpPortPool
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
@@ -177,7 +177,7 @@ class Service:
         self.proof.start()
         self._running.push_async_callback(self.proof.stop)  # flushed after the pacer stops
         self._running.callback(self.pacer.close)
-        default_pcm, default_rate = read_pcm(default_warning_path())
+        default_pcm, default_rate = default_warning()
         self.player = WarningPlayer(
             pools,
             self.pacer,

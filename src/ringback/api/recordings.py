@@ -49,7 +49,7 @@ from ringback.api.schemas.recordings import (
 from ringback.config import RecordingsConfig
 from ringback.media.g711 import alaw_encode, ulaw_encode
 from ringback.media.ingest import IngestError, IngestLimits, PreparedAudio, prepare
-from ringback.media.shipped import default_warning_path, read_pcm8k
+from ringback.media.shipped import default_warning_8k
 from ringback.registry.common import Principal
 
 DECODES: web.AppKey[asyncio.Semaphore] = web.AppKey("recording_decodes", asyncio.Semaphore)
@@ -256,7 +256,7 @@ async def get_audio(request: web.Request) -> web.Response:
     who = principal(request)
     codec = query(request, AudioQuery).codec
     if request.match_info["id"] == "default":  # the shipped warning (recording id 0)
-        ref, pcm = "default", read_pcm8k(default_warning_path())
+        ref, pcm = "default", default_warning_8k()
     else:
         rid = path_int(request, "id", "recording")
         row = _visible_or_404(who, await context(request).recordings.audio(rid))

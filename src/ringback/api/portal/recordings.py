@@ -39,7 +39,7 @@ from ringback.api.recordings import (
     wav_bytes,
 )
 from ringback.media.ingest import IngestError, prepare
-from ringback.media.shipped import default_warning_path, read_pcm8k
+from ringback.media.shipped import default_warning_8k
 
 DONE = {"uploaded": "recordings.done.uploaded", "default": "recordings.done.default"}
 
@@ -75,7 +75,7 @@ async def index(
     court = await ctx.courts.get(court_id)
     default_id = court["default_recording_id"] if court is not None else None
     rows = await ctx.recordings.page(0, 500, court_id=court_id, with_shipped=True)
-    builtin_ms = len(read_pcm8k(default_warning_path())) // 16
+    builtin_ms = len(default_warning_8k()) // 16
     return render(
         request,
         "recordings.html",
@@ -191,7 +191,7 @@ async def _pcm(request: web.Request) -> tuple[str, bytes, str]:
     court_id = _court(request)
     ref = request.match_info["id"]
     if ref == "default":
-        return "default", read_pcm8k(default_warning_path()), visit(request).t("recordings.builtin")
+        return "default", default_warning_8k(), visit(request).t("recordings.builtin")
     if not ref.isascii() or not ref.isdigit() or not 0 < int(ref) < 2**63:
         raise PortalError(404, "error.not_found")
     recordings = ctx_of(request).recordings
