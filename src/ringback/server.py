@@ -253,7 +253,12 @@ class Service:
             plays=store.plays,
             portal_rules=config.portal,
             http_rules=config.http,
+            recording_added=self._warm_recording,
         )
+
+    def _warm_recording(self, recording_id: int) -> None:
+        if self.player is not None:
+            self.player.warm(recording_id)
 
     def take_over_gc(self) -> None:
         """For a process that is only this service (`ringback serve`): see `_tune_gc`."""

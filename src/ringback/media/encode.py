@@ -23,7 +23,13 @@ from ringback.media.g711 import alaw_encode, ulaw_encode
 from ringback.media.ogg import opus_packets
 from ringback.media.prepared import FRAME_MS, PreparedAudio
 
-__all__ = ["EncodeError", "available_encodings", "encode_frames", "prepare_all"]
+__all__ = [
+    "EncodeError",
+    "available_encodings",
+    "encode_args",
+    "encode_frames",
+    "prepare_all",
+]
 
 _FFMPEG: Final = ("ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y")
 _BITRATE: Final = {"AMR@7": "12200", "AMR-WB@2": "12650", "opus": "32000"}
@@ -45,7 +51,8 @@ def available_encodings(ffmpeg: str = "ffmpeg") -> frozenset[str]:
     return G711 | {e.key for e in ENCODINGS.values() if e.encoder and e.encoder in names}
 
 
-def _args(e: Encoding, source: Path, out: Path, rate: int) -> list[str]:
+def encode_args(e: Encoding, source: Path, out: Path, rate: int) -> list[str]:
+    """The ffmpeg command that encodes mono s16le ``source`` at ``rate`` as ``e``."""
     args = [*_FFMPEG, "-f", "s16le", "-ar", str(rate), "-ac", "1", "-i", str(source)]
     resample = "aresample=resampler=soxr:precision=28"
     if e.key == "G722":
@@ -109,11 +116,11 @@ def encode_frames(
         try:
             if g711 and rate != 8000:
                 target = Path(tmp) / "pcm8k.raw"
-                args = _args(ENCODINGS["PCMU"], source, target, rate)
+                args = encode_args(ENCODINGS["PCMU"], source, target, rate)
                 jobs.append((None, target, subprocess.Popen(args, stderr=subprocess.PIPE)))
             for e in others:
                 target = Path(tmp) / f"{e.key}.out"
-                args = _args(e, source, target, rate)
+                args = encode_args(e, source, target, rate)
                 jobs.append((e, target, subprocess.Popen(args, stderr=subprocess.PIPE)))
             for job, target, proc in jobs:
                 _, err = proc.communicate(timeout=timeout_s)

@@ -36,9 +36,9 @@ from ringback.api.recordings import (
     _limits,
     _read_field,
     _spool,
-    wav_bytes,
 )
 from ringback.media.ingest import IngestError, prepare
+from ringback.media.preview import wav_bytes
 from ringback.media.shipped import default_warning_8k
 
 DONE = {"uploaded": "recordings.done.uploaded", "default": "recordings.done.default"}
@@ -169,7 +169,9 @@ async def upload(request: web.Request) -> web.StreamResponse:
             "sha256": sha,
         },
         loudness_lufs=prepared.loudness_lufs,
+        sample_rate=prepared.rate,
     )
+    ctx.recording_added(row["id"])
     location = f"{PREFIX}/recordings?done=uploaded#recording-{row['id']}"
     if wants_json(request):
         return web.json_response({"id": row["id"], "location": location}, status=201)
@@ -185,13 +187,13 @@ async def _refused(
     return await index(request, error=message, status=status)
 
 
-async def _pcm(request: web.Request) -> tuple[str, bytes, str]:
-    """(reference, PCM, name) of a recording this court may hear: its own, a shipped one,
-    or the built-in warning ('default')."""
+async def _pcm(request: web.Request) -> tuple[str, bytes, str, int]:
+    """(reference, PCM, name, sample rate) of a recording this court may hear: its own, a
+    shipped one, or the built-in warning ('default')."""
     court_id = _court(request)
     ref = request.match_info["id"]
     if ref == "default":
-        return "default", default_warning_8k(), visit(request).t("recordings.builtin")
+        return "default", default_warning_8k(), visit(request).t("recordings.builtin"), 8000
     if not ref.isascii() or not ref.isdigit() or not 0 < int(ref) < 2**63:
         raise PortalError(404, "error.not_found")
     recordings = ctx_of(request).recordings
@@ -199,12 +201,13 @@ async def _pcm(request: web.Request) -> tuple[str, bytes, str]:
     if row is None or row["court_id"] not in (None, court_id):
         raise PortalError(404, "error.not_found")
     meta = await recordings.get(int(ref))
-    return ref, bytes(row["pcm"]), meta["name"] if meta is not None else ref
+    name = meta["name"] if meta is not None else ref
+    return ref, bytes(row["pcm"]), name, int(row["sample_rate"])
 
 
 async def audio(request: web.Request) -> web.Response:
-    ref, pcm, _ = await _pcm(request)
-    body = await asyncio.to_thread(wav_bytes, pcm)
+    ref, pcm, _, rate = await _pcm(request)
+    body = await asyncio.to_thread(wav_bytes, pcm, "pcm", rate)
     return web.Response(
         body=body,
         content_type="audio/wav",
@@ -216,7 +219,7 @@ async def audio(request: web.Request) -> web.Response:
 
 
 async def waveform(request: web.Request) -> web.Response:
-    _, pcm, name = await _pcm(request)
+    _, pcm, name, _rate = await _pcm(request)
     title = visit(request).t("recordings.waveform_of", name=name)
     svg = await asyncio.to_thread(waveform_svg, pcm, title)
     return web.Response(
