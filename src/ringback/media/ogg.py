@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-__all__ = ["ogg_packets", "opus_packets"]
+__all__ = ["ogg_packets", "opus_file", "opus_packets"]
 
 _PAGE: Final = struct.Struct("<4sBBqIIIB")  # capture, version, flags, granule, serial, seq, crc, n
 
@@ -49,3 +49,48 @@ def opus_packets(data: bytes) -> list[bytes]:
     if not packets[1].startswith(b"OpusTags"):
         raise ValueError("Ogg Opus stream without OpusTags")
     return packets[2:]
+
+
+def _crc_table() -> list[int]:
+    table = []
+    for i in range(256):
+        r = i << 24
+        for _ in range(8):
+            r = ((r << 1) ^ 0x04C11DB7) if r & 0x80000000 else r << 1
+        table.append(r & 0xFFFFFFFF)
+    return table
+
+
+_CRC: Final = _crc_table()
+
+
+def _crc(data: bytes) -> int:
+    crc = 0
+    for b in data:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _CRC[((crc >> 24) & 0xFF) ^ b]
+    return crc
+
+
+def _page(packets: list[bytes], granule: int, seq: int, flags: int, serial: int) -> bytes:
+    lacing = bytearray()
+    for p in packets:
+        lacing += b"\xff" * (len(p) // 255) + bytes([len(p) % 255])
+    header = bytearray(_PAGE.pack(b"OggS", 0, flags, granule, serial, seq, 0, len(lacing)))
+    page = bytes(header) + bytes(lacing) + b"".join(packets)
+    crc = _crc(page)
+    return page[:22] + crc.to_bytes(4, "little") + page[26:]
+
+
+def opus_file(packets: list[bytes], *, channels: int = 1, samples_per_packet: int = 960) -> bytes:
+    """An Ogg Opus file (RFC 7845) of ``packets`` (20 ms each at 48 kHz by default), one
+    packet a page: so ffmpeg can decode Opus received over RTP (``ringback dial``)."""
+    serial = 0x52424B  # "RBK"
+    head = b"OpusHead" + bytes([1, channels]) + (0).to_bytes(2, "little")
+    head += (48000).to_bytes(4, "little") + (0).to_bytes(2, "little") + b"\x00"
+    tags = b"OpusTags" + (8).to_bytes(4, "little") + b"ringback" + (0).to_bytes(4, "little")
+    out = [_page([head], 0, 0, 0x02, serial), _page([tags], 0, 1, 0, serial)]
+    for i, packet in enumerate(packets):
+        last = i == len(packets) - 1
+        granule = (i + 1) * samples_per_packet
+        out.append(_page([packet], granule, i + 2, 0x04 if last else 0, serial))
+    return b"".join(out)
