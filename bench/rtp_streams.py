@@ -212,6 +212,7 @@ async def play(
         "dropped_at_sender": pacer.packets_dropped,
         "outcomes": {o: outcomes.count(o) for o in set(outcomes)},
         "cpu_pct": 100 * cpu / wall,
+        "cpu_us_per_packet": 1e6 * cpu / max(pacer.packets_sent, 1),
         "max_catch_up_ticks": pacer.max_catch_up,
         "late_wakes": f"{pacer.late_wakes}/{pacer.wakes}",
         "max_lateness_ms": pacer.max_lateness_s * 1000,
@@ -280,7 +281,8 @@ def one_run(
         f"N={n:5d} {loop_name}  sent {sent['sent']:7d}  received {rx['received']:7d}  "
         f"lost {lost:4d}  reordered {rx['reordered']}  streams {rx['streams']}  "
         f"jitter p50 {j50:.3f} p99 {j99:.3f} p99.9 {j999:.3f} max {jmax:.3f} ms  "
-        f"{pps:8.0f} pkt/s steady  pacer CPU {sent['cpu_pct']:.0f}%  "
+        f"{pps:8.0f} pkt/s steady  pacer CPU {sent['cpu_pct']:.0f}% "
+        f"({sent['cpu_us_per_packet']:.2f} µs/packet)  "
         f"late wakes {sent['late_wakes']} (max {sent['max_lateness_ms']:.1f} ms)  "
         f"catch-up max {sent['max_catch_up_ticks']} ticks  "
         f"idle-timer probe p99 {sent['probe_ms'][0]:.2f} max {sent['probe_ms'][1]:.2f} ms  "
