@@ -20,9 +20,11 @@ from ringback.calls import CallController, SipMetrics
 from ringback.calls.decision import Decider
 from ringback.calls.registrar import Registrar
 from ringback.config import Config
+from ringback.media import srtp
 from ringback.media.codecs import G711
 from ringback.media.destinations import DestinationPolicy
 from ringback.media.encode import available_encodings
+from ringback.media.offer_answer import SRTP
 from ringback.media.shipped import default_warning
 from ringback.metrics import Registry
 from ringback.net.rtp_pacer import RtpPacer, RtpPortPool
@@ -111,6 +113,8 @@ class Service:
         trusted = TrustedSources(sip.trusted_sources)
         # The encodings this machine's ffmpeg can prepare (G.711 always): asked once.
         self.encodings = await asyncio.to_thread(available_encodings)
+        if srtp.available():  # SDES-SRTP offers can be answered (libsrtp)
+            self.encodings |= {SRTP}
         log.info("warnings are prepared in %s", ", ".join(sorted(self.encodings)))
         controller = self.controller = CallController(
             self.index,

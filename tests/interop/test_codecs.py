@@ -12,6 +12,7 @@ it.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from harness import (
     SipTarget,
     free_port,
     read_wav,
+    send_line,
     start_piped,
     wait_for_log,
 )
@@ -109,3 +111,71 @@ def test_baresip_offering_one_codec_hears_the_warning(
     assert "audio codec not found" not in log, log[-3000:]
     assert f"audio: Set audio decoder: {decoder}" in log, log[-3000:]
     assert_court_audio(samples, rate, court_reference, f"baresip {codec} ({rate} Hz)")
+
+
+def wait_recorded(path: Path, seconds: float, timeout: float) -> None:
+    """Until the WAV linphonec is writing holds ``seconds`` of audio (its header's rate)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size > 44:
+            head = path.read_bytes()[:44]
+            rate = int.from_bytes(head[24:28], "little")
+            channels = int.from_bytes(head[22:24], "little")
+            byte_rate = rate * channels * 2 or 48000 * 2 * 2  # unknown yet: the most
+            if path.stat().st_size - 44 >= seconds * byte_rate:
+                return
+        time.sleep(0.1)
+    pytest.fail(f"linphonec did not record {seconds} s within {timeout} s", pytrace=False)
+
+
+def test_linphonec_with_mandatory_srtp_hears_the_warning(
+    linphonec_binary: str,
+    processes: ProcessSet,
+    interop_dir: Path,
+    redirect_target: SipTarget,
+    court_reference: np.ndarray,
+) -> None:
+    """linphonec set to mandatory SDES-SRTP (`media_encryption=srtp`) offers RTP/SAVP with
+    a=crypto only (it accepts no plain-RTP answer); ringback answers SRTP with its own key
+    and linphonec's libsrtp decrypts the warning it records. (baresip 1.0's srtp module
+    set up SRTP for early media but played nothing, with no error: not used here.)"""
+    home = interop_dir / "home"
+    home.mkdir()
+    rc = fill(
+        SOFTPHONE_TEMPLATES / "linphonerc.in",
+        interop_dir / "linphonerc",
+        {"RTP_PORT": str(free_port("udp", span=2))},
+    )
+    rc.write_text(
+        rc.read_text().replace(
+            "[sip]\n", "[sip]\nmedia_encryption=srtp\nmedia_encryption_mandatory=1\n", 1
+        )
+    )
+    recording = interop_dir / "linphonec-heard.wav"
+    proc = start_piped(
+        processes,
+        "linphonec",
+        [linphonec_binary, "-c", str(rc), "-d", "0"],
+        log_path=interop_dir / "linphonec.log",
+        cwd=interop_dir,
+        env={**os.environ, "HOME": str(home)},
+    )
+    t = redirect_target
+    try:
+        send_line(proc, f"ports sip {free_port('both')}")
+        send_line(proc, "soundcard use files")
+        send_line(proc, f"record {recording}")
+        send_line(proc, f"call sip:{t.held}@{t.host}:{t.port}")
+        wait_for_log(proc, r"Call \d+ with .* early media", 15)
+        wait_recorded(recording, WARNING_S + 0.5, timeout=WARNING_S + 10)
+        send_line(proc, "terminate")
+        send_line(proc, "quit")
+        proc.popen.wait(10)
+    except PeerFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
+    finally:
+        proc.stop()
+    log = proc.log(100_000)
+    assert recording.exists(), f"linphonec recorded nothing\n{log[-3000:]}"
+    samples, rate = read_wav(recording)
+    assert_court_audio(samples, rate, court_reference, f"linphonec over SRTP ({rate} Hz)")

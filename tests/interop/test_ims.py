@@ -278,3 +278,60 @@ def test_amr_wb_bandwidth_efficient_rtp_decodes_to_the_warning(
     ).stdout  # fmt: skip
     samples = np.frombuffer(decoded, dtype="<i2").astype(np.float64) / 32768.0
     assert_court_audio(samples, 8000, court_reference, "AMR-WB bandwidth-efficient, ffmpeg")
+
+
+# ---------------------------------------------------------------- SDES-SRTP
+
+
+def test_srtp_offer_gets_an_srtp_answer_and_encrypted_audio(
+    redirect_target: SipTarget, court_reference: np.ndarray
+) -> None:
+    """An RTP/SAVP offer with SDES a=crypto is answered RTP/SAVP with ringback's own key;
+    every packet on the wire is SRTP (not readable as G.711), and libsrtp decrypts it with
+    the answer's key into the court's recording."""
+    import base64
+
+    import pylibsrtp
+
+    caller = ScriptedCaller(redirect_target)
+    offered_key = base64.b64encode(bytes(range(30))).decode()
+    media = (
+        "m=audio PORT RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + offered_key
+    )
+    with RtpReceiver() as rtp:
+        try:
+            caller.send("INVITE", "", sdp(rtp.port, media, "a=sendrecv\r\n"))
+            invite_cseq = caller.cseq
+            progress = caller.expect(183, timeout=10)
+            final = caller.expect(302, timeout=WARNING_S + 8)
+            caller.ack(invite_cseq, final)
+        finally:
+            caller.close()
+    assert re.search(r"m=audio \d+ RTP/SAVP 0", progress.body), progress.body
+    crypto = re.search(r"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:(\S+)", progress.body)
+    assert crypto is not None, progress.body
+    key = base64.b64decode(crypto.group(1))
+    assert len(key) == 30 and crypto.group(1) != offered_key  # a key of its own
+    packets = rtp.packets
+    assert len(packets) >= WARNING_S * 50 - 1
+    assert {len(p.payload) for p in packets} == {160 + 10}  # 80-bit auth tag on each
+    session = pylibsrtp.Session(
+        policy=pylibsrtp.Policy(
+            key=key,
+            ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
+            srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+        )
+    )
+    raw = [d for _, d, _ in rtp.datagrams]
+    plain = [session.unprotect(d) for d in raw]
+    audio = np.concatenate([g711_decode(p[12:], 0) for p in plain])
+    assert_court_audio(audio, 8000, court_reference, "SRTP decrypted with the answer's key")
+    ciphertext = np.concatenate([g711_decode(d[12:-10], 0) for d in raw])
+    assert _correlation_with(ciphertext, court_reference) < 0.3  # not sent in the clear
+
+
+def _correlation_with(samples: np.ndarray, reference: np.ndarray) -> float:
+    n = min(len(samples), len(reference))
+    a, b = samples[:n], reference[:n]
+    return float(abs(np.dot(a, b)) / np.sqrt(np.dot(a, a) * np.dot(b, b) + 1e-12))

@@ -100,7 +100,7 @@ def encode_frames(
 ) -> dict[str, list[bytes]]:
     """20 ms RTP payloads of mono s16le ``pcm`` at ``rate`` Hz for each encoding, keyed by
     frames key; padded with silence to whole frames. ``EncodeError`` if ffmpeg fails."""
-    wanted = [ENCODINGS[k] for k in encodings]
+    wanted = [ENCODINGS[k] for k in encodings if k in ENCODINGS]  # not "SRTP" & co
     step = rate // 50
     samples = np.frombuffer(pcm, dtype="<i2")
     count = -(-samples.size // step)

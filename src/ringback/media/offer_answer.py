@@ -20,8 +20,10 @@ Rules:
   lookup in the call path, so it is refused (``bad_sdp``).
 - ``a=ptime``/``a=maxptime`` in the offer are not honoured: we always send 20 ms.
 
-No SRTP (an offer with only ``RTP/SAVP``/``SAVPF`` audio passes unwarned as ``no_codec``:
-there is no key exchange here; see the README),
+SRTP: an ``RTP/SAVP``/``RTP/SAVPF`` stream is played when ``SRTP`` is among ``available``
+(libsrtp is there) and one of its ``a=crypto`` lines has a suite we answer
+(:mod:`ringback.media.srtp`); otherwise an SRTP-only offer is ``no_codec``. No ICE, no
+DTLS-SRTP, no RTCP:
 no ICE, no RTCP: the answer carries none of their attributes, which per their
 RFCs tells the offerer they are not in use.
 """
@@ -34,6 +36,7 @@ from typing import Literal
 
 from ringback.media.amr import AmrKind
 from ringback.media.codecs import ENCODINGS, G711, Encoding
+from ringback.media.srtp import Crypto, choose_crypto, new_crypto
 from ringback.sip.sdp import (
     Attribute,
     Connection,
@@ -46,6 +49,7 @@ from ringback.sip.sdp import (
 )
 
 __all__ = [
+    "SRTP",
     "Answer",
     "NoAnswer",
     "NoAnswerReason",
@@ -58,6 +62,8 @@ __all__ = [
 
 NoAnswerReason = Literal["no_sdp", "bad_sdp", "no_audio", "no_codec", "inactive"]
 _PLAIN_RTP = ("RTP/AVP", "RTP/AVPF")
+_SRTP = ("RTP/SAVP", "RTP/SAVPF")
+SRTP = "SRTP"  # in ``available``: SDES-SRTP can be answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,7 @@ class Selection:
     channels: int | None = None
     fmtp: str | None = None  # the answer's fmtp for the codec
     telephone_event: tuple[int, str | None] | None = None  # (payload type, fmtp) to answer
+    crypto: tuple[int, str] | None = None  # SDES-SRTP: the offer's (tag, suite) we answer
 
     @property
     def samples_per_packet(self) -> int:
@@ -111,10 +118,10 @@ def select(offer_sdp: bytes | None, available: frozenset[str] = G711) -> Selecti
         return NoAnswer("no_sdp", "INVITE has no SDP offer")
     try:
         offer = parse_sdp(offer_sdp)
-        chosen = _choose_media(offer)
+        chosen = _choose_media(offer, SRTP in available)
         if isinstance(chosen, NoAnswer):
             return chosen
-        index, media = chosen
+        index, media, crypto = chosen
         chosen_codec = _choose_codec(media, available)
     except SdpError as exc:
         return NoAnswer("bad_sdp", str(exc))
@@ -137,6 +144,7 @@ def select(offer_sdp: bytes | None, available: frozenset[str] = G711) -> Selecti
         return NoAnswer("bad_sdp", f"multicast c= address {host} not supported")
     return replace(
         chosen_codec,
+        crypto=crypto,
         remote_addr=(str(remote_ip), media.port),
         remote_family=4 if remote_ip.version == 4 else 6,
         offer_direction=direction,
@@ -153,11 +161,13 @@ def answer_sdp(
     session_id: int,
     direction: str = "sendonly",
     extra: tuple[Attribute, ...] = (),
+    crypto: Crypto | None = None,
 ) -> bytes:
     """The SDP answer for ``chosen``, sending from ``local_ip:local_port``. ``direction``
     is ``sendonly`` for a warning; the lab callee answers ``sendrecv`` like a phone (what
     it receives is discarded), so softphones do not show the call as held. ``extra``
-    attributes go on the audio m-line (RFC 3312 preconditions).
+    attributes go on the audio m-line (RFC 3312 preconditions). ``crypto``: our SDES key,
+    required when ``chosen`` is SRTP.
 
     ``session_id`` is used as both the o= session id and version (a new session per call).
     """
@@ -185,6 +195,10 @@ def answer_sdp(
                 formats.append(str(te))
                 attributes.append(Attribute("rtpmap", f"{te} telephone-event/{chosen.clock_rate}"))
                 attributes.append(Attribute("fmtp", f"{te} {te_fmtp or '0-15'}"))
+            if chosen.crypto is not None:
+                if crypto is None:
+                    raise ValueError("an SRTP answer needs our crypto key")
+                attributes.append(Attribute("crypto", crypto.attribute_value()))
             attributes += [Attribute("ptime", "20"), *extra, Attribute(direction)]
             answer.media.append(
                 MediaDescription("audio", local_port, m.proto, formats, attributes=attributes)
@@ -206,7 +220,10 @@ def negotiate(
     chosen = select(offer_sdp, available)
     if isinstance(chosen, NoAnswer):
         return chosen
-    sdp = answer_sdp(chosen, local_ip=local_ip, local_port=local_port, session_id=session_id)
+    crypto = new_crypto(*chosen.crypto) if chosen.crypto is not None else None
+    sdp = answer_sdp(
+        chosen, local_ip=local_ip, local_port=local_port, session_id=session_id, crypto=crypto
+    )
     return Answer(
         codec=chosen.codec,
         payload_type=chosen.payload_type,
@@ -217,19 +234,27 @@ def negotiate(
     )
 
 
-def _choose_media(offer: SessionDescription) -> tuple[int, MediaDescription] | NoAnswer:
+def _choose_media(
+    offer: SessionDescription, srtp: bool
+) -> tuple[int, MediaDescription, tuple[int, str] | None] | NoAnswer:
     audio = [(i, m) for i, m in enumerate(offer.media) if m.media.lower() == "audio"]
     if not audio:
         return NoAnswer("no_audio", "offer has no audio stream")
     for i, m in audio:
-        if m.port != 0 and m.proto.upper() in _PLAIN_RTP:
-            return i, m
+        if m.port == 0:
+            continue
+        if m.proto.upper() in _PLAIN_RTP:
+            return i, m, None
+        if srtp and m.proto.upper() in _SRTP:
+            crypto = choose_crypto([a.value or "" for a in m.attributes if a.name == "crypto"])
+            if crypto is not None:
+                return i, m, crypto
     if all(m.port == 0 for _, m in audio):
         return NoAnswer("no_audio", "every audio stream in the offer is disabled (port 0)")
     protos = sorted({m.proto for _, m in audio if m.port != 0})
     if any("SAVP" in p.upper() for p in protos):
-        # SDES-SRTP is not implemented: no codec we can send (counted as no_codec).
-        return NoAnswer("no_codec", f"SRTP only (offered {', '.join(protos)}): not supported")
+        # no crypto suite we answer (or no libsrtp): nothing we can send (counted no_codec)
+        return NoAnswer("no_codec", f"SRTP we cannot answer (offered {', '.join(protos)})")
     return NoAnswer("no_audio", f"no plain RTP audio stream (offered {', '.join(protos)})")
 
 

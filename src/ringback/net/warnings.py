@@ -26,6 +26,7 @@ from ringback.media.lab_tone import lab_tone_pcm
 from ringback.media.offer_answer import answer_sdp
 from ringback.media.prepared import PreparedAudio, PreparedCache
 from ringback.media.rtp import RtpStream
+from ringback.media.srtp import Crypto, SrtpStream, new_crypto
 from ringback.metrics import Registry
 from ringback.net.rtp_pacer import Outcome, PortsExhausted, RtpPacer, RtpPortPool, RtpSocket
 from ringback.registry.proof_of_play import PlayRecord, ProofOfPlayWriter
@@ -54,6 +55,7 @@ class _Playing:
     stream_id: int = 0
     destination: tuple[str, int] | None = None  # where the audio goes (after any latch)
     parked: PreparedAudio | None = None  # ready, waiting for the caller's preconditions
+    crypto: Crypto | None = None  # SDES-SRTP: the key our answer gave
 
 
 class WarningPlayer:
@@ -128,6 +130,8 @@ class WarningPlayer:
             reports.warning_ended(start.key, "capacity")
             return
         playing = self.playing[start.key] = _Playing(start, rtp, b"", time.time())
+        if start.media.crypto is not None:
+            playing.crypto = new_crypto(*start.media.crypto)
         playing.sdp = answer_sdp(
             start.media,
             local_ip=pool.local_ip,
@@ -135,6 +139,7 @@ class WarningPlayer:
             session_id=secrets.randbelow(2**31),
             direction="sendrecv" if start.purpose == LAB_TONE else "sendonly",
             extra=start.sdp_attributes,
+            crypto=playing.crypto,
         )
         if start.purpose == LAB_TONE:
             audio: PreparedAudio | None = self.lab_tone
@@ -258,11 +263,18 @@ class WarningPlayer:
         self, key: TxKey, playing: _Playing, audio: PreparedAudio, reports: WarningReports
     ) -> None:
         media = playing.start.media
-        stream = RtpStream(
-            audio.frames(media.frames),
-            media.payload_type,
-            samples_per_packet=media.samples_per_packet,
-        )
+        frames = audio.frames(media.frames)
+        if playing.crypto is not None:
+            stream: RtpStream = SrtpStream(
+                frames,
+                media.payload_type,
+                playing.crypto,
+                samples_per_packet=media.samples_per_packet,
+            )
+        else:
+            stream = RtpStream(
+                frames, media.payload_type, samples_per_packet=media.samples_per_packet
+            )
         playing.started_at = time.time()
         destinations = playing.start.destinations
         playing.stream_id = self.pacer.start(
