@@ -37,10 +37,19 @@ from ringback.api.recordings import (
     _read_field,
     _spool,
 )
+from ringback.media.encode import EncodeError
 from ringback.media.ingest import IngestError, prepare
-from ringback.media.preview import wav_bytes
+from ringback.media.preview import PREVIEW_CODECS, preview_wav
 from ringback.media.shipped import default_warning_8k
 
+# what the recordings page offers to hear each recording as (codec query value, label)
+PREVIEW_LINKS = (
+    ("pcma", "G.711"),
+    ("g722", "G.722"),
+    ("opus", "Opus"),
+    ("amr", "AMR"),
+    ("amr-wb", "AMR-WB"),
+)
 DONE = {"uploaded": "recordings.done.uploaded", "default": "recordings.done.default"}
 
 
@@ -83,6 +92,7 @@ async def index(
         recordings=[recording_view(t, r, default_id) for r in rows],
         builtin_duration=t("recordings.seconds", seconds=builtin_ms / 1000),
         builtin_is_default=default_id is None,
+        preview_codecs=PREVIEW_LINKS,
         max_mb=f"{ctx.recording_rules.max_bytes / 1024 / 1024:g}",
         max_seconds=f"{ctx.recording_rules.max_duration_s:g}",
         error=error,
@@ -207,13 +217,19 @@ async def _pcm(request: web.Request) -> tuple[str, bytes, str, int]:
 
 async def audio(request: web.Request) -> web.Response:
     ref, pcm, _, rate = await _pcm(request)
-    body = await asyncio.to_thread(wav_bytes, pcm, "pcm", rate)
+    codec = request.query.get("codec", "pcm")
+    if codec not in PREVIEW_CODECS:
+        raise PortalError(404, "error.not_found")
+    try:
+        body = await asyncio.to_thread(preview_wav, pcm, rate, codec)
+    except EncodeError:
+        raise PortalError(503, "error.preview_unavailable") from None
     return web.Response(
         body=body,
         content_type="audio/wav",
         headers={
             "Cache-Control": "private, max-age=3600",
-            "Content-Disposition": f'inline; filename="recording-{ref}.wav"',
+            "Content-Disposition": f'inline; filename="recording-{ref}-{codec}.wav"',
         },
     )
 
