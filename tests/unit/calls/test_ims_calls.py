@@ -132,3 +132,27 @@ def test_precondition_without_100rel_fails_open(w: Harness) -> None:
 def test_update_outside_a_held_call_is_481(w: Harness) -> None:
     [reply] = w.send(update("nope", call_id="other"))
     assert reply.status == 481
+
+
+def test_an_evs_only_volte_offer_passes_as_no_codec() -> None:
+    """EVS has no free encoder: never prepared, so an EVS-only offer is let through (302)."""
+    from ringback.media.codecs import ENCODINGS
+
+    harness = Harness(warnings=True)
+    harness.controller.codecs = frozenset(ENCODINGS)
+    evs = OFFER.replace(
+        "m=audio 40000 RTP/AVP 8 0\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n",
+        "m=audio 40000 RTP/AVP 116 100\r\na=rtpmap:116 EVS/16000\r\n"
+        "a=rtpmap:100 telephone-event/16000\r\n",
+    )
+    assert "EVS" in evs
+    [final] = harness.send(invite_with_offer(RURI, offer=evs))
+    assert final.status == 302
+    assert final.headers.get("X-Ringback-Warning") == "skipped; reason=listed_no_codec"
+    assert harness.metrics.decisions.get("listed_no_codec") == 1
+    # the same call offering AMR-WB after EVS gets the warning in AMR-WB
+    both = evs.replace("RTP/AVP 116 100", "RTP/AVP 116 118 100") + "a=rtpmap:118 AMR-WB/16000\r\n"
+    harness.send(invite_with_offer(RURI, offer=both, branch="z9hG4bK-2"))
+    [start] = harness.controller.take_effects()
+    assert isinstance(start, StartWarning)
+    assert (start.media.codec, start.media.payload_type) == ("AMR-WB", 118)
