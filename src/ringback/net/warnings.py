@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ringback.calls.effects import LAB_TONE, Effect, ResumeWarning, StartWarning, StopWarning
-from ringback.media.codecs import G711
+from ringback.media.codecs import ENCODINGS, G711
 from ringback.media.encode import prepare_all
 from ringback.media.lab_tone import lab_tone_pcm
 from ringback.media.offer_answer import answer_sdp
@@ -82,6 +82,9 @@ class WarningPlayer:
         self.encodings = encodings
         self.cache = PreparedCache(256 * 1024 * 1024)  # six encodings of each recording
         self._preparing: dict[int, asyncio.Future[PreparedAudio | None]] = {}
+        # calls waiting for a recording: (recording id, reports), started by whichever of
+        # the G.711 and the full preparation can play their codec first
+        self._waiting_g711: dict[TxKey, tuple[int, WarningReports]] = {}
         self.proof = proof
         self.repeat = repeat
         self.gap_ms = gap_ms
@@ -145,7 +148,7 @@ class WarningPlayer:
             audio: PreparedAudio | None = self.lab_tone
         else:
             audio = self.cache.get(start.entry.recording_id, self.repeat, self.gap_ms)
-        if audio is not None:
+        if audio is not None and audio.has(start.media.frames):
             self._begin(start.key, audio, reports)
             return
         reports.warning_trying(start.key)  # the recording comes from the database first
@@ -177,9 +180,10 @@ class WarningPlayer:
 
     def warm(self, recording_id: int) -> asyncio.Future[PreparedAudio | None]:
         """Prepare a recording in every encoding in the background (at start for the
-        shipped default, ``recording_id`` 0; after an upload), unless already cached."""
+        shipped default, ``recording_id`` 0; after an upload), unless already cached.
+        The future is done once every encoding is ready (None: no such recording)."""
         audio = self.cache.get(recording_id, self.repeat, self.gap_ms)
-        if audio is not None:
+        if audio is not None and not self._missing(audio):
             done: asyncio.Future[PreparedAudio | None] = asyncio.get_running_loop().create_future()
             done.set_result(audio)
             return done
@@ -190,8 +194,17 @@ class WarningPlayer:
             future.add_done_callback(lambda _: self._preparing.pop(recording_id, None))
         return future
 
+    def _missing(self, audio: PreparedAudio) -> bool:
+        """Whether ``audio`` lacks an encoding this node prepares (only G.711 so far)."""
+        keys = audio.keys
+        wanted = (e for k, e in ENCODINGS.items() if k in self.encodings)
+        return any(not keys.issuperset(e.frames_keys()) for e in wanted)
+
     async def _prepare(self, recording_id: int) -> PreparedAudio | None:
-        """Load and prepare one recording; None if it does not exist or cannot be loaded."""
+        """Load and prepare one recording; None if it does not exist or cannot be loaded.
+
+        G.711 first (numpy, at once for an 8 kHz recording), cached so that G.711 calls
+        can start while ffmpeg makes the other encodings; then every encoding."""
         try:
             if recording_id == 0:
                 loaded: tuple[bytes, int] | None = (self.default_pcm, self.default_rate)
@@ -204,6 +217,10 @@ class WarningPlayer:
             return None
         pcm, rate = loaded
         started = time.monotonic()
+        if rate == 8000 and self.cache.get(recording_id, self.repeat, self.gap_ms) is None:
+            quick = PreparedAudio.from_pcm(pcm, repeat=self.repeat, gap_ms=self.gap_ms)
+            self.cache.put(recording_id, self.repeat, self.gap_ms, quick)
+            self._g711_ready(recording_id, quick)
         try:
             audio = await asyncio.to_thread(
                 prepare_all, pcm, rate, self.encodings, repeat=self.repeat, gap_ms=self.gap_ms
@@ -222,14 +239,44 @@ class WarningPlayer:
         self.cache.put(recording_id, self.repeat, self.gap_ms, audio)
         return audio
 
+    def _g711_ready(self, recording_id: int, audio: PreparedAudio) -> None:
+        """Start the waiting G.711 calls of a recording whose other encodings are not ready."""
+        for key, waiting in list(self._waiting_g711.items()):
+            playing = self.playing.get(key)
+            if (
+                playing is None
+                or waiting[0] != recording_id
+                or not audio.has(playing.start.media.frames)
+            ):
+                continue
+            del self._waiting_g711[key]
+            if playing.stream_id or playing.parked is not None:
+                continue
+            self._begin_safely(key, playing, audio, waiting[1])
+
+    def _begin_safely(
+        self, key: TxKey, playing: _Playing, audio: PreparedAudio, reports: WarningReports
+    ) -> None:
+        try:
+            self._begin(key, audio, reports)
+        except Exception:
+            log.exception("warning could not start")
+            if self.playing.pop(key, None) is not None:
+                playing.rtp.close()
+            self.outcomes.inc("start_failed")
+            reports.warning_ended(key, "start_failed")
+
     async def _load_then_begin(self, key: TxKey, reports: WarningReports) -> None:
         playing = self.playing[key]
         recording_id = playing.start.entry.recording_id
+        self._waiting_g711[key] = (recording_id, reports)
         try:
             audio = await self.warm(recording_id)
         except Exception:
             log.exception("recording %d could not be prepared", recording_id)
             audio = None
+        if self._waiting_g711.pop(key, None) is None:  # started from the G.711 preparation
+            return
         if self.playing.get(key) is not playing:  # cancelled meanwhile
             return
         try:
