@@ -137,6 +137,7 @@ class Service:
             registrar=self._registrar(),
             lab_callee=self.config.lab.enabled,
             codecs=self.encodings,
+            precondition_timeout_s=a.precondition_timeout_s,
         )
         player = self._warning_player()
         player.warm(0)  # the shipped default, in every encoding, off the event loop

@@ -109,6 +109,7 @@ class CallController:
         registrar: Registrar | None = None,
         lab_callee: bool = False,
         codecs: frozenset[str] = G711,
+        precondition_timeout_s: float = PRECONDITION_TIMEOUT_S,
     ) -> None:
         self.decider = Decider(
             index,
@@ -151,7 +152,7 @@ class CallController:
         self._effects: list[Effect] = []
         # Warnings waiting for the caller's preconditions (RFC 3312): give up at this time.
         self._qos_waits: dict[TxKey, float] = {}
-        self.precondition_timeout_s = PRECONDITION_TIMEOUT_S
+        self.precondition_timeout_s = precondition_timeout_s
 
     # ------------------------------------------------------------ shell inputs
     def listening(self, transport: str, host: str, port: int) -> None:
