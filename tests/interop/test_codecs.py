@@ -12,7 +12,6 @@ it.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -113,21 +112,6 @@ def test_baresip_offering_one_codec_hears_the_warning(
     assert_court_audio(samples, rate, court_reference, f"baresip {codec} ({rate} Hz)")
 
 
-def wait_recorded(path: Path, seconds: float, timeout: float) -> None:
-    """Until the WAV linphonec is writing holds ``seconds`` of audio (its header's rate)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.stat().st_size > 44:
-            head = path.read_bytes()[:44]
-            rate = int.from_bytes(head[24:28], "little")
-            channels = int.from_bytes(head[22:24], "little")
-            byte_rate = rate * channels * 2 or 48000 * 2 * 2  # unknown yet: the most
-            if path.stat().st_size - 44 >= seconds * byte_rate:
-                return
-        time.sleep(0.1)
-    pytest.fail(f"linphonec did not record {seconds} s within {timeout} s", pytrace=False)
-
-
 def test_linphonec_with_mandatory_srtp_hears_the_warning(
     linphonec_binary: str,
     processes: ProcessSet,
@@ -167,7 +151,9 @@ def test_linphonec_with_mandatory_srtp_hears_the_warning(
         send_line(proc, f"record {recording}")
         send_line(proc, f"call sip:{t.held}@{t.host}:{t.port}")
         wait_for_log(proc, r"Call \d+ with .* early media", 15)
-        wait_recorded(recording, WARNING_S + 0.5, timeout=WARNING_S + 10)
+        # ringback's 302 ends the early dialog once the warning has played; linphonec 5.1
+        # logs that as an error of its own (it does not follow a 302 of an early dialog)
+        wait_for_log(proc, r"processDialogTerminatedCb", WARNING_S + 10)
         send_line(proc, "terminate")
         send_line(proc, "quit")
         proc.popen.wait(10)
