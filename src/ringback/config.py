@@ -138,6 +138,24 @@ class LabConfig:
     users: list[str] = field(default_factory=list)  # "number:password"
     realm: str = "ringback-lab"
     callee_tone_s: float = 20.0
+    answer_after_s: float = 0.0
+
+
+@dataclass
+class RingbackConfig:
+    mode: str = "redirect"  # or "ringback"
+    next_hop: str = ""  # "IP:port"; empty: where the caller's INVITE came from
+    identity_headers: list[str] = field(default_factory=lambda: ["P-Asserted-Identity", "Privacy"])
+    answer_after: str = "answer"  # or "first_play"
+    max_ring_s: float = 180.0
+    max_call_s: float = 7200.0
+    callee_timeout_s: float = 4.0
+
+    def next_hop_address(self) -> tuple[str, int] | None:
+        if not self.next_hop or self.next_hop == "self":
+            return None
+        host, _, port = self.next_hop.rpartition(":")
+        return host.strip("[]"), int(port)
 
 
 @dataclass
@@ -175,6 +193,7 @@ class Config:
     portal: PortalConfig = field(default_factory=PortalConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     lab: LabConfig = field(default_factory=LabConfig)
+    ringback: RingbackConfig = field(default_factory=RingbackConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def import_options(self, effective_reason: str | None = None) -> ImportOptions:
@@ -366,6 +385,29 @@ def _validate(c: Config) -> None:
         if not sep or not password or not (number.startswith("+") and number[1:].isdigit()):
             raise ConfigError(f"lab.users: {item.split(':')[0]!r}: must be +E164:password")
     _positive("lab.callee_tone_s", c.lab.callee_tone_s)
+    if c.lab.answer_after_s < 0:
+        raise ConfigError(f"lab.answer_after_s: must be >= 0, got {c.lab.answer_after_s}")
+    rb = c.ringback
+    if rb.mode not in ("redirect", "ringback"):
+        raise ConfigError(f"ringback.mode: must be redirect or ringback, got {rb.mode!r}")
+    if rb.answer_after not in ("answer", "first_play"):
+        raise ConfigError(
+            f"ringback.answer_after: must be answer or first_play, got {rb.answer_after!r}"
+        )
+    for name in ("max_ring_s", "max_call_s", "callee_timeout_s"):
+        _positive(f"ringback.{name}", getattr(rb, name))
+    if rb.next_hop == "self" and not c.lab.enabled:
+        raise ConfigError('ringback.next_hop: "self" is for lab mode ([lab] enabled) only')
+    if rb.next_hop and rb.next_hop != "self":
+        try:
+            host, port = rb.next_hop_address() or ("", 0)
+            ipaddress.ip_address(host)
+            if not 0 < port < 65536:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"ringback.next_hop: must be IP:port (IPv6 in brackets), got {rb.next_hop!r}"
+            ) from None
     if c.shutdown.drain_s < 0:
         raise ConfigError(f"shutdown.drain_s: must be >= 0, got {c.shutdown.drain_s}")
     a = c.announcement

@@ -17,6 +17,7 @@ from ringback.api.app import bound_port, build_app, start_http
 from ringback.api.context import ApiContext
 from ringback.api.tls import server_tls_context
 from ringback.calls import CallController, SipMetrics
+from ringback.calls.b2bua import RingbackOptions
 from ringback.calls.decision import Decider
 from ringback.calls.registrar import Registrar
 from ringback.config import Config
@@ -27,6 +28,9 @@ from ringback.media.encode import available_encodings
 from ringback.media.offer_answer import SRTP
 from ringback.media.shipped import default_warning
 from ringback.metrics import Registry
+from ringback.net.call_media import CallMedia
+from ringback.net.court_modes import CourtModes
+from ringback.net.relay import MediaRelay
 from ringback.net.rtp_pacer import RtpPacer, RtpPortPool
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
 from ringback.net.warnings import WarningPlayer
@@ -136,11 +140,16 @@ class Service:
             test_numbers=_test_numbers(a.test_numbers),
             registrar=self._registrar(),
             lab_callee=self.config.lab.enabled,
+            lab_answer_after_s=self.config.lab.answer_after_s,
+            mode=self.config.ringback.mode,
+            ringback=self._ringback_options(),
+            mode_for=self._court_modes(),
             codecs=self.encodings,
             precondition_timeout_s=a.precondition_timeout_s,
         )
-        player = self._warning_player()
-        player.warm(0)  # the shipped default, in every encoding, off the event loop
+        player = self._call_media()
+        assert self.player is not None
+        self.player.warm(0)  # the shipped default, in every encoding, off the event loop
         self.sip = SipEndpoint(
             controller,
             metrics,
@@ -169,6 +178,43 @@ class Service:
             users[int(number[1:])] = password
         decider = Decider(self.index, self.config.numbering.plan(), index_ready=lambda: True)
         return Registrar(users, decider.number_of, realm=lab.realm)
+
+    def _court_modes(self) -> CourtModes:
+        r = self.config.ringback
+        modes = self.court_modes = CourtModes(
+            self.store.courts.call_modes, mode=r.mode, answer_after=r.answer_after
+        )
+        modes.start()
+        self._running.push_async_callback(modes.stop)
+        return modes
+
+    def _ringback_options(self) -> RingbackOptions:
+        r = self.config.ringback
+        return RingbackOptions(
+            next_hop=r.next_hop_address(),
+            to_self=r.next_hop == "self",
+            identity_headers=tuple(r.identity_headers),
+            answer_after=r.answer_after,
+            max_ring_s=r.max_ring_s,
+            max_call_s=r.max_call_s,
+            callee_timeout_s=r.callee_timeout_s,
+        )
+
+    def _call_media(self) -> CallMedia:
+        player = self._warning_player()
+        relay = MediaRelay(player.pools, asyncio.get_running_loop())
+        self.metrics.gauge(
+            "ringback_relay_calls", "Bridged calls with a media relay", relay.__len__
+        )
+        self.metrics.gauge(
+            "ringback_relay_packets", "RTP packets relayed", lambda: relay.packets_relayed
+        )
+        self.metrics.gauge(
+            "ringback_relay_packets_refused",
+            "RTP packets to a relay from a source it may not take them from",
+            lambda: relay.packets_refused,
+        )
+        return CallMedia(player, relay)
 
     def _warning_player(self) -> WarningPlayer:
         a = self.config.announcement

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ringback.calls.b2bua import B2bua, RingbackOptions
 from ringback.calls.decision import (
     ANNOUNCED,
     INTERNAL_ERROR,
@@ -38,12 +39,13 @@ from ringback.calls.effects import (
     StartWarning,
     StopWarning,
 )
-from ringback.calls.media import caller_of, media_plan
+from ringback.calls.media import MediaPlan, caller_of, media_plan
 from ringback.calls.metrics import SipMetrics
 from ringback.calls.redirect import Held, redirect_headers
 from ringback.calls.registrar import Registrar
 from ringback.media.codecs import G711
 from ringback.media.destinations import DestinationPolicy
+from ringback.media.offer_answer import SRTP
 from ringback.media.precondition import answer_attributes, offer_qos, replace_attributes
 from ringback.registry.listing_index import Entry, ListingIndex
 from ringback.registry.numbers import NumberingPlan
@@ -110,6 +112,10 @@ class CallController:
         lab_callee: bool = False,
         codecs: frozenset[str] = G711,
         precondition_timeout_s: float = PRECONDITION_TIMEOUT_S,
+        lab_answer_after_s: float = 0.0,
+        mode: str = "redirect",
+        ringback: RingbackOptions | None = None,
+        mode_for: Callable[[Entry], tuple[str, str] | None] | None = None,
     ) -> None:
         self.decider = Decider(
             index,
@@ -138,6 +144,8 @@ class CallController:
         self.registrar = registrar
         self.lab_callee = lab_callee
         self.codecs = codecs  # the encodings warnings are prepared in
+        self.lab_answer_after_s = lab_answer_after_s
+        self._lab_ringing: dict[TxKey, tuple[float, StartWarning]] = {}  # answer at
         self.client = ClientTransactionLayer(t1, t2, t4)  # our BYEs
         self.dialogs: dict[str, UasDialog] = {}  # by Call-ID
         self._loop_marked_calls: dict[str, float] = {}  # Call-ID -> forget after
@@ -153,6 +161,23 @@ class CallController:
         # Warnings waiting for the caller's preconditions (RFC 3312): give up at this time.
         self._qos_waits: dict[TxKey, float] = {}
         self.precondition_timeout_s = precondition_timeout_s
+        # Ringback mode: listed calls bridged while the warning plays (calls/b2bua.py).
+        # ``mode`` is the deployment's; ``mode_for`` may name a court's own (mode,
+        # answer_after) for a listing.
+        self.mode = mode
+        self.mode_for = mode_for
+        self.ringback = ringback or RingbackOptions()
+        self.b2bua = B2bua(
+            self.layers,
+            self.client,
+            metrics,
+            self.ringback,
+            local=self.local,
+            contacts=self.contacts,
+            destinations=self.destinations,
+            t1=t1,
+            t2=t2,
+        )
 
     # ------------------------------------------------------------ shell inputs
     def listening(self, transport: str, host: str, port: int) -> None:
@@ -179,7 +204,9 @@ class CallController:
                 self._out.append((reply.to_bytes(), source, transport))
             return None
         if isinstance(message, Response):
-            self.client.receive_response(message, now)  # to our BYE; nothing more to do
+            response = self.client.receive_response(message, now)
+            if response is not None and self.b2bua.calls_or_ended():
+                self.b2bua.on_response(response, now)
             self._flush_client()
             return None
         method = message.method
@@ -195,6 +222,12 @@ class CallController:
         if request is None:
             self._flush(layer, transport)
             return None  # retransmission or ACK: absorbed by the transaction layer
+        if self._in_bridged_dialog(request):
+            try:
+                self.b2bua.on_request(request, source, transport, now)
+            except SipParseError:
+                self.metrics.parse_errors.inc("no")
+            return None
         try:
             if method == "INVITE":
                 return self._invite(request, layer, source, transport, now)
@@ -229,6 +262,12 @@ class CallController:
             self.metrics.parse_errors.inc("yes")
             self._respond(layer, request, exc.status, now, transport, reason=exc.reason)
         return None
+
+    def _in_bridged_dialog(self, request: Request) -> bool:
+        """A request inside a ringback-mode call's dialog (either leg), for the B2BUA."""
+        if request.method in ("CANCEL", "PRACK") or not self.b2bua.owns_call_id(request.call_id):
+            return False
+        return request.method != "INVITE" or request.to_tag is not None
 
     def _absorbed_ack(self, data: bytes, transport: str, now: float) -> bool:
         """Every redirected call ends with an ACK; absorbing it from its top Via alone
@@ -281,7 +320,16 @@ class CallController:
             )
             return decision.outcome
         try:
-            skipped = self._hold_for_warning(invite, decision, layer, source, transport)
+            ringback = self._mode_of(decision.entry)[0] == "ringback"
+            plan = self._warning_plan(invite, source, ringback)
+            if isinstance(plan, str):
+                skipped: str | None = plan
+            else:
+                skipped = None
+                if ringback:
+                    self._ringback_call(invite, decision, layer, plan, source, transport, now)
+                else:
+                    skipped = self._hold_for_warning(invite, decision, layer, plan, transport)
         except Exception:  # fail open
             skipped = INTERNAL_ERROR
         if skipped is None:
@@ -291,24 +339,30 @@ class CallController:
         self._redirect(layer, invite, decision.contact, now, transport, played=False, why=outcome)
         return outcome
 
+    def _warning_plan(
+        self, invite: Request, source: Address, ringback: bool = False
+    ) -> MediaPlan | str:
+        """What a listed call's warning would play and where, or the reason it will not.
+        Ringback mode relays the callee's RTP as it is: no SRTP there (plain RTP only)."""
+        if not self.warnings:
+            return LISTED_UNANNOUNCED
+        if self.draining:
+            return "draining"
+        if len(self.held) + len(self.b2bua) >= self.max_warnings:
+            return "capacity"
+        codecs = self.codecs - {SRTP} if ringback else self.codecs
+        return media_plan(invite, source, self.destinations, codecs)
+
     def _hold_for_warning(
         self,
         invite: Request,
         decision: Decision,
         layer: ServerTransactionLayer,
-        source: Address,
+        plan: MediaPlan,
         transport: str,
     ) -> str | None:
-        """Hold the INVITE and ask the shell for its warning; or the reason not to."""
-        if not self.warnings:
-            return LISTED_UNANNOUNCED
-        if self.draining:
-            return "draining"
-        if len(self.held) >= self.max_warnings:
-            return "capacity"
-        plan = media_plan(invite, source, self.destinations, self.codecs)
-        if isinstance(plan, str):
-            return plan
+        """Hold the INVITE (redirect mode) and ask the shell for its warning; or the
+        reason not to (RFC 3312 preconditions without 100rel)."""
         media, destinations = plan
         assert decision.entry is not None
         requires = _tokens(invite, "Require")
@@ -348,6 +402,50 @@ class CallController:
             )
         )
         return None
+
+    def _mode_of(self, entry: Entry) -> tuple[str, str]:
+        """(mode, answer_after) for a listing: its court's, else the deployment's."""
+        if self.mode_for is not None:
+            court = self.mode_for(entry)
+            if court is not None:
+                return court
+        return self.mode, self.ringback.answer_after
+
+    def _ringback_call(
+        self,
+        invite: Request,
+        decision: Decision,
+        layer: ServerTransactionLayer,
+        plan: MediaPlan,
+        source: Address,
+        transport: str,
+        now: float,
+    ) -> None:
+        """Bridge the call while the warning plays (ringback mode)."""
+        media, destinations = plan
+        assert decision.entry is not None
+        self.b2bua.start(
+            invite,
+            layer.key_of(invite),
+            decision.entry,
+            media,
+            destinations,
+            decision.contact,
+            source,
+            transport,
+            new_tag(),
+            self._mode_of(decision.entry)[1],
+            now,
+        )
+
+    # ------------------------------------------------------- the relay's reports
+    def relay_opened(
+        self, key: TxKey, caller_side: Address, callee_side: Address, now: float
+    ) -> None:
+        self.b2bua.relay_opened(key, caller_side, callee_side, now)
+
+    def relay_failed(self, key: TxKey, reason: str, now: float) -> None:
+        self.b2bua.relay_failed(key, reason, now)
 
     def _update(
         self, update: Request, layer: ServerTransactionLayer, transport: str, now: float
@@ -424,6 +522,11 @@ class CallController:
             binding = self.registrar.lookup(number, now)
         if binding is not None:
             self.metrics.decisions.inc("lab_registered")
+            if source != self.local.get(transport) and self._bridge_to(
+                invite, layer, binding.contact, binding.source, source, transport, now
+            ):
+                return "lab_registered"
+            # our own callee leg (ringback mode) follows the 302 itself
             self._respond(
                 layer, invite, 302, now, transport, extra=(("Contact", f"<{binding.contact}>"),)
             )
@@ -441,9 +544,49 @@ class CallController:
         key = layer.key_of(invite)
         self.held[key] = Held(invite, transport, invite.uri, new_tag(), False, purpose=LAB_TONE)
         entry = Entry(0, 0, 0, 0)
-        self._effects.append(StartWarning(key, entry, media, destinations, None, LAB_TONE))
+        start = StartWarning(key, entry, media, destinations, None, LAB_TONE)
+        if self.lab_answer_after_s > 0:  # ring first, like a phone
+            self._provisional(self.held[key], key, 180, now)
+            self._lab_ringing[key] = (now + self.lab_answer_after_s, start)
+        else:
+            self._effects.append(start)
         self.metrics.decisions.inc("lab_callee")
         return "lab_callee"
+
+    def _bridge_to(
+        self,
+        invite: Request,
+        layer: ServerTransactionLayer,
+        contact: str,
+        target: Address,
+        source: Address,
+        transport: str,
+        now: float,
+    ) -> bool:
+        """Lab mode: put a softphone's call through to the softphone registered for the
+        number, as a B2BUA (media relayed), rather than redirect it: a softphone reached
+        by a 302 answers from behind its registration (pyVoIP sends its responses to its
+        registrar) and would never be heard. False: no media to bridge (then the 302)."""
+        plan = media_plan(invite, source, self.destinations)
+        if isinstance(plan, str):
+            return False
+        media, destinations = plan
+        self.b2bua.start(
+            invite,
+            layer.key_of(invite),
+            Entry(0, 0, 0, 0),
+            media,
+            destinations,
+            contact,
+            source,
+            transport,
+            new_tag(),
+            "answer",
+            now,
+            warn=False,
+            target=target,
+        )
+        return True
 
     def _register(
         self,
@@ -518,8 +661,7 @@ class CallController:
         self._flush_client(dialog.transport)
 
     def _flush_client(self, transport: str = "udp") -> None:
-        for data, dest in self.client.take_outgoing():
-            self._out.append((data, dest, transport))
+        self._out.extend(self.client.take_outgoing_by_transport())
 
     def _redirect(
         self,
@@ -542,11 +684,16 @@ class CallController:
         playing go on until :meth:`end_warnings`."""
         self.draining = True
 
+    def busy(self) -> bool:
+        """Warnings playing or calls bridged: what a drain waits for."""
+        return bool(self.held) or len(self.b2bua) > 0
+
     def end_warnings(self, now: float) -> None:
         """Stop every warning still playing and redirect its INVITE (the drain is over)."""
         for key in list(self.held):
             self._effects.append(StopWarning(key))
             self.warning_ended(key, "shutdown", now)
+        self.b2bua.shutdown(now)
 
     # ------------------------------------------------ the shell's warning reports
     def warning_trying(self, key: TxKey, now: float) -> None:
@@ -554,10 +701,13 @@ class CallController:
         held = self.held.get(key)
         if held is not None:
             self._provisional(held, key, 100, now)
+        # a bridged call has had its 100 already
 
     def warning_ready(self, key: TxKey, sdp: bytes, now: float) -> bool:
         """The media port and the audio are ready: 183 with ``sdp``. False when the INVITE
         is gone (cancelled meanwhile): the shell then plays nothing."""
+        if key in self.b2bua:
+            return self.b2bua.warning_ready(key, now)
         held = self.held.get(key)
         if held is not None and held.purpose == LAB_TONE:
             held.ready = self._answer_lab_call(held, key, sdp, now)
@@ -576,6 +726,9 @@ class CallController:
     def warning_ended(self, key: TxKey, outcome: str, now: float) -> None:
         """The warning is over (``completed``), or could not start or go on (any other
         outcome is the fail-open reason): redirect the held INVITE."""
+        if key in self.b2bua:
+            self.b2bua.warning_ended(key, outcome, now)
+            return
         held = self.held.pop(key, None)
         self._qos_waits.pop(key, None)
         if held is None:
@@ -652,6 +805,11 @@ class CallController:
         if key is None:
             self._respond(layer, cancel, 481, now, transport)
             return
+        if key in self.b2bua:
+            tag = self.b2bua.caller_tag(key)
+            self._respond(layer, cancel, 200, now, transport, to_tag=tag)
+            self.b2bua.cancel(key, now)
+            return
         held = self.held.pop(key, None)
         self._qos_waits.pop(key, None)
         # RFC 3261 §9.2: the 200 to a CANCEL carries the To tag of the INVITE's responses.
@@ -687,10 +845,14 @@ class CallController:
     def take_outgoing(self) -> list[tuple[bytes, Address, str]]:
         """Bytes to send: (data, destination, transport)."""
         out, self._out = self._out, []
+        if self.b2bua.calls_or_ended():
+            out.extend(self.b2bua.take_outgoing())
         return out
 
     def take_effects(self) -> list[Effect]:
         """Warnings to start or stop, in the order they were decided."""
+        if self.b2bua.calls_or_ended():
+            self._effects.extend(self.b2bua.take_effects())
         if not self._effects:
             return _NO_EFFECTS  # the common case: no list made per message
         effects, self._effects = self._effects, []
@@ -709,6 +871,12 @@ class CallController:
             client = self.client.next_deadline()
             if client is not None:
                 deadlines.append(client)
+        if self._lab_ringing:
+            deadlines.extend(at for at, _ in self._lab_ringing.values())
+        if self.b2bua.calls_or_ended():
+            bridged = self.b2bua.next_deadline()
+            if bridged is not None:
+                deadlines.append(bridged)
         return min(deadlines) if deadlines else None
 
     def poll(self, now: float) -> None:
@@ -719,6 +887,13 @@ class CallController:
             # The caller never said its resources were met: fail open, the call goes on.
             self._effects.append(StopWarning(key))
             self.warning_ended(key, "preconditions_unmet", now)
+        if self.b2bua.calls_or_ended():
+            self.b2bua.poll(now)
+        for key, (at, start) in list(self._lab_ringing.items()):
+            if at <= now:
+                del self._lab_ringing[key]
+                if key in self.held:  # not cancelled meanwhile
+                    self._effects.append(start)
         for transport, layer in self.layers.items():
             layer.poll(now)
             self._flush(layer, transport)
@@ -740,7 +915,10 @@ class CallController:
                     self._effects.append(StopWarning(dialog.key))
                     self._end_lab_call(dialog, now)
         self.client.poll(now)
-        self.client.take_events()  # a BYE nobody answered: the call is over for us anyway
+        for event in self.client.take_events():
+            # ours: a bridged call's request; else a BYE nobody answered (the call is
+            # over for us anyway)
+            self.b2bua.client_timeout(event, now)
         self._flush_client()
 
     def transactions(self) -> int:

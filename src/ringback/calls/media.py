@@ -10,10 +10,12 @@ from ringback.sip.body import sdp_of
 from ringback.sip.model import Request
 from ringback.sip.uri import parse_name_addr
 
+MediaPlan = tuple[Selection, tuple[Address, ...]]
+
 
 def media_plan(
     invite: Request, source: Address, policy: DestinationPolicy, codecs: frozenset[str] = G711
-) -> tuple[Selection, tuple[Address, ...]] | str:
+) -> MediaPlan | str:
     """(the chosen stream and codec, the allowed destinations in order of preference), or
     the reason there is nothing to play (``no_sdp``, ``no_codec``, ...). ``codecs``: the
     encodings every recording is prepared in (see :mod:`ringback.media.codecs`).

@@ -35,3 +35,8 @@ class SipMetrics:
         self.ack_timeouts = registry.counter(
             "ringback_sip_ack_timeouts_total", "Final responses never ACKed (Timer H)"
         )
+        self.b2bua = registry.counter(
+            "ringback_b2bua_calls_total",
+            "Ringback-mode calls, by how they went (answered, callee_486, caller_cancelled, ...)",
+            ("outcome",),
+        )

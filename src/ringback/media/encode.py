@@ -173,8 +173,9 @@ def prepare_all(
         raise ValueError("empty recording or odd byte count")
     step = rate // 50
     recording_frames = -(-(len(pcm) // 2) // step)
-    gap_frames = -(-gap_ms // FRAME_MS) if repeat > 1 else 0
-    body = np.zeros((recording_frames + gap_frames) * step, dtype="<i2")
+    gap_frames = -(-gap_ms // FRAME_MS)
+    # the gap, and at least one frame of each codec's own silence (to loop with)
+    body = np.zeros((recording_frames + max(gap_frames, 1)) * step, dtype="<i2")
     body[: len(pcm) // 2] = np.frombuffer(pcm, dtype="<i2")
     encoded = encode_frames(body.tobytes(), rate, encodings)
     return PreparedAudio.from_encoded(

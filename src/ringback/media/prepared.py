@@ -47,12 +47,27 @@ class PreparedAudio:
     """One recording as 20 ms frames per frames key (see :mod:`ringback.media.codecs`),
     with repeats and gaps laid out."""
 
-    __slots__ = ("_frames", "_nbytes", "frame_count", "gap_frames", "recording_frames", "repeat")
+    __slots__ = (
+        "_frames",
+        "_nbytes",
+        "_silence",
+        "frame_count",
+        "gap_frames",
+        "recording_frames",
+        "repeat",
+    )
 
     def __init__(
-        self, frames: dict[str, list[bytes]], *, repeat: int, gap_frames: int, recording_frames: int
+        self,
+        frames: dict[str, list[bytes]],
+        *,
+        repeat: int,
+        gap_frames: int,
+        recording_frames: int,
+        silence: dict[str, bytes] | None = None,
     ) -> None:
         self._frames = frames
+        self._silence = silence if silence is not None else dict(SILENCE)
         self.repeat = repeat
         self.gap_frames = gap_frames
         self.recording_frames = recording_frames
@@ -106,21 +121,37 @@ class PreparedAudio:
         gap_frames: int,
         repeat: int,
     ) -> PreparedAudio:
-        """Lay out frames encoded once as the recording followed by ``gap_frames`` of
-        silence: the recording ``repeat`` times with the gap between."""
+        """Lay out frames encoded once as the recording followed by ``max(gap_frames, 1)``
+        frames of silence: the recording ``repeat`` times with the gap between; the last
+        silent frame is each encoding's silence (to loop with, :meth:`silence`)."""
         frames: dict[str, list[bytes]] = {}
+        silence: dict[str, bytes] = {}
+        expected = recording_frames + max(gap_frames, 1)
         for key, enc in encoded.items():
-            if len(enc) != recording_frames + gap_frames:
-                raise ValueError(
-                    f"{key}: {len(enc)} frames, expected {recording_frames + gap_frames}"
-                )
-            one, gap = enc[:recording_frames], enc[recording_frames:]
+            if len(enc) != expected:
+                raise ValueError(f"{key}: {len(enc)} frames, expected {expected}")
+            one = enc[:recording_frames]
+            gap = enc[recording_frames : recording_frames + gap_frames]
+            silence[key] = enc[-1]
             laid_out = list(one)
             for _ in range(repeat - 1):
                 laid_out += gap
                 laid_out += one
             frames[key] = laid_out
-        return cls(frames, repeat=repeat, gap_frames=gap_frames, recording_frames=recording_frames)
+        return cls(
+            frames,
+            repeat=repeat,
+            gap_frames=gap_frames,
+            recording_frames=recording_frames,
+            silence=silence,
+        )
+
+    def silence(self, key: str) -> bytes:
+        """One 20 ms frame of silence for frames key ``key``."""
+        try:
+            return self._silence[key]
+        except KeyError:
+            raise ValueError(f"unsupported codec {key!r}") from None
 
     def has(self, key: str) -> bool:
         return key in self._frames

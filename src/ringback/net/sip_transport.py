@@ -2,7 +2,7 @@
 
 Everything protocol-shaped happens in the controller; this module only moves bytes,
 checks the source against `sip.trusted_sources`, frames TCP streams, hands the
-controller's warning effects to the :class:`~ringback.net.warnings.WarningPlayer`, and
+controller's media effects to :class:`~ringback.net.call_media.CallMedia`, and
 keeps one timer armed at the controller's next deadline (no timer object per
 transaction), plus a once-a-second housekeeping timer (clock offset, idle TCP).
 """
@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from ringback.calls import CallController, SipMetrics
 from ringback.calls.effects import Address
-from ringback.net.warnings import WarningPlayer
+from ringback.net.call_media import CallMedia
 from ringback.sip.errors import SipParseError
 from ringback.sip.message import split_stream
 from ringback.sip.transaction import TxKey
@@ -64,7 +64,7 @@ class SipEndpoint:
         metrics: SipMetrics,
         trusted: TrustedSources,
         *,
-        player: WarningPlayer | None = None,
+        player: CallMedia | None = None,
         tcp_idle_s: float = 120.0,
         max_message_bytes: int = 65535,
     ) -> None:
@@ -143,11 +143,13 @@ class SipEndpoint:
         await self._close_sockets()
 
     async def drain(self, limit_s: float) -> None:
-        """Redirect new INVITEs at once, let warnings in progress play for up to
-        ``limit_s``, then give every held INVITE its final response."""
+        """Redirect new INVITEs at once, let warnings in progress play and bridged calls
+        (ringback mode) go on for up to ``limit_s``, then give every held INVITE its final
+        response and hang bridged calls up both ways."""
         self.controller.drain()
         deadline = self.clock() + limit_s
-        while self.controller.held and self.clock() < deadline:
+        busy = self.controller.busy
+        while busy() and self.clock() < deadline:
             await asyncio.sleep(0.05)
         self.controller.end_warnings(self.clock())
         self._pump()
@@ -226,6 +228,17 @@ class SipEndpoint:
 
     def warning_ended(self, key: TxKey, outcome: str) -> None:
         self.controller.warning_ended(key, outcome, self.clock())
+        self._send_out()
+        self._arm()
+
+    # ----------------------------------------------- the relay's reports (MediaReports)
+    def relay_opened(self, key: TxKey, caller_side: Address, callee_side: Address) -> None:
+        self.controller.relay_opened(key, caller_side, callee_side, self.clock())
+        self._send_out()
+        self._arm()
+
+    def relay_failed(self, key: TxKey, reason: str) -> None:
+        self.controller.relay_failed(key, reason, self.clock())
         self._send_out()
         self._arm()
 

@@ -4,9 +4,9 @@ Recordings are prepared once in every available encoding (G.711 with numpy; G.72
 AMR, AMR-WB with ffmpeg in a worker thread, never on the event loop) and cached; the
 shipped default is prepared at start (:meth:`WarningPlayer.warm`), an uploaded one when
 it is uploaded on this node or at its first call, while the INVITE waits with a 100 Trying
-(several calls waiting for one recording share one preparation). Every outcome —
-including any exception while starting — is reported to the core, which answers the held
-INVITE (fail open).
+(several calls waiting for one recording share one preparation; G.711 calls of an 8 kHz
+recording start at once). Every outcome — including any exception while starting — is
+reported to the core, which answers the held INVITE (fail open).
 """
 
 from __future__ import annotations
@@ -19,12 +19,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ringback.calls.effects import LAB_TONE, Effect, ResumeWarning, StartWarning, StopWarning
+from ringback.calls.effects import (
+    LAB_TONE,
+    RINGBACK,
+    Effect,
+    FinishWarning,
+    ResumeWarning,
+    StartWarning,
+    StopWarning,
+)
 from ringback.media.codecs import ENCODINGS, G711
 from ringback.media.encode import prepare_all
 from ringback.media.lab_tone import lab_tone_pcm
+from ringback.media.looping import Looped
 from ringback.media.offer_answer import answer_sdp
-from ringback.media.prepared import PreparedAudio, PreparedCache
+from ringback.media.prepared import FRAME_MS, PreparedAudio, PreparedCache
 from ringback.media.rtp import RtpStream
 from ringback.media.srtp import Crypto, SrtpStream, new_crypto
 from ringback.metrics import Registry
@@ -36,6 +45,7 @@ log = logging.getLogger(__name__)
 
 # A recording's PCM (mono s16le) and its sample rate, or None if there is no such recording.
 LoadPcm = Callable[[int], Awaitable[tuple[bytes, int] | None]]
+Layout = tuple[int, int]  # (repeat, gap_ms) a recording is laid out with
 
 
 class WarningReports(Protocol):
@@ -54,8 +64,22 @@ class _Playing:
     started_at: float
     stream_id: int = 0
     destination: tuple[str, int] | None = None  # where the audio goes (after any latch)
+    borrowed: bool = False  # the socket is a relay's (ringback mode): not ours to close
+    looped: Looped | None = None
+    outcome: str = ""
     parked: PreparedAudio | None = None  # ready, waiting for the caller's preconditions
     crypto: Crypto | None = None  # SDES-SRTP: the key our answer gave
+
+
+@dataclass(frozen=True, slots=True)
+class PlayInfo:
+    """What a ringback-mode warning did, for proof of play when its call ends."""
+
+    start: StartWarning
+    started_at: float
+    finished_at: float
+    outcome: str
+    destination: tuple[str, int] | None
 
 
 class WarningPlayer:
@@ -81,14 +105,15 @@ class WarningPlayer:
         self.default_rate = default_rate
         self.encodings = encodings
         self.cache = PreparedCache(256 * 1024 * 1024)  # six encodings of each recording
-        self._preparing: dict[int, asyncio.Future[PreparedAudio | None]] = {}
-        # calls waiting for a recording: (recording id, reports), started by whichever of
-        # the G.711 and the full preparation can play their codec first
-        self._waiting_g711: dict[TxKey, tuple[int, WarningReports]] = {}
+        self._preparing: dict[tuple[int, Layout], asyncio.Future[PreparedAudio | None]] = {}
+        # calls waiting for a recording: (recording id, layout, reports), started by
+        # whichever of the G.711 and the full preparation can play their codec first
+        self._waiting: dict[TxKey, tuple[int, Layout, WarningReports]] = {}
         self.proof = proof
         self.repeat = repeat
         self.gap_ms = gap_ms
         self.playing: dict[TxKey, _Playing] = {}
+        self.played: dict[TxKey, PlayInfo] = {}  # ringback mode: kept until the call ends
         self.lab_tone = PreparedAudio.from_pcm(lab_tone_pcm(lab_tone_s))
         self._loading: set[asyncio.Task[None]] = set()
         self.outcomes = registry.counter(
@@ -104,35 +129,50 @@ class WarningPlayer:
             lambda: pacer.late_wakes,
         )
 
-    def execute(self, effect: Effect, reports: WarningReports) -> None:
-        """Carry out one effect of the call core. Never raises: a warning that cannot
-        start is reported as ended with ``start_failed``, so the call goes on."""
+    def execute(
+        self, effect: Effect, reports: WarningReports, rtp: RtpSocket | None = None
+    ) -> None:
+        """Carry out one warning effect of the call core. Never raises: a warning that
+        cannot start is reported as ended with ``start_failed``, so the call goes on.
+        ``rtp``: the relay's caller-side socket, for a ringback-mode warning."""
         if isinstance(effect, StopWarning):
             self._stop(effect.key)
+            return
+        if isinstance(effect, FinishWarning):
+            self._finish(effect, reports)
             return
         if isinstance(effect, ResumeWarning):
             self._resume(effect.key, reports)
             return
+        if not isinstance(effect, StartWarning):
+            return
         try:
-            self._start(effect, reports)
+            self._start(effect, reports, rtp)
         except Exception:
             log.exception("warning could not start")
             playing = self.playing.pop(effect.key, None)
-            if playing is not None:
+            if playing is not None and not playing.borrowed:
                 playing.rtp.close()
             self.outcomes.inc("start_failed")
             reports.warning_ended(effect.key, "start_failed")
 
-    def _start(self, start: StartWarning, reports: WarningReports) -> None:
+    def _start(self, start: StartWarning, reports: WarningReports, lent: RtpSocket | None) -> None:
         family = 6 if ":" in start.destinations[-1][0] else 4  # the INVITE's, when allowed
         pool = self.pools.get(family) or next(iter(self.pools.values()))
-        try:
-            rtp = pool.allocate()
-        except PortsExhausted:
-            self.outcomes.inc("capacity")
-            reports.warning_ended(start.key, "capacity")
+        if lent is not None:
+            rtp = lent
+        elif start.purpose == RINGBACK:  # the relay is gone already
+            reports.warning_ended(start.key, "start_failed")
             return
+        else:
+            try:
+                rtp = pool.allocate()
+            except PortsExhausted:
+                self.outcomes.inc("capacity")
+                reports.warning_ended(start.key, "capacity")
+                return
         playing = self.playing[start.key] = _Playing(start, rtp, b"", time.time())
+        playing.borrowed = lent is not None
         if start.media.crypto is not None:
             playing.crypto = new_crypto(*start.media.crypto)
         playing.sdp = answer_sdp(
@@ -147,7 +187,7 @@ class WarningPlayer:
         if start.purpose == LAB_TONE:
             audio: PreparedAudio | None = self.lab_tone
         else:
-            audio = self.cache.get(start.entry.recording_id, self.repeat, self.gap_ms)
+            audio = self.cache.get(start.entry.recording_id, *self._layout(start))
         if audio is not None and audio.has(start.media.frames):
             self._begin(start.key, audio, reports)
             return
@@ -155,6 +195,11 @@ class WarningPlayer:
         task = asyncio.get_running_loop().create_task(self._load_then_begin(start.key, reports))
         self._loading.add(task)
         task.add_done_callback(self._loading.discard)
+
+    def _layout(self, start: StartWarning) -> tuple[int, int]:
+        """(repeat, gap_ms) the audio is prepared with: a ringback-mode warning is
+        prepared once and looped (:class:`Looped`)."""
+        return (1, self.gap_ms) if start.purpose == RINGBACK else (self.repeat, self.gap_ms)
 
     def _resume(self, key: TxKey, reports: WarningReports) -> None:
         playing = self.playing.get(key)
@@ -165,7 +210,7 @@ class WarningPlayer:
             self._play(key, playing, audio, reports)
         except Exception:
             log.exception("warning could not start")
-            if self.playing.pop(key, None) is not None:
+            if self.playing.pop(key, None) is not None and not playing.borrowed:
                 playing.rtp.close()
             self.outcomes.inc("start_failed")
             reports.warning_ended(key, "start_failed")
@@ -176,22 +221,59 @@ class WarningPlayer:
             self.pacer.stop(playing.stream_id)  # calls _done("cancelled") synchronously
         elif playing is not None:  # still loading: the load task sees it gone
             del self.playing[key]
-            playing.rtp.close()
+            if not playing.borrowed:
+                playing.rtp.close()
 
-    def warm(self, recording_id: int) -> asyncio.Future[PreparedAudio | None]:
+    def _finish(self, finish: FinishWarning, reports: WarningReports) -> None:
+        """End the warning when its current (or first) play ends."""
+        playing = self.playing.get(finish.key)
+        if playing is None or not playing.stream_id or playing.looped is None:
+            if playing is not None:
+                self._stop(finish.key)
+            reports.warning_ended(finish.key, "completed")
+            return
+        schedule = self.pacer.schedule_of(playing.stream_id)
+        done = schedule.due_count(asyncio.get_running_loop().time()) if schedule else 0
+        end = playing.looped.end_of_play(done, first_only=finish.first_only)
+        if end <= done:
+            playing.outcome = "completed"
+            self.pacer.stop(playing.stream_id)
+        else:
+            self.pacer.shorten(playing.stream_id, end)
+
+    def handover(self, key: TxKey) -> tuple[str, int] | None:
+        """The callee answered: stop the warning now (between two packets), leave the
+        socket to the relay; where the caller's RTP latched, if it did."""
+        playing = self.playing.get(key)
+        if playing is None:
+            return None
+        destination = playing.destination
+        self._stop(key)
+        return destination
+
+    def release(self, key: TxKey) -> PlayInfo | None:
+        """A ringback-mode call is over: stop its warning if it still plays; what it did."""
+        self._stop(key)
+        return self.played.pop(key, None)
+
+    def warm(
+        self, recording_id: int, layout: Layout | None = None
+    ) -> asyncio.Future[PreparedAudio | None]:
         """Prepare a recording in every encoding in the background (at start for the
         shipped default, ``recording_id`` 0; after an upload), unless already cached.
         The future is done once every encoding is ready (None: no such recording)."""
-        audio = self.cache.get(recording_id, self.repeat, self.gap_ms)
+        layout = layout or (self.repeat, self.gap_ms)
+        audio = self.cache.get(recording_id, *layout)
         if audio is not None and not self._missing(audio):
             done: asyncio.Future[PreparedAudio | None] = asyncio.get_running_loop().create_future()
             done.set_result(audio)
             return done
-        future = self._preparing.get(recording_id)
+        key = (recording_id, layout)
+        future = self._preparing.get(key)
         if future is None:
-            future = asyncio.ensure_future(self._prepare(recording_id))
-            self._preparing[recording_id] = future
-            future.add_done_callback(lambda _: self._preparing.pop(recording_id, None))
+            future = asyncio.ensure_future(self._prepare(recording_id, layout))
+            self._preparing[key] = future
+            future.add_done_callback(lambda _: self._preparing.pop(key, None))
         return future
 
     def _missing(self, audio: PreparedAudio) -> bool:
@@ -200,11 +282,12 @@ class WarningPlayer:
         wanted = (e for k, e in ENCODINGS.items() if k in self.encodings)
         return any(not keys.issuperset(e.frames_keys()) for e in wanted)
 
-    async def _prepare(self, recording_id: int) -> PreparedAudio | None:
+    async def _prepare(self, recording_id: int, layout: Layout) -> PreparedAudio | None:
         """Load and prepare one recording; None if it does not exist or cannot be loaded.
 
         G.711 first (numpy, at once for an 8 kHz recording), cached so that G.711 calls
         can start while ffmpeg makes the other encodings; then every encoding."""
+        repeat, gap_ms = layout
         try:
             if recording_id == 0:
                 loaded: tuple[bytes, int] | None = (self.default_pcm, self.default_rate)
@@ -217,79 +300,74 @@ class WarningPlayer:
             return None
         pcm, rate = loaded
         started = time.monotonic()
-        if rate == 8000 and self.cache.get(recording_id, self.repeat, self.gap_ms) is None:
-            quick = PreparedAudio.from_pcm(pcm, repeat=self.repeat, gap_ms=self.gap_ms)
-            self.cache.put(recording_id, self.repeat, self.gap_ms, quick)
-            self._g711_ready(recording_id, quick)
+        if rate == 8000 and self.cache.get(recording_id, repeat, gap_ms) is None:
+            quick = PreparedAudio.from_pcm(pcm, repeat=repeat, gap_ms=gap_ms)
+            self.cache.put(recording_id, repeat, gap_ms, quick)
+            self._ready(recording_id, layout, quick)
         try:
             audio = await asyncio.to_thread(
-                prepare_all, pcm, rate, self.encodings, repeat=self.repeat, gap_ms=self.gap_ms
+                prepare_all, pcm, rate, self.encodings, repeat=repeat, gap_ms=gap_ms
             )
         except Exception:
             log.exception("recording %d: preparing every codec failed; G.711 only", recording_id)
             if rate != 8000:
                 raise
-            audio = PreparedAudio.from_pcm(pcm, repeat=self.repeat, gap_ms=self.gap_ms)
+            audio = PreparedAudio.from_pcm(pcm, repeat=repeat, gap_ms=gap_ms)
         log.info(
             "recording %d prepared in %s in %.2f s",
             recording_id,
             ", ".join(sorted(audio.keys)),
             time.monotonic() - started,
         )
-        self.cache.put(recording_id, self.repeat, self.gap_ms, audio)
+        self.cache.put(recording_id, repeat, gap_ms, audio)
         return audio
 
-    def _g711_ready(self, recording_id: int, audio: PreparedAudio) -> None:
-        """Start the waiting G.711 calls of a recording whose other encodings are not ready."""
-        for key, waiting in list(self._waiting_g711.items()):
+    def _ready(self, recording_id: int, layout: Layout, audio: PreparedAudio) -> None:
+        """Start the waiting calls of a recording that ``audio`` can already play."""
+        for key, (rid, lay, reports) in list(self._waiting.items()):
             playing = self.playing.get(key)
-            if (
-                playing is None
-                or waiting[0] != recording_id
-                or not audio.has(playing.start.media.frames)
-            ):
+            if playing is None or (rid, lay) != (recording_id, layout):
                 continue
-            del self._waiting_g711[key]
+            if not audio.has(playing.start.media.frames):
+                continue
+            del self._waiting[key]
             if playing.stream_id or playing.parked is not None:
                 continue
-            self._begin_safely(key, playing, audio, waiting[1])
-
-    def _begin_safely(
-        self, key: TxKey, playing: _Playing, audio: PreparedAudio, reports: WarningReports
-    ) -> None:
-        try:
-            self._begin(key, audio, reports)
-        except Exception:
-            log.exception("warning could not start")
-            if self.playing.pop(key, None) is not None:
-                playing.rtp.close()
-            self.outcomes.inc("start_failed")
-            reports.warning_ended(key, "start_failed")
+            try:
+                self._begin(key, audio, reports)
+            except Exception:
+                log.exception("warning could not start")
+                if self.playing.pop(key, None) is not None and not playing.borrowed:
+                    playing.rtp.close()
+                self.outcomes.inc("start_failed")
+                reports.warning_ended(key, "start_failed")
 
     async def _load_then_begin(self, key: TxKey, reports: WarningReports) -> None:
         playing = self.playing[key]
         recording_id = playing.start.entry.recording_id
-        self._waiting_g711[key] = (recording_id, reports)
+        layout = self._layout(playing.start)
+        self._waiting[key] = (recording_id, layout, reports)
         try:
-            audio = await self.warm(recording_id)
+            audio = await self.warm(recording_id, layout)
         except Exception:
             log.exception("recording %d could not be prepared", recording_id)
             audio = None
-        if self._waiting_g711.pop(key, None) is None:  # started from the G.711 preparation
+        if self._waiting.pop(key, None) is None:  # started from the G.711 preparation
             return
         if self.playing.get(key) is not playing:  # cancelled meanwhile
             return
         try:
             if audio is None:
                 del self.playing[key]
-                playing.rtp.close()
+                if not playing.borrowed:
+                    playing.rtp.close()
                 self.outcomes.inc("recording_missing")
                 reports.warning_ended(key, "recording_missing")
                 return
             self._begin(key, audio, reports)
         except Exception:
             log.exception("warning could not start")
-            if self.playing.pop(key, None) is not None:
+            if self.playing.pop(key, None) is not None and not playing.borrowed:
                 playing.rtp.close()
             self.outcomes.inc("start_failed")
             reports.warning_ended(key, "start_failed")
@@ -298,7 +376,8 @@ class WarningPlayer:
         playing = self.playing[key]
         if not reports.warning_ready(key, playing.sdp):
             del self.playing[key]
-            playing.rtp.close()
+            if not playing.borrowed:
+                playing.rtp.close()
             return
         if playing.start.wait:  # RFC 3312: the 183 is out; the audio waits for the UPDATE
             audio.frames(playing.start.media.frames)  # fail now if the codec is missing
@@ -309,19 +388,26 @@ class WarningPlayer:
     def _play(
         self, key: TxKey, playing: _Playing, audio: PreparedAudio, reports: WarningReports
     ) -> None:
-        media = playing.start.media
-        frames = audio.frames(media.frames)
+        start = playing.start
+        media = start.media
+        frames: list[bytes] | Looped = audio.frames(media.frames)
+        if start.purpose == RINGBACK:
+            playing.looped = frames = Looped(
+                frames,
+                audio.gap_frames,
+                audio.silence(media.frames),
+                int(start.fill_s * 1000 / FRAME_MS),
+            )
+        step = media.samples_per_packet
         if playing.crypto is not None:
             stream: RtpStream = SrtpStream(
-                frames,
+                frames,  # type: ignore[arg-type]
                 media.payload_type,
                 playing.crypto,
-                samples_per_packet=media.samples_per_packet,
+                samples_per_packet=step,
             )
         else:
-            stream = RtpStream(
-                frames, media.payload_type, samples_per_packet=media.samples_per_packet
-            )
+            stream = RtpStream(frames, media.payload_type, samples_per_packet=step)  # type: ignore[arg-type]
         playing.started_at = time.time()
         destinations = playing.start.destinations
         playing.stream_id = self.pacer.start(
@@ -331,6 +417,7 @@ class WarningPlayer:
             on_done=lambda outcome: self._done(key, outcome, reports),
             fallback_host=destinations[-1][0],
             on_latch=lambda where: setattr(playing, "destination", where),
+            owns_socket=not playing.borrowed,
         )
         playing.destination = self.pacer.destination_of(playing.stream_id)
 
@@ -341,21 +428,19 @@ class WarningPlayer:
         if playing.start.purpose == LAB_TONE:
             reports.warning_ended(key, outcome)
             return
-        self.outcomes.inc(outcome)
-        if self.proof is not None and playing.start.entry.listing_id:  # not a test number
-            start = playing.start
-            self.proof.record(
-                PlayRecord(
-                    start.entry.listing_id,
-                    start.entry.recording_id,
-                    start.media.codec,
-                    playing.started_at,
-                    time.time(),
-                    outcome,
-                    start.caller,
-                    _address(playing.destination),
-                )
+        if playing.start.purpose == RINGBACK:  # proof of play when the call ends
+            final = playing.outcome or outcome
+            self.outcomes.inc(final)
+            self.played[key] = PlayInfo(
+                playing.start, playing.started_at, time.time(), final, playing.destination
             )
+            reports.warning_ended(key, final)
+            return
+        self.outcomes.inc(outcome)
+        info = PlayInfo(
+            playing.start, playing.started_at, time.time(), outcome, playing.destination
+        )
+        self.record(info)
         reports.warning_ended(key, outcome)
 
     async def stop(self) -> None:
@@ -365,6 +450,30 @@ class WarningPlayer:
             future.cancel()
         for key in list(self.playing):
             self._stop(key)
+        self.played.clear()
+
+    def record(
+        self, info: PlayInfo, stop_reason: str | None = None, answered: bool | None = None
+    ) -> None:
+        """Proof of play for one warning (never for a test number)."""
+        start = info.start
+        if self.proof is None or not start.entry.listing_id:
+            return
+        self.proof.record(
+            PlayRecord(
+                start.entry.listing_id,
+                start.entry.recording_id,
+                start.media.codec,
+                info.started_at,
+                info.finished_at,
+                info.outcome,
+                start.caller,
+                _address(info.destination),
+                mode="ringback" if start.purpose == RINGBACK else "redirect",
+                stop_reason=stop_reason,
+                answered=answered,
+            )
+        )
 
 
 def _address(destination: tuple[str, int] | None) -> str | None:
