@@ -5,9 +5,12 @@ Blocking (ffmpeg): run it in a thread."""
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import subprocess
 import tempfile
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Final
 
@@ -24,6 +27,9 @@ _THROUGH: Final = {"g722": "G722", "opus": "opus", "amr": "AMR@7", "amr-wb": "AM
 PREVIEW_CODECS: Final = ("pcm", "pcmu", "pcma", *_THROUGH)
 _DECODED_RATE: Final = {"g722": 16000, "opus": 16000, "amr": 8000, "amr-wb": 16000}
 _FFMPEG: Final = ("ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y")
+_CACHED: Final = 32  # previews made through ffmpeg, kept (a page plays the same ones again)
+_cache: OrderedDict[tuple[bytes, int, str], bytes] = OrderedDict()
+_cache_lock = threading.Lock()
 
 
 def wav_bytes(pcm: bytes, codec: str = "pcm", rate: int = 8000) -> bytes:
@@ -72,9 +78,24 @@ def resample(pcm: bytes, rate: int, to: int) -> bytes:
 
 
 def preview_wav(pcm: bytes, rate: int, codec: str = "pcm") -> bytes:
-    """``pcm`` (mono s16le at ``rate``) as a caller offering ``codec`` hears it."""
+    """``pcm`` (mono s16le at ``rate``) as a caller offering ``codec`` hears it (the last
+    few made with ffmpeg are kept: a recording is immutable, its digest is the key)."""
     if codec == "pcm":
         return wav_bytes(pcm, "pcm", rate)
+    key = (hashlib.sha256(pcm).digest(), rate, codec)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    wav = _made(pcm, rate, codec)
+    with _cache_lock:
+        _cache[key] = wav
+        while len(_cache) > _CACHED:
+            _cache.popitem(last=False)
+    return wav
+
+
+def _made(pcm: bytes, rate: int, codec: str) -> bytes:
     if codec in ("pcmu", "pcma"):
         return wav_bytes(resample(pcm, rate, 8000), codec, 8000)
     if codec not in _THROUGH:
