@@ -32,8 +32,11 @@ from ringback.net.call_media import CallMedia
 from ringback.net.court_modes import CourtModes
 from ringback.net.relay import MediaRelay
 from ringback.net.rtp_pacer import RtpPacer, RtpPortPool
+from ringback.net.rtpengine import NgClient, RtpengineRelay
+from ringback.net.sip_tls import sip_tls_context
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
 from ringback.net.warnings import WarningPlayer
+from ringback.ratelimit import TokenBuckets
 from ringback.registry.embedded import EmbeddedPostgres
 from ringback.registry.feed import IndexSync
 from ringback.registry.listing_index import ListingIndex
@@ -144,10 +147,13 @@ class Service:
             mode=self.config.ringback.mode,
             ringback=self._ringback_options(),
             mode_for=self._court_modes(),
+            rate_limit=TokenBuckets(sip.rate_limit_per_source, sip.rate_limit_burst)
+            if sip.rate_limit_per_source > 0
+            else None,
             codecs=self.encodings,
             precondition_timeout_s=a.precondition_timeout_s,
         )
-        player = self._call_media()
+        player = await self._call_media()
         assert self.player is not None
         self.player.warm(0)  # the shipped default, in every encoding, off the event loop
         self.sip = SipEndpoint(
@@ -157,8 +163,12 @@ class Service:
             player=player,
             tcp_idle_s=sip.tcp_idle_s,
             max_message_bytes=sip.max_message_bytes,
+            max_receive_age_s=sip.max_receive_age_ms / 1000,
+            tls=sip_tls_context(sip.tls_cert, sip.tls_key, sip.tls_client_ca)
+            if sip.tls_cert
+            else None,
         )
-        self.sip_port = await self.sip.start(sip.listen, sip.port)
+        self.sip_port = await self.sip.start(sip.listen, sip.port, sip.tls_port)
         self._running.push_async_callback(self.sip.stop)
         self._running.push_async_callback(player.stop)
         self.metrics.gauge(
@@ -167,6 +177,12 @@ class Service:
             controller.transactions,
         )
         log.info("SIP listening on %s port %d (UDP and TCP)", ", ".join(sip.listen), self.sip_port)
+        if self.sip.tls is not None:
+            log.info(
+                "SIP over TLS listening on port %d%s",
+                self.sip.tls_port,
+                " (client certificates required)" if sip.tls_client_ca else "",
+            )
 
     def _registrar(self) -> Registrar | None:
         lab = self.config.lab
@@ -200,9 +216,18 @@ class Service:
             callee_timeout_s=r.callee_timeout_s,
         )
 
-    def _call_media(self) -> CallMedia:
+    async def _call_media(self) -> CallMedia:
         player = self._warning_player()
-        relay = MediaRelay(player.pools, asyncio.get_running_loop())
+        r = self.config.ringback
+        relay: MediaRelay | RtpengineRelay
+        if r.media == "rtpengine":
+            ng = NgClient(r.rtpengine_address(), timeout_s=r.rtpengine_timeout_s)
+            await ng.start()
+            self._running.callback(ng.close)
+            relay = RtpengineRelay(player.pools, ng)
+            log.info("ringback-mode media through rtpengine at %s", r.rtpengine_ng)
+        else:
+            relay = MediaRelay(player.pools, asyncio.get_running_loop())
         self.metrics.gauge(
             "ringback_relay_calls", "Bridged calls with a media relay", relay.__len__
         )

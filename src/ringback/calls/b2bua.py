@@ -23,7 +23,10 @@ The why of a few choices:
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import secrets
+from collections import deque
 from dataclasses import dataclass, field
 
 from ringback.calls.effects import (
@@ -114,6 +117,7 @@ class BridgedCall:
     deadline: float = 0.0  # max ring, then max call
     callee_deadline: float | None = None  # no answer at all from the next hop
     relayed: dict[ClientKey, _Relayed] = field(default_factory=dict)
+    client_keys: list[ClientKey] = field(default_factory=list)  # every request we sent
     destinations: tuple[Address, ...] = ()  # where the caller's RTP may go (policy-checked)
     callee_media: tuple[Address, ...] = ()  # where the callee's may go
 
@@ -149,7 +153,11 @@ class B2bua:
         self._out: list[tuple[bytes, Address, str]] = []
         self._effects: list[Effect] = []
         self.outcomes = metrics.b2bua
-        self._ended: list[BridgedCall] = []  # over; their Call-IDs kept for 64*T1
+        self._ended: deque[BridgedCall] = deque()  # over; Call-IDs kept 64*T1, in order
+        # (when, n, key): a call to look at no later than `when`. Entries go stale as
+        # timers change; a stale one only makes `poll` look at its call early.
+        self._timers: list[tuple[float, int, TxKey]] = []
+        self._n = itertools.count()
 
     def __len__(self) -> int:
         return len(self.calls)
@@ -239,6 +247,7 @@ class B2bua:
         self._send_callee_invite(call, now)
         call.state = "ringing"
         call.deadline = now + self.options.max_ring_s
+        self._arm(call)
         if call.warning == "none":
             return
         self._effects.append(
@@ -299,8 +308,9 @@ class B2bua:
         call.callee_key = self.client.send(
             request, dest, reliable=transport != "udp", now=now, transport=transport
         )
-        self.by_client[call.callee_key] = call
+        self._track(call.callee_key, call)
         call.callee_deadline = now + self.options.callee_timeout_s
+        self._arm(call)
         self._flush_client(transport)
 
     # ------------------------------------------------------ the shell's reports
@@ -431,8 +441,9 @@ class B2bua:
         call.callee_key = self.client.send(
             request, leg.dest, reliable=leg.transport != "udp", now=now, transport=leg.transport
         )
-        self.by_client[call.callee_key] = call
+        self._track(call.callee_key, call)
         call.callee_deadline = now + self.options.callee_timeout_s
+        self._arm(call)
         self._flush_client(leg.transport)
         self.outcomes.inc("callee_redirected")
         return True
@@ -465,15 +476,18 @@ class B2bua:
         self.metrics.responses.inc("200")
         dest = layer.destination(call.key) or call.source
         self._flush(layer, call.transport)
-        self._hold_ok(call.caller, response.to_bytes(), call.invite.cseq[0], dest, now)
+        self._hold_ok(call, call.caller, response.to_bytes(), call.invite.cseq[0], dest, now)
         self.outcomes.inc("answered")
 
-    def _hold_ok(self, leg: Leg, ok: bytes, cseq: int, dest: Address, now: float) -> None:
+    def _hold_ok(
+        self, call: BridgedCall, leg: Leg, ok: bytes, cseq: int, dest: Address, now: float
+    ) -> None:
         """Resend our 2xx to an INVITE until its ACK (RFC 3261 §13.3.1.4)."""
         leg.pending_ok, leg.pending_ok_cseq, leg.ok_dest = ok, cseq, dest
         leg.ok_interval = self.t1
         leg.ok_resend_at = None if leg.transport != "udp" else now + self.t1
         leg.ok_give_up_at = now + 64 * self.t1
+        self._arm(call)
 
     def _callee_refused(self, call: BridgedCall, status: int, reason: str, now: float) -> None:
         """A final error from the callee: to the caller when the current play ends."""
@@ -589,7 +603,7 @@ class B2bua:
         key = self.client.send(
             out, other.dest, reliable=other.transport != "udp", now=now, transport=other.transport
         )
-        self.by_client[key] = call
+        self._track(key, call)
         call.relayed[key] = _Relayed(request, side, transport)
         self._flush_client(other.transport)
 
@@ -644,7 +658,7 @@ class B2bua:
         dest = layer.destination(layer.key_of(request))
         self._flush(layer, relayed.transport)
         if request.method == "INVITE" and status < 300 and dest is not None:
-            self._hold_ok(leg, reply.to_bytes(), request.cseq[0], dest, now)
+            self._hold_ok(call, leg, reply.to_bytes(), request.cseq[0], dest, now)
 
     def _move(self, call: BridgedCall, side: str, to: Address | None, now: float) -> bool:
         """One side's media moved (re-INVITE/UPDATE): False if the policy refuses it."""
@@ -731,62 +745,84 @@ class B2bua:
                 self._fail_open(call, "listed_shutdown", now)
 
     # -------------------------------------------------------------------- time
+    def _arm(self, call: BridgedCall) -> None:
+        """Look at ``call`` again at its next timer (call after any timer changes)."""
+        times = [call.deadline]
+        if call.callee_deadline is not None:
+            times.append(call.callee_deadline)
+        for leg in (call.caller, call.callee):
+            if leg is not None and leg.pending_ok is not None:
+                times.append(leg.ok_resend_at or leg.ok_give_up_at)
+        heapq.heappush(self._timers, (min(times), next(self._n), call.key))
+
     def next_deadline(self) -> float | None:
-        times: list[float] = []
-        for call in self.calls.values():
-            times.append(call.deadline)
-            if call.callee_deadline is not None:
-                times.append(call.callee_deadline)
-            for leg in (call.caller, call.callee):
-                if leg is not None and leg.pending_ok is not None:
-                    times.append(leg.ok_resend_at or leg.ok_give_up_at)
+        """The earliest timer: O(1) however many calls are bridged."""
+        timers = self._timers
+        while timers and timers[0][2] not in self.calls:
+            heapq.heappop(timers)  # the call is over
+        times = [timers[0][0]] if timers else []
         if self._ended:
-            times.append(min(c.deadline for c in self._ended))
+            times.append(self._ended[0].deadline)
         return min(times) if times else None
 
     def poll(self, now: float) -> None:
-        if self._ended:
-            keep = []
-            for call in self._ended:
-                if call.deadline > now:
-                    keep.append(call)
-                    continue
-                for call_id in (call.invite.call_id, call.callee.call_id if call.callee else ""):
-                    if self.by_call_id.get(call_id, (None, ""))[0] is call:
-                        del self.by_call_id[call_id]
-                for key in [k for k, c in self.by_client.items() if c is call]:
-                    del self.by_client[key]
-            self._ended = keep
-        for call in list(self.calls.values()):
-            if call.callee_deadline is not None and call.callee_deadline <= now:
-                call.callee_deadline = None
-                if not call.provisional and call.state == "ringing":
-                    self._fail_open(call, "listed_next_hop_silent", now)
-                    continue
-            for leg in (call.caller, call.callee):
-                if leg is None or leg.pending_ok is None:
-                    continue
-                if leg.ok_give_up_at <= now:  # never ACKed: end the call
-                    call.stop_reason = call.stop_reason or "no_ack"
-                    leg.pending_ok = None
-                    self._hang_up_both(call, now)
-                    break
-                if leg.ok_resend_at is not None and leg.ok_resend_at <= now:
-                    assert leg.ok_dest is not None
-                    self._out.append((leg.pending_ok, leg.ok_dest, leg.transport))
-                    leg.ok_interval = min(leg.ok_interval * 2, self.t2)
-                    leg.ok_resend_at = now + leg.ok_interval
-            if call.state == "ended" or call.deadline > now:
+        """Fire the timers due at ``now``: only the calls they belong to are looked at."""
+        while self._ended and self._ended[0].deadline <= now:
+            self._forget(self._ended.popleft())
+        due: dict[TxKey, BridgedCall] = {}
+        while self._timers and self._timers[0][0] <= now:
+            key = heapq.heappop(self._timers)[2]
+            call = self.calls.get(key)
+            if call is not None:
+                due[key] = call
+        for call in due.values():
+            self._poll_call(call, now)
+            if call.state != "ended":
+                self._arm(call)
+
+    def _forget(self, call: BridgedCall) -> None:
+        for call_id in (call.invite.call_id, call.callee.call_id if call.callee else ""):
+            if self.by_call_id.get(call_id, (None, ""))[0] is call:
+                del self.by_call_id[call_id]
+        for key in call.client_keys:
+            if self.by_client.get(key) is call:
+                del self.by_client[key]
+
+    def _track(self, key: ClientKey, call: BridgedCall) -> None:
+        """Responses to our request ``key`` belong to ``call``."""
+        self.by_client[key] = call
+        call.client_keys.append(key)
+
+    def _poll_call(self, call: BridgedCall, now: float) -> None:
+        if call.callee_deadline is not None and call.callee_deadline <= now:
+            call.callee_deadline = None
+            if not call.provisional and call.state == "ringing":
+                self._fail_open(call, "listed_next_hop_silent", now)
+                return
+        for leg in (call.caller, call.callee):
+            if leg is None or leg.pending_ok is None:
                 continue
-            if call.state == "answered":
-                self.outcomes.inc("max_call_duration")
-                call.stop_reason = call.stop_reason or "max_call_duration"
+            if leg.ok_give_up_at <= now:  # never ACKed: end the call
+                call.stop_reason = call.stop_reason or "no_ack"
+                leg.pending_ok = None
                 self._hang_up_both(call, now)
-            elif call.state == "ringing":
-                self.outcomes.inc("max_ring")
-                call.stop_reason = "no_answer"
-                self._stop_callee(call, now)
-                self._final_to_caller(call, 480, "Temporarily Unavailable", now)
+                return
+            if leg.ok_resend_at is not None and leg.ok_resend_at <= now:
+                assert leg.ok_dest is not None
+                self._out.append((leg.pending_ok, leg.ok_dest, leg.transport))
+                leg.ok_interval = min(leg.ok_interval * 2, self.t2)
+                leg.ok_resend_at = now + leg.ok_interval
+        if call.state == "ended" or call.deadline > now:
+            return
+        if call.state == "answered":
+            self.outcomes.inc("max_call_duration")
+            call.stop_reason = call.stop_reason or "max_call_duration"
+            self._hang_up_both(call, now)
+        elif call.state == "ringing":
+            self.outcomes.inc("max_ring")
+            call.stop_reason = "no_answer"
+            self._stop_callee(call, now)
+            self._final_to_caller(call, 480, "Temporarily Unavailable", now)
 
     def client_timeout(self, event: ClientTimeout, now: float) -> bool:
         """Timer B/F of one of our requests: False if not ours."""

@@ -47,6 +47,7 @@ from ringback.media.codecs import G711
 from ringback.media.destinations import DestinationPolicy
 from ringback.media.offer_answer import SRTP
 from ringback.media.precondition import answer_attributes, offer_qos, replace_attributes
+from ringback.ratelimit import TokenBuckets
 from ringback.registry.listing_index import Entry, ListingIndex
 from ringback.registry.numbers import NumberingPlan
 from ringback.sip.body import sdp_of
@@ -65,6 +66,8 @@ SUPPORTED = "100rel, precondition"
 PRECONDITION_TIMEOUT_S = 10.0  # for the caller's UPDATE saying its resources are met
 ACCEPT = "application/sdp"
 _NO_EFFECTS: list[Effect] = []  # returned empty, never filled
+# Never rate limited (see `CallController._over_limit`), nor is any request with a To tag.
+_NEVER_LIMITED = frozenset(["ACK", "CANCEL", "PRACK", "BYE"])
 LOOPBACK = ("127.0.0.0/8", "::1/128")  # where RTP may go when no policy is given
 # Methods counted by name; any other (a peer can invent them) counts as "other".
 KNOWN_METHODS = frozenset(
@@ -116,6 +119,7 @@ class CallController:
         mode: str = "redirect",
         ringback: RingbackOptions | None = None,
         mode_for: Callable[[Entry], tuple[str, str] | None] | None = None,
+        rate_limit: TokenBuckets | None = None,
     ) -> None:
         self.decider = Decider(
             index,
@@ -131,12 +135,14 @@ class CallController:
         self.warnings = warnings  # False: listed numbers are redirected, counted, not warned
         self.max_warnings = max_warnings
         self.keep_caller = keep_caller
+        # Per-source request limit (sip.rate_limit_per_source); see `_over_limit`.
+        self.rate_limit = rate_limit
         self.draining = False  # shutting down: no new warnings
         self.destinations = destinations or DestinationPolicy(LOOPBACK)
         # One transaction layer per transport: a response goes back the way its request came.
         self.layers = {
-            "udp": ServerTransactionLayer(t1, t2, t4, maddr_allowed=trusted),
-            "tcp": ServerTransactionLayer(t1, t2, t4, maddr_allowed=trusted),
+            name: ServerTransactionLayer(t1, t2, t4, maddr_allowed=trusted)
+            for name in ("udp", "tcp", "tls")
         }
         self.held: dict[TxKey, Held] = {}
         # Lab mode: a registrar for test softphones, and a callee that answers loop-marked
@@ -184,6 +190,9 @@ class CallController:
         """The shell is bound: our address (Contact, Via of our own requests)."""
         self.local[transport] = (host, port)
         literal = f"[{host}]" if ":" in host else host
+        if transport == "tls":  # RFC 3261 §26.2.2: a sips URI (TLS implied, no parameter)
+            self.contacts[transport] = f"<sips:{literal}:{port}>"
+            return
         suffix = "" if transport == "udp" else f";transport={transport}"
         self.contacts[transport] = f"<sip:{literal}:{port}{suffix}>"
 
@@ -195,6 +204,8 @@ class CallController:
         """Handle one datagram or stream frame. Returns the INVITE decision outcome, if any."""
         if data.startswith(b"ACK ") and self._absorbed_ack(data, transport, now):
             return None
+        over = self.rate_limit is not None and self._over_limit(data, source, now)
+        limited = False
         try:
             message = parse_message(data, self.limits)
         except SipParseError as exc:
@@ -210,6 +221,12 @@ class CallController:
             self._flush_client()
             return None
         method = message.method
+        if over and message.to_tag is None and method not in _NEVER_LIMITED:
+            if method != "INVITE":
+                self.metrics.rate_limited.inc(_method_label(method), "dropped")
+                return None  # a flood of new requests: dropped, nothing sent
+            self.metrics.rate_limited.inc("INVITE", "redirected")
+            limited = True  # still its 302 at once, never a warning
         self.metrics.requests.inc(method if method in KNOWN_METHODS else "other")
         if method == "ACK" and message.call_id in self.dialogs:
             self.dialogs[message.call_id].acked()  # the ACK of the lab callee's 200
@@ -230,7 +247,7 @@ class CallController:
             return None
         try:
             if method == "INVITE":
-                return self._invite(request, layer, source, transport, now)
+                return self._invite(request, layer, source, transport, now, limited)
             if method == "ACK":
                 return None  # ACK for a 2xx we never send, or a late one: absorb
             max_forwards = request.max_forwards
@@ -263,6 +280,20 @@ class CallController:
             self._respond(layer, request, exc.status, now, transport, reason=exc.reason)
         return None
 
+    def _over_limit(self, data: bytes, source: Address, now: float) -> bool:
+        """Whether this request takes its source over `rate_limit` (the verdict is made
+        once it is parsed). Fail open, as a carrier needs it: a new INVITE over the limit
+        still gets its 302 at once, only no warning (a 503 would make the switch fail over,
+        or fail the call); any other new request is dropped. Responses, ACK, CANCEL, PRACK,
+        BYE and every in-dialog request (To tag) are never limited: they finish or carry
+        calls already started, and dropping them would only cause retransmissions."""
+        space = data.find(b" ", 0, 24)
+        method = data[:space] if space > 0 else b""
+        if method in (b"SIP/2.0", b"ACK", b"CANCEL") or data.startswith(b"SIP/"):
+            return False
+        assert self.rate_limit is not None
+        return self.rate_limit.take(source[0], now) > 0.0
+
     def _in_bridged_dialog(self, request: Request) -> bool:
         """A request inside a ringback-mode call's dialog (either leg), for the B2BUA."""
         if request.method in ("CANCEL", "PRACK") or not self.b2bua.owns_call_id(request.call_id):
@@ -288,6 +319,7 @@ class CallController:
         source: Address,
         transport: str,
         now: float,
+        limited: bool = False,
     ) -> str:
         try:
             max_forwards = invite.max_forwards
@@ -321,7 +353,11 @@ class CallController:
             return decision.outcome
         try:
             ringback = self._mode_of(decision.entry)[0] == "ringback"
-            plan = self._warning_plan(invite, source, ringback)
+            plan = (
+                "rate_limited"
+                if limited and self.warnings
+                else self._warning_plan(invite, source, ringback)
+            )
             if isinstance(plan, str):
                 skipped: str | None = plan
             else:
@@ -928,3 +964,8 @@ class CallController:
 def _tokens(request: Request, name: str) -> set[str]:
     """The lower-case option tags of every ``name`` header (Require, Supported)."""
     return {t.strip().lower() for v in request.headers.get_all(name) for t in split_list(v)}
+
+
+def _method_label(method: str) -> str:
+    """A method as a metric label: the known ones by name, invented ones as "other"."""
+    return method if method in KNOWN_METHODS else "other"
