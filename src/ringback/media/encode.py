@@ -2,9 +2,9 @@
 G.711. Blocking (subprocesses, one per encoding, run side by side): call it in a thread,
 never on the event loop, and never per call — the result is cached and shared.
 
-Timing: 60 s of 16 kHz speech in all six encodings takes about 1.7 s of CPU, under a
-second on two idle cores
-(``bench/prepare_codecs.py``).
+Timing: 60 s of 16 kHz speech in all six encodings takes about 3 s of CPU in the ffmpeg
+processes (AMR-WB the longest, under 1 s), so about 1.5 s on two idle cores
+(``bench/prepare_codecs.py``, ``bench/RESULTS.md``).
 """
 
 from __future__ import annotations
