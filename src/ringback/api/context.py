@@ -70,6 +70,9 @@ class ApiContext:
     plays: PlayStats
     portal_rules: PortalConfig
     http_rules: HttpConfig
+    # Called with a new recording's id once it is stored: this node prepares it in every
+    # codec in the background, so its first call does not wait for ffmpeg.
+    recording_added: Callable[[int], None] = lambda recording_id: None
 
 
 CONTEXT: web.AppKey[ApiContext] = web.AppKey("context", ApiContext)
