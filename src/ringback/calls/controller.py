@@ -19,6 +19,7 @@ state live beside it (decision, redirect, dialog, registrar, media).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 from ringback.calls.decision import (
@@ -31,6 +32,7 @@ from ringback.calls.decision import (
 )
 from ringback.calls.dialog import UasDialog
 from ringback.calls.effects import LAB_TONE, Address, Effect, StartWarning, StopWarning
+from ringback.calls.fast_path import ABSORBED, FastRedirect
 from ringback.calls.media import caller_of, media_plan
 from ringback.calls.metrics import SipMetrics
 from ringback.calls.redirect import Held, redirect_headers
@@ -41,9 +43,11 @@ from ringback.registry.numbers import NumberingPlan
 from ringback.sip.client import ClientTransactionLayer
 from ringback.sip.errors import SipParseError
 from ringback.sip.fast import top_via_value
+from ringback.sip.headers import ENCODING, ENCODING_ERRORS
 from ringback.sip.message import Limits, parse_message
 from ringback.sip.model import Request, Response
 from ringback.sip.responses import error_response, make_response, new_tag
+from ringback.sip.tags import TAG_KEY_BYTES, derived_tag
 from ringback.sip.transaction import AckTimeout, ServerTransactionLayer, TxKey, TxState
 
 ALLOW = "INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK"
@@ -95,6 +99,7 @@ class CallController:
         test_numbers: dict[int, int] | None = None,
         registrar: Registrar | None = None,
         lab_callee: bool = False,
+        tag_key: bytes | None = None,
     ) -> None:
         self.decider = Decider(
             index,
@@ -134,6 +139,16 @@ class CallController:
         self.local: dict[str, Address] = {}
         self._out: list[tuple[bytes, Address, str]] = []
         self._effects: list[Effect] = []
+        # The 302's To tag is derived from the INVITE with this key (sip/tags.py): workers
+        # sharing it answer any copy of an INVITE identically.
+        self.tag_key = tag_key or secrets.token_bytes(TAG_KEY_BYTES)
+        self.fast: FastRedirect | None = FastRedirect(
+            self.decider,
+            metrics,
+            self.limits,
+            self.tag_key,
+            lab=lab_callee or registrar is not None,
+        )
 
     # ------------------------------------------------------------ shell inputs
     def listening(self, transport: str, host: str, port: int) -> None:
@@ -151,6 +166,14 @@ class CallController:
         """Handle one datagram or stream frame. Returns the INVITE decision outcome, if any."""
         if data.startswith(b"ACK ") and self._absorbed_ack(data, transport, now):
             return None
+        if self.fast is not None and data.startswith(b"INVITE "):  # calls/fast_path.py
+            layer = self.layers[transport]
+            fast = self.fast.invite(
+                data, source, transport != "udp", layer, now, now + self.epoch_offset
+            )
+            if fast is not None:
+                self._flush(layer, transport)
+                return None if fast == ABSORBED else fast
         try:
             message = parse_message(data, self.limits)
         except SipParseError as exc:
@@ -437,7 +460,20 @@ class CallController:
         to_tag: str | None = None,
     ) -> None:
         extra = redirect_headers(contact, played=played, why=why)
+        if to_tag is None:  # the same tag the lean path derives (worker-independent)
+            to_tag = self._derived_tag(invite)
         self._respond(layer, invite, 302, now, transport, extra=extra, to_tag=to_tag)
+
+    def _derived_tag(self, invite: Request) -> str | None:
+        try:
+            from_tag = invite.from_tag or ""
+        except SipParseError:
+            return None  # a random tag then
+        return derived_tag(
+            self.tag_key,
+            invite.call_id.encode(ENCODING, ENCODING_ERRORS),
+            from_tag.encode(ENCODING, ENCODING_ERRORS),
+        )
 
     # --------------------------------------------------------------- shutdown
     def drain(self) -> None:
