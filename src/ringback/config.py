@@ -154,6 +154,14 @@ class ShutdownConfig:
 
 
 @dataclass
+class CacheConfig:
+    dir: str = ""  # empty: <database.data_dir>/cache
+
+    def path(self, data_dir: str) -> str:
+        return self.dir or str(Path(data_dir) / "cache")
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto: readable on a terminal, JSON lines otherwise
@@ -174,6 +182,7 @@ class Config:
     portal: PortalConfig = field(default_factory=PortalConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     lab: LabConfig = field(default_factory=LabConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def import_options(self, effective_reason: str | None = None) -> ImportOptions:

@@ -22,7 +22,7 @@ from ringback.calls.registrar import Registrar
 from ringback.config import Config
 from ringback.media.destinations import DestinationPolicy
 from ringback.media.shipped import default_warning_path, read_pcm8k
-from ringback.metrics import Registry
+from ringback.metrics import Counter, Registry
 from ringback.net.rtp_pacer import RtpPacer, RtpPortPool
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
 from ringback.net.warnings import WarningPlayer
@@ -33,6 +33,7 @@ from ringback.registry.proof_of_play import ProofOfPlayWriter
 from ringback.registry.store import Store, create_pool
 from ringback.sip.message import Limits
 from ringback.webhooks import EventWorker
+from ringback.workers import WorkerCounters, WorkerRole
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,10 @@ log = logging.getLogger(__name__)
 class Service:
     """One ringback node. `start()` never fails because the database is away (fail open)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, worker: WorkerRole | None = None) -> None:
         self.config = config
+        self.worker = worker  # one of `ringback serve --workers N` (see workers.py)
+        self.worker_counters: WorkerCounters | None = None
         self.embedded: EmbeddedPostgres | None = None
         self.dsn = config.database.url
         self.index = ListingIndex(compact_threshold=config.index.compact_threshold)
@@ -92,11 +95,14 @@ class Service:
             http.host,
             http.port,
             ssl_context=tls,
+            reuse_port=self.worker is not None,
         )
         stack.push_async_callback(self.http_runner.cleanup)
         self.http_port = await bound_port(self.http_runner)
         log.info("HTTP%s listening on %s:%d", "S" if tls else "", http.host, self.http_port)
-        if self.config.events.enabled:
+        if self.worker is not None:
+            self._start_worker_counters(self.worker)
+        if self.config.events.enabled and (self.worker is None or self.worker.index == 0):
             self.event_worker = EventWorker(self.pool, self.config.events)
             self.event_worker.start()
             stack.push_async_callback(self.event_worker.stop)
@@ -126,6 +132,7 @@ class Service:
             test_numbers=_test_numbers(a.test_numbers),
             registrar=self._registrar(),
             lab_callee=self.config.lab.enabled,
+            tag_key=self.worker.tag_key if self.worker else None,
         )
         player = self._warning_player()
         self.sip = SipEndpoint(
@@ -135,6 +142,7 @@ class Service:
             player=player,
             tcp_idle_s=sip.tcp_idle_s,
             max_message_bytes=sip.max_message_bytes,
+            reuse_port_workers=self.worker.count if self.worker else 0,
         )
         self.sip_port = await self.sip.start(sip.listen, sip.port)
         self._running.push_async_callback(self.sip.stop)
@@ -145,6 +153,36 @@ class Service:
             controller.transactions,
         )
         log.info("SIP listening on %s port %d (UDP and TCP)", ", ".join(sip.listen), self.sip_port)
+
+    def _start_worker_counters(self, worker: WorkerRole) -> None:
+        counters = self.worker_counters = WorkerCounters(worker.counters_path, worker.count)
+        self._running.callback(counters.close)
+        self.metrics.extra.append(counters.render)
+        sip = self.sip
+        assert sip is not None
+
+        def sum_of(counter: Counter) -> int:
+            return int(sum(counter.values.values()))
+
+        def update() -> None:
+            m = sip.metrics
+            cpu = time.process_time()
+            counters.write(
+                worker.index,
+                [
+                    sum_of(m.requests),
+                    sum_of(m.decisions),
+                    sum_of(m.responses),
+                    int(cpu * 1000),
+                ],
+            )
+
+        async def every_second() -> None:
+            while True:
+                update()
+                await asyncio.sleep(1.0)
+
+        self._tasks.append(asyncio.create_task(every_second(), name="worker-counters"))
 
     def _registrar(self) -> Registrar | None:
         lab = self.config.lab

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from ringback.calls import CallController, SipMetrics
 from ringback.calls.effects import Address
+from ringback.net.reuseport import attach_uri_hash, reuseport_udp_socket
 from ringback.net.warnings import WarningPlayer
 from ringback.sip.errors import SipParseError
 from ringback.sip.message import split_stream
@@ -67,8 +68,12 @@ class SipEndpoint:
         player: WarningPlayer | None = None,
         tcp_idle_s: float = 120.0,
         max_message_bytes: int = 65535,
+        reuse_port_workers: int = 0,
     ) -> None:
         self.controller = controller
+        # >0: one of that many workers sharing the port (SO_REUSEPORT, net/reuseport.py)
+        self.reuse_port_workers = reuse_port_workers
+        self.private_port = 0  # a worker's own port, in its Contact (in-dialog requests)
         self.player = player
         self.metrics = metrics
         self.trusted = trusted
@@ -99,18 +104,53 @@ class SipEndpoint:
                 if port != 0 or attempt == 19:
                     raise
         self._sync_clock()
+        contact_port = self.port
+        if self.reuse_port_workers:
+            # In-dialog requests (PRACK, the lab's ACK and BYE) are sent to our Contact:
+            # this worker's own port, so they reach the worker that holds the dialog.
+            contact_port = self.private_port = await self._bind_private(hosts[0])
         for transport in ("udp", "tcp"):
-            self.controller.listening(transport, hosts[0], self.port)
+            self.controller.listening(transport, hosts[0], contact_port)
         self._housekeeping = self._loop.call_later(HOUSEKEEPING_S, self._housekeep)
         return self.port
+
+    async def _bind_private(self, host: str) -> int:
+        """A UDP and TCP port of this worker alone (free port, same number for both)."""
+        assert self._loop is not None
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        for attempt in range(20):
+            transport, _ = await self._loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(host, 0), family=family
+            )
+            port = int(transport.get_extra_info("sockname")[1])
+            try:
+                server = await self._loop.create_server(
+                    lambda: _TcpConnection(self), host, port, family=family
+                )
+            except OSError:
+                transport.close()
+                if attempt == 19:
+                    raise
+                continue
+            self.udp.append(transport)
+            self.tcp_servers.append(server)
+            return port
+        raise OSError("no private port")  # not reached
 
     async def _bind_all(self, hosts: list[str], port: int) -> int:
         assert self._loop is not None
         for host in hosts:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            transport, _ = await self._loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(host, port), family=family
-            )
+            if self.reuse_port_workers:
+                sock = reuseport_udp_socket(host, port)
+                attach_uri_hash(sock, self.reuse_port_workers)
+                transport, _ = await self._loop.create_datagram_endpoint(
+                    lambda: _UdpProtocol(self), sock=sock
+                )
+            else:
+                transport, _ = await self._loop.create_datagram_endpoint(
+                    lambda: _UdpProtocol(self), local_addr=(host, port), family=family
+                )
             sock = transport.get_extra_info("socket")
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):  # the kernel caps these
                 sock.setsockopt(socket.SOL_SOCKET, option, 4 * 1024 * 1024)
@@ -121,7 +161,12 @@ class SipEndpoint:
                 self._udp_v4 = self._udp_v4 or transport
             port = transport.get_extra_info("sockname")[1]
             server = await self._loop.create_server(
-                lambda: _TcpConnection(self), host, port, family=family, reuse_address=True
+                lambda: _TcpConnection(self),
+                host,
+                port,
+                family=family,
+                reuse_address=True,
+                reuse_port=bool(self.reuse_port_workers) or None,
             )
             self.tcp_servers.append(server)
         return port
