@@ -57,12 +57,17 @@ def common_invite(
     ).encode()
 
 
-def play(c: CallController, data: bytes, now: float = 10.0, source=SRC) -> tuple:
+Sent = list[tuple[bytes, tuple[str, int], str]]
+
+
+def play(
+    c: CallController, data: bytes, now: float = 10.0, source: tuple[str, int] = SRC
+) -> tuple[str | None, Sent]:
     outcome = c.receive(data, source, "udp", now)
     return outcome, sent(c)
 
 
-def sent(c: CallController) -> list[tuple[bytes, tuple[str, int], str]]:
+def sent(c: CallController) -> Sent:
     return [(_random_tag_out(d), dest, t) for d, dest, t in c.take_outgoing()]
 
 
@@ -118,7 +123,7 @@ def test_the_to_tag_depends_on_the_request_only() -> None:
     assert play(one, data)[1][0][0] == play(two, data)[1][0][0]
     other = common_invite(from_="<sip:bob@192.0.2.10>;tag=f2")
     tags = {
-        parse_message(play(c, d)[1][0][0]).to_tag  # type: ignore[union-attr]
+        parse_message(play(c, d)[1][0][0]).to_tag
         for c, d in ((controller(fast=True)[0], data), (controller(fast=True)[0], other))
     }
     assert len(tags) == 2
