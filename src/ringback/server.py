@@ -73,7 +73,11 @@ class Service:
             embedded = self.embedded = EmbeddedPostgres(Path(self.config.database.data_dir))
             self.dsn = await asyncio.to_thread(embedded.start)
             stack.push_async_callback(asyncio.to_thread, embedded.stop)
-        self.pool = await create_pool(self.dsn, min_size=0, max_size=self.config.database.pool_max)
+        # Writes (and migrations) to database.write_url when the node follows a standby.
+        write_dsn = self.config.database.write_url or self.dsn
+        self.pool = await create_pool(
+            write_dsn, min_size=0, max_size=self.config.database.pool_max
+        )
         stack.push_async_callback(_close_pool, self.pool)
         self.store = Store(self.pool)
         await self._migrate_or_retry()
@@ -83,6 +87,8 @@ class Service:
             heartbeat_s=self.config.index.heartbeat_s,
             retention_days=self.config.index.feed_retention_days,
             connect_timeout_s=self.config.database.connect_timeout_s,
+            mode=self.config.index.feed,
+            poll_interval_s=self.config.index.poll_interval_s,
         )
         self.sync.start()
         stack.push_async_callback(self.sync.stop)

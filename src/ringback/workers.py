@@ -132,7 +132,9 @@ def supervise(config: Config, config_path: str | None, workers: int) -> int:
         embedded = EmbeddedPostgres(Path(config.database.data_dir))
         env["RINGBACK_DATABASE_URL"] = embedded.start()
     try:
-        migrate_once(env.get("RINGBACK_DATABASE_URL") or config.database.url)
+        migrate_once(
+            config.database.write_url or env.get("RINGBACK_DATABASE_URL") or config.database.url
+        )
         cache = Path(config.cache.path(config.database.data_dir))
         counters_path = cache / f"workers-{os.getpid()}.counters"
         WorkerCounters(counters_path, workers, create=True).close()
