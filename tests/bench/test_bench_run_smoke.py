@@ -31,6 +31,7 @@ def test_bench_run_smoke_prints_one_table_with_every_figure(tmp_path: Path) -> N
         "SIP redirect, highest clean rate per core",
         "call core per redirected call",
         "50,000-change burst",
+        "standby node",
         "index bytes per number",
         "RTP:",
         "clearance",

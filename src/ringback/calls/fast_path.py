@@ -152,8 +152,8 @@ class FastRedirect:
         ):
             return None  # 483 or 400: the full path answers those
         length = singles.get("content-length")
-        if length is None or not length.isdigit() or int(length) != len(data) - end - 4:
-            return None
+        if length is None or not length.isdigit() or int(length) > len(data) - end - 4:
+            return None  # bytes past Content-Length are dropped, as the full parser does
         if b"tag" in to.lower():
             return None  # a To tag (re-INVITE for a dialog we lack: 481), or odd
         from_tag = _from_tag(from_)

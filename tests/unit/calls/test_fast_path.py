@@ -169,6 +169,7 @@ VALUES = st.sampled_from(
         ]
     ),
     extra=st.lists(st.tuples(NAMES, VALUES), max_size=3),
+    trailer=st.sampled_from([b"", b"\r\n", b"x"]),
     source=st.sampled_from([SRC, ("192.0.2.11", 5060), ("127.0.0.1", 4000)]),
     retransmit=st.booleans(),
 )
@@ -179,6 +180,7 @@ VALUES = st.sampled_from(
     via_params=["received=10.0.0.1"],
     from_='"A" <sip:a@h>;tag=f1',
     extra=[],
+    trailer=b"\r\n",
     source=SRC,
     retransmit=False,
 )
@@ -189,12 +191,14 @@ def test_lean_and_full_paths_agree(
     via_params: list[str],
     from_: str,
     extra: list[tuple[str, str]],
+    trailer: bytes,
     source: tuple[str, int],
     retransmit: bool,
 ) -> None:
     via = ";".join([f"SIP/2.0/UDP {sent_by};branch={branch}", *via_params])
     lines = "".join(f"{n}: {v}\r\n" for n, v in extra)
     data = common_invite(number.replace("+49301;rbk", "+49301"), via=via, from_=from_, extra=lines)
+    data += trailer  # bytes past Content-Length (sipp sends a CRLF there)
     if number.endswith(";rbk"):
         data = data.replace(b"@192.0.2.1:5060 SIP", b"@192.0.2.1:5060;rbk SIP", 1)
     lean, lean_metrics = controller(fast=True)
@@ -253,3 +257,11 @@ def test_common_spellings_take_the_lean_path_and_agree(
     lean, lean_metrics = controller(fast=True)
     assert play(lean, data) == play(full, data)
     assert lean_metrics.render() == full_metrics.render()
+
+
+def test_bytes_after_the_body_do_not_send_it_to_the_full_parser() -> None:
+    """sipp (and some switches) end a body-less INVITE with one more CRLF."""
+    lean, _ = controller(fast=True)
+    assert lean.fast is not None
+    data = common_invite() + b"\r\n"
+    assert lean.fast.invite(data, SRC, False, lean.layers["udp"], 10.0, 1.7e9) == "not_listed"
