@@ -116,6 +116,11 @@ class FastRedirect:
                 if name in names or not self._other_name(name):
                     return None
                 continue
+            if key not in _COPIED:  # read, not copied: any spacing (sipp pads its length)
+                if key in singles:
+                    return None
+                singles[key] = line[colon + 1 :].strip()
+                continue
             value_at = colon + 2
             if (
                 line[colon + 1 : value_at] != b" "
@@ -131,8 +136,7 @@ class FastRedirect:
             if key in singles:
                 return None
             singles[key] = line[value_at:]
-            if key in _COPIED:
-                copied.append(line)
+            copied.append(line)
         if top_via_at < 0 or len(singles) < 4:
             return None
         call_id = singles.get("call-id")
