@@ -421,9 +421,17 @@ def start_ringback(
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    log(f"ringback ready on {harness.LOCALHOST}:{sip_port}")
-                    return (harness.LOCALHOST, sip_port)
+                ready = r.status == 200
+            if ready and workers > 1:  # every worker up: each reports its CPU counter
+                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics") as r:
+                    text = r.read().decode()
+                reported = re.findall(
+                    r'ringback_worker_cpu_milliseconds_total\{worker="\d+"\} [1-9]', text
+                )
+                ready = len(reported) >= workers
+            if ready:
+                log(f"ringback ready on {harness.LOCALHOST}:{sip_port}")
+                return (harness.LOCALHOST, sip_port)
         except OSError:
             pass
         if not proc.alive():
