@@ -32,6 +32,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -103,7 +104,7 @@ def start_kamailio_peer(
     processes: harness.ProcessSet, workdir: Path, *, numbers: int, children: int, cpu: int
 ) -> tuple[str, int]:
     port = harness.free_port("udp")
-    db_dir = listed_numbers_db(workdir / "db", numbers)
+    db_dir = listed_numbers_db(workdir / "kamailio-db", numbers)
     text = (BENCH / "kamailio_redirect.cfg").read_text()
     for key, value in {
         "@@LISTEN_PORT@@": str(port),
@@ -362,7 +363,13 @@ def table(title: str, steps: list[Step]) -> str:
 
 
 def start_ringback(
-    processes: harness.ProcessSet, workdir: Path, *, numbers: int, cpu: int
+    processes: harness.ProcessSet,
+    workdir: Path,
+    *,
+    numbers: int,
+    cpu: int,
+    workers: int = 1,
+    cpus: str = "0,1",
 ) -> tuple[str, int]:
     """`ringback serve` on an embedded PostgreSQL in `workdir` with `numbers` listings."""
     import asyncio
@@ -404,25 +411,88 @@ def start_ringback(
         f"[database]\nurl = '{dsn}'\n[sip]\nport = {sip_port}\n"
         f"[http]\nport = {http_port}\n[log]\nformat = 'json'\nlevel = 'warning'\n"
     )
+    argv = [sys.executable, "-m", "ringback", "serve", "--config", str(config)]
+    if workers > 1:
+        argv = ["taskset", "-c", cpus, *argv, "--workers", str(workers)]
     proc = processes.start(
-        "ringback",
-        [sys.executable, "-m", "ringback", "serve", "--config", str(config)],
-        log_path=workdir / "ringback.log",
-        cpu=cpu,
+        "ringback", argv, log_path=workdir / "ringback.log", cpu=cpu if workers == 1 else None
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    log(f"ringback ready on {harness.LOCALHOST}:{sip_port}")
-                    return (harness.LOCALHOST, sip_port)
+                ready = r.status == 200
+            if ready and workers > 1:  # every worker up: each reports its CPU counter
+                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics") as r:
+                    text = r.read().decode()
+                reported = re.findall(
+                    r'ringback_worker_cpu_milliseconds_total\{worker="\d+"\} [1-9]', text
+                )
+                ready = len(reported) >= workers
+            if ready:
+                log(f"ringback ready on {harness.LOCALHOST}:{sip_port}")
+                return (harness.LOCALHOST, sip_port)
         except OSError:
             pass
         if not proc.alive():
             break
         time.sleep(0.2)
     raise SystemExit("ringback did not become ready:\n" + proc.log())
+
+
+def sweep(
+    target: tuple[str, int],
+    rates: list[int],
+    args: argparse.Namespace,
+    workdir: Path,
+    processes: harness.ProcessSet,
+    scenario: Path,
+    numbers: Path,
+) -> list[Step]:
+    """Step the rate up until --stop-after unclean steps in a row."""
+    steps: list[Step] = []
+    unclean = 0
+    for rate in rates:
+        check_alive(processes)
+        log(f"step {rate} calls/s x {args.step_seconds:g} s -> {target[0]}:{target[1]} ...")
+        step = run_step(
+            scenario,
+            numbers,
+            target,
+            rate,
+            step_seconds=args.step_seconds,
+            workdir=workdir,
+            cpu=args.client_cpu,
+            processes=processes,
+            probe_rate=args.probe_rate,
+        )
+        steps.append(step)
+        log(
+            f"  achieved {step.achieved:,.0f}/s failed {step.failed} "
+            f"retrans {step.retransmissions} p50/p90/p99 {fmt_ms(step.p50)}/"
+            f"{fmt_ms(step.p90)}/{fmt_ms(step.p99)} ms, probe p50/p99 "
+            f"{fmt_us(step.probe_p50_us)}/{fmt_us(step.probe_p99_us)} µs "
+            f"({step.probe_lost} lost) exit {step.exit_code}"
+        )
+        unclean = 0 if step.clean else unclean + 1
+        if unclean >= args.stop_after:
+            log(f"stopping: {unclean} unclean steps in a row")
+            break
+        time.sleep(args.pause)
+    return steps
+
+
+def best_clean(steps: list[Step]) -> Step | None:
+    clean = [s for s in steps if s.clean]
+    return max(clean, key=lambda s: s.offered) if clean else None
+
+
+def ringback_title(args: argparse.Namespace) -> str:
+    where = f"CPU {args.server_cpu}" if args.workers == 1 else f"CPUs {args.server_cpus}"
+    return (
+        f"ringback serve ({args.workers} worker{'s' if args.workers > 1 else ''}, uvloop, "
+        f"{args.numbers:,} listed numbers in the index, {where})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -435,17 +505,30 @@ def main(argv: list[str] | None = None) -> int:
     who.add_argument(
         "--ringback",
         action="store_true",
-        help="start `ringback serve` (one worker, uvloop) on an embedded PostgreSQL holding "
+        help="start `ringback serve` (uvloop) on an embedded PostgreSQL holding "
         "--numbers listings, pinned to --server-cpu",
     )
+    who.add_argument(
+        "--compare",
+        action="store_true",
+        help="start both ringback and the Kamailio peer (same CPU pinning), sweep each in "
+        "turn in this one run, then ringback at 70 %% of its top rate; print the ratio",
+    )
     ap.add_argument("--rates", default=DEFAULT_RATES, help=f"calls/s steps ({DEFAULT_RATES})")
+    ap.add_argument(
+        "--kamailio-rates", help="calls/s steps for the peer with --compare (default: --rates)"
+    )
     ap.add_argument("--step-seconds", type=float, default=10.0, help="load per step (10 s)")
     ap.add_argument(
         "--stop-after", type=int, default=2, help="stop after N unclean steps in a row (2)"
     )
     ap.add_argument("--numbers", type=int, default=100_000, help="Kamailio htable size")
     ap.add_argument("--kamailio-children", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1, help="ringback serve --workers (1)")
     ap.add_argument("--server-cpu", type=int, default=0, help="CPU for servers started here")
+    ap.add_argument(
+        "--server-cpus", default="0,1", help="CPUs for ringback with --workers > 1 (0,1)"
+    )
     ap.add_argument("--client-cpu", type=int, default=1, help="CPU for sipp (UAC)")
     ap.add_argument("--pause", type=float, default=2.0, help="seconds between steps")
     ap.add_argument(
@@ -455,29 +538,81 @@ def main(argv: list[str] | None = None) -> int:
         help="calls/s of the Python latency probe run alongside sipp (100; 0: off). It "
         "shares the client CPU with sipp: use 0 when looking for the top rate",
     )
-    ap.add_argument("--json", type=Path, help="also write the steps as JSON here")
+    ap.add_argument("--json", type=Path, help="also write the steps (and summary) as JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args(argv)
 
     harness.require_binary("sipp")
     harness.require_binary("taskset")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what was started
     # the probe thread (and nothing else of ours) shares the client CPU with sipp
     os.sched_setaffinity(0, {args.client_cpu})
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
+    kamailio_rates = (
+        [int(r) for r in args.kamailio_rates.split(",") if r.strip()]
+        if args.kamailio_rates
+        else rates
+    )
     workdir = Path(tempfile.mkdtemp(prefix="sip-bench-"))
     processes = harness.ProcessSet()
-    steps: list[Step] = []
+    results: dict[str, list[Step]] = {}
+    summary: dict[str, object] = {}
     try:
-        if args.target:
+        scenario = lean_scenario(workdir / "invite_302_lean.xml")
+        numbers = called_numbers(workdir / "called.csv")
+
+        def run(target: tuple[str, int], steps_rates: list[int]) -> list[Step]:
+            return sweep(target, steps_rates, args, workdir, processes, scenario, numbers)
+
+        if args.compare:
+            kam = start_kamailio_peer(
+                processes,
+                workdir,
+                numbers=args.numbers,
+                children=args.kamailio_children,
+                cpu=args.server_cpu,
+            )
+            rb = start_ringback(
+                processes,
+                workdir,
+                numbers=args.numbers,
+                cpu=args.server_cpu,
+                workers=args.workers,
+                cpus=args.server_cpus,
+            )
+            kam_title = (
+                f"Kamailio 5.6 stateless redirect + htable ({args.numbers:,} numbers, "
+                f"{args.kamailio_children} UDP workers, CPU {args.server_cpu})"
+            )
+            results[kam_title] = run(kam, kamailio_rates)
+            rb_title = ringback_title(args)
+            results[rb_title] = run(rb, rates)
+            rb_best, kam_best = best_clean(results[rb_title]), best_clean(results[kam_title])
+            if rb_best is not None:
+                at70 = int(round(rb_best.offered * 0.7, -2))
+                time.sleep(args.pause)
+                results[f"ringback at 70 % of its top rate ({at70:,} calls/s)"] = run(rb, [at70])
+                summary["ringback_p99_ms_at_70"] = results[
+                    f"ringback at 70 % of its top rate ({at70:,} calls/s)"
+                ][0].p99
+            summary["ringback_top"] = rb_best.offered if rb_best else 0
+            summary["kamailio_top"] = kam_best.offered if kam_best else 0
+            if rb_best and kam_best:
+                summary["ratio"] = rb_best.offered / kam_best.offered
+        elif args.target:
             host, _, port = args.target.rpartition(":")
             target = (host or harness.LOCALHOST, int(port))
-            title = f"server at {args.target}"
+            results[f"server at {args.target}"] = run(target, rates)
         elif args.ringback:
-            target = start_ringback(processes, workdir, numbers=args.numbers, cpu=args.server_cpu)
-            title = (
-                f"ringback serve (1 worker, uvloop, {args.numbers:,} listed numbers in the "
-                f"index, CPU {args.server_cpu})"
+            target = start_ringback(
+                processes,
+                workdir,
+                numbers=args.numbers,
+                cpu=args.server_cpu,
+                workers=args.workers,
+                cpus=args.server_cpus,
             )
+            results[ringback_title(args)] = run(target, rates)
         elif args.kamailio_peer:
             target = start_kamailio_peer(
                 processes,
@@ -490,6 +625,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"Kamailio 5.6 stateless redirect + htable ({args.numbers:,} numbers, "
                 f"{args.kamailio_children} UDP workers, CPU {args.server_cpu})"
             )
+            results[title] = run(target, rates)
         else:
             standin, _ = harness.start_standin(
                 processes,
@@ -499,40 +635,9 @@ def main(argv: list[str] | None = None) -> int:
                 trace_msg=False,
                 transports=("u1",),
             )
-            target = standin.addr
-            title = f"sipp stand-in (UAS on CPU {args.server_cpu}; shows the driver works)"
             log(f"stand-in on {standin.hostport}")
-
-        scenario = lean_scenario(workdir / "invite_302_lean.xml")
-        numbers = called_numbers(workdir / "called.csv")
-        unclean = 0
-        for rate in rates:
-            check_alive(processes)
-            log(f"step {rate} calls/s x {args.step_seconds:g} s ...")
-            step = run_step(
-                scenario,
-                numbers,
-                target,
-                rate,
-                step_seconds=args.step_seconds,
-                workdir=workdir,
-                cpu=args.client_cpu,
-                processes=processes,
-                probe_rate=args.probe_rate,
-            )
-            steps.append(step)
-            log(
-                f"  achieved {step.achieved:,.0f}/s failed {step.failed} "
-                f"retrans {step.retransmissions} p50/p90/p99 {fmt_ms(step.p50)}/"
-                f"{fmt_ms(step.p90)}/{fmt_ms(step.p99)} ms, probe p50/p99 "
-                f"{fmt_us(step.probe_p50_us)}/{fmt_us(step.probe_p99_us)} µs "
-                f"({step.probe_lost} lost) exit {step.exit_code}"
-            )
-            unclean = 0 if step.clean else unclean + 1
-            if unclean >= args.stop_after:
-                log(f"stopping: {unclean} unclean steps in a row")
-                break
-            time.sleep(args.pause)
+            title = f"sipp stand-in (UAS on CPU {args.server_cpu}; shows the driver works)"
+            results[title] = run(standin.addr, rates)
     finally:
         processes.stop_all()
         if args.keep:
@@ -540,8 +645,18 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    print(table(title, steps))
-    print()
+    for title, steps in results.items():
+        print(table(title, steps))
+        print()
+    if args.compare:
+        ratio = summary.get("ratio")
+        print(
+            f"**Per core, same run: ringback {summary['ringback_top']:,} calls/s, Kamailio "
+            f"{summary['kamailio_top']:,} calls/s, ratio "
+            f"{'-' if ratio is None else f'{ratio:.2f}'}**; ringback p99 at 70 % of its top "
+            f"rate: {fmt_ms(summary.get('ringback_p99_ms_at_70'))} ms (sipp's clock)"  # type: ignore[arg-type]
+        )
+        print()
     print(
         "sipp UAC: INVITE (no SDP) -> 302 -> ACK over UDP, one socket (-t u1), "
         f"-buff_size {BUFF}, pinned to CPU {args.client_cpu}; response time = INVITE sent "
@@ -550,7 +665,18 @@ def main(argv: list[str] | None = None) -> int:
         "the middle 60 % of each step, INVITE -> final response; includes Python's overhead."
     )
     if args.json:
-        args.json.write_text(json.dumps([{**asdict(s), "clean": s.clean} for s in steps], indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "summary": summary,
+                    "runs": {
+                        t: [{**asdict(s), "clean": s.clean} for s in steps]
+                        for t, steps in results.items()
+                    },
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -23,6 +23,7 @@ from ringback.registry.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from ringback.registry.import_csv import ImportRejected
 from ringback.registry.store import Store, create_pool
 from ringback.runtime import run_loop, until_signalled
+from ringback.workers import WorkerRole
 
 log = logging.getLogger("ringback")
 CLI = Principal("cli", "operator")
@@ -47,12 +48,12 @@ async def _store(config: Config) -> AsyncIterator[Store]:
             await asyncio.to_thread(embedded.stop)
 
 
-async def _serve(config: Config) -> int:
+async def _serve(config: Config, role: WorkerRole | None = None) -> int:
     # The service (HTTP app, portal, audio processing) is imported only by the commands that
     # run it: `ringback dial` and the small commands start in a fraction of a second.
     from ringback.server import Service
 
-    service = Service(config)
+    service = Service(config, worker=role)
     await service.start()
     service.take_over_gc()
     try:
@@ -200,7 +201,14 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--config", "-c", metavar="PATH", help="TOML config file")
         return p
 
-    with_config(sub.add_parser("serve", help="run the service"))
+    serve = with_config(sub.add_parser("serve", help="run the service"))
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes on the same SIP and HTTP ports, one per core (default 1)",
+    )
     demo = with_config(sub.add_parser("demo", help="run with a demo court and test numbers"))
     demo.add_argument("--data-dir", default="ringback-demo", help="embedded database folder")
     demo.add_argument("--sip-port", type=int, default=5060)
@@ -251,7 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(config.log.level, config.log.format)
     try:
         if args.command == "serve":
-            return run_loop(_serve(config))
+            from ringback.workers import supervise
+
+            role = WorkerRole.from_env()
+            if role is None and args.workers > 1:
+                return supervise(config, args.config, args.workers)
+            return run_loop(_serve(config, role))
         if args.command == "demo":
             from ringback.demo import run_demo  # see _serve
 

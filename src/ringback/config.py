@@ -31,6 +31,7 @@ class DatabaseConfig:
     data_dir: str = "ringback-data"
     pool_max: int = 10
     connect_timeout_s: float = 5.0
+    write_url: str = ""  # empty: writes go to `url` (set it when `url` is a hot standby)
 
 
 @dataclass
@@ -91,6 +92,8 @@ class IndexConfig:
     ready_max_staleness_s: float = 30.0
     max_warn_staleness_s: float = 600.0
     feed_retention_days: int = 7
+    feed: str = "auto"  # auto: LISTEN, polling where refused; poll: always poll
+    poll_interval_s: float = 0.25
 
 
 @dataclass
@@ -195,6 +198,14 @@ class ShutdownConfig:
 
 
 @dataclass
+class CacheConfig:
+    dir: str = ""  # empty: <database.data_dir>/cache
+
+    def path(self, data_dir: str) -> str:
+        return self.dir or str(Path(data_dir) / "cache")
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto: readable on a terminal, JSON lines otherwise
@@ -216,6 +227,7 @@ class Config:
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     lab: LabConfig = field(default_factory=LabConfig)
     ringback: RingbackConfig = field(default_factory=RingbackConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def import_options(self, effective_reason: str | None = None) -> ImportOptions:
@@ -397,6 +409,9 @@ def _validate(c: Config) -> None:
     if not c.database.url and not c.database.data_dir:
         raise ConfigError("database.data_dir: must be set when database.url is empty")
     _positive("database.pool_max", c.database.pool_max)
+    if c.index.feed not in ("auto", "poll"):
+        raise ConfigError(f"index.feed: must be auto or poll, got {c.index.feed!r}")
+    _positive("index.poll_interval_s", c.index.poll_interval_s)
     _positive("database.connect_timeout_s", c.database.connect_timeout_s)
     n = c.numbering
     if not (

@@ -82,6 +82,7 @@ class Histogram:
 class Registry:
     def __init__(self) -> None:
         self.metrics: list[Counter | Gauge | Histogram] = []
+        self.extra: list[Callable[[], str]] = []  # whole exposition blocks (worker counters)
 
     def counter(self, name: str, help: str, labels: tuple[str, ...] = ()) -> Counter:
         metric = Counter(name, help, labels)
@@ -102,4 +103,4 @@ class Registry:
         lines: list[str] = []
         for metric in self.metrics:
             lines.extend(metric.render())
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + "".join(block() for block in self.extra)

@@ -27,7 +27,7 @@ from ringback.media.destinations import DestinationPolicy
 from ringback.media.encode import available_encodings
 from ringback.media.offer_answer import SRTP
 from ringback.media.shipped import default_warning
-from ringback.metrics import Registry
+from ringback.metrics import Counter, Registry
 from ringback.net.call_media import CallMedia
 from ringback.net.court_modes import CourtModes
 from ringback.net.relay import MediaRelay
@@ -44,6 +44,7 @@ from ringback.registry.proof_of_play import ProofOfPlayWriter
 from ringback.registry.store import Store, create_pool
 from ringback.sip.message import Limits
 from ringback.webhooks import EventWorker
+from ringback.workers import WorkerCounters, WorkerRole
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,10 @@ log = logging.getLogger(__name__)
 class Service:
     """One ringback node. `start()` never fails because the database is away (fail open)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, worker: WorkerRole | None = None) -> None:
         self.config = config
+        self.worker = worker  # one of `ringback serve --workers N` (see workers.py)
+        self.worker_counters: WorkerCounters | None = None
         self.embedded: EmbeddedPostgres | None = None
         self.dsn = config.database.url
         self.index = ListingIndex(compact_threshold=config.index.compact_threshold)
@@ -82,7 +85,11 @@ class Service:
             embedded = self.embedded = EmbeddedPostgres(Path(self.config.database.data_dir))
             self.dsn = await asyncio.to_thread(embedded.start)
             stack.push_async_callback(asyncio.to_thread, embedded.stop)
-        self.pool = await create_pool(self.dsn, min_size=0, max_size=self.config.database.pool_max)
+        # Writes (and migrations) to database.write_url when the node follows a standby.
+        write_dsn = self.config.database.write_url or self.dsn
+        self.pool = await create_pool(
+            write_dsn, min_size=0, max_size=self.config.database.pool_max
+        )
         stack.push_async_callback(_close_pool, self.pool)
         self.store = Store(self.pool)
         await self._migrate_or_retry()
@@ -92,6 +99,8 @@ class Service:
             heartbeat_s=self.config.index.heartbeat_s,
             retention_days=self.config.index.feed_retention_days,
             connect_timeout_s=self.config.database.connect_timeout_s,
+            mode=self.config.index.feed,
+            poll_interval_s=self.config.index.poll_interval_s,
         )
         self.sync.start()
         stack.push_async_callback(self.sync.stop)
@@ -104,11 +113,14 @@ class Service:
             http.host,
             http.port,
             ssl_context=tls,
+            reuse_port=self.worker is not None,
         )
         stack.push_async_callback(self.http_runner.cleanup)
         self.http_port = await bound_port(self.http_runner)
         log.info("HTTP%s listening on %s:%d", "S" if tls else "", http.host, self.http_port)
-        if self.config.events.enabled:
+        if self.worker is not None:
+            self._start_worker_counters(self.worker)
+        if self.config.events.enabled and (self.worker is None or self.worker.index == 0):
             self.event_worker = EventWorker(self.pool, self.config.events)
             self.event_worker.start()
             stack.push_async_callback(self.event_worker.stop)
@@ -152,6 +164,7 @@ class Service:
             else None,
             codecs=self.encodings,
             precondition_timeout_s=a.precondition_timeout_s,
+            tag_key=self.worker.tag_key if self.worker else None,
         )
         player = await self._call_media()
         assert self.player is not None
@@ -167,6 +180,7 @@ class Service:
             tls=sip_tls_context(sip.tls_cert, sip.tls_key, sip.tls_client_ca)
             if sip.tls_cert
             else None,
+            reuse_port_workers=self.worker.count if self.worker else 0,
         )
         self.sip_port = await self.sip.start(sip.listen, sip.port, sip.tls_port)
         self._running.push_async_callback(self.sip.stop)
@@ -183,6 +197,36 @@ class Service:
                 self.sip.tls_port,
                 " (client certificates required)" if sip.tls_client_ca else "",
             )
+
+    def _start_worker_counters(self, worker: WorkerRole) -> None:
+        counters = self.worker_counters = WorkerCounters(worker.counters_path, worker.count)
+        self._running.callback(counters.close)
+        self.metrics.extra.append(counters.render)
+        sip = self.sip
+        assert sip is not None
+
+        def sum_of(counter: Counter) -> int:
+            return int(sum(counter.values.values()))
+
+        def update() -> None:
+            m = sip.metrics
+            cpu = time.process_time()
+            counters.write(
+                worker.index,
+                [
+                    sum_of(m.requests),
+                    sum_of(m.decisions),
+                    sum_of(m.responses),
+                    int(cpu * 1000),
+                ],
+            )
+
+        async def every_second() -> None:
+            while True:
+                update()
+                await asyncio.sleep(1.0)
+
+        self._tasks.append(asyncio.create_task(every_second(), name="worker-counters"))
 
     def _registrar(self) -> Registrar | None:
         lab = self.config.lab

@@ -211,9 +211,10 @@ async def redirect_target(
 
 
 async def _start_ringback(
-    processes: ProcessSet, interop_dir: Path, database: str, extra: str = ""
+    processes: ProcessSet, interop_dir: Path, database: str, extra: str = "", workers: int = 1
 ) -> tuple[int, int]:
-    """`ringback serve` on ``database`` (already seeded); (SIP port, HTTP port) once ready."""
+    """`ringback serve` on ``database`` (already seeded); (SIP port, HTTP port) once ready.
+    ``workers`` > 1: `--workers N`, ready once every worker answers /readyz."""
     sip_port, http_port = free_port("both"), free_port("tcp")
     config = interop_dir / "ringback.toml"
     config.write_text(
@@ -224,16 +225,17 @@ async def _start_ringback(
         "[announcement]\ngap_ms = 0\nrtp_port_min = 32000\nrtp_port_max = 32999\n"
         "[log]\nformat = 'json'\nlevel = 'debug'\n" + extra
     )
-    proc = processes.start(
-        "ringback",
-        [sys.executable, "-m", "ringback", "serve", "--config", str(config)],
-        log_path=interop_dir / "ringback.log",
-    )
+    argv = [sys.executable, "-m", "ringback", "serve", "--config", str(config)]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    proc = processes.start("ringback", argv, log_path=interop_dir / "ringback.log")
     deadline = time.monotonic() + 30
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=1) as r:
-                if r.status == 200:
+                if r.status == 200 and len(worker_counters(http_port, "cpu_milliseconds")) >= (
+                    workers if workers > 1 else 0
+                ):
                     break
         except OSError:
             pass
@@ -241,6 +243,20 @@ async def _start_ringback(
             pytest.fail("ringback did not become ready:\n" + proc.log(), pytrace=False)
         await asyncio.sleep(0.1)
     return sip_port, http_port
+
+
+def worker_counters(http_port: int, name: str) -> dict[int, int]:
+    """`ringback_worker_<name>_total` by worker, for the workers that have reported."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=2) as r:
+        text = r.read().decode()
+    prefix = f'ringback_worker_{name}_total{{worker="'
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            worker, _, value = line[len(prefix) :].partition('"} ')
+            if int(value) > 0:
+                out[int(worker)] = int(value)
+    return out
 
 
 LAB_USER, LAB_PASSWORD = "+8613900139000", "lab-secret-1"

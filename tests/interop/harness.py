@@ -743,7 +743,7 @@ def start_kamailio(
     proc = processes.start(
         f"kamailio {cfg.name}", argv, log_path=run_dir / "kamailio.log", cwd=run_dir, cpu=cpu
     )
-    wait_bound(proc, port, ("udp",), timeout=15.0)
+    wait_bound(proc, port, ("udp",), timeout=60.0)  # a large htable loads slowly on a busy host
     return KamailioProcess(LOCALHOST, port, cfg, proc)
 
 

@@ -118,11 +118,24 @@ def build_app(ctx: ApiContext, *, check_answers: bool = False) -> web.Applicatio
 
 
 async def start_http(
-    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+    app: web.Application,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    *,
+    reuse_port: bool = False,
 ) -> web.AppRunner:
+    """``reuse_port``: share the port with the other workers of `ringback serve --workers`."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
+    site = web.TCPSite(
+        runner,
+        host,
+        port,
+        reuse_address=True,
+        reuse_port=reuse_port or None,
+        ssl_context=ssl_context,
+    )
     await site.start()
     return runner
 

@@ -19,6 +19,7 @@ state live beside it (decision, redirect, dialog, registrar, media).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 from ringback.calls.b2bua import B2bua, RingbackOptions
@@ -39,6 +40,7 @@ from ringback.calls.effects import (
     StartWarning,
     StopWarning,
 )
+from ringback.calls.fast_path import ABSORBED, FastRedirect
 from ringback.calls.media import MediaPlan, caller_of, media_plan
 from ringback.calls.metrics import SipMetrics
 from ringback.calls.redirect import Held, redirect_headers
@@ -54,11 +56,12 @@ from ringback.sip.body import sdp_of
 from ringback.sip.client import ClientTransactionLayer
 from ringback.sip.errors import SipParseError
 from ringback.sip.fast import top_via_value
-from ringback.sip.headers import split_list
+from ringback.sip.headers import ENCODING, ENCODING_ERRORS, split_list
 from ringback.sip.message import Limits, parse_message
 from ringback.sip.model import Request, Response
 from ringback.sip.responses import error_response, make_response, new_tag
 from ringback.sip.sdp import Attribute, SdpError, parse_sdp
+from ringback.sip.tags import TAG_KEY_BYTES, derived_tag
 from ringback.sip.transaction import AckTimeout, ServerTransactionLayer, TxKey, TxState
 
 ALLOW = "INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK, UPDATE"
@@ -120,6 +123,7 @@ class CallController:
         ringback: RingbackOptions | None = None,
         mode_for: Callable[[Entry], tuple[str, str] | None] | None = None,
         rate_limit: TokenBuckets | None = None,
+        tag_key: bytes | None = None,
     ) -> None:
         self.decider = Decider(
             index,
@@ -184,6 +188,16 @@ class CallController:
             t1=t1,
             t2=t2,
         )
+        # The 302's To tag is derived from the INVITE with this key (sip/tags.py): workers
+        # sharing it answer any copy of an INVITE identically.
+        self.tag_key = tag_key or secrets.token_bytes(TAG_KEY_BYTES)
+        self.fast: FastRedirect | None = FastRedirect(
+            self.decider,
+            metrics,
+            self.limits,
+            self.tag_key,
+            lab=lab_callee or registrar is not None,
+        )
 
     # ------------------------------------------------------------ shell inputs
     def listening(self, transport: str, host: str, port: int) -> None:
@@ -206,6 +220,16 @@ class CallController:
             return None
         over = self.rate_limit is not None and self._over_limit(data, source, now)
         limited = False
+        if self.fast is not None and data.startswith(b"INVITE "):  # calls/fast_path.py
+            layer = self.layers[transport]
+            fast = self.fast.invite(
+                data, source, transport != "udp", layer, now, now + self.epoch_offset
+            )
+            if fast is not None:  # unlisted: its 302 at once, as over the rate limit too
+                if over:
+                    self.metrics.rate_limited.inc("INVITE", "redirected")
+                self._flush(layer, transport)
+                return None if fast == ABSORBED else fast
         try:
             message = parse_message(data, self.limits)
         except SipParseError as exc:
@@ -712,7 +736,20 @@ class CallController:
         to_tag: str | None = None,
     ) -> None:
         extra = redirect_headers(contact, played=played, why=why)
+        if to_tag is None:  # the same tag the lean path derives (worker-independent)
+            to_tag = self._derived_tag(invite)
         self._respond(layer, invite, 302, now, transport, extra=extra, to_tag=to_tag)
+
+    def _derived_tag(self, invite: Request) -> str | None:
+        try:
+            from_tag = invite.from_tag or ""
+        except SipParseError:
+            return None  # a random tag then
+        return derived_tag(
+            self.tag_key,
+            invite.call_id.encode(ENCODING, ENCODING_ERRORS),
+            from_tag.encode(ENCODING, ENCODING_ERRORS),
+        )
 
     # --------------------------------------------------------------- shutdown
     def drain(self) -> None:

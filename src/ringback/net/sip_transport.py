@@ -24,6 +24,7 @@ from typing import cast
 from ringback.calls import CallController, SipMetrics
 from ringback.calls.effects import Address
 from ringback.net.call_media import CallMedia
+from ringback.net.reuseport import attach_uri_hash, reuseport_udp_socket
 from ringback.sip.errors import SipParseError
 from ringback.sip.message import split_stream
 from ringback.sip.transaction import TxKey
@@ -84,12 +85,16 @@ class SipEndpoint:
         max_message_bytes: int = 65535,
         tls: ssl.SSLContext | None = None,
         max_receive_age_s: float = 0.0,
+        reuse_port_workers: int = 0,
     ) -> None:
         self.controller = controller
         self.tls = tls
         # Overload shedding: an INVITE that waited longer than this in the UDP socket's
         # queue is dropped unread (0: never); the switch has routed it on already.
         self.max_receive_age_s = max_receive_age_s
+        # >0: one of that many workers sharing the port (SO_REUSEPORT, net/reuseport.py)
+        self.reuse_port_workers = reuse_port_workers
+        self.private_port = 0  # a worker's own port, in its Contact (in-dialog requests)
         self.player = player
         self._pumping = False  # carrying out the controller's effects (see _after_report)
         self.metrics = metrics
@@ -128,18 +133,49 @@ class SipEndpoint:
         if self.tls is not None:
             self.tls_port = await self._bind_tls(hosts, 5061 if tls_port is None else tls_port)
         self._sync_clock()
+        contact_port = self.port
+        if self.reuse_port_workers:
+            # In-dialog requests (PRACK, the lab's ACK and BYE) are sent to our Contact:
+            # this worker's own port, so they reach the worker that holds the dialog.
+            contact_port = self.private_port = await self._bind_private(hosts[0])
         for transport in ("udp", "tcp"):
-            self.controller.listening(transport, hosts[0], self.port)
+            self.controller.listening(transport, hosts[0], contact_port)
         if self.tls is not None:
             self.controller.listening("tls", hosts[0], self.tls_port)
         self._housekeeping = self._loop.call_later(HOUSEKEEPING_S, self._housekeep)
         return self.port
 
+    async def _bind_private(self, host: str) -> int:
+        """A UDP and TCP port of this worker alone (free port, same number for both)."""
+        assert self._loop is not None
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        for attempt in range(20):
+            udp = _UdpSocket(self, udp_socket(host, 0, family))
+            port = udp.port
+            try:
+                server = await self._loop.create_server(
+                    lambda: _TcpConnection(self), host, port, family=family
+                )
+            except OSError:
+                udp.close()
+                if attempt == 19:
+                    raise
+                continue
+            self.udp.append(udp)
+            self.tcp_servers.append(server)
+            return port
+        raise OSError("no private port")  # not reached
+
     async def _bind_all(self, hosts: list[str], port: int) -> int:
         assert self._loop is not None
         for host in hosts:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            udp = _UdpSocket(self, udp_socket(host, port, family))
+            if self.reuse_port_workers:
+                sock = reuseport_udp_socket(host, port)
+                attach_uri_hash(sock, self.reuse_port_workers)
+            else:
+                sock = udp_socket(host, port, family)
+            udp = _UdpSocket(self, sock)
             self.udp.append(udp)
             if family == socket.AF_INET6:
                 self._udp_v6 = self._udp_v6 or udp
@@ -147,7 +183,12 @@ class SipEndpoint:
                 self._udp_v4 = self._udp_v4 or udp
             port = udp.port
             server = await self._loop.create_server(
-                lambda: _TcpConnection(self), host, port, family=family, reuse_address=True
+                lambda: _TcpConnection(self),
+                host,
+                port,
+                family=family,
+                reuse_address=True,
+                reuse_port=bool(self.reuse_port_workers) or None,
             )
             self.tcp_servers.append(server)
         return port

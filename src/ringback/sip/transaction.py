@@ -225,6 +225,32 @@ class ServerTransactionLayer:
             return True
         return tx.state is TxState.CONFIRMED  # a retransmitted ACK
 
+    def resend_last(self, key: TxKey) -> bool:
+        """Hot-path shortcut for a retransmitted request already keyed by the caller: queue
+        the transaction's last response again, as :meth:`receive_request` would. False
+        when no such transaction exists."""
+        tx = self._txs.get(key)
+        if tx is None:
+            return False
+        if tx.last is not None and tx.state is not TxState.ACCEPTED:
+            self._out.append((tx.last, tx.dest))
+        return True
+
+    def answer_invite(
+        self, key: TxKey, dest: Address, reliable: bool, data: bytes, now: float
+    ) -> None:
+        """Hot-path shortcut: a new INVITE transaction (RFC 3261 branch key, see
+        ``_compute_key``) answered at once with the 3xx-6xx response ``data``, already
+        serialised for ``dest``. Same state and timers as :meth:`receive_request` then
+        :meth:`send_response` (Timer G unless reliable, Timer H)."""
+        tx = _Tx(key, True, dest, reliable, None, TxState.COMPLETED, data)
+        self._txs[key] = tx
+        self._out.append((data, dest))
+        if not reliable:
+            tx.interval = self.t1
+            self._start(tx, _G, now, self.t1)
+        self._start(tx, _H, now, 64 * self.t1)
+
     def _confirm(self, tx: _Tx, reliable: bool, now: float) -> None:
         """ACK for a non-2xx final response: stop retransmitting, linger for Timer I."""
         tx.state = TxState.CONFIRMED
