@@ -116,6 +116,17 @@ class RecordingsConfig:
 class ImportsConfig:
     max_bytes: int = 200 * 1024 * 1024
     batch_rows: int = 20_000
+    lease_s: float = 30.0  # a running job renews its lease; one left expired is failed
+
+
+@dataclass
+class CacheConfig:
+    dir: str = ""  # empty: <database.data_dir>/cache
+    load_timeout_s: float = 5.0  # one recording fetched from the database
+    poll_s: float = 10.0  # recordings checked against the database at least this often
+
+    def path(self, data_dir: str) -> Path:
+        return Path(self.dir) if self.dir else Path(data_dir) / "cache"
 
 
 @dataclass
@@ -170,6 +181,7 @@ class Config:
     listings: ListingsConfig = field(default_factory=ListingsConfig)
     recordings: RecordingsConfig = field(default_factory=RecordingsConfig)
     imports: ImportsConfig = field(default_factory=ImportsConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     portal: PortalConfig = field(default_factory=PortalConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
@@ -335,6 +347,9 @@ def _validate(c: Config) -> None:
     if not c.database.url and not c.database.data_dir:
         raise ConfigError("database.data_dir: must be set when database.url is empty")
     _positive("database.pool_max", c.database.pool_max)
+    _positive("imports.lease_s", c.imports.lease_s)
+    _positive("cache.load_timeout_s", c.cache.load_timeout_s)
+    _positive("cache.poll_s", c.cache.poll_s)
     _positive("database.connect_timeout_s", c.database.connect_timeout_s)
     n = c.numbering
     if not (

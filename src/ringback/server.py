@@ -30,6 +30,7 @@ from ringback.registry.embedded import EmbeddedPostgres
 from ringback.registry.feed import IndexSync
 from ringback.registry.listing_index import ListingIndex
 from ringback.registry.proof_of_play import ProofOfPlayWriter
+from ringback.registry.recording_cache import RecordingCache, RecordingSync
 from ringback.registry.store import Store, create_pool
 from ringback.sip.message import Limits
 from ringback.webhooks import EventWorker
@@ -58,6 +59,8 @@ class Service:
         self.pacer: RtpPacer | None = None
         self.proof: ProofOfPlayWriter | None = None
         self.event_worker: EventWorker | None = None
+        self.recordings: RecordingCache
+        self.recording_sync: RecordingSync
         self._running = contextlib.AsyncExitStack()  # how to stop what start() started
         self._tasks: list[asyncio.Task[None]] = []
         self._db_check: tuple[float, bool] = (0.0, False)
@@ -83,6 +86,7 @@ class Service:
         )
         self.sync.start()
         stack.push_async_callback(self.sync.stop)
+        await self._start_recording_cache()
         self._register_metrics()
         await self._start_sip()
         http = self.config.http
@@ -100,6 +104,19 @@ class Service:
             self.event_worker = EventWorker(self.pool, self.config.events)
             self.event_worker.start()
             stack.push_async_callback(self.event_worker.stop)
+
+    async def _start_recording_cache(self) -> None:
+        """Recordings on local disk, fetched on their own pool: a bulk import holding the
+        main pool for a minute cannot delay a warning."""
+        cache = self.config.cache
+        pool = await create_pool(self.dsn, min_size=0, max_size=2)
+        self._running.push_async_callback(_close_pool, pool)
+        directory = cache.path(self.config.database.data_dir) / "recordings"
+        self.recordings = RecordingCache(directory, pool, timeout_s=cache.load_timeout_s)
+        self.recording_sync = RecordingSync(self.recordings, poll_s=cache.poll_s)
+        self.sync.on_change = self.recording_sync.wake
+        self.recording_sync.start()
+        self._running.push_async_callback(self.recording_sync.stop)
 
     async def _start_sip(self) -> None:
         sip, a = self.config.sip, self.config.announcement
@@ -172,7 +189,7 @@ class Service:
         self.player = WarningPlayer(
             pools,
             self.pacer,
-            self.store.recordings.pcm,
+            self.recordings.pcm,
             default_pcm=read_pcm8k(default_warning_path()),
             registry=self.metrics,
             proof=self.proof,
@@ -286,6 +303,22 @@ class Service:
         m.gauge("ringback_feed_full_loads", "Full index loads since start", lambda: sync.full_loads)
         m.gauge(
             "ringback_feed_reconnects", "Feed reconnections since start", lambda: sync.reconnects
+        )
+        cache = self.recordings
+        m.gauge(
+            "ringback_recordings_cached",
+            "Recordings held in the node's local cache",
+            lambda: len(cache.files),
+        )
+        m.gauge(
+            "ringback_recording_load_failures",
+            "Recordings needed for a call that were neither cached nor loadable",
+            lambda: cache.load_failures,
+        )
+        m.gauge(
+            "ringback_recording_cache_corrupt",
+            "Cached recordings removed because they no longer matched their digest",
+            lambda: cache.corrupt,
         )
         m.gauge(
             "ringback_database_up",

@@ -1,9 +1,10 @@
 """Carries out the call core's warning effects: RTP port, SDP answer, audio, proof of play.
 
 Recordings are prepared once (8 kHz PCM → 20 ms μ-law/A-law frames) and cached; a
-recording not yet in memory is fetched from the database off the call path while the
-INVITE waits with a 100 Trying. Every outcome — including any exception while starting —
-is reported to the core, which answers the held INVITE (fail open).
+recording not yet in memory is read (from the node's local recording cache, or failing
+that the database) off the call path while the INVITE waits with a 100 Trying. Every
+outcome — including any exception while starting — is reported to the core,
+which answers the held INVITE (fail open).
 """
 
 from __future__ import annotations
