@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +23,7 @@ WHO = Principal("test", "operator")
 DOWN = "postgresql://postgres@/postgres?host=/nonexistent-ringback-db&port=5432"
 
 
-async def _two_recordings(store: Store) -> tuple[dict[int, bytes], object]:
+async def _two_recordings(store: Store) -> tuple[dict[int, bytes], uuid.UUID]:
     court, _, _ = await store.courts.create("Cache Court", WHO)
     out = {}
     for hz in (440.0, 880.0):
