@@ -7,6 +7,7 @@ import contextlib
 import gc
 import ipaddress
 import logging
+import socket
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from ringback.metrics import Registry
 from ringback.net.rtp_pacer import RtpPacer, RtpPortPool
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
 from ringback.net.warnings import WarningPlayer
+from ringback.registry.common import DATABASE_ERRORS
 from ringback.registry.embedded import EmbeddedPostgres
 from ringback.registry.feed import IndexSync
 from ringback.registry.listing_index import ListingIndex
@@ -76,7 +78,10 @@ class Service:
         self.pool = await create_pool(self.dsn, min_size=0, max_size=self.config.database.pool_max)
         stack.push_async_callback(_close_pool, self.pool)
         self.store = Store(self.pool)
+        self.store.imports.lease_s = self.config.imports.lease_s
+        self.store.imports.node = f"{socket.gethostname()}:{self.config.http.port}"
         await self._migrate_or_retry()
+        self._tasks.append(asyncio.create_task(self._fail_abandoned_imports(), name="imports"))
         self.sync = IndexSync(
             self.dsn,
             self.index,
@@ -219,6 +224,18 @@ class Service:
                 return
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 continue
+
+    async def _fail_abandoned_imports(self) -> None:
+        """At start: this node's unfinished import jobs (it died running them); then, every
+        half lease, any node's whose lease ran out."""
+        mine_too = True
+        while True:
+            try:
+                await self.store.imports.fail_abandoned(mine_too=mine_too)
+                mine_too = False
+            except DATABASE_ERRORS as exc:  # away, or not migrated yet: next round
+                log.debug("abandoned imports not checked: %s", exc)
+            await asyncio.sleep(2.0 if mine_too else self.config.imports.lease_s / 2)
 
     async def database_reachable(self) -> bool:
         """A cheap `SELECT 1`, cached for a second so probes cannot load the database."""

@@ -44,6 +44,9 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
+    # The server is going away under the request (shut down, crashed, postmaster killed).
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
 )
 
 # Any failed database call: what a background loop catches to keep running.
