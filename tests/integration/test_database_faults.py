@@ -121,9 +121,9 @@ async def test_postgres_killed_under_load_then_back(
             crashed = await during + await only_after
             _check_calls(crashed, {LISTED_A, LISTED_B})
             assert sum(c.number == LISTED_B for c in crashed) >= 3
-            # Audio actually flowed for those calls (one RTP source port per warning).
-            assert len(load.rtp_packets) >= sum(c.warned for c in [*before, *crashed])
-            assert min(load.rtp_packets.values()) >= 25  # 0.6 s of 20 ms frames
+            # Audio actually flowed for those calls: 0.6 s is 30 frames of 20 ms each.
+            warned = sum(c.warned for c in [*before, *crashed])
+            assert sum(load.rtp_packets.values()) >= 0.95 * 30 * warned
 
             # PostgreSQL comes back: ready again, the feed follows, writes work.
             await asyncio.to_thread(postgres.start)
