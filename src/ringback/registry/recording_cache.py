@@ -196,18 +196,23 @@ class RecordingSync:
     async def _run(self) -> None:
         await asyncio.to_thread(self.cache.scan)
         backoff = 0.5
+        away = False
         while True:
             self._wake.clear()
             try:
                 fetched = await self.cache.sync()
                 if fetched:
                     log.info("recording cache: fetched %d recordings", fetched)
-                backoff = 0.5
+                if away:
+                    log.info("recording cache: database back; cache matches it")
+                backoff, away = 0.5, False
                 wait = self.poll_s
             except asyncio.CancelledError:
                 raise
             except DATABASE_ERRORS as exc:
-                log.info("recording cache: database unavailable (%s); retrying", exc)
+                if not away:  # once per outage, not once per retry
+                    log.warning("recording cache: database unavailable (%s); retrying", exc)
+                away = True
                 wait, backoff = backoff, min(backoff * 2, self.poll_s)
             except Exception:
                 log.exception("recording cache: sync failed; retrying")
