@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from faults_support import api, kill_postmaster, start_node, tone
+from faults_support import Node, api, kill_postmaster, start_node, tone
 from sip_load import Call, SipLoad
 
 from ringback.registry.common import Principal
@@ -99,6 +99,8 @@ async def test_postgres_killed_under_load_then_back(
             # The crash, in the middle of a steady load.
             stop = asyncio.Event()
             during = asyncio.create_task(load.run([*UNLISTED, LISTED_A], 40, 60, stop))
+            writes: list[tuple[int, int, str | None]] = []
+            writer = asyncio.create_task(_write_until(node, token, stop, writes))
             await asyncio.sleep(1.0)
             await asyncio.to_thread(kill_postmaster, postgres)
             # B is first dialled now: its recording can only come from the local cache.
@@ -119,6 +121,7 @@ async def test_postgres_killed_under_load_then_back(
             await asyncio.sleep(3.0)  # calls keep coming while it is down
             stop.set()
             crashed = await during + await only_after
+            await writer
             _check_calls(crashed, {LISTED_A, LISTED_B})
             assert sum(c.number == LISTED_B for c in crashed) >= 3
             # Audio actually flowed for those calls: 0.6 s is 30 frames of 20 ms each.
@@ -151,8 +154,24 @@ async def test_postgres_killed_under_load_then_back(
         try:
             head = await conn.fetchval("SELECT last_seq FROM feed_counter")
             assert (await node.metrics())["ringback_feed_last_seq"] == head
-            numbers = {r[0] for r in await conn.fetch("SELECT number FROM listings")}
-            assert numbers == {int(n[1:]) for n in (LISTED_A, LISTED_B, LISTED_C)}
+            rows = await conn.fetch("SELECT id, number FROM listings")
+            numbers = {r["number"] for r in rows}
+            wanted = {int(n[1:]) for n in (LISTED_A, LISTED_B, LISTED_C)}
+            # Writes racing the crash: every 2xx is there; every other answer is a 503
+            # (no 500, not even for a request the dying server was running); nothing
+            # else was written, and every listing is whole with its audit event.
+            acked = {n for n, status, _ in writes if 200 <= status < 300}
+            assert acked and acked <= numbers
+            others = [(n, status, code) for n, status, code in writes if not 200 <= status < 300]
+            assert others and all(s == 503 and c == "database_unavailable" for _, s, c in others)
+            assert wanted <= numbers <= wanted | {n for n, _, _ in writes}
+            creates = {
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT entity FROM audit_events WHERE action = 'listing.create'"
+                )
+            }
+            assert {f"listing:{r['id']}" for r in rows} <= creates
             audited = await conn.fetchval(
                 "SELECT count(*) FROM audit_events WHERE entity LIKE $1", f"%{REFUSED_D[1:]}%"
             )
@@ -162,6 +181,21 @@ async def test_postgres_killed_under_load_then_back(
         assert "Traceback" not in node.log()
     finally:
         node.stop()
+
+
+async def _write_until(
+    node: Node, token: str, stop: asyncio.Event, writes: list[tuple[int, int, str | None]]
+) -> None:
+    """List one number after another until `stop`: (number, status, error code) each."""
+    for i in range(100_000):
+        if stop.is_set():
+            return
+        number = 8613599000000 + i
+        put = {"case_ref": f"W-{i}", "expires_at": _tomorrow()}
+        status, body = await api(node, "PUT", f"/v1/listings/+{number}", token, put)
+        writes.append((number, status, body.get("error", {}).get("code")))
+        if status == 503:
+            await asyncio.sleep(0.05)  # a client backing off
 
 
 async def _calls_once_listed(load: SipLoad, number: str) -> list[Call]:
