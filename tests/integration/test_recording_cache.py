@@ -4,6 +4,7 @@ a timeout, following the recordings table (real PostgreSQL, real files)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -77,6 +78,25 @@ async def test_a_corrupt_file_is_dropped_and_fetched_again(store: Store, tmp_pat
     assert await asyncio.to_thread(again.read, other) is None
     assert again.corrupt == 2
     assert await again.pcm(other) == recordings[other]
+
+
+async def test_a_copy_from_another_database_is_never_played(store: Store, tmp_path: Path) -> None:
+    """The folder holds a recording under the same id from another database (a restore,
+    a reused folder): the database's own audio is played, and the copy replaced."""
+    recordings, _ = await _two_recordings(store)
+    recording_id = min(recordings)
+    foreign = tone(1234.0, 0.5)
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    stale = folder / f"{recording_id}-{hashlib.sha256(foreign).hexdigest()}.pcm"
+    stale.write_bytes(foreign)
+    cache = RecordingCache(folder, store.pool)
+    await asyncio.to_thread(cache.scan)
+    assert cache.files[recording_id].path == stale  # a valid file, but not this database's
+    assert await cache.pcm(recording_id) == recordings[recording_id]  # before any sync
+    await cache.sync()
+    assert not stale.exists()
+    assert await cache.pcm(recording_id) == recordings[recording_id]
 
 
 async def test_the_cache_follows_the_recordings_table(store: Store, tmp_path: Path) -> None:

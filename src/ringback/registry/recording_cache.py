@@ -7,12 +7,17 @@ never leaves a half-written file under a real name). The digest in the name is P
 ``sha256(pcm)``, computed at the source; a file whose content no longer matches it is
 deleted and fetched again (checked when the folder is scanned and on every read).
 
-Recordings are immutable (an id never changes its audio), so the cache follows the
-``recordings`` table: new ids are fetched, ids gone from the table are removed.
-`sync()` does that; `RecordingSync` runs it at start, whenever the change feed applied
-changes (a listing or a court's default may now name another recording), and every
-`poll_s`. Fetches use their own small pool (never the one bulk imports hold) and a
-timeout.
+The cache follows the ``recordings`` table by (id, digest), using the table's stored
+``pcm_sha256``: a recording missing here or with another digest (a restored or different
+database behind the same folder) is fetched, one gone from the table is removed. `sync()`
+does that; `RecordingSync` runs it at start, whenever the change feed applied changes (a
+listing or a court's default may now name another recording), and every `poll_s`.
+Fetches use their own small pool (never the one bulk imports hold) and a timeout.
+
+Until the first `sync()` has matched the folder against the database, a call's recording
+is fetched from the database first and the disk is the fallback (the folder may hold
+another database's recordings under the same ids); after a database failure the disk is
+used directly for `RETRY_DATABASE_S`, so calls do not each wait for a timeout.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from ringback.registry.common import DATABASE_ERRORS
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(\d+)-([0-9a-f]{64})\.pcm$")
+RETRY_DATABASE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +60,7 @@ class RecordingCache:
         self.corrupt = 0
         self.load_failures = 0
         self.synced = False  # True once the cache matched the table (at least once)
+        self._database_failed_at = -RETRY_DATABASE_S
 
     # ------------------------------------------------------------------ disk
     def scan(self) -> None:
@@ -126,7 +133,7 @@ class RecordingCache:
     async def _fetch(self, recording_id: int) -> bytes | None:
         row = await asyncio.wait_for(
             self.pool.fetchrow(
-                "SELECT pcm, encode(sha256(pcm), 'hex') AS digest FROM recordings WHERE id = $1",
+                "SELECT pcm, encode(pcm_sha256, 'hex') AS digest FROM recordings WHERE id = $1",
                 recording_id,
             ),
             self.timeout_s,
@@ -139,32 +146,41 @@ class RecordingCache:
         return pcm
 
     async def pcm(self, recording_id: int) -> bytes | None:
-        """A recording's PCM: from disk, else from the database (then kept on disk).
-        None when it exists in neither or the database cannot be reached in time."""
-        pcm = await asyncio.to_thread(self.read, recording_id)
-        if pcm is not None:
-            return pcm
+        """A recording's PCM: from disk, else from the database (then kept on disk); see
+        the module's docstring for the order before the first sync. None when it exists in
+        neither or the database cannot be reached in time."""
+        loop = asyncio.get_running_loop()
+        trust_disk = self.synced or loop.time() - self._database_failed_at < RETRY_DATABASE_S
+        if trust_disk:
+            pcm = await asyncio.to_thread(self.read, recording_id)
+            if pcm is not None:
+                return pcm
         try:
             return await self._fetch(recording_id)
         except DATABASE_ERRORS as exc:
-            self.load_failures += 1
-            log.warning("recording %d: not cached and not loadable (%s)", recording_id, exc)
-            return None
+            self._database_failed_at = loop.time()
+            pcm = None if trust_disk else await asyncio.to_thread(self.read, recording_id)
+            if pcm is None:
+                self.load_failures += 1
+                log.warning("recording %d: not cached and not loadable (%s)", recording_id, exc)
+            return pcm
 
     async def sync(self) -> int:
         """Make the folder hold exactly the recordings in the table; returns how many
         were fetched. Raises the database's error when it cannot be reached."""
-        ids = {
-            r[0]
-            for r in await asyncio.wait_for(
-                self.pool.fetch("SELECT id FROM recordings"), self.timeout_s
-            )
-        }
+        rows = await asyncio.wait_for(
+            self.pool.fetch("SELECT id, encode(pcm_sha256, 'hex') FROM recordings"),
+            self.timeout_s,
+        )
+        digests: dict[int, str] = {r[0]: r[1] for r in rows}
         fetched = 0
-        for recording_id in sorted(ids - self.files.keys()):
+        for recording_id, digest in sorted(digests.items()):
+            cached = self.files.get(recording_id)
+            if cached is not None and cached.sha256 == digest:
+                continue
             if await self._fetch(recording_id) is not None:
                 fetched += 1
-        for gone in self.files.keys() - ids:
+        for gone in self.files.keys() - digests.keys():
             await asyncio.to_thread(self._remove, gone)
         self.synced = True
         return fetched
