@@ -81,7 +81,8 @@ class Service:
         self.store.imports.lease_s = self.config.imports.lease_s
         self.store.imports.node = f"{socket.gethostname()}:{self.config.http.port}"
         await self._migrate_or_retry()
-        self._tasks.append(asyncio.create_task(self._fail_abandoned_imports(), name="imports"))
+        sweeper = asyncio.create_task(self._fail_abandoned_imports(), name="imports")
+        stack.push_async_callback(_cancel, sweeper)
         self.sync = IndexSync(
             self.dsn,
             self.index,
@@ -365,6 +366,13 @@ def _test_numbers(items: list[str]) -> dict[int, int]:
         number, _, recording = item.partition(":")
         out[int(number[1:])] = int(recording or 0)
     return out
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel a background task and give it up to 5 s to finish (a query cancelled
+    mid-flight waits for the server's answer)."""
+    task.cancel()
+    await asyncio.wait({task}, timeout=5.0)
 
 
 async def _close_pool(pool: asyncpg.Pool) -> None:

@@ -206,8 +206,8 @@ class RecordingSync:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Bounded: a query cancelled mid-flight waits for the server's answer.
+            await asyncio.wait({task}, timeout=5.0)
 
     async def _run(self) -> None:
         await asyncio.to_thread(self.cache.scan)
