@@ -132,6 +132,17 @@ class RecordingsConfig:
 class ImportsConfig:
     max_bytes: int = 200 * 1024 * 1024
     batch_rows: int = 20_000
+    lease_s: float = 30.0  # a running job renews its lease; one left expired is failed
+
+
+@dataclass
+class CacheConfig:
+    dir: str = ""  # empty: <database.data_dir>/cache
+    load_timeout_s: float = 5.0  # one recording fetched from the database
+    poll_s: float = 10.0  # recordings checked against the database at least this often
+
+    def path(self, data_dir: str) -> Path:
+        return Path(self.dir) if self.dir else Path(data_dir) / "cache"
 
 
 @dataclass
@@ -198,14 +209,6 @@ class ShutdownConfig:
 
 
 @dataclass
-class CacheConfig:
-    dir: str = ""  # empty: <database.data_dir>/cache
-
-    def path(self, data_dir: str) -> str:
-        return self.dir or str(Path(data_dir) / "cache")
-
-
-@dataclass
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto: readable on a terminal, JSON lines otherwise
@@ -222,12 +225,12 @@ class Config:
     listings: ListingsConfig = field(default_factory=ListingsConfig)
     recordings: RecordingsConfig = field(default_factory=RecordingsConfig)
     imports: ImportsConfig = field(default_factory=ImportsConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     portal: PortalConfig = field(default_factory=PortalConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     lab: LabConfig = field(default_factory=LabConfig)
     ringback: RingbackConfig = field(default_factory=RingbackConfig)
-    cache: CacheConfig = field(default_factory=CacheConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def import_options(self, effective_reason: str | None = None) -> ImportOptions:
@@ -412,6 +415,9 @@ def _validate(c: Config) -> None:
     if c.index.feed not in ("auto", "poll"):
         raise ConfigError(f"index.feed: must be auto or poll, got {c.index.feed!r}")
     _positive("index.poll_interval_s", c.index.poll_interval_s)
+    _positive("imports.lease_s", c.imports.lease_s)
+    _positive("cache.load_timeout_s", c.cache.load_timeout_s)
+    _positive("cache.poll_s", c.cache.poll_s)
     _positive("database.connect_timeout_s", c.database.connect_timeout_s)
     n = c.numbering
     if not (

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import ipaddress
 import logging
+import socket
 import time
 from pathlib import Path
 
@@ -37,10 +38,12 @@ from ringback.net.sip_tls import sip_tls_context
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
 from ringback.net.warnings import WarningPlayer
 from ringback.ratelimit import TokenBuckets
+from ringback.registry.common import DATABASE_ERRORS
 from ringback.registry.embedded import EmbeddedPostgres
 from ringback.registry.feed import IndexSync
 from ringback.registry.listing_index import ListingIndex
 from ringback.registry.proof_of_play import ProofOfPlayWriter
+from ringback.registry.recording_cache import RecordingCache, RecordingSync
 from ringback.registry.store import Store, create_pool
 from ringback.sip.message import Limits
 from ringback.webhooks import EventWorker
@@ -73,6 +76,8 @@ class Service:
         self.pacer: RtpPacer | None = None
         self.proof: ProofOfPlayWriter | None = None
         self.event_worker: EventWorker | None = None
+        self.recordings: RecordingCache
+        self.recording_sync: RecordingSync
         self._running = contextlib.AsyncExitStack()  # how to stop what start() started
         self._tasks: list[asyncio.Task[None]] = []
         self._db_check: tuple[float, bool] = (0.0, False)
@@ -92,7 +97,11 @@ class Service:
         )
         stack.push_async_callback(_close_pool, self.pool)
         self.store = Store(self.pool)
+        self.store.imports.lease_s = self.config.imports.lease_s
+        self.store.imports.node = f"{socket.gethostname()}:{self.config.http.port}"
         await self._migrate_or_retry()
+        sweeper = asyncio.create_task(self._fail_abandoned_imports(), name="imports")
+        stack.push_async_callback(_cancel, sweeper)
         self.sync = IndexSync(
             self.dsn,
             self.index,
@@ -104,6 +113,7 @@ class Service:
         )
         self.sync.start()
         stack.push_async_callback(self.sync.stop)
+        await self._start_recording_cache()
         self._register_metrics()
         await self._start_sip()
         http = self.config.http
@@ -124,6 +134,19 @@ class Service:
             self.event_worker = EventWorker(self.pool, self.config.events)
             self.event_worker.start()
             stack.push_async_callback(self.event_worker.stop)
+
+    async def _start_recording_cache(self) -> None:
+        """Recordings on local disk, fetched on their own pool: a bulk import holding the
+        main pool for a minute cannot delay a warning."""
+        cache = self.config.cache
+        pool = await create_pool(self.dsn, min_size=0, max_size=2)
+        self._running.push_async_callback(_close_pool, pool)
+        directory = cache.path(self.config.database.data_dir) / "recordings"
+        self.recordings = RecordingCache(directory, pool, timeout_s=cache.load_timeout_s)
+        self.recording_sync = RecordingSync(self.recordings, poll_s=cache.poll_s)
+        self.sync.on_change = self.recording_sync.wake
+        self.recording_sync.start()
+        self._running.push_async_callback(self.recording_sync.stop)
 
     async def _start_sip(self) -> None:
         sip, a = self.config.sip, self.config.announcement
@@ -301,7 +324,7 @@ class Service:
         self.player = WarningPlayer(
             pools,
             self.pacer,
-            self.store.recordings.pcm,
+            self.recordings.audio,
             default_pcm=default_pcm,
             default_rate=default_rate,
             encodings=self.encodings,
@@ -333,6 +356,18 @@ class Service:
                 return
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 continue
+
+    async def _fail_abandoned_imports(self) -> None:
+        """At start: this node's unfinished import jobs (it died running them); then, every
+        half lease, any node's whose lease ran out."""
+        mine_too = True
+        while True:
+            try:
+                await self.store.imports.fail_abandoned(mine_too=mine_too)
+                mine_too = False
+            except DATABASE_ERRORS as exc:  # away, or not migrated yet: next round
+                log.debug("abandoned imports not checked: %s", exc)
+            await asyncio.sleep(2.0 if mine_too else self.config.imports.lease_s / 2)
 
     async def database_reachable(self) -> bool:
         """A cheap `SELECT 1`, cached for a second so probes cannot load the database."""
@@ -423,6 +458,22 @@ class Service:
         m.gauge(
             "ringback_feed_reconnects", "Feed reconnections since start", lambda: sync.reconnects
         )
+        cache = self.recordings
+        m.gauge(
+            "ringback_recordings_cached",
+            "Recordings held in the node's local cache",
+            lambda: len(cache.files),
+        )
+        m.gauge(
+            "ringback_recording_load_failures",
+            "Recordings needed for a call that were neither cached nor loadable",
+            lambda: cache.load_failures,
+        )
+        m.gauge(
+            "ringback_recording_cache_corrupt",
+            "Cached recordings removed because they no longer matched their digest",
+            lambda: cache.corrupt,
+        )
         m.gauge(
             "ringback_database_up",
             "1 when the feed connection to the database is up",
@@ -451,6 +502,13 @@ def _test_numbers(items: list[str]) -> dict[int, int]:
         number, _, recording = item.partition(":")
         out[int(number[1:])] = int(recording or 0)
     return out
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel a background task and give it up to 5 s to finish (a query cancelled
+    mid-flight waits for the server's answer)."""
+    task.cancel()
+    await asyncio.wait({task}, timeout=5.0)
 
 
 async def _close_pool(pool: asyncpg.Pool) -> None:

@@ -3,7 +3,8 @@
 Recordings are prepared once in every available encoding (G.711 with numpy; G.722, Opus,
 AMR, AMR-WB with ffmpeg in a worker thread, never on the event loop) and cached; the
 shipped default is prepared at start (:meth:`WarningPlayer.warm`), an uploaded one when
-it is uploaded on this node or at its first call, while the INVITE waits with a 100 Trying
+it is uploaded on this node or at its first call (read from the node's local recording
+cache, or failing that the database), while the INVITE waits with a 100 Trying
 (several calls waiting for one recording share one preparation; G.711 calls of an 8 kHz
 recording start at once). Every outcome — including any exception while starting — is
 reported to the core, which answers the held INVITE (fail open).

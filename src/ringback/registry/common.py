@@ -44,6 +44,12 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
+    # The server is going away under the request (shut down, crashed, postmaster killed).
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    # asyncpg's own state machine tripping over a connection that died mid-operation
+    # (seen when releasing it to the pool as the postmaster is killed).
+    asyncpg.InternalClientError,
 )
 
 # Any failed database call: what a background loop catches to keep running.

@@ -100,6 +100,8 @@ class IndexSync:
         self._conn: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
         self._compact_wanted = False
+        # Called after changes were applied (e.g. to fetch a recording a listing now names).
+        self.on_change: Callable[[], None] | None = None
         # Merging 15 M entries takes a few hundred ms: never on the loop; we do it in a
         # thread after the batch of changes that filled the overlay.
         index.on_overlay_full = self._want_compaction
@@ -234,6 +236,7 @@ class IndexSync:
         self.last_seq = head
         self.catch_ups += 1
         self._synced()
+        self._changed()
         if self.retention_days and self._monotonic() >= self._next_prune:
             self._next_prune = self._monotonic() + PRUNE_EVERY_S
             try:
@@ -282,12 +285,20 @@ class IndexSync:
         self.loaded = True
         self.full_loads += 1
         self._synced()
+        self._changed()
         log.info(
             "index sync: loaded %d numbers at seq %d in %.2f s",
             len(self.index),
             head,
             time.perf_counter() - started,
         )
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception:
+                log.exception("index sync: change listener failed")
 
     def _synced(self) -> None:
         self._last_sync = self._monotonic()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from typing import Any
 import asyncpg
 
 from ringback.registry import audit
-from ringback.registry.common import Principal
+from ringback.registry.common import DATABASE_ERRORS, Principal
 from ringback.registry.import_csv import (
     ImportOptions,
     ImportRejected,
@@ -48,22 +49,74 @@ JOB_COLUMNS = (
 Progress = Callable[[str, int, int, int], None]  # (stage, rows, bytes done, bytes total)
 
 
-class Imports:
-    """Import jobs: create one, run it, read it back (`JOB_COLUMNS`)."""
+UNFINISHED = ("receiving", "validating", "loading")
+ABANDONED = "abandoned"
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+
+class Imports:
+    """Import jobs: create one, run it, read it back (`JOB_COLUMNS`).
+
+    A job holds a lease of `lease_s` (renewed every third of it while it runs) in the name
+    of `node`. `fail_abandoned` marks failed the unfinished jobs whose lease ran out (their
+    node died: the import's one transaction never committed, so nothing of it applied).
+    """
+
+    def __init__(
+        self, pool: asyncpg.Pool, *, lease_s: float = 30.0, node: str | None = None
+    ) -> None:
         self.pool = pool
+        self.lease_s = lease_s
+        self.node = node or socket.gethostname()
 
     async def create_job(
         self, court_id: uuid.UUID, who: Principal, filename: str | None
     ) -> uuid.UUID:
         job_id: uuid.UUID = await self.pool.fetchval(
-            "INSERT INTO imports (court_id, actor, filename) VALUES ($1, $2, $3) RETURNING id",
+            "INSERT INTO imports (court_id, actor, filename, node, lease_until) "
+            "VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) RETURNING id",
             court_id,
             who.actor,
             filename,
+            self.node,
+            self.lease_s,
         )
         return job_id
+
+    async def fail_abandoned(self, *, mine_too: bool = False) -> list[uuid.UUID]:
+        """Mark failed every unfinished job whose lease has run out (and, with `mine_too`,
+        every unfinished job of this node: called at start, none of them can be running).
+        Returns their ids."""
+        rows = await self.pool.fetch(
+            "UPDATE imports SET status = 'failed', error_code = $3, "
+            "error_message = 'the node running this import (' || coalesce(node, 'unknown') || "
+            "') stopped before it finished; nothing from the file was applied: import it again', "
+            "updated_at = now(), finished_at = now() "
+            "WHERE status = ANY($1::text[]) AND (lease_until < now() "
+            "OR (lease_until IS NULL AND updated_at < now() - interval '1 hour') "
+            "OR ($4 AND node = $2)) RETURNING id, node",
+            list(UNFINISHED),
+            self.node,
+            ABANDONED,
+            mine_too,
+        )
+        for row in rows:
+            log.warning("import %s: abandoned by node %s; marked failed", row["id"], row["node"])
+        return [row["id"] for row in rows]
+
+    async def _renew_lease(self, job_id: uuid.UUID) -> None:
+        """While the job runs: push its lease forward every third of it."""
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                await self.pool.execute(
+                    "UPDATE imports SET lease_until = now() + make_interval(secs => $2) "
+                    "WHERE id = $1 AND status = ANY($3::text[])",
+                    job_id,
+                    self.lease_s,
+                    list(UNFINISHED),
+                )
+            except DATABASE_ERRORS as exc:
+                log.warning("import %s: lease not renewed (%s)", job_id, exc)
 
     async def job(self, job_id: uuid.UUID) -> asyncpg.Record | None:
         return await self.pool.fetchrow(f"SELECT {JOB_COLUMNS} FROM imports WHERE id = $1", job_id)
@@ -97,6 +150,7 @@ class Imports:
         """
         pool = self.pool
         size = path.stat().st_size
+        renewal = asyncio.create_task(self._renew_lease(job_id), name=f"import-lease-{job_id}")
         try:
             if sha256 is None:
                 sha256 = await asyncio.to_thread(file_sha256, path)
@@ -118,6 +172,8 @@ class Imports:
                 _fail(pool, job_id, ImportRejected("interrupted", "the import was interrupted"))
             )
             raise
+        finally:
+            renewal.cancel()
 
 
 async def _fail(pool: asyncpg.Pool, job_id: uuid.UUID, exc: ImportRejected) -> None:
