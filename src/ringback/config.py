@@ -54,6 +54,9 @@ class HttpConfig:
     tls_cert: str = ""  # PEM certificate chain; with tls_key: serve HTTPS directly
     tls_key: str = ""
     trusted_proxies: list[str] = field(default_factory=list)  # CIDRs whose X-Forwarded-Proto counts
+    head_timeout_s: float = 10.0  # a request's line and headers must arrive within this
+    body_timeout_s: float = 30.0  # a body must arrive within this ...
+    body_min_rate: float = 1000.0  # ... plus one second per this many bytes received
 
 
 @dataclass
@@ -129,6 +132,8 @@ class EventsConfig:
     backoff_initial_s: float = 5.0
     backoff_max_s: float = 3600.0
     hourly_delay_s: float = 120.0
+    # CIDRs webhooks may reach although internal (loopback, private, link-local, ...)
+    allowed_destinations: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -296,6 +301,8 @@ def _validate(c: Config) -> None:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             raise ConfigError(f"http.trusted_proxies: {cidr!r} is not a CIDR network") from None
+    for key in ("head_timeout_s", "body_timeout_s", "body_min_rate"):
+        _positive(f"http.{key}", getattr(c.http, key))
     _positive("portal.session_hours", c.portal.session_hours)
     _positive("portal.idle_minutes", c.portal.idle_minutes)
     if c.portal.language not in ("zh", "en"):
@@ -314,6 +321,7 @@ def _validate(c: Config) -> None:
     for key, cidrs in (
         ("sip.trusted_sources", c.sip.trusted_sources),
         ("announcement.allowed_destinations", c.announcement.allowed_destinations),
+        ("events.allowed_destinations", c.events.allowed_destinations),
     ):
         for cidr in cidrs:
             try:

@@ -15,11 +15,13 @@ from aiohttp import web
 
 from ringback.api.app import bound_port, build_app, start_http
 from ringback.api.context import ApiContext
+from ringback.api.slow_clients import ReceiveLimits
 from ringback.api.tls import server_tls_context
 from ringback.calls import CallController, SipMetrics
 from ringback.calls.decision import Decider
 from ringback.calls.registrar import Registrar
 from ringback.config import Config
+from ringback.event_destinations import WebhookPolicy
 from ringback.media.destinations import DestinationPolicy
 from ringback.media.shipped import default_warning_path, read_pcm8k
 from ringback.metrics import Registry
@@ -92,6 +94,12 @@ class Service:
             http.host,
             http.port,
             ssl_context=tls,
+            limits=ReceiveLimits(http.head_timeout_s, http.body_timeout_s, http.body_min_rate),
+            on_slow_client=self.metrics.counter(
+                "ringback_http_slow_clients_total",
+                "HTTP connections closed because the request arrived too slowly",
+                ("phase",),
+            ).inc,
         )
         stack.push_async_callback(self.http_runner.cleanup)
         self.http_port = await bound_port(self.http_runner)
@@ -242,6 +250,7 @@ class Service:
             plays=store.plays,
             portal_rules=config.portal,
             http_rules=config.http,
+            event_destinations=WebhookPolicy(config.events.allowed_destinations),
         )
 
     def take_over_gc(self) -> None:

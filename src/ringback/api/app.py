@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import ssl
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -25,6 +26,7 @@ from ringback.api.errors import json_errors
 from ringback.api.routes import Reply, Routes
 from ringback.api.routes import check_answers as check_answers_middleware
 from ringback.api.schemas.operations import Health, Readiness
+from ringback.api.slow_clients import GuardedSite, ReceiveLimits
 
 ROUTES = (courts, listings, hooks, audit, lookup, openapi, recordings, imports, events, portal)
 
@@ -106,11 +108,26 @@ def build_app(ctx: ApiContext, *, check_answers: bool = False) -> web.Applicatio
 
 
 async def start_http(
-    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+    app: web.Application,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    limits: ReceiveLimits | None = None,
+    on_slow_client: Callable[[str], object] | None = None,
 ) -> web.AppRunner:
+    """Serve `app`; a request that arrives slower than `limits` closes its connection
+    (and `on_slow_client` is told in which phase: head or body)."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
+    site = GuardedSite(
+        runner,
+        host,
+        port,
+        reuse_address=True,
+        ssl_context=ssl_context,
+        limits=limits or ReceiveLimits(),
+        on_close=on_slow_client,
+    )
     await site.start()
     return runner
 

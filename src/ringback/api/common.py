@@ -31,6 +31,9 @@ def json_object(raw: bytes, style: Refusal = BODY) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as exc:
         status, code = style.not_json
         raise ApiError(status, code, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        status, code = style.not_json
+        raise ApiError(status, code, "request body is nested too deeply") from None
     if not isinstance(body, dict):
         status, code = style.not_object
         raise ApiError(status, code, "request body must be a JSON object")
@@ -95,7 +98,7 @@ def decode_cursor(text: str | None, kind: str, max_value: int = 2**63) -> int:
         if not 0 <= after < max_value:
             raise ValueError
         return after
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, RecursionError, binascii.Error, UnicodeDecodeError):
         raise ApiError(
             400, "invalid_cursor", "cursor: not a cursor returned by this endpoint"
         ) from None

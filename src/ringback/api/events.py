@@ -42,6 +42,9 @@ def _subscription_json(row: Any) -> dict[str, Any]:
 
 async def create_subscription(request: web.Request) -> web.Response:
     new = await body(request, SubscriptionNew)
+    refused = await context(request).event_destinations.check_url(new.url)
+    if refused is not None:
+        raise ApiError(422, "invalid", f"url: {refused}")
     secret = new.secret or "whsec_" + secrets.token_urlsafe(32)
     row = await context(request).events.subscribe(
         new.url, secret, new.event_types, new.description, principal(request)

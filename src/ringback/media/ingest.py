@@ -212,16 +212,24 @@ async def probe(path: Path, deadline: float) -> ProbeInfo:
     )
 
 
+def decode_cap_s(limits: IngestLimits) -> float:
+    """The most audio ever decoded: the limit plus room for silence that trimming removes.
+    A small file that decodes to hours (a decompression bomb) stops here: ffmpeg's own
+    `-t` ends the output just past it, and the reader kills ffmpeg once it passes."""
+    return limits.max_duration_s + 30.0
+
+
 async def decode(path: Path, limits: IngestLimits, deadline: float) -> npt.NDArray[np.int16]:
     """The first audio stream as 8 kHz mono int16, anti-alias filtered by the SoX resampler."""
-    cap_s = limits.max_duration_s + 30.0  # room for silence that trimming will remove
+    cap_s = decode_cap_s(limits)
     code, out, _err, capped = await _run(
         [
             "ffmpeg", "-nostdin", "-hide_banner", "-v", "error",
             "-format_whitelist", DEMUXERS, "-protocol_whitelist", "file",
             "-i", "file:" + str(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
             "-af", f"highpass=f=60,aresample={RATE}:resampler=soxr:precision=28",
-            "-ac", "1", "-ar", str(RATE), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1",
+            "-ac", "1", "-ar", str(RATE), "-t", f"{cap_s + 1:g}",
+            "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1",
         ],
         deadline,
         stdout_cap=int(cap_s * BYTES_PER_SECOND),
@@ -365,6 +373,16 @@ async def prepare(path: Path, limits: IngestLimits) -> PreparedAudio:
         raise IngestError("empty_file", "the file is empty (0 bytes)")
     deadline = asyncio.get_running_loop().time() + limits.decode_timeout_s
     info = await probe(path, deadline)
+    declared = info.declared_duration_s
+    if declared is not None and declared > decode_cap_s(limits):
+        raise IngestError(  # refused before decoding a sample
+            "too_long",
+            f"the file declares {declared:.0f} s of audio; "
+            f"the limit is {limits.max_duration_s:g} s",
+            rule="too_long_declared",
+            seconds=declared,
+            limit=limits.max_duration_s,
+        )
     started = time.monotonic()
     samples = await decode(path, limits, deadline)
     remaining = limits.decode_timeout_s - (time.monotonic() - started)
