@@ -82,7 +82,10 @@ class Service:
             heartbeat_s=self.config.index.heartbeat_s,
             retention_days=self.config.index.feed_retention_days,
             connect_timeout_s=self.config.database.connect_timeout_s,
+            on_tokens_revoked=self.store.tokens.forget_cached,
         )
+        sync = self.sync
+        self.store.tokens.revocations_heard = lambda: sync.connected
         self.sync.start()
         stack.push_async_callback(self.sync.stop)
         self._register_metrics()

@@ -234,7 +234,7 @@ async def test_version_5_keeps_existing_listings_and_lets_a_court_list_a_second_
             )
 
         applied = [m.version for m in await migrate(conn)]
-        assert applied[0] == 5 and applied == list(range(5, applied[-1] + 1))  # 5 and later
+        assert applied == [m.version for m in available() if m.version >= 5]  # 5 and later
         rows = await conn.fetch(
             "SELECT number, court_id, case_ref, status FROM listings ORDER BY id"
         )

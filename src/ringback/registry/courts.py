@@ -9,6 +9,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 
@@ -153,6 +154,15 @@ class Tokens:
         self.pool = pool
         # token hash -> (principal, monotonic expiry); see authenticate_cached()
         self._auth_cache: dict[bytes, tuple[Principal, float]] = {}
+        # Whether revocations reach this node (the change feed's connection is up); while
+        # they cannot, no token is taken from the cache.
+        self.revocations_heard: Callable[[], bool] = lambda: False
+        self.cache_drops = 0
+
+    def forget_cached(self) -> None:
+        """Drop every cached token (a token was revoked somewhere, or may have been)."""
+        self._auth_cache.clear()
+        self.cache_drops += 1
 
     async def issue(
         self, role: str, court_id: uuid.UUID | None, label: str, who: Principal
@@ -242,13 +252,14 @@ class Tokens:
     async def authenticate_cached(self, token: str, ttl_s: float = 5.0) -> Principal | None:
         """`authenticate`, remembered for `ttl_s` (hot paths such as the HTTP dip).
 
-        A revocation through this node takes effect at once; through another node within
-        `ttl_s`. Unknown tokens are not cached.
+        A revocation through any node takes effect here as soon as the change feed's
+        connection hears its NOTIFY (`forget_cached`); while that connection is down the
+        cache is not used. Unknown tokens are not cached.
         """
         key = hash_token(token)
         now = time.monotonic()
         hit = self._auth_cache.get(key)
-        if hit is not None and hit[1] > now:
+        if hit is not None and hit[1] > now and self.revocations_heard():
             return hit[0]
         principal = await self.authenticate(token)
         if principal is not None:

@@ -60,8 +60,12 @@ class IndexSync:
         connect_timeout_s: float = 5.0,
         retention_days: int = 7,
         monotonic: Callable[[], float] = time.monotonic,
+        on_tokens_revoked: Callable[[], object] | None = None,
     ) -> None:
         self.dsn = dsn
+        # Told on every token revocation (NOTIFY ringback_tokens) and on every (re)connect,
+        # when revocations may have been missed: caches of tokens are dropped then.
+        self.on_tokens_revoked = on_tokens_revoked
         self.index = index
         self.heartbeat_s = heartbeat_s
         self.full_reload_threshold = full_reload_threshold
@@ -121,6 +125,7 @@ class IndexSync:
     async def _close(self) -> None:
         conn, self._conn = self._conn, None
         self.connected = False
+        self._tokens_revoked()  # no revocation can reach us now: trust no cached token
         if conn is not None and not conn.is_closed():
             conn.terminate()
 
@@ -148,6 +153,8 @@ class IndexSync:
         self._lost.clear()
         conn.add_termination_listener(lambda _c: self._lost.set())
         await conn.add_listener("ringback_feed", self._on_notify)
+        await conn.add_listener("ringback_tokens", self._on_token_revoked)
+        self._tokens_revoked()  # whatever was revoked while we were away
         self.connected = True
         log.info("index sync: connected")
         await self._sync(conn)
@@ -170,6 +177,13 @@ class IndexSync:
         with contextlib.suppress(ValueError):
             self.notified_seq = max(self.notified_seq, int(payload))
         self._wake.set()
+
+    def _on_token_revoked(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
+        self._tokens_revoked()
+
+    def _tokens_revoked(self) -> None:
+        if self.on_tokens_revoked is not None:
+            self.on_tokens_revoked()
 
     # ------------------------------------------------------------------- sync
     async def _sync(self, conn: asyncpg.Connection) -> None:
