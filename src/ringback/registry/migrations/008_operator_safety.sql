@@ -12,3 +12,13 @@ CREATE TRIGGER api_tokens_revoked
     AFTER UPDATE OF revoked_at ON api_tokens
     FOR EACH ROW WHEN (NEW.revoked_at IS NOT NULL AND OLD.revoked_at IS NULL)
     EXECUTE FUNCTION announce_token_revocation();
+
+-- A court's payment-hook secret rotates with an overlap: the previous secret still
+-- verifies until webhook_secret_previous_until, so the payment system can switch over.
+ALTER TABLE courts
+    ADD COLUMN webhook_secret_previous text,
+    ADD COLUMN webhook_secret_previous_until timestamptz,
+    ADD COLUMN webhook_secret_rotated_at timestamptz;
+-- An event subscription's secret: deliveries are signed with the new one at once; the
+-- receiver accepts both for the overlap it chooses (docs/operations.md).
+ALTER TABLE event_subscriptions ADD COLUMN secret_rotated_at timestamptz;
