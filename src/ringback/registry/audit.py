@@ -45,6 +45,9 @@ async def record(
     )
 
 
+EVENT_COLUMNS = "id, at, actor, court_id, action, entity, before, after, prev_hash, hash"
+
+
 class AuditTrail:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -61,7 +64,7 @@ class AuditTrail:
         """Events oldest first after `after_id` (keyset paging); one court's if given."""
         return list(
             await self.pool.fetch(
-                "SELECT id, at, actor, court_id, action, entity, before, after, prev_hash, hash "
+                f"SELECT {EVENT_COLUMNS} "
                 "FROM audit_events WHERE id > $1 AND ($2::uuid IS NULL OR court_id = $2) "
                 "AND ($3::text IS NULL OR entity = $3) AND ($4::text IS NULL OR action = $4) "
                 "ORDER BY id LIMIT $5",
@@ -70,6 +73,22 @@ class AuditTrail:
                 entity,
                 action,
                 limit,
+            )
+        )
+
+
+    async def listing_history(self, listing_ids: list[int]) -> list[asyncpg.Record]:
+        """Every audit event about these listings, oldest first: their own events and
+        those of the bulk imports that wrote them."""
+        return list(
+            await self.pool.fetch(
+                f"SELECT {EVENT_COLUMNS} FROM audit_events WHERE entity = ANY($1::text[]) "
+                f"UNION SELECT {EVENT_COLUMNS} FROM audit_events WHERE entity = ANY("
+                "  SELECT DISTINCT 'import:' || import_id FROM import_listings "
+                "  WHERE listing_id = ANY($2::int8[])) "
+                "ORDER BY id LIMIT 10000",
+                [f"listing:{i}" for i in listing_ids],
+                listing_ids,
             )
         )
 

@@ -22,3 +22,13 @@ ALTER TABLE courts
 -- An event subscription's secret: deliveries are signed with the new one at once; the
 -- receiver accepts both for the overlap it chooses (docs/operations.md).
 ALTER TABLE event_subscriptions ADD COLUMN secret_rotated_at timestamptz;
+
+-- A listing created or changed by a bulk import names it: `import_id` is the import that
+-- last wrote the listing, `import_listings` every import that ever did (its history).
+ALTER TABLE listings ADD COLUMN import_id uuid REFERENCES imports (id);
+CREATE TABLE import_listings (
+    import_id   uuid NOT NULL REFERENCES imports (id),
+    listing_id  bigint NOT NULL REFERENCES listings (id),
+    PRIMARY KEY (import_id, listing_id)
+);
+CREATE INDEX import_listings_listing ON import_listings (listing_id);
