@@ -28,6 +28,7 @@ class ConfigError(ValueError):
 @dataclass
 class DatabaseConfig:
     url: str = ""  # empty: run the embedded PostgreSQL in `data_dir`
+    owner_url: str = ""  # migrations run as this role (empty: url)
     data_dir: str = "ringback-data"
     pool_max: int = 10
     connect_timeout_s: float = 5.0
@@ -137,6 +138,11 @@ class EventsConfig:
 
 
 @dataclass
+class AuditConfig:
+    checkpoint_interval_s: float = 3600.0  # how often the audit chain's head is exported
+
+
+@dataclass
 class LabConfig:
     enabled: bool = False
     users: list[str] = field(default_factory=list)  # "number:password"
@@ -176,6 +182,7 @@ class Config:
     recordings: RecordingsConfig = field(default_factory=RecordingsConfig)
     imports: ImportsConfig = field(default_factory=ImportsConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     portal: PortalConfig = field(default_factory=PortalConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     lab: LabConfig = field(default_factory=LabConfig)
@@ -340,6 +347,12 @@ def _validate(c: Config) -> None:
         )
     if c.database.url and not c.database.url.startswith(("postgres://", "postgresql://")):
         raise ConfigError("database.url: must start with postgresql:// (or be empty for embedded)")
+    owner = c.database.owner_url
+    if owner and not owner.startswith(("postgres://", "postgresql://")):
+        raise ConfigError("database.owner_url: must start with postgresql:// (or be empty)")
+    if owner and not c.database.url:
+        raise ConfigError("database.owner_url: only with database.url (embedded sets up both)")
+    _positive("audit.checkpoint_interval_s", c.audit.checkpoint_interval_s)
     if not c.database.url and not c.database.data_dir:
         raise ConfigError("database.data_dir: must be set when database.url is empty")
     _positive("database.pool_max", c.database.pool_max)

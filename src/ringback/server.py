@@ -28,10 +28,14 @@ from ringback.metrics import Registry
 from ringback.net.rtp_pacer import RtpPacer, RtpPortPool
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
 from ringback.net.warnings import WarningPlayer
+from ringback.registry.checkpoints import Checkpoint, export_checkpoint
+from ringback.registry.common import DATABASE_ERRORS
 from ringback.registry.embedded import EmbeddedPostgres
 from ringback.registry.feed import IndexSync
 from ringback.registry.listing_index import ListingIndex
+from ringback.registry.migrate import migrate_as_owner
 from ringback.registry.proof_of_play import ProofOfPlayWriter
+from ringback.registry.roles import RUNTIME_LOGIN, as_user
 from ringback.registry.store import Store, create_pool
 from ringback.sip.message import Limits
 from ringback.webhooks import EventWorker
@@ -46,6 +50,8 @@ class Service:
         self.config = config
         self.embedded: EmbeddedPostgres | None = None
         self.dsn = config.database.url
+        self.owner_dsn = config.database.owner_url or config.database.url
+        self.checkpoint: Checkpoint | None = None  # the audit chain's last exported head
         self.index = ListingIndex(compact_threshold=config.index.compact_threshold)
         self.metrics = Registry()
         self.sync: IndexSync
@@ -70,7 +76,10 @@ class Service:
         stack = self._running
         if not self.dsn:
             embedded = self.embedded = EmbeddedPostgres(Path(self.config.database.data_dir))
-            self.dsn = await asyncio.to_thread(embedded.start)
+            # Two roles here too: migrations as the cluster's owner, the service as a
+            # member of ringback_runtime (see ringback.registry.roles).
+            self.owner_dsn = await asyncio.to_thread(embedded.start)
+            self.dsn = as_user(self.owner_dsn, RUNTIME_LOGIN)
             stack.push_async_callback(asyncio.to_thread, embedded.stop)
         self.pool = await create_pool(self.dsn, min_size=0, max_size=self.config.database.pool_max)
         stack.push_async_callback(_close_pool, self.pool)
@@ -111,6 +120,7 @@ class Service:
             self.event_worker = EventWorker(self.pool, self.config.events)
             self.event_worker.start()
             stack.push_async_callback(self.event_worker.stop)
+        self._tasks.append(asyncio.create_task(self._export_checkpoints(), name="checkpoints"))
 
     async def _start_sip(self) -> None:
         sip, a = self.config.sip, self.config.announcement
@@ -193,10 +203,28 @@ class Service:
         )
         return self.player
 
+    async def _migrate(self) -> list[str]:
+        """Migrations as the owner role; the embedded database's runtime login too."""
+        login = RUNTIME_LOGIN if self.embedded is not None else None
+        return await migrate_as_owner(self.owner_dsn, runtime_login=login)
+
+    async def _export_checkpoints(self) -> None:
+        """Export the audit chain's head every `audit.checkpoint_interval_s`."""
+        while True:
+            try:
+                point, new = await export_checkpoint(self.pool)
+                if point is not None:
+                    self.checkpoint = point
+                    if new:
+                        log.info("audit checkpoint %s", point)
+            except DATABASE_ERRORS as exc:
+                log.warning("audit checkpoint: database unavailable (%s)", exc)
+            await asyncio.sleep(self.config.audit.checkpoint_interval_s)
+
     async def _migrate_or_retry(self) -> None:
         try:
             applied = await asyncio.wait_for(
-                self.store.migrate(), self.config.database.connect_timeout_s
+                self._migrate(), self.config.database.connect_timeout_s
             )
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
@@ -208,7 +236,7 @@ class Service:
         while True:
             await asyncio.sleep(2.0)
             try:
-                await self.store.migrate()
+                await self._migrate()
                 log.info("database back: migrations checked")
                 return
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
@@ -298,6 +326,11 @@ class Service:
         m.gauge("ringback_feed_full_loads", "Full index loads since start", lambda: sync.full_loads)
         m.gauge(
             "ringback_feed_reconnects", "Feed reconnections since start", lambda: sync.reconnects
+        )
+        m.gauge(
+            "ringback_audit_checkpoint_seq",
+            "Sequence (event id) of the audit chain head last exported as a checkpoint",
+            lambda: 0 if self.checkpoint is None else self.checkpoint.seq,
         )
         m.gauge(
             "ringback_database_up",

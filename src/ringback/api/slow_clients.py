@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -52,8 +52,8 @@ class ReceiveGuard(asyncio.Protocol):
 
     # -------------------------------------------------------------- the protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses; they behave as one.
+        self._transport = cast(asyncio.Transport, transport)
         self.inner.connection_made(transport)
         self._begin("head")
 

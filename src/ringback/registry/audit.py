@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +77,6 @@ class AuditTrail:
             )
         )
 
-
     async def listing_history(self, listing_ids: list[int]) -> list[asyncpg.Record]:
         """Every audit event about these listings, oldest first: their own events and
         those of the bulk imports that wrote them."""
@@ -119,7 +119,15 @@ def row_digest(prev: bytes, row: asyncpg.Record) -> bytes:
     return hashlib.sha256("|".join(fields).encode()).digest()
 
 
-async def verify_chain(conn: asyncpg.Connection, batch: int = 10_000) -> VerifyResult:
+async def verify_chain(
+    conn: asyncpg.Connection,
+    batch: int = 10_000,
+    checkpoints: Sequence[tuple[int, bytes]] = (),
+) -> VerifyResult:
+    """Recompute the chain from the first event; each (seq, hash) of `checkpoints` (an
+    exported head) must be the hash the chain computes for event seq. Without checkpoints,
+    a chain rewritten with every hash recomputed (by a database superuser) still verifies."""
+    wanted = dict(checkpoints)
     prev, expected_id, count = GENESIS, 1, 0
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         cursor = conn.cursor(
@@ -140,10 +148,23 @@ async def verify_chain(conn: asyncpg.Connection, batch: int = 10_000) -> VerifyR
             digest = row_digest(prev, row)
             if bytes(row["hash"]) != digest:
                 return VerifyResult(count, row["id"], "hash does not match row contents")
+            expected = wanted.pop(row["id"], None)
+            if expected is not None and expected != digest:
+                return VerifyResult(
+                    count,
+                    row["id"],
+                    f"checkpoint {expected.hex()}@{row['id']} does not match: the chain up to "
+                    f"event {row['id']} was rewritten (it hashes to {digest.hex()})",
+                )
             prev, expected_id = digest, expected_id + 1
         head = await conn.fetchrow("SELECT last_id, last_hash FROM audit_head")
         if head is not None and (
             head["last_id"] != expected_id - 1 or bytes(head["last_hash"]) != prev
         ):
             return VerifyResult(count, expected_id - 1, "audit_head does not match the last row")
+    if wanted:
+        seq = min(wanted)
+        return VerifyResult(
+            count, seq, f"the chain ends at event {count}, before checkpoint @{seq}: rows removed"
+        )
     return VerifyResult(count, None)
