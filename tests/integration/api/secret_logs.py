@@ -66,6 +66,24 @@ def leaks(lines: list[str], secrets: set[str]) -> list[str]:
     return found
 
 
+_LEVEL: list[int] = []  # the root logger's level before `start`
+
+
+def start() -> None:
+    root = logging.getLogger()
+    _LEVEL.append(root.level)
+    root.addHandler(CAPTURE)
+    root.setLevel(logging.DEBUG)
+
+
+def stop() -> None:
+    """Stop capturing (the check is done; later suites need not log at DEBUG)."""
+    root = logging.getLogger()
+    root.removeHandler(CAPTURE)
+    if _LEVEL:
+        root.setLevel(_LEVEL.pop())
+
+
 def dump() -> None:
     """At the end of a session started with DUMP_ENV: write the capture there."""
     target = os.environ.get(DUMP_ENV)

@@ -27,6 +27,7 @@ def test_debug_logs_of_the_api_suite_hold_no_secret(
     ]
     if len(others) > 50:  # the suite ran in this session: its log is in the capture
         lines, secrets = list(secret_logs.CAPTURE.lines), set(secret_logs.SECRETS)
+        secret_logs.stop()
     else:
         out = tmp_path / "capture.json"
         env = {**os.environ, secret_logs.DUMP_ENV: str(out)}
