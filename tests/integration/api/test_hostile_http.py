@@ -5,6 +5,8 @@ database error or a stack trace."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import struct
 import subprocess
@@ -353,6 +355,19 @@ async def test_sql_metacharacters_in_every_field_are_just_text(
             assert r.status == 404, (path, r.body)
         r = await client.put(f"/v1/listings/{text}", a["token"], listing())
         assert (r.status, r.code) == (400, "invalid_number"), r.body
+        r = await client.post(  # a public address: not contacted without events
+            "/v1/events/subscriptions", op, {"url": "https://192.0.32.10/", "description": text}
+        )
+        assert r.status == 201 and r.body["description"] == text, r.body
+        out = io.StringIO()
+        csv.writer(out).writerows(
+            [("number", "case_ref", "expires_at"), (f"+86137000000{i:02d}", text, days(30))]
+        )
+        r = await client.call(
+            "POST", "/v1/imports", a["token"], data=out.getvalue().encode(),
+            headers={"Content-Type": "text/csv"}, params={"filename": text},
+        )  # fmt: skip
+        assert r.status == 201 and r.body["filename"] == text, r.body
     # every table is still there, and the first listing is untouched
     r = await client.get(f"/v1/listings/{NUMBER}", a["token"])
     assert r.status == 200 and [x["status"] for x in r.body["items"]] == ["active"]
