@@ -146,7 +146,10 @@ def register(app: web.Application) -> None:
         create_subscription,
         "Subscribe a URL to events (operator)",
         description="Event types: listing.created, listing.effective, listing.suspended, "
-        "listing.resumed, listing.cleared, warnings.played.hourly.",
+        "listing.resumed, listing.cleared, warnings.played.hourly, import.completed, "
+        "audit.checkpoint (the audit chain's head as HASH@SEQ: keep it outside the database "
+        "for `ringback audit verify --checkpoint`). The URL may not reach loopback, "
+        "link-local or private addresses unless events.allowed_destinations lists them.",
         roles=OPERATOR,
         body=SubscriptionNew,
         replies={201: Reply("the subscription, with its signing secret", SubscriptionCreated)},
