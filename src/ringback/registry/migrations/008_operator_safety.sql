@@ -25,10 +25,12 @@ ALTER TABLE event_subscriptions ADD COLUMN secret_rotated_at timestamptz;
 
 -- A listing created or changed by a bulk import names it: `import_id` is the import that
 -- last wrote the listing, `import_listings` every import that ever did (its history).
-ALTER TABLE listings ADD COLUMN import_id uuid REFERENCES imports (id);
+-- No foreign keys: their check, row by row, would add a third to a million-row import,
+-- and neither imports nor listings are ever deleted.
+ALTER TABLE listings ADD COLUMN import_id uuid;
 CREATE TABLE import_listings (
-    import_id   uuid NOT NULL REFERENCES imports (id),
-    listing_id  bigint NOT NULL REFERENCES listings (id),
+    import_id   uuid NOT NULL,
+    listing_id  bigint NOT NULL,
     PRIMARY KEY (import_id, listing_id)
 );
 CREATE INDEX import_listings_listing ON import_listings (listing_id);
