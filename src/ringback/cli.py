@@ -228,6 +228,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", default="ringback-demo", help="embedded database folder")
     demo.add_argument("--sip-port", type=int, default=5060)
     demo.add_argument("--http-port", type=int, default=8080)
+    demo.add_argument(
+        "--mode",
+        choices=("redirect", "ringback"),
+        help="how listed calls go (default: the config's ringback.mode, else redirect)",
+    )
     with_config(sub.add_parser("migrate", help="apply database migrations"))
     court = sub.add_parser("court", help="manage courts").add_subparsers(
         dest="action", required=True
@@ -270,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.database.data_dir = args.data_dir
             config.sip.port = args.sip_port
             config.http.port = args.http_port
+            if args.mode:
+                config.ringback.mode = args.mode
     except ConfigError as exc:
         print(f"ringback: config error: {exc}", file=sys.stderr)
         return 2

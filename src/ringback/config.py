@@ -45,6 +45,16 @@ class SipConfig:
     t4_ms: int = 5000
     tcp_idle_s: float = 120.0
     max_message_bytes: int = 65535
+    # SIP over TLS (RFC 3261 §26): on when tls_cert and tls_key are set
+    tls_port: int = 5061
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""  # set: peers must present a certificate signed by this CA
+    # per-source request limit (token bucket per source IP); 0: off
+    rate_limit_per_source: float = 0.0
+    rate_limit_burst: float = 0.0  # 0: one second's worth of rate_limit_per_source
+    # UDP overload shedding: a datagram that waited longer than this in the socket is dropped
+    max_receive_age_ms: float = 200.0  # 0: off
 
 
 @dataclass
@@ -58,6 +68,8 @@ class HttpConfig:
     head_timeout_s: float = 10.0  # a request's line and headers must arrive within this
     body_timeout_s: float = 30.0  # a body must arrive within this ...
     body_min_rate: float = 1000.0  # ... plus one second per this many bytes received
+    rate_limit_per_token: float = 0.0  # requests/s per API token (token bucket); 0: off
+    rate_limit_burst: float = 0.0  # 0: one second's worth of rate_limit_per_token
 
 
 @dataclass
@@ -148,6 +160,34 @@ class LabConfig:
     users: list[str] = field(default_factory=list)  # "number:password"
     realm: str = "ringback-lab"
     callee_tone_s: float = 20.0
+    answer_after_s: float = 0.0
+
+
+@dataclass
+class RingbackConfig:
+    mode: str = "redirect"  # or "ringback"
+    next_hop: str = ""  # "IP:port"; empty: where the caller's INVITE came from
+    identity_headers: list[str] = field(default_factory=lambda: ["P-Asserted-Identity", "Privacy"])
+    answer_after: str = "answer"  # or "first_play"
+    max_ring_s: float = 180.0
+    max_call_s: float = 7200.0
+    callee_timeout_s: float = 4.0
+    media: str = "builtin"  # or "rtpengine"
+    rtpengine_ng: str = "127.0.0.1:2223"  # rtpengine's ng control port, "IP:port"
+    rtpengine_timeout_s: float = 0.5
+
+    def next_hop_address(self) -> tuple[str, int] | None:
+        if not self.next_hop or self.next_hop == "self":
+            return None
+        return _host_port(self.next_hop)
+
+    def rtpengine_address(self) -> tuple[str, int]:
+        return _host_port(self.rtpengine_ng)
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 @dataclass
@@ -186,6 +226,7 @@ class Config:
     portal: PortalConfig = field(default_factory=PortalConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     lab: LabConfig = field(default_factory=LabConfig)
+    ringback: RingbackConfig = field(default_factory=RingbackConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def import_options(self, effective_reason: str | None = None) -> ImportOptions:
@@ -303,6 +344,26 @@ def _validate(c: Config) -> None:
         value = getattr(c.http, key)
         if value and not Path(value).is_file():
             raise ConfigError(f"http.{key}: no such file: {value!r}")
+    _port("sip.tls_port", c.sip.tls_port)
+    if bool(c.sip.tls_cert) != bool(c.sip.tls_key):
+        raise ConfigError("sip.tls_cert: tls_cert and tls_key must be set together")
+    if c.sip.tls_client_ca and not c.sip.tls_cert:
+        raise ConfigError("sip.tls_client_ca: needs sip.tls_cert and sip.tls_key")
+    for key in ("tls_cert", "tls_key", "tls_client_ca"):
+        value = getattr(c.sip, key)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"sip.{key}: no such file: {value!r}")
+    if c.sip.tls_cert and c.sip.tls_port == c.sip.port and c.sip.port != 0:
+        raise ConfigError("sip.tls_port: must differ from sip.port (TCP is served there)")
+    for section, key in (
+        ("sip", "rate_limit_per_source"),
+        ("sip", "rate_limit_burst"),
+        ("sip", "max_receive_age_ms"),
+        ("http", "rate_limit_per_token"),
+        ("http", "rate_limit_burst"),
+    ):
+        if getattr(getattr(c, section), key) < 0:
+            raise ConfigError(f"{section}.{key}: must be >= 0 (0: off / default)")
     for cidr in c.http.trusted_proxies:
         try:
             ipaddress.ip_network(cidr, strict=False)
@@ -386,6 +447,40 @@ def _validate(c: Config) -> None:
         if not sep or not password or not (number.startswith("+") and number[1:].isdigit()):
             raise ConfigError(f"lab.users: {item.split(':')[0]!r}: must be +E164:password")
     _positive("lab.callee_tone_s", c.lab.callee_tone_s)
+    if c.lab.answer_after_s < 0:
+        raise ConfigError(f"lab.answer_after_s: must be >= 0, got {c.lab.answer_after_s}")
+    rb = c.ringback
+    if rb.mode not in ("redirect", "ringback"):
+        raise ConfigError(f"ringback.mode: must be redirect or ringback, got {rb.mode!r}")
+    if rb.answer_after not in ("answer", "first_play"):
+        raise ConfigError(
+            f"ringback.answer_after: must be answer or first_play, got {rb.answer_after!r}"
+        )
+    for name in ("max_ring_s", "max_call_s", "callee_timeout_s", "rtpengine_timeout_s"):
+        _positive(f"ringback.{name}", getattr(rb, name))
+    if rb.media not in ("builtin", "rtpengine"):
+        raise ConfigError(f"ringback.media: must be builtin or rtpengine, got {rb.media!r}")
+    try:
+        host, port = rb.rtpengine_address()
+        ipaddress.ip_address(host)
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            f"ringback.rtpengine_ng: must be IP:port (IPv6 in brackets), got {rb.rtpengine_ng!r}"
+        ) from None
+    if rb.next_hop == "self" and not c.lab.enabled:
+        raise ConfigError('ringback.next_hop: "self" is for lab mode ([lab] enabled) only')
+    if rb.next_hop and rb.next_hop != "self":
+        try:
+            host, port = rb.next_hop_address() or ("", 0)
+            ipaddress.ip_address(host)
+            if not 0 < port < 65536:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"ringback.next_hop: must be IP:port (IPv6 in brackets), got {rb.next_hop!r}"
+            ) from None
     if c.shutdown.drain_s < 0:
         raise ConfigError(f"shutdown.drain_s: must be >= 0, got {c.shutdown.drain_s}")
     a = c.announcement

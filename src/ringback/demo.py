@@ -77,6 +77,11 @@ async def run_demo(config: Config) -> int:
     lab_password = secrets.token_urlsafe(9)
     config.lab.enabled = True
     config.lab.users = [*config.lab.users, f"{format_e164(LAB_USER)}:{lab_password}"]
+    if config.ringback.mode == "ringback":
+        # The debtor's phone rings while the warning plays: the callee leg comes back here,
+        # where the lab callee rings a few seconds before it answers.
+        config.ringback.next_hop = config.ringback.next_hop or "self"
+        config.lab.answer_after_s = config.lab.answer_after_s or 6.0
     service = Service(config)
     await service.start()
     service.take_over_gc()
@@ -103,6 +108,7 @@ async def run_demo(config: Config) -> int:
                 "realm": config.lab.realm,
             },
             "data_dir": str(Path(config.database.data_dir).resolve()),
+            "mode": config.ringback.mode,
         }
         path = Path(config.database.data_dir) / "demo.json"
         path.write_text(json.dumps(demo, indent=2) + "\n", encoding="utf-8")
@@ -127,12 +133,19 @@ def _instructions(demo: dict[str, Any], path: Path) -> str:
     sip = demo["sip"]
     listed, unlisted = demo["numbers"]["listed"], demo["numbers"]["unlisted"]
     lab = demo["lab"]
+    if demo["mode"] == "ringback":
+        listed_hears = (
+            "the court's warning while the lab callee rings (6 s),\n"
+            "                then it answers with beeps (ringback mode)"
+        )
+    else:
+        listed_hears = "the court's warning, then the lab callee answers with beeps"
     return f"""
-ringback demo is running.
+ringback demo is running ({demo["mode"]} mode).
 
   Dial from a softphone (SIP over UDP or TCP, no registration needed):
     listed   -> sip:{listed[0]}@{sip["host"]}:{sip["port"]}
-                the court's warning, then the lab callee answers with beeps
+                {listed_hears}
     unlisted -> sip:{unlisted[0]}@{sip["host"]}:{sip["port"]}
                 no warning: the lab callee answers at once
   Or try it from the command line:

@@ -18,6 +18,7 @@ from ringback.api.context import ApiContext
 from ringback.api.slow_clients import ReceiveLimits
 from ringback.api.tls import server_tls_context
 from ringback.calls import CallController, SipMetrics
+from ringback.calls.b2bua import RingbackOptions
 from ringback.calls.decision import Decider
 from ringback.calls.registrar import Registrar
 from ringback.config import Config
@@ -25,9 +26,15 @@ from ringback.event_destinations import WebhookPolicy
 from ringback.media.destinations import DestinationPolicy
 from ringback.media.shipped import default_warning_path, read_pcm8k
 from ringback.metrics import Registry
+from ringback.net.call_media import CallMedia
+from ringback.net.court_modes import CourtModes
+from ringback.net.relay import MediaRelay
 from ringback.net.rtp_pacer import RtpPacer, RtpPortPool
+from ringback.net.rtpengine import NgClient, RtpengineRelay
+from ringback.net.sip_tls import sip_tls_context
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
 from ringback.net.warnings import WarningPlayer
+from ringback.ratelimit import TokenBuckets
 from ringback.registry.checkpoints import Checkpoint, export_checkpoint
 from ringback.registry.common import DATABASE_ERRORS
 from ringback.registry.embedded import EmbeddedPostgres
@@ -147,8 +154,15 @@ class Service:
             test_numbers=_test_numbers(a.test_numbers),
             registrar=self._registrar(),
             lab_callee=self.config.lab.enabled,
+            lab_answer_after_s=self.config.lab.answer_after_s,
+            mode=self.config.ringback.mode,
+            ringback=self._ringback_options(),
+            mode_for=self._court_modes(),
+            rate_limit=TokenBuckets(sip.rate_limit_per_source, sip.rate_limit_burst)
+            if sip.rate_limit_per_source > 0
+            else None,
         )
-        player = self._warning_player()
+        player = await self._call_media()
         self.sip = SipEndpoint(
             controller,
             metrics,
@@ -156,8 +170,12 @@ class Service:
             player=player,
             tcp_idle_s=sip.tcp_idle_s,
             max_message_bytes=sip.max_message_bytes,
+            max_receive_age_s=sip.max_receive_age_ms / 1000,
+            tls=sip_tls_context(sip.tls_cert, sip.tls_key, sip.tls_client_ca)
+            if sip.tls_cert
+            else None,
         )
-        self.sip_port = await self.sip.start(sip.listen, sip.port)
+        self.sip_port = await self.sip.start(sip.listen, sip.port, sip.tls_port)
         self._running.push_async_callback(self.sip.stop)
         self._running.push_async_callback(player.stop)
         self.metrics.gauge(
@@ -166,6 +184,12 @@ class Service:
             controller.transactions,
         )
         log.info("SIP listening on %s port %d (UDP and TCP)", ", ".join(sip.listen), self.sip_port)
+        if self.sip.tls is not None:
+            log.info(
+                "SIP over TLS listening on port %d%s",
+                self.sip.tls_port,
+                " (client certificates required)" if sip.tls_client_ca else "",
+            )
 
     def _registrar(self) -> Registrar | None:
         lab = self.config.lab
@@ -177,6 +201,52 @@ class Service:
             users[int(number[1:])] = password
         decider = Decider(self.index, self.config.numbering.plan(), index_ready=lambda: True)
         return Registrar(users, decider.number_of, realm=lab.realm)
+
+    def _court_modes(self) -> CourtModes:
+        r = self.config.ringback
+        modes = self.court_modes = CourtModes(
+            self.store.courts.call_modes, mode=r.mode, answer_after=r.answer_after
+        )
+        modes.start()
+        self._running.push_async_callback(modes.stop)
+        return modes
+
+    def _ringback_options(self) -> RingbackOptions:
+        r = self.config.ringback
+        return RingbackOptions(
+            next_hop=r.next_hop_address(),
+            to_self=r.next_hop == "self",
+            identity_headers=tuple(r.identity_headers),
+            answer_after=r.answer_after,
+            max_ring_s=r.max_ring_s,
+            max_call_s=r.max_call_s,
+            callee_timeout_s=r.callee_timeout_s,
+        )
+
+    async def _call_media(self) -> CallMedia:
+        player = self._warning_player()
+        r = self.config.ringback
+        relay: MediaRelay | RtpengineRelay
+        if r.media == "rtpengine":
+            ng = NgClient(r.rtpengine_address(), timeout_s=r.rtpengine_timeout_s)
+            await ng.start()
+            self._running.callback(ng.close)
+            relay = RtpengineRelay(player.pools, ng)
+            log.info("ringback-mode media through rtpengine at %s", r.rtpengine_ng)
+        else:
+            relay = MediaRelay(player.pools, asyncio.get_running_loop())
+        self.metrics.gauge(
+            "ringback_relay_calls", "Bridged calls with a media relay", relay.__len__
+        )
+        self.metrics.gauge(
+            "ringback_relay_packets", "RTP packets relayed", lambda: relay.packets_relayed
+        )
+        self.metrics.gauge(
+            "ringback_relay_packets_refused",
+            "RTP packets to a relay from a source it may not take them from",
+            lambda: relay.packets_refused,
+        )
+        return CallMedia(player, relay)
 
     def _warning_player(self) -> WarningPlayer:
         a = self.config.announcement

@@ -1264,21 +1264,27 @@ def start_ringback(
     sip_port: int | None = None,
     http_port: int | None = None,
     extra_toml: str = "",
+    sip_toml: str = "",
+    announcement_toml: str = "",
+    log_level: str = "debug",
     timeout: float = 30.0,
 ) -> RingbackNode:
     """`ringback serve` on `database` (already migrated and seeded), listening on 127.0.0.1
     (free ports unless given: a node restarted on its old ports is the same node to a switch);
-    returns once `/readyz` answers 200 (PeerFailed with its log otherwise)."""
+    returns once `/readyz` answers 200 (PeerFailed with its log otherwise). `sip_toml`,
+    `announcement_toml`: more keys of those sections (TOML lines); `extra_toml`: more
+    sections."""
     sip_port = sip_port if sip_port is not None else free_port("both")
     http_port = http_port if http_port is not None else free_port("tcp")
     config = workdir / f"{name}.toml"
     config.write_text(
         f"[database]\nurl = '{database}'\n"
-        f"[sip]\nport = {sip_port}\n"
+        f"[sip]\nport = {sip_port}\n{sip_toml}\n"
         f"[http]\nport = {http_port}\n"
         "[index]\nheartbeat_s = 0.2\n"
         "[announcement]\ngap_ms = 0\nrtp_port_min = 32000\nrtp_port_max = 32999\n"
-        "[log]\nformat = 'json'\nlevel = 'debug'\n" + extra_toml
+        f"{announcement_toml}\n"
+        f"[log]\nformat = 'json'\nlevel = '{log_level}'\n" + extra_toml
     )
     proc = processes.start(
         name,
@@ -1315,6 +1321,7 @@ def write_dispatcher_list(path: Path, nodes: Sequence[RingbackNode], setid: int 
 KAMAILIO_MODULE_PACKAGES = {
     "http_client": "kamailio-utils-modules",
     "json": "kamailio-json-modules",
+    "tls": "kamailio-tls-modules",
 }
 
 
@@ -1336,9 +1343,11 @@ def start_switch_recipe(
     *,
     workdir: Path,
     defines: Mapping[str, str | int],
+    extra_args: Sequence[str] = (),
 ) -> KamailioProcess:
     """A recipe from config/switches/ ("kamailio-redirect.cfg" or a path), unchanged, on a free
-    loopback UDP port: LISTEN and WORKERS=2 are added to `defines`."""
+    loopback UDP port: LISTEN and WORKERS=2 are added to `defines`; `extra_args`: more
+    command-line options (e.g. `-m 256`, the shared memory in MB)."""
     cfg = Path(recipe) if Path(recipe).is_absolute() else SWITCH_RECIPES / recipe
     require_kamailio_modules(cfg)
     port = free_port("udp")
@@ -1347,4 +1356,77 @@ def start_switch_recipe(
         "WORKERS": 2,
         **defines,
     }
-    return start_kamailio(processes, cfg, port=port, workdir=workdir, defines=all_defines)
+    return start_kamailio(
+        processes, cfg, port=port, workdir=workdir, defines=all_defines, extra_args=extra_args
+    )
+
+
+# --------------------------------------------------------------------------- TLS certificates
+
+
+@dataclass(frozen=True)
+class Pki:
+    """PEM files made by `make_test_pki`: a CA, a server certificate for 127.0.0.1 signed by
+    it, a client (switch) certificate signed by it, and a client certificate signed by a
+    second CA nobody trusts."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    rogue_cert: Path
+    rogue_key: Path
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    openssl = require_binary("openssl", "openssl")
+    done = subprocess.run([openssl, *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise PeerFailed(f"openssl {' '.join(args)} failed:\n{done.stderr}")
+
+
+def _ec_request(directory: Path, name: str, subject: str) -> None:
+    _openssl(
+        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=directory,
+    )  # fmt: skip
+
+
+def _sign(directory: Path, name: str, ca: str, extensions: str) -> None:
+    (directory / f"{name}.ext").write_text(extensions + "\n")
+    _openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+        "-CAcreateserial", "-days", "2", "-sha256", "-out", f"{name}.crt",
+        "-extfile", f"{name}.ext", cwd=directory,
+    )  # fmt: skip
+
+
+def make_test_pki(directory: Path) -> Pki:
+    """A throw-away PKI in `directory` (P-256 keys, valid for two days), made with openssl."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for ca in ("ca", "rogue-ca"):
+        _openssl(
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-days", "2",
+            "-subj", f"/CN=ringback test {ca}",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory,
+        )  # fmt: skip
+    leaf = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature"
+    _ec_request(directory, "server", "/CN=127.0.0.1")
+    _sign(
+        directory,
+        "server",
+        "ca",
+        f"{leaf}\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1",
+    )
+    _ec_request(directory, "client", "/CN=switch.test")
+    _sign(directory, "client", "ca", f"{leaf}\nextendedKeyUsage=clientAuth,serverAuth")
+    _ec_request(directory, "rogue", "/CN=rogue.test")
+    _sign(directory, "rogue", "rogue-ca", f"{leaf}\nextendedKeyUsage=clientAuth")
+    d = directory
+    return Pki(
+        d / "ca.crt", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key",
+        d / "rogue.crt", d / "rogue.key",
+    )  # fmt: skip

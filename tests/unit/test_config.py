@@ -72,3 +72,45 @@ def test_bad_config_names_the_key(
 ) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         load_config(write(tmp_path, text), env=env)
+
+
+def test_sip_tls_and_rate_limit_keys(tmp_path: Path) -> None:
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    config = load_config(
+        write(tmp_path, f"[sip]\ntls_cert = '{cert}'\ntls_key = '{key}'\ntls_port = 5071\n"),
+        env={"RINGBACK_SIP_RATE_LIMIT_PER_SOURCE": "50", "RINGBACK_HTTP_RATE_LIMIT_PER_TOKEN": "5"},
+    )
+    assert (config.sip.tls_port, config.sip.tls_cert) == (5071, str(cert))
+    assert config.sip.rate_limit_per_source == 50.0
+    assert config.http.rate_limit_per_token == 5.0
+    assert config.sip.max_receive_age_ms == 200.0  # shedding on by default
+    default = load_config(None, env={})
+    assert default.sip.rate_limit_per_source == 0 and default.http.rate_limit_per_token == 0
+    assert default.sip.tls_cert == "" and default.sip.tls_port == 5061
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[sip]\ntls_cert = '{cert}'\n", "sip.tls_cert: tls_cert and tls_key must be set together"),
+        ("[sip]\ntls_client_ca = '{cert}'\n", "sip.tls_client_ca: needs sip.tls_cert"),
+        (
+            "[sip]\ntls_cert = '{cert}'\ntls_key = '/nonexistent.pem'\n",
+            "sip.tls_key: no such file",
+        ),
+        (
+            "[sip]\ntls_cert = '{cert}'\ntls_key = '{cert}'\ntls_port = 5060\n",
+            "sip.tls_port: must differ from sip.port",
+        ),
+        ("[sip]\nrate_limit_per_source = -1\n", "sip.rate_limit_per_source: must be >= 0"),
+        ("[sip]\nmax_receive_age_ms = -5\n", "sip.max_receive_age_ms: must be >= 0"),
+        ("[http]\nrate_limit_per_token = -1\n", "http.rate_limit_per_token: must be >= 0"),
+    ],
+)
+def test_sip_tls_and_rate_limit_keys_refused(tmp_path: Path, text: str, message: str) -> None:
+    cert = tmp_path / "c.pem"
+    cert.write_text("x")
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text.replace("{cert}", str(cert))), env={})

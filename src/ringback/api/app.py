@@ -23,10 +23,12 @@ from ringback.api import (
 )
 from ringback.api.context import CONTEXT, ApiContext, context
 from ringback.api.errors import json_errors
+from ringback.api.ratelimit import RATE_LIMIT, ApiRateLimit
 from ringback.api.routes import Reply, Routes
 from ringback.api.routes import check_answers as check_answers_middleware
 from ringback.api.schemas.operations import Health, Readiness
 from ringback.api.slow_clients import GuardedSite, ReceiveLimits
+from ringback.ratelimit import TokenBuckets
 
 ROUTES = (courts, listings, hooks, audit, lookup, openapi, recordings, imports, events, portal)
 
@@ -74,6 +76,16 @@ def build_app(ctx: ApiContext, *, check_answers: bool = False) -> web.Applicatio
     middlewares = [check_answers_middleware, json_errors] if check_answers else [json_errors]
     app = web.Application(middlewares=middlewares, client_max_size=1024**2)
     app[CONTEXT] = ctx
+    rules = ctx.http_rules
+    app[RATE_LIMIT] = ApiRateLimit(
+        TokenBuckets(rules.rate_limit_per_token, rules.rate_limit_burst)
+        if rules.rate_limit_per_token > 0
+        else None,
+        ctx.metrics.counter(
+            "ringback_http_rate_limited_total",
+            "API requests refused with 429: their token was over http.rate_limit_per_token",
+        ),
+    )
     r = Routes(app, "operations")
     r.add(
         "GET",

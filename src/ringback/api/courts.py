@@ -22,6 +22,8 @@ from ringback.api.context import context
 from ringback.api.errors import ApiError
 from ringback.api.routes import COURT_OR_OPERATOR, OPERATOR, Reply, Routes, principal
 from ringback.api.schemas.courts import (
+    CallModeBody,
+    CallModeReply,
     Court,
     CourtCreated,
     CourtNew,
@@ -48,6 +50,8 @@ def court_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "id": str(row["id"]),
         "name": row["name"],
         "default_recording_id": row["default_recording_id"],
+        "call_mode": row["call_mode"],
+        "answer_after": row["answer_after"],
         "created_at": iso(row["created_at"]),
     }
 
@@ -172,6 +176,22 @@ async def rotate_webhook_secret(request: web.Request) -> web.Response:
     )
 
 
+async def set_call_mode(request: web.Request) -> web.Response:
+    who = principal(request)
+    court_id = scope_court(who, path_uuid(request, "court_id", "court"))
+    choice = await body(request, CallModeBody)
+    row = await context(request).courts.set_call_mode(
+        court_id, choice.call_mode, choice.answer_after, who
+    )
+    return web.json_response(
+        {
+            "court_id": str(court_id),
+            "call_mode": row["call_mode"],
+            "answer_after": row["answer_after"],
+        }
+    )
+
+
 def register(app: web.Application) -> None:
     r = Routes(app, "courts")
     no_court = {404: "no such court (or another court's)"}
@@ -218,6 +238,17 @@ def register(app: web.Application) -> None:
         body=WebhookSecretRotate,
         body_required=False,
         replies={200: Reply("the new secret, shown once", WebhookSecretRotated)},
+        errors={400: "invalid body", **no_court},
+    )
+    r.add(
+        "PUT",
+        "/v1/courts/{court_id}/call-mode",
+        set_call_mode,
+        "How the court's listed calls go: redirect or ringback mode (null: the deployment's)",
+        roles=COURT_OR_OPERATOR,
+        path_params=CourtPath,
+        body=CallModeBody,
+        replies={200: Reply("the court's choice", CallModeReply)},
         errors={400: "invalid body", **no_court},
     )
     r = Routes(app, "tokens")

@@ -4,7 +4,7 @@ package itself (no CDN: the page works offline).
 Each operation registered with `ringback.api.routes.Routes` becomes an operation of the
 document: its path and query parameters, body and answers are the JSON schemas of the
 pydantic models it names, so the description follows the code. Errors always have the one
-shape `Error`; 401 and 403 are added for operations that need a token, 503 for those
+shape `Error`; 401, 403 and 429 are added for operations that need a token, 503 for those
 that use the database.
 """
 
@@ -143,6 +143,13 @@ def _operation(op: Operation, refs: Refs) -> Schema:
     if op.roles:
         responses.setdefault("401", _error("missing, unknown or revoked token"))
         responses.setdefault("403", _error("the token's role may not use this endpoint"))
+        responses.setdefault(
+            "429",
+            _error(
+                "over http.rate_limit_per_token: nothing was done; retry after the "
+                "Retry-After header's seconds"
+            ),
+        )
     if op.database:
         responses.setdefault("503", _error("the database is unavailable; retry"))
     out["responses"] = responses

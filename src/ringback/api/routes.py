@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from ringback.api.auth import authenticate
 from ringback.api.errors import error
+from ringback.api.ratelimit import RATE_LIMIT
 from ringback.api.schemas.fields import Error
 from ringback.registry.common import Principal
 
@@ -91,6 +92,10 @@ def _bind(op: Operation) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         request[OPERATION] = op
         if roles:
+            limit = request.app.get(RATE_LIMIT)
+            refused = limit.refuse(request) if limit is not None else None
+            if refused is not None:
+                return refused
             request[PRINCIPAL] = await authenticate(request, *roles, cache_s=cache_s)
         return await handler(request)
 
@@ -135,7 +140,7 @@ class Routes:
 
 # ------------------------------------------------------------------ answer check
 # Added to every operation's answers by `ringback.api.openapi` (and so allowed here).
-AUTH_ERRORS = (401, 403)
+AUTH_ERRORS = (401, 403, 429)
 DATABASE_ERRORS = (503,)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ringback.calls.b2bua import B2bua, RingbackOptions
 from ringback.calls.decision import (
     ANNOUNCED,
     INTERNAL_ERROR,
@@ -31,11 +32,12 @@ from ringback.calls.decision import (
 )
 from ringback.calls.dialog import UasDialog
 from ringback.calls.effects import LAB_TONE, Address, Effect, StartWarning, StopWarning
-from ringback.calls.media import caller_of, media_plan
+from ringback.calls.media import MediaPlan, caller_of, media_plan
 from ringback.calls.metrics import SipMetrics
 from ringback.calls.redirect import Held, redirect_headers
 from ringback.calls.registrar import Registrar
 from ringback.media.destinations import DestinationPolicy
+from ringback.ratelimit import TokenBuckets
 from ringback.registry.listing_index import Entry, ListingIndex
 from ringback.registry.numbers import NumberingPlan
 from ringback.sip.client import ClientTransactionLayer
@@ -50,6 +52,8 @@ ALLOW = "INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK"
 SUPPORTED = "100rel"
 ACCEPT = "application/sdp"
 _NO_EFFECTS: list[Effect] = []  # returned empty, never filled
+# Never rate limited (see `CallController._over_limit`), nor is any request with a To tag.
+_NEVER_LIMITED = frozenset(["ACK", "CANCEL", "PRACK", "BYE"])
 LOOPBACK = ("127.0.0.0/8", "::1/128")  # where RTP may go when no policy is given
 # Methods counted by name; any other (a peer can invent them) counts as "other".
 KNOWN_METHODS = frozenset(
@@ -95,6 +99,11 @@ class CallController:
         test_numbers: dict[int, int] | None = None,
         registrar: Registrar | None = None,
         lab_callee: bool = False,
+        lab_answer_after_s: float = 0.0,
+        mode: str = "redirect",
+        ringback: RingbackOptions | None = None,
+        mode_for: Callable[[Entry], tuple[str, str] | None] | None = None,
+        rate_limit: TokenBuckets | None = None,
     ) -> None:
         self.decider = Decider(
             index,
@@ -110,18 +119,22 @@ class CallController:
         self.warnings = warnings  # False: listed numbers are redirected, counted, not warned
         self.max_warnings = max_warnings
         self.keep_caller = keep_caller
+        # Per-source request limit (sip.rate_limit_per_source); see `_over_limit`.
+        self.rate_limit = rate_limit
         self.draining = False  # shutting down: no new warnings
         self.destinations = destinations or DestinationPolicy(LOOPBACK)
         # One transaction layer per transport: a response goes back the way its request came.
         self.layers = {
-            "udp": ServerTransactionLayer(t1, t2, t4, maddr_allowed=trusted),
-            "tcp": ServerTransactionLayer(t1, t2, t4, maddr_allowed=trusted),
+            name: ServerTransactionLayer(t1, t2, t4, maddr_allowed=trusted)
+            for name in ("udp", "tcp", "tls")
         }
         self.held: dict[TxKey, Held] = {}
         # Lab mode: a registrar for test softphones, and a callee that answers loop-marked
         # INVITEs (the call after the warning) when no switch is there to take them.
         self.registrar = registrar
         self.lab_callee = lab_callee
+        self.lab_answer_after_s = lab_answer_after_s
+        self._lab_ringing: dict[TxKey, tuple[float, StartWarning]] = {}  # answer at
         self.client = ClientTransactionLayer(t1, t2, t4)  # our BYEs
         self.dialogs: dict[str, UasDialog] = {}  # by Call-ID
         self._loop_marked_calls: dict[str, float] = {}  # Call-ID -> forget after
@@ -134,12 +147,32 @@ class CallController:
         self.local: dict[str, Address] = {}
         self._out: list[tuple[bytes, Address, str]] = []
         self._effects: list[Effect] = []
+        # Ringback mode: listed calls bridged while the warning plays (calls/b2bua.py).
+        # ``mode`` is the deployment's; ``mode_for`` may name a court's own (mode,
+        # answer_after) for a listing.
+        self.mode = mode
+        self.mode_for = mode_for
+        self.ringback = ringback or RingbackOptions()
+        self.b2bua = B2bua(
+            self.layers,
+            self.client,
+            metrics,
+            self.ringback,
+            local=self.local,
+            contacts=self.contacts,
+            destinations=self.destinations,
+            t1=t1,
+            t2=t2,
+        )
 
     # ------------------------------------------------------------ shell inputs
     def listening(self, transport: str, host: str, port: int) -> None:
         """The shell is bound: our address (Contact, Via of our own requests)."""
         self.local[transport] = (host, port)
         literal = f"[{host}]" if ":" in host else host
+        if transport == "tls":  # RFC 3261 §26.2.2: a sips URI (TLS implied, no parameter)
+            self.contacts[transport] = f"<sips:{literal}:{port}>"
+            return
         suffix = "" if transport == "udp" else f";transport={transport}"
         self.contacts[transport] = f"<sip:{literal}:{port}{suffix}>"
 
@@ -151,6 +184,8 @@ class CallController:
         """Handle one datagram or stream frame. Returns the INVITE decision outcome, if any."""
         if data.startswith(b"ACK ") and self._absorbed_ack(data, transport, now):
             return None
+        over = self.rate_limit is not None and self._over_limit(data, source, now)
+        limited = False
         try:
             message = parse_message(data, self.limits)
         except SipParseError as exc:
@@ -160,10 +195,18 @@ class CallController:
                 self._out.append((reply.to_bytes(), source, transport))
             return None
         if isinstance(message, Response):
-            self.client.receive_response(message, now)  # to our BYE; nothing more to do
+            response = self.client.receive_response(message, now)
+            if response is not None and self.b2bua.calls_or_ended():
+                self.b2bua.on_response(response, now)
             self._flush_client()
             return None
         method = message.method
+        if over and message.to_tag is None and method not in _NEVER_LIMITED:
+            if method != "INVITE":
+                self.metrics.rate_limited.inc(_method_label(method), "dropped")
+                return None  # a flood of new requests: dropped, nothing sent
+            self.metrics.rate_limited.inc("INVITE", "redirected")
+            limited = True  # still its 302 at once, never a warning
         self.metrics.requests.inc(method if method in KNOWN_METHODS else "other")
         if method == "ACK" and message.call_id in self.dialogs:
             self.dialogs[message.call_id].acked()  # the ACK of the lab callee's 200
@@ -176,9 +219,15 @@ class CallController:
         if request is None:
             self._flush(layer, transport)
             return None  # retransmission or ACK: absorbed by the transaction layer
+        if self._in_bridged_dialog(request):
+            try:
+                self.b2bua.on_request(request, source, transport, now)
+            except SipParseError:
+                self.metrics.parse_errors.inc("no")
+            return None
         try:
             if method == "INVITE":
-                return self._invite(request, layer, source, transport, now)
+                return self._invite(request, layer, source, transport, now, limited)
             if method == "ACK":
                 return None  # ACK for a 2xx we never send, or a late one: absorb
             max_forwards = request.max_forwards
@@ -209,6 +258,26 @@ class CallController:
             self._respond(layer, request, exc.status, now, transport, reason=exc.reason)
         return None
 
+    def _over_limit(self, data: bytes, source: Address, now: float) -> bool:
+        """Whether this request takes its source over `rate_limit` (the verdict is made
+        once it is parsed). Fail open, as a carrier needs it: a new INVITE over the limit
+        still gets its 302 at once, only no warning (a 503 would make the switch fail over,
+        or fail the call); any other new request is dropped. Responses, ACK, CANCEL, PRACK,
+        BYE and every in-dialog request (To tag) are never limited: they finish or carry
+        calls already started, and dropping them would only cause retransmissions."""
+        space = data.find(b" ", 0, 24)
+        method = data[:space] if space > 0 else b""
+        if method in (b"SIP/2.0", b"ACK", b"CANCEL") or data.startswith(b"SIP/"):
+            return False
+        assert self.rate_limit is not None
+        return self.rate_limit.take(source[0], now) > 0.0
+
+    def _in_bridged_dialog(self, request: Request) -> bool:
+        """A request inside a ringback-mode call's dialog (either leg), for the B2BUA."""
+        if request.method in ("CANCEL", "PRACK") or not self.b2bua.owns_call_id(request.call_id):
+            return False
+        return request.method != "INVITE" or request.to_tag is not None
+
     def _absorbed_ack(self, data: bytes, transport: str, now: float) -> bool:
         """Every redirected call ends with an ACK; absorbing it from its top Via alone
         halves its cost. Anything unusual goes through the full parser instead."""
@@ -228,6 +297,7 @@ class CallController:
         source: Address,
         transport: str,
         now: float,
+        limited: bool = False,
     ) -> str:
         try:
             max_forwards = invite.max_forwards
@@ -260,7 +330,17 @@ class CallController:
             )
             return decision.outcome
         try:
-            skipped = self._hold_for_warning(invite, decision, layer, source, transport)
+            plan = (
+                "rate_limited" if limited and self.warnings else self._warning_plan(invite, source)
+            )
+            if isinstance(plan, str):
+                skipped: str | None = plan
+            else:
+                skipped = None
+                if self._mode_of(decision.entry)[0] == "ringback":
+                    self._ringback_call(invite, decision, layer, plan, source, transport, now)
+                else:
+                    self._hold_for_warning(invite, decision, layer, plan, transport)
         except Exception:  # fail open
             skipped = INTERNAL_ERROR
         if skipped is None:
@@ -270,24 +350,25 @@ class CallController:
         self._redirect(layer, invite, decision.contact, now, transport, played=False, why=outcome)
         return outcome
 
+    def _warning_plan(self, invite: Request, source: Address) -> MediaPlan | str:
+        """What a listed call's warning would play and where, or the reason it will not."""
+        if not self.warnings:
+            return LISTED_UNANNOUNCED
+        if self.draining:
+            return "draining"
+        if len(self.held) + len(self.b2bua) >= self.max_warnings:
+            return "capacity"
+        return media_plan(invite, source, self.destinations)
+
     def _hold_for_warning(
         self,
         invite: Request,
         decision: Decision,
         layer: ServerTransactionLayer,
-        source: Address,
+        plan: MediaPlan,
         transport: str,
-    ) -> str | None:
-        """Hold the INVITE and ask the shell for its warning; or the reason not to."""
-        if not self.warnings:
-            return LISTED_UNANNOUNCED
-        if self.draining:
-            return "draining"
-        if len(self.held) >= self.max_warnings:
-            return "capacity"
-        plan = media_plan(invite, source, self.destinations)
-        if isinstance(plan, str):
-            return plan
+    ) -> None:
+        """Hold the INVITE (redirect mode) and ask the shell for its warning."""
         media, destinations = plan
         assert decision.entry is not None
         key = layer.key_of(invite)
@@ -301,7 +382,50 @@ class CallController:
         )
         caller = caller_of(invite) if self.keep_caller else None
         self._effects.append(StartWarning(key, decision.entry, media, destinations, caller))
-        return None
+
+    def _mode_of(self, entry: Entry) -> tuple[str, str]:
+        """(mode, answer_after) for a listing: its court's, else the deployment's."""
+        if self.mode_for is not None:
+            court = self.mode_for(entry)
+            if court is not None:
+                return court
+        return self.mode, self.ringback.answer_after
+
+    def _ringback_call(
+        self,
+        invite: Request,
+        decision: Decision,
+        layer: ServerTransactionLayer,
+        plan: MediaPlan,
+        source: Address,
+        transport: str,
+        now: float,
+    ) -> None:
+        """Bridge the call while the warning plays (ringback mode)."""
+        media, destinations = plan
+        assert decision.entry is not None
+        self.b2bua.start(
+            invite,
+            layer.key_of(invite),
+            decision.entry,
+            media,
+            destinations,
+            decision.contact,
+            source,
+            transport,
+            new_tag(),
+            self._mode_of(decision.entry)[1],
+            now,
+        )
+
+    # ------------------------------------------------------- the relay's reports
+    def relay_opened(
+        self, key: TxKey, caller_side: Address, callee_side: Address, now: float
+    ) -> None:
+        self.b2bua.relay_opened(key, caller_side, callee_side, now)
+
+    def relay_failed(self, key: TxKey, reason: str, now: float) -> None:
+        self.b2bua.relay_failed(key, reason, now)
 
     # -------------------------------------------------------------------- lab
     def _lab_invite(
@@ -327,6 +451,11 @@ class CallController:
             binding = self.registrar.lookup(number, now)
         if binding is not None:
             self.metrics.decisions.inc("lab_registered")
+            if source != self.local.get(transport) and self._bridge_to(
+                invite, layer, binding.contact, binding.source, source, transport, now
+            ):
+                return "lab_registered"
+            # our own callee leg (ringback mode) follows the 302 itself
             self._respond(
                 layer, invite, 302, now, transport, extra=(("Contact", f"<{binding.contact}>"),)
             )
@@ -344,9 +473,49 @@ class CallController:
         key = layer.key_of(invite)
         self.held[key] = Held(invite, transport, invite.uri, new_tag(), False, purpose=LAB_TONE)
         entry = Entry(0, 0, 0, 0)
-        self._effects.append(StartWarning(key, entry, media, destinations, None, LAB_TONE))
+        start = StartWarning(key, entry, media, destinations, None, LAB_TONE)
+        if self.lab_answer_after_s > 0:  # ring first, like a phone
+            self._provisional(self.held[key], key, 180, now)
+            self._lab_ringing[key] = (now + self.lab_answer_after_s, start)
+        else:
+            self._effects.append(start)
         self.metrics.decisions.inc("lab_callee")
         return "lab_callee"
+
+    def _bridge_to(
+        self,
+        invite: Request,
+        layer: ServerTransactionLayer,
+        contact: str,
+        target: Address,
+        source: Address,
+        transport: str,
+        now: float,
+    ) -> bool:
+        """Lab mode: put a softphone's call through to the softphone registered for the
+        number, as a B2BUA (media relayed), rather than redirect it: a softphone reached
+        by a 302 answers from behind its registration (pyVoIP sends its responses to its
+        registrar) and would never be heard. False: no media to bridge (then the 302)."""
+        plan = media_plan(invite, source, self.destinations)
+        if isinstance(plan, str):
+            return False
+        media, destinations = plan
+        self.b2bua.start(
+            invite,
+            layer.key_of(invite),
+            Entry(0, 0, 0, 0),
+            media,
+            destinations,
+            contact,
+            source,
+            transport,
+            new_tag(),
+            "answer",
+            now,
+            warn=False,
+            target=target,
+        )
+        return True
 
     def _register(
         self,
@@ -421,8 +590,7 @@ class CallController:
         self._flush_client(dialog.transport)
 
     def _flush_client(self, transport: str = "udp") -> None:
-        for data, dest in self.client.take_outgoing():
-            self._out.append((data, dest, transport))
+        self._out.extend(self.client.take_outgoing_by_transport())
 
     def _redirect(
         self,
@@ -445,11 +613,16 @@ class CallController:
         playing go on until :meth:`end_warnings`."""
         self.draining = True
 
+    def busy(self) -> bool:
+        """Warnings playing or calls bridged: what a drain waits for."""
+        return bool(self.held) or len(self.b2bua) > 0
+
     def end_warnings(self, now: float) -> None:
         """Stop every warning still playing and redirect its INVITE (the drain is over)."""
         for key in list(self.held):
             self._effects.append(StopWarning(key))
             self.warning_ended(key, "shutdown", now)
+        self.b2bua.shutdown(now)
 
     # ------------------------------------------------ the shell's warning reports
     def warning_trying(self, key: TxKey, now: float) -> None:
@@ -457,10 +630,13 @@ class CallController:
         held = self.held.get(key)
         if held is not None:
             self._provisional(held, key, 100, now)
+        # a bridged call has had its 100 already
 
     def warning_ready(self, key: TxKey, sdp: bytes, now: float) -> bool:
         """The media port and the audio are ready: 183 with ``sdp``. False when the INVITE
         is gone (cancelled meanwhile): the shell then plays nothing."""
+        if key in self.b2bua:
+            return self.b2bua.warning_ready(key, now)
         held = self.held.get(key)
         if held is not None and held.purpose == LAB_TONE:
             held.ready = self._answer_lab_call(held, key, sdp, now)
@@ -476,6 +652,9 @@ class CallController:
     def warning_ended(self, key: TxKey, outcome: str, now: float) -> None:
         """The warning is over (``completed``), or could not start or go on (any other
         outcome is the fail-open reason): redirect the held INVITE."""
+        if key in self.b2bua:
+            self.b2bua.warning_ended(key, outcome, now)
+            return
         held = self.held.pop(key, None)
         if held is None:
             return  # cancelled by us: already answered
@@ -541,6 +720,11 @@ class CallController:
         if key is None:
             self._respond(layer, cancel, 481, now, transport)
             return
+        if key in self.b2bua:
+            tag = self.b2bua.caller_tag(key)
+            self._respond(layer, cancel, 200, now, transport, to_tag=tag)
+            self.b2bua.cancel(key, now)
+            return
         held = self.held.pop(key, None)
         # RFC 3261 §9.2: the 200 to a CANCEL carries the To tag of the INVITE's responses.
         self._respond(layer, cancel, 200, now, transport, to_tag=held.to_tag if held else None)
@@ -575,10 +759,14 @@ class CallController:
     def take_outgoing(self) -> list[tuple[bytes, Address, str]]:
         """Bytes to send: (data, destination, transport)."""
         out, self._out = self._out, []
+        if self.b2bua.calls_or_ended():
+            out.extend(self.b2bua.take_outgoing())
         return out
 
     def take_effects(self) -> list[Effect]:
         """Warnings to start or stop, in the order they were decided."""
+        if self.b2bua.calls_or_ended():
+            self._effects.extend(self.b2bua.take_effects())
         if not self._effects:
             return _NO_EFFECTS  # the common case: no list made per message
         effects, self._effects = self._effects, []
@@ -595,12 +783,25 @@ class CallController:
             client = self.client.next_deadline()
             if client is not None:
                 deadlines.append(client)
+        if self._lab_ringing:
+            deadlines.extend(at for at, _ in self._lab_ringing.values())
+        if self.b2bua.calls_or_ended():
+            bridged = self.b2bua.next_deadline()
+            if bridged is not None:
+                deadlines.append(bridged)
         return min(deadlines) if deadlines else None
 
     def poll(self, now: float) -> None:
         """Fire every transaction timer due at ``now``."""
         if self.dialogs or len(self.client):
             self._poll_dialogs(now)
+        if self.b2bua.calls_or_ended():
+            self.b2bua.poll(now)
+        for key, (at, start) in list(self._lab_ringing.items()):
+            if at <= now:
+                del self._lab_ringing[key]
+                if key in self.held:  # not cancelled meanwhile
+                    self._effects.append(start)
         for transport, layer in self.layers.items():
             layer.poll(now)
             self._flush(layer, transport)
@@ -622,8 +823,16 @@ class CallController:
                     self._effects.append(StopWarning(dialog.key))
                     self._end_lab_call(dialog, now)
         self.client.poll(now)
-        self.client.take_events()  # a BYE nobody answered: the call is over for us anyway
+        for event in self.client.take_events():
+            # ours: a bridged call's request; else a BYE nobody answered (the call is
+            # over for us anyway)
+            self.b2bua.client_timeout(event, now)
         self._flush_client()
 
     def transactions(self) -> int:
         return sum(len(layer) for layer in self.layers.values())
+
+
+def _method_label(method: str) -> str:
+    """A method as a metric label: the known ones by name, invented ones as "other"."""
+    return method if method in KNOWN_METHODS else "other"

@@ -3,15 +3,15 @@ callee's call. The 2xx is retransmitted until its ACK; either side may end it wi
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
+from ringback.calls.legs import address_of
 from ringback.sip.client import new_branch
 from ringback.sip.errors import SipParseError
 from ringback.sip.headers import Headers
 from ringback.sip.model import Request
 from ringback.sip.transaction import TxKey
-from ringback.sip.uri import SipUri, parse_name_addr, parse_uri
+from ringback.sip.uri import parse_name_addr
 
 Address = tuple[str, int]
 
@@ -60,18 +60,4 @@ class UasDialog:
         for route in routes:  # a UAS keeps the Record-Route order (§12.1.1)
             headers.add("Route", route)
         next_hop = routes[0] if routes else f"<{remote_target}>"
-        return Request("BYE", remote_target, headers), self._address_of(next_hop)
-
-    def _address_of(self, name_addr: str) -> Address:
-        """An IP-literal host:port from the URI, else where the INVITE came from (no DNS)."""
-        try:
-            uri = parse_uri(parse_name_addr(name_addr).uri)
-        except SipParseError:
-            return self.source
-        if isinstance(uri, SipUri):
-            try:
-                ipaddress.ip_address(uri.host.strip("[]"))
-            except ValueError:
-                return self.source
-            return (uri.host.strip("[]"), uri.port or 5060)
-        return self.source
+        return Request("BYE", remote_target, headers), address_of(next_hop, self.source)

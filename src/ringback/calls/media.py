@@ -9,10 +9,10 @@ from ringback.sip.body import sdp_of
 from ringback.sip.model import Request
 from ringback.sip.uri import parse_name_addr
 
+MediaPlan = tuple[Selection, tuple[Address, ...]]
 
-def media_plan(
-    invite: Request, source: Address, policy: DestinationPolicy
-) -> tuple[Selection, tuple[Address, ...]] | str:
+
+def media_plan(invite: Request, source: Address, policy: DestinationPolicy) -> MediaPlan | str:
     """(the chosen stream and codec, the allowed destinations in order of preference), or
     the reason there is nothing to play (``no_sdp``, ``no_codec``, ...).
 

@@ -32,6 +32,31 @@ class SipMetrics:
             "Time from an INVITE's arrival to its decision being sent",
             (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
         )
+        self.rate_limited = registry.counter(
+            "ringback_sip_rate_limited_total",
+            "Requests over their source's sip.rate_limit_per_source, by method and action "
+            "(redirected: an INVITE answered 302 at once, unwarned; dropped: anything else)",
+            ("method", "action"),
+        )
+        self.shed = registry.counter(
+            "ringback_sip_shed_total",
+            "INVITEs shed unread under overload: they waited in the UDP receive queue longer "
+            "than sip.max_receive_age_ms (the switch routes such calls on by itself)",
+        )
+        self.send_dropped = registry.counter(
+            "ringback_sip_send_dropped_total",
+            "UDP datagrams not sent because the socket's send buffer was full",
+        )
+        self.connections = registry.counter(
+            "ringback_sip_connections_total",
+            "SIP stream connections accepted (TLS: after a successful handshake), by transport",
+            ("transport",),
+        )
         self.ack_timeouts = registry.counter(
             "ringback_sip_ack_timeouts_total", "Final responses never ACKed (Timer H)"
+        )
+        self.b2bua = registry.counter(
+            "ringback_b2bua_calls_total",
+            "Ringback-mode calls, by how they went (answered, callee_486, caller_cancelled, ...)",
+            ("outcome",),
         )

@@ -23,12 +23,12 @@ and reports them with :meth:`Uac.connected`, and wakes at :meth:`Uac.next_deadli
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
 from ringback import __version__
+from ringback.calls.legs import address_of
 from ringback.calls.redirect import WARNING_HEADER
 from ringback.media.recorder import RtpRecorder
 from ringback.sip.body import sdp_of
@@ -47,7 +47,7 @@ from ringback.sip.sdp import (
     SessionDescription,
     parse_sdp,
 )
-from ringback.sip.uri import SipUri, parse_name_addr, parse_uri
+from ringback.sip.uri import parse_name_addr
 
 __all__ = ["Attempt", "Connect", "Uac", "UacOptions", "offer_sdp"]
 
@@ -402,22 +402,7 @@ class Uac:
             hop_uri = parse_name_addr(hop).uri
         except SipParseError:
             return target, routes, attempt.dest
-        return target, routes, self._address_of(hop_uri, attempt.dest)
-
-    def _address_of(self, uri: str, fallback: Address) -> Address:
-        """An IP-literal host:port in ``uri``, else ``fallback`` (no DNS in the core)."""
-        try:
-            parsed = parse_uri(uri)
-        except SipParseError:
-            return fallback
-        if not isinstance(parsed, SipUri):
-            return fallback
-        host = parsed.host.strip("[]")
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return fallback
-        return (host, parsed.port or 5060)
+        return target, routes, address_of(hop_uri, attempt.dest)
 
     # ------------------------------------------------------------ responses
     def _response(self, response: Response, now: float) -> None:
@@ -533,7 +518,7 @@ class Uac:
             self.error = (None, f"more than {self.options.max_redirects} redirects")
             self._finish()
         else:
-            self._invite(target, self._address_of(target, self.options.proxy), now)
+            self._invite(target, address_of(target, self.options.proxy), now)
 
     # ----------------------------------------------------- ending the call
     def _bye(self, now: float) -> None:

@@ -185,6 +185,7 @@ class _Playing(Slot):
         "on_done",
         "on_latch",
         "outcome",
+        "owns_socket",
         "reading",
         "render",
         "rtp",
@@ -202,6 +203,7 @@ class _Playing(Slot):
     def __init__(self, count: int) -> None:
         super().__init__(count)
         self.reading = False
+        self.owns_socket = True
         self.outcome: Outcome | None = None
 
 
@@ -259,10 +261,12 @@ class RtpPacer:
         symmetric: bool = True,
         fallback_host: str | None = None,
         on_latch: Callable[[Address], None] | None = None,
+        owns_socket: bool = True,
     ) -> int:
         """Play ``stream`` to ``dest`` from ``rtp``; returns the stream id for :meth:`stop`.
 
-        The pacer owns ``rtp`` from now on and closes it when the stream ends. ``start_at``
+        The pacer owns ``rtp`` from now on and closes it when the stream ends (unless
+        ``owns_socket`` is False: a relay lends it for the warning). ``start_at``
         (loop time, default now) is rounded up to a grid tick, plus up to 3 ticks for
         phase balancing. If ``dest`` is of the other IP family than ``rtp`` (an IPv6 offer
         on an IPv4 socket), ``(fallback_host, dest port)`` is used instead — pass the
@@ -274,6 +278,7 @@ class RtpPacer:
         st.sendto = rtp.sock.sendto
         st.on_done = on_done
         st.on_latch = on_latch
+        st.owns_socket = owns_socket
         host, port = dest[0], dest[1]
         st.latch_hosts = frozenset(h for h in (host, fallback_host) if h is not None)
         if _reachable(host, rtp.family):
@@ -302,6 +307,16 @@ class RtpPacer:
         if not self._streams:
             self._idle()
         return True
+
+    def shorten(self, stream_id: int, count: int) -> int | None:
+        """End a stream after packet ``count - 1`` (or the next one due, if that has
+        passed); returns the new length, None if the stream is over."""
+        st = self._streams.get(stream_id)
+        if st is None:
+            return None
+        st.count = max(min(count, st.count), st.i)
+        st.schedule = StreamSchedule(st.schedule.start, st.count)
+        return st.count
 
     def schedule_of(self, stream_id: int) -> StreamSchedule | None:
         """When the stream's packets are due (loop time), while it plays."""
@@ -387,7 +402,8 @@ class RtpPacer:
     def _finish(self, st: _Playing, outcome: Outcome) -> None:
         st.outcome = outcome
         self._stop_reading(st)
-        st.rtp.close()
+        if st.owns_socket:
+            st.rtp.close()
         try:
             st.on_done(outcome)
         except Exception:

@@ -1,8 +1,10 @@
-"""asyncio shells around the sans-I/O `CallController`: SIP over UDP and TCP on one port.
+"""asyncio shells around the sans-I/O `CallController`: SIP over UDP and TCP on one port,
+and over TLS (RFC 3261 §26) on a second port when a certificate is configured.
 
 Everything protocol-shaped happens in the controller; this module only moves bytes,
-checks the source against `sip.trusted_sources`, frames TCP streams, hands the
-controller's warning effects to the :class:`~ringback.net.warnings.WarningPlayer`, and
+checks the source against `sip.trusted_sources`, frames TCP and TLS streams (the same
+Content-Length framing: TLS is TCP with a handshake in front), hands the
+controller's media effects to :class:`~ringback.net.call_media.CallMedia`, and
 keeps one timer armed at the controller's next deadline (no timer object per
 transaction), plus a once-a-second housekeeping timer (clock offset, idle TCP).
 """
@@ -13,13 +15,15 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import ssl
+import struct
 import time
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import cast
 
 from ringback.calls import CallController, SipMetrics
 from ringback.calls.effects import Address
-from ringback.net.warnings import WarningPlayer
+from ringback.net.call_media import CallMedia
 from ringback.sip.errors import SipParseError
 from ringback.sip.message import split_stream
 from ringback.sip.transaction import TxKey
@@ -28,6 +32,17 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 1.0
 TIMER_RESOLUTION_S = 0.01  # RFC 3261 timers are 500 ms and up: 10 ms is plenty
+TLS_HANDSHAKE_S = 10.0  # a peer that does not finish its handshake in this time is dropped
+# UDP: datagrams read per wake-up of the socket before the loop gets a turn (timers, TCP,
+# HTTP, the RTP pacer): the read-side budget that keeps the rest of the node responsive
+# under a flood, while amortising one wake-up over many datagrams.
+UDP_READ_BUDGET = 16
+# Kernel receive timestamps (Linux SO_TIMESTAMPNS, a struct timespec of two longs): how
+# long each datagram waited in the socket queue (`sip.max_receive_age_ms`).
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@qq")
+_unpack_timespec = _TIMESPEC.unpack_from
+_ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
 _CACHE_LIMIT = 65536
 
 
@@ -64,22 +79,33 @@ class SipEndpoint:
         metrics: SipMetrics,
         trusted: TrustedSources,
         *,
-        player: WarningPlayer | None = None,
+        player: CallMedia | None = None,
         tcp_idle_s: float = 120.0,
         max_message_bytes: int = 65535,
+        tls: ssl.SSLContext | None = None,
+        max_receive_age_s: float = 0.0,
     ) -> None:
         self.controller = controller
+        self.tls = tls
+        # Overload shedding: an INVITE that waited longer than this in the UDP socket's
+        # queue is dropped unread (0: never); the switch has routed it on already.
+        self.max_receive_age_s = max_receive_age_s
         self.player = player
+        self._pumping = False  # carrying out the controller's effects (see _after_report)
         self.metrics = metrics
         self.trusted = trusted
         self.tcp_idle_s = tcp_idle_s
         self.max_message_bytes = max_message_bytes
-        self.udp: list[asyncio.DatagramTransport] = []
-        self._udp_v4: asyncio.DatagramTransport | None = None  # replies go out of these
-        self._udp_v6: asyncio.DatagramTransport | None = None
+        self.udp: list[_UdpSocket] = []
+        self._udp_v4: _UdpSocket | None = None  # replies go out of these
+        self._udp_v6: _UdpSocket | None = None
         self.tcp_servers: list[asyncio.Server] = []
+        # Stream connections by transport ("tcp", "tls"), then by peer: a response goes
+        # back on the connection its request came in on (RFC 3261 §18.2.2).
         self.tcp_connections: dict[Address, _TcpConnection] = {}
+        self.tls_connections: dict[Address, _TcpConnection] = {}
         self.port = 0
+        self.tls_port = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # the deadline `_timer` was armed for (our clock)
         self._housekeeping: asyncio.TimerHandle | None = None
@@ -87,8 +113,9 @@ class SipEndpoint:
         self.clock = time.monotonic
 
     # -------------------------------------------------------------- lifecycle
-    async def start(self, hosts: list[str], port: int) -> int:
-        """Listen on UDP and TCP at `port` on every host (port 0: one free port for all)."""
+    async def start(self, hosts: list[str], port: int, tls_port: int | None = None) -> int:
+        """Listen on UDP and TCP at `port` on every host (port 0: one free port for all),
+        and on TLS at `tls_port` when the endpoint has a TLS context (0: a free port)."""
         self._loop = asyncio.get_running_loop()
         for attempt in range(20):
             try:
@@ -98,9 +125,13 @@ class SipEndpoint:
                 await self._close_sockets()
                 if port != 0 or attempt == 19:
                     raise
+        if self.tls is not None:
+            self.tls_port = await self._bind_tls(hosts, 5061 if tls_port is None else tls_port)
         self._sync_clock()
         for transport in ("udp", "tcp"):
             self.controller.listening(transport, hosts[0], self.port)
+        if self.tls is not None:
+            self.controller.listening("tls", hosts[0], self.tls_port)
         self._housekeeping = self._loop.call_later(HOUSEKEEPING_S, self._housekeep)
         return self.port
 
@@ -108,27 +139,40 @@ class SipEndpoint:
         assert self._loop is not None
         for host in hosts:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            transport, _ = await self._loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(host, port), family=family
-            )
-            sock = transport.get_extra_info("socket")
-            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):  # the kernel caps these
-                sock.setsockopt(socket.SOL_SOCKET, option, 4 * 1024 * 1024)
-            self.udp.append(transport)
+            udp = _UdpSocket(self, udp_socket(host, port, family))
+            self.udp.append(udp)
             if family == socket.AF_INET6:
-                self._udp_v6 = self._udp_v6 or transport
+                self._udp_v6 = self._udp_v6 or udp
             else:
-                self._udp_v4 = self._udp_v4 or transport
-            port = transport.get_extra_info("sockname")[1]
+                self._udp_v4 = self._udp_v4 or udp
+            port = udp.port
             server = await self._loop.create_server(
                 lambda: _TcpConnection(self), host, port, family=family, reuse_address=True
             )
             self.tcp_servers.append(server)
         return port
 
+    async def _bind_tls(self, hosts: list[str], port: int) -> int:
+        """The TLS listeners: the TCP path behind a handshake (TLS 1.2+, see net/sip_tls)."""
+        assert self._loop is not None and self.tls is not None
+        for host in hosts:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            server = await self._loop.create_server(
+                lambda: _TcpConnection(self, "tls"),
+                host,
+                port,
+                family=family,
+                reuse_address=True,
+                ssl=self.tls,
+                ssl_handshake_timeout=TLS_HANDSHAKE_S,
+            )
+            self.tcp_servers.append(server)
+            port = server.sockets[0].getsockname()[1]
+        return port
+
     async def _close_sockets(self) -> None:
-        for transport in self.udp:
-            transport.close()
+        for udp in self.udp:
+            udp.close()
         for server in self.tcp_servers:
             server.close()
         self.udp, self.tcp_servers = [], []
@@ -138,16 +182,18 @@ class SipEndpoint:
         for timer in (self._timer, self._housekeeping):
             if timer is not None:
                 timer.cancel()
-        for connection in list(self.tcp_connections.values()):
+        for connection in [*self.tcp_connections.values(), *self.tls_connections.values()]:
             connection.close()
         await self._close_sockets()
 
     async def drain(self, limit_s: float) -> None:
-        """Redirect new INVITEs at once, let warnings in progress play for up to
-        ``limit_s``, then give every held INVITE its final response."""
+        """Redirect new INVITEs at once, let warnings in progress play and bridged calls
+        (ringback mode) go on for up to ``limit_s``, then give every held INVITE its final
+        response and hang bridged calls up both ways."""
         self.controller.drain()
         deadline = self.clock() + limit_s
-        while self.controller.held and self.clock() < deadline:
+        busy = self.controller.busy
+        while busy() and self.clock() < deadline:
             await asyncio.sleep(0.05)
         self.controller.end_warnings(self.clock())
         self._pump()
@@ -203,14 +249,18 @@ class SipEndpoint:
 
     def _pump(self) -> None:
         """Send what the controller queued, carry out its effects, re-arm the timer."""
-        self._send_out()
-        effects = self.controller.take_effects()
-        while effects:
-            for effect in effects:
-                if self.player is not None:
-                    self.player.execute(effect, self)
+        was_pumping, self._pumping = self._pumping, True
+        try:
             self._send_out()
             effects = self.controller.take_effects()
+            while effects:
+                for effect in effects:
+                    if self.player is not None:
+                        self.player.execute(effect, self)
+                self._send_out()
+                effects = self.controller.take_effects()
+        finally:
+            self._pumping = was_pumping
         self._arm()
 
     # ----------------------------------------- the player's reports (WarningReports)
@@ -229,50 +279,146 @@ class SipEndpoint:
         self._send_out()
         self._arm()
 
+    # ----------------------------------------------- the relay's reports (MediaReports)
+    def relay_opened(self, key: TxKey, caller_side: Address, callee_side: Address) -> None:
+        self.controller.relay_opened(key, caller_side, callee_side, self.clock())
+        self._after_report()
+
+    def relay_failed(self, key: TxKey, reason: str) -> None:
+        self.controller.relay_failed(key, reason, self.clock())
+        self._after_report()
+
+    def _after_report(self) -> None:
+        """A report made while effects are being carried out leaves its effects to that
+        loop; one that comes later (rtpengine answered) carries them out itself."""
+        if self._pumping:
+            self._send_out()
+            self._arm()
+        else:
+            self._pump()
+
     def _send_out(self) -> None:
         for data, dest, transport in self.controller.take_outgoing():
             try:
                 if transport == "udp":
                     self._send_udp(data, dest)
                 else:
-                    connection = self.tcp_connections.get(dest)
+                    tls = transport == "tls"
+                    connection = (self.tls_connections if tls else self.tcp_connections).get(dest)
                     if connection is not None:
                         connection.write(data)
             except (OSError, ValueError, TypeError) as exc:  # one bad address: that send only
                 log.info("SIP send to %s failed: %s", dest, exc)
 
     def _send_udp(self, data: bytes, dest: Address) -> None:
-        transport = self._udp_v6 if ":" in dest[0] else self._udp_v4
-        if transport is not None:
-            transport.sendto(data, dest)
+        udp = self._udp_v6 if ":" in dest[0] else self._udp_v4
+        if udp is not None:
+            udp.sendto(data, dest)
 
     def _reap_idle_tcp(self, now: float) -> None:
-        for connection in list(self.tcp_connections.values()):
+        for connection in [*self.tcp_connections.values(), *self.tls_connections.values()]:
             if now - connection.last_active > self.tcp_idle_s:
                 connection.close()
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, endpoint: SipEndpoint) -> None:
+def udp_socket(host: str, port: int, family: int) -> socket.socket:
+    """A UDP socket bound to (host, port) (port 0: a free one)."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _UdpSocket:
+    """One UDP socket, read straight from the event loop's reader callback.
+
+    Not an asyncio datagram transport, for two things it cannot do: read a batch of
+    datagrams per wake-up (`UDP_READ_BUDGET`), and see each datagram's kernel receive
+    timestamp, so that an INVITE that queued longer than `max_receive_age_s` while the
+    node was overloaded is shed unread (counted) instead of answered seconds late.
+    """
+
+    def __init__(self, endpoint: SipEndpoint, sock: socket.socket) -> None:
+        """Takes over `sock` (bound; see `udp_socket`)."""
         self.endpoint = endpoint
+        self.sock = sock
+        try:
+            sock.setblocking(False)
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):  # the kernel caps these
+                sock.setsockopt(socket.SOL_SOCKET, option, 4 * 1024 * 1024)
+            self.timestamps = endpoint.max_receive_age_s > 0
+            if self.timestamps:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            sock.close()
+            raise
+        self.port: int = sock.getsockname()[1]
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._readable)
+        self.closed = False
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        host, port = addr[0], addr[1]
-        endpoint = self.endpoint
-        if not endpoint.trusted(host):
-            endpoint.metrics.untrusted.inc()
-            return
-        if len(data) < 4 or data.isspace():
-            return  # keep-alive (CRLF) or noise
-        endpoint.receive(data, (host, port), "udp")
+    def _readable(self) -> None:
+        endpoint, sock = self.endpoint, self.sock
+        trusted, metrics = endpoint.trusted, endpoint.metrics
+        # The queue is in arrival order: once one datagram is fresh, all after it are, and
+        # recvfrom (no ancillary data) is cheaper than recvmsg. So ages are read from the
+        # head of the queue only until the first fresh datagram, on every wake-up. One
+        # clock reading per batch: a batch is handled within milliseconds.
+        looking = self.timestamps
+        oldest = time.time() - endpoint.max_receive_age_s if looking else 0.0
+        for _ in range(UDP_READ_BUDGET):
+            stale = False
+            try:
+                if looking:
+                    data, ancillary, _flags, addr = sock.recvmsg(65535, _ANC_SIZE)
+                    if ancillary:
+                        level, kind, raw = ancillary[0]
+                        if kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET:
+                            seconds, nanoseconds = _unpack_timespec(raw)
+                            stale = seconds + nanoseconds * 1e-9 < oldest
+                    looking = stale
+                else:
+                    data, addr = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. an ICMP error queued on the socket: harmless
+                log.debug("UDP receive error: %s", exc)
+                continue
+            host = addr[0]
+            if not trusted(host):
+                metrics.untrusted.inc()
+                continue
+            if len(data) < 4 or data.isspace():
+                continue  # keep-alive (CRLF) or noise
+            if stale and data.startswith(b"INVITE "):
+                metrics.shed.inc()
+                continue
+            endpoint.receive(data, (host, addr[1]), "udp")
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("UDP error: %s", exc)  # ICMP unreachable from a gone peer: harmless
+    def sendto(self, data: bytes, dest: Address) -> None:
+        try:
+            self.sock.sendto(data, dest)
+        except (BlockingIOError, InterruptedError):
+            self.endpoint.metrics.send_dropped.inc()  # a full send buffer: UDP may lose it
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
 class _TcpConnection(asyncio.Protocol):
-    def __init__(self, endpoint: SipEndpoint) -> None:
+    """One TCP or TLS connection (for TLS, asyncio calls `connection_made` only after the
+    handshake succeeded: a peer without an acceptable certificate never gets here)."""
+
+    def __init__(self, endpoint: SipEndpoint, kind: str = "tcp") -> None:
         self.endpoint = endpoint
+        self.kind = kind
+        self.connections = endpoint.tls_connections if kind == "tls" else endpoint.tcp_connections
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.peer: Address = ("", 0)
@@ -287,7 +433,8 @@ class _TcpConnection(asyncio.Protocol):
             transport.abort()
             return
         self.transport = transport
-        self.endpoint.tcp_connections[self.peer] = self
+        self.connections[self.peer] = self
+        self.endpoint.metrics.connections.inc(self.kind)
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self.endpoint.clock()
@@ -297,7 +444,12 @@ class _TcpConnection(asyncio.Protocol):
             try:
                 frame, used = split_stream(self.buffer)
             except SipParseError as exc:
-                log.info("closing SIP/TCP connection from %s: %s", self.peer[0], exc.reason)
+                log.info(
+                    "closing SIP/%s connection from %s: %s",
+                    self.kind.upper(),
+                    self.peer[0],
+                    exc.reason,
+                )
                 self.endpoint.metrics.parse_errors.inc("no")
                 self.close()
                 return
@@ -308,7 +460,7 @@ class _TcpConnection(asyncio.Protocol):
                 self.buffer = self.buffer[used:]
                 return
             self.buffer = self.buffer[used:]
-            self.endpoint.receive(frame, self.peer, "tcp")
+            self.endpoint.receive(frame, self.peer, self.kind)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -319,6 +471,6 @@ class _TcpConnection(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.endpoint.tcp_connections.get(self.peer) is self:
-            del self.endpoint.tcp_connections[self.peer]
+        if self.connections.get(self.peer) is self:
+            del self.connections[self.peer]
         self.transport = None

@@ -16,10 +16,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ringback.calls.effects import LAB_TONE, Effect, StartWarning, StopWarning
+from ringback.calls.effects import (
+    LAB_TONE,
+    RINGBACK,
+    Effect,
+    FinishWarning,
+    StartWarning,
+    StopWarning,
+)
 from ringback.media.lab_tone import lab_tone_pcm
+from ringback.media.looping import Looped
 from ringback.media.offer_answer import answer_sdp
-from ringback.media.prepared import PreparedAudio, PreparedCache
+from ringback.media.prepared import FRAME_MS, SILENCE, PreparedAudio, PreparedCache
 from ringback.media.rtp import RtpStream
 from ringback.metrics import Registry
 from ringback.net.rtp_pacer import Outcome, PortsExhausted, RtpPacer, RtpPortPool, RtpSocket
@@ -47,6 +55,20 @@ class _Playing:
     started_at: float
     stream_id: int = 0
     destination: tuple[str, int] | None = None  # where the audio goes (after any latch)
+    borrowed: bool = False  # the socket is a relay's (ringback mode): not ours to close
+    looped: Looped | None = None
+    outcome: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PlayInfo:
+    """What a ringback-mode warning did, for proof of play when its call ends."""
+
+    start: StartWarning
+    started_at: float
+    finished_at: float
+    outcome: str
+    destination: tuple[str, int] | None
 
 
 class WarningPlayer:
@@ -72,6 +94,7 @@ class WarningPlayer:
         self.repeat = repeat
         self.gap_ms = gap_ms
         self.playing: dict[TxKey, _Playing] = {}
+        self.played: dict[TxKey, PlayInfo] = {}  # ringback mode: kept until the call ends
         self.lab_tone = PreparedAudio.from_pcm(lab_tone_pcm(lab_tone_s))
         self._loading: set[asyncio.Task[None]] = set()
         self.outcomes = registry.counter(
@@ -87,32 +110,47 @@ class WarningPlayer:
             lambda: pacer.late_wakes,
         )
 
-    def execute(self, effect: Effect, reports: WarningReports) -> None:
-        """Carry out one effect of the call core. Never raises: a warning that cannot
-        start is reported as ended with ``start_failed``, so the call goes on."""
+    def execute(
+        self, effect: Effect, reports: WarningReports, rtp: RtpSocket | None = None
+    ) -> None:
+        """Carry out one warning effect of the call core. Never raises: a warning that
+        cannot start is reported as ended with ``start_failed``, so the call goes on.
+        ``rtp``: the relay's caller-side socket, for a ringback-mode warning."""
         if isinstance(effect, StopWarning):
             self._stop(effect.key)
             return
+        if isinstance(effect, FinishWarning):
+            self._finish(effect, reports)
+            return
+        if not isinstance(effect, StartWarning):
+            return
         try:
-            self._start(effect, reports)
+            self._start(effect, reports, rtp)
         except Exception:
             log.exception("warning could not start")
             playing = self.playing.pop(effect.key, None)
-            if playing is not None:
+            if playing is not None and not playing.borrowed:
                 playing.rtp.close()
             self.outcomes.inc("start_failed")
             reports.warning_ended(effect.key, "start_failed")
 
-    def _start(self, start: StartWarning, reports: WarningReports) -> None:
+    def _start(self, start: StartWarning, reports: WarningReports, lent: RtpSocket | None) -> None:
         family = 6 if ":" in start.destinations[-1][0] else 4  # the INVITE's, when allowed
         pool = self.pools.get(family) or next(iter(self.pools.values()))
-        try:
-            rtp = pool.allocate()
-        except PortsExhausted:
-            self.outcomes.inc("capacity")
-            reports.warning_ended(start.key, "capacity")
+        if lent is not None:
+            rtp = lent
+        elif start.purpose == RINGBACK:  # the relay is gone already
+            reports.warning_ended(start.key, "start_failed")
             return
+        else:
+            try:
+                rtp = pool.allocate()
+            except PortsExhausted:
+                self.outcomes.inc("capacity")
+                reports.warning_ended(start.key, "capacity")
+                return
         playing = self.playing[start.key] = _Playing(start, rtp, b"", time.time())
+        playing.borrowed = lent is not None
         playing.sdp = answer_sdp(
             start.media,
             local_ip=pool.local_ip,
@@ -123,7 +161,7 @@ class WarningPlayer:
         if start.purpose == LAB_TONE:
             audio: PreparedAudio | None = self.lab_tone
         else:
-            audio = self.cache.get(start.entry.recording_id, self.repeat, self.gap_ms)
+            audio = self.cache.get(start.entry.recording_id, *self._layout(start))
         if audio is not None:
             self._begin(start.key, audio, reports)
             return
@@ -132,13 +170,51 @@ class WarningPlayer:
         self._loading.add(task)
         task.add_done_callback(self._loading.discard)
 
+    def _layout(self, start: StartWarning) -> tuple[int, int]:
+        """(repeat, gap_ms) the audio is prepared with: a ringback-mode warning is
+        prepared once and looped (:class:`Looped`)."""
+        return (1, self.gap_ms) if start.purpose == RINGBACK else (self.repeat, self.gap_ms)
+
     def _stop(self, key: TxKey) -> None:
         playing = self.playing.get(key)
         if playing is not None and playing.stream_id:
             self.pacer.stop(playing.stream_id)  # calls _done("cancelled") synchronously
         elif playing is not None:  # still loading: the load task sees it gone
             del self.playing[key]
-            playing.rtp.close()
+            if not playing.borrowed:
+                playing.rtp.close()
+
+    def _finish(self, finish: FinishWarning, reports: WarningReports) -> None:
+        """End the warning when its current (or first) play ends."""
+        playing = self.playing.get(finish.key)
+        if playing is None or not playing.stream_id or playing.looped is None:
+            if playing is not None:
+                self._stop(finish.key)
+            reports.warning_ended(finish.key, "completed")
+            return
+        schedule = self.pacer.schedule_of(playing.stream_id)
+        done = schedule.due_count(asyncio.get_running_loop().time()) if schedule else 0
+        end = playing.looped.end_of_play(done, first_only=finish.first_only)
+        if end <= done:
+            playing.outcome = "completed"
+            self.pacer.stop(playing.stream_id)
+        else:
+            self.pacer.shorten(playing.stream_id, end)
+
+    def handover(self, key: TxKey) -> tuple[str, int] | None:
+        """The callee answered: stop the warning now (between two packets), leave the
+        socket to the relay; where the caller's RTP latched, if it did."""
+        playing = self.playing.get(key)
+        if playing is None:
+            return None
+        destination = playing.destination
+        self._stop(key)
+        return destination
+
+    def release(self, key: TxKey) -> PlayInfo | None:
+        """A ringback-mode call is over: stop its warning if it still plays; what it did."""
+        self._stop(key)
+        return self.played.pop(key, None)
 
     async def _load_then_begin(self, key: TxKey, reports: WarningReports) -> None:
         playing = self.playing[key]
@@ -153,16 +229,18 @@ class WarningPlayer:
         try:
             if not pcm:
                 del self.playing[key]
-                playing.rtp.close()
+                if not playing.borrowed:
+                    playing.rtp.close()
                 self.outcomes.inc("recording_missing")
                 reports.warning_ended(key, "recording_missing")
                 return
-            audio = PreparedAudio.from_pcm(pcm, repeat=self.repeat, gap_ms=self.gap_ms)
-            self.cache.put(recording_id, self.repeat, self.gap_ms, audio)
+            repeat, gap_ms = self._layout(playing.start)
+            audio = PreparedAudio.from_pcm(pcm, repeat=repeat, gap_ms=gap_ms)
+            self.cache.put(recording_id, repeat, gap_ms, audio)
             self._begin(key, audio, reports)
         except Exception:
             log.exception("warning could not start")
-            if self.playing.pop(key, None) is not None:
+            if self.playing.pop(key, None) is not None and not playing.borrowed:
                 playing.rtp.close()
             self.outcomes.inc("start_failed")
             reports.warning_ended(key, "start_failed")
@@ -171,10 +249,20 @@ class WarningPlayer:
         playing = self.playing[key]
         if not reports.warning_ready(key, playing.sdp):
             del self.playing[key]
-            playing.rtp.close()
+            if not playing.borrowed:
+                playing.rtp.close()
             return
-        media = playing.start.media
-        stream = RtpStream(audio.frames(media.codec), media.payload_type)
+        start = playing.start
+        media = start.media
+        frames: list[bytes] | Looped = audio.frames(media.codec)
+        if start.purpose == RINGBACK:
+            playing.looped = frames = Looped(
+                frames,
+                audio.gap_frames,
+                SILENCE[media.codec],
+                int(start.fill_s * 1000 / FRAME_MS),
+            )
+        stream = RtpStream(frames, media.payload_type)  # type: ignore[arg-type]
         playing.started_at = time.time()
         destinations = playing.start.destinations
         playing.stream_id = self.pacer.start(
@@ -184,6 +272,7 @@ class WarningPlayer:
             on_done=lambda outcome: self._done(key, outcome, reports),
             fallback_host=destinations[-1][0],
             on_latch=lambda where: setattr(playing, "destination", where),
+            owns_socket=not playing.borrowed,
         )
         playing.destination = self.pacer.destination_of(playing.stream_id)
 
@@ -194,21 +283,19 @@ class WarningPlayer:
         if playing.start.purpose == LAB_TONE:
             reports.warning_ended(key, outcome)
             return
-        self.outcomes.inc(outcome)
-        if self.proof is not None and playing.start.entry.listing_id:  # not a test number
-            start = playing.start
-            self.proof.record(
-                PlayRecord(
-                    start.entry.listing_id,
-                    start.entry.recording_id,
-                    start.media.codec,
-                    playing.started_at,
-                    time.time(),
-                    outcome,
-                    start.caller,
-                    _address(playing.destination),
-                )
+        if playing.start.purpose == RINGBACK:  # proof of play when the call ends
+            final = playing.outcome or outcome
+            self.outcomes.inc(final)
+            self.played[key] = PlayInfo(
+                playing.start, playing.started_at, time.time(), final, playing.destination
             )
+            reports.warning_ended(key, final)
+            return
+        self.outcomes.inc(outcome)
+        info = PlayInfo(
+            playing.start, playing.started_at, time.time(), outcome, playing.destination
+        )
+        self.record(info)
         reports.warning_ended(key, outcome)
 
     async def stop(self) -> None:
@@ -216,6 +303,30 @@ class WarningPlayer:
             task.cancel()
         for key in list(self.playing):
             self._stop(key)
+        self.played.clear()
+
+    def record(
+        self, info: PlayInfo, stop_reason: str | None = None, answered: bool | None = None
+    ) -> None:
+        """Proof of play for one warning (never for a test number)."""
+        start = info.start
+        if self.proof is None or not start.entry.listing_id:
+            return
+        self.proof.record(
+            PlayRecord(
+                start.entry.listing_id,
+                start.entry.recording_id,
+                start.media.codec,
+                info.started_at,
+                info.finished_at,
+                info.outcome,
+                start.caller,
+                _address(info.destination),
+                mode="ringback" if start.purpose == RINGBACK else "redirect",
+                stop_reason=stop_reason,
+                answered=answered,
+            )
+        )
 
 
 def _address(destination: tuple[str, int] | None) -> str | None:

@@ -17,7 +17,7 @@ from ringback.registry import audit
 from ringback.registry.common import Conflict, NotFound, Principal
 
 TOKEN_PREFIX = "rbk_"
-COURT_COLUMNS = "id, name, default_recording_id, created_at"
+COURT_COLUMNS = "id, name, default_recording_id, call_mode, answer_after, created_at"
 TOKEN_COLUMNS = "id, prefix, role, court_id, label, created_at, revoked_at"
 
 
@@ -192,6 +192,49 @@ class Courts:
                 before=before,
                 after=after,
             )
+
+    async def set_call_mode(
+        self,
+        court_id: uuid.UUID,
+        call_mode: str | None,
+        answer_after: str | None,
+        who: Principal,
+    ) -> asyncpg.Record:
+        """The court's own way of playing its warnings (None: the deployment's), audited."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            before = await conn.fetchrow(
+                "SELECT id, call_mode, answer_after FROM courts WHERE id = $1 FOR UPDATE",
+                court_id,
+            )
+            if before is None:
+                raise NotFound("no such court")
+            after = await conn.fetchrow(
+                "UPDATE courts SET call_mode = $2, answer_after = $3 WHERE id = $1 "
+                "RETURNING id, call_mode, answer_after",
+                court_id,
+                call_mode,
+                answer_after,
+            )
+            await audit.record(
+                conn,
+                who,
+                "court.call_mode",
+                f"court:{court_id}",
+                court_id=court_id,
+                before=before,
+                after=after,
+            )
+        assert after is not None
+        return after
+
+    async def call_modes(self) -> dict[int, tuple[str | None, str | None]]:
+        """recording id -> (call_mode, answer_after) of its court, for courts with either."""
+        rows = await self.pool.fetch(
+            "SELECT r.id, c.call_mode, c.answer_after FROM recordings r "
+            "JOIN courts c ON c.id = r.court_id "
+            "WHERE c.call_mode IS NOT NULL OR c.answer_after IS NOT NULL"
+        )
+        return {r["id"]: (r["call_mode"], r["answer_after"]) for r in rows}
 
 
 class Tokens:

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 _INSERT = """
 INSERT INTO announcements (listing_id, court_id, recording_id, node, codec, caller,
-                           started_at, finished_at, outcome, media_destination)
-SELECT l.id, l.court_id, r.id, $3, $4, $5, $6, $7, $8, $9
+                           started_at, finished_at, outcome, media_destination,
+                           mode, stop_reason, answered)
+SELECT l.id, l.court_id, r.id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
 FROM (SELECT $1::int8 AS listing_id, $2::int8 AS recording_id) AS p
 LEFT JOIN listings l ON l.id = p.listing_id
 LEFT JOIN recordings r ON r.id = p.recording_id
@@ -43,6 +44,11 @@ class PlayRecord:
     outcome: str  # completed | cancelled | failed
     caller: str | None = None
     destination: str | None = None  # host:port the RTP went to, after any latch
+    mode: str = "redirect"  # or "ringback": the warning played while the callee rang
+    # Ringback mode: why the warning stopped (answered, caller_gave_up, callee_refused,
+    # no_answer, ...) and whether the call was answered. No call content is ever kept.
+    stop_reason: str | None = None
+    answered: bool | None = None
 
 
 class ProofOfPlayWriter:
@@ -110,6 +116,9 @@ class ProofOfPlayWriter:
                 datetime.fromtimestamp(r.finished_at, UTC),
                 r.outcome,
                 r.destination,
+                r.mode,
+                r.stop_reason,
+                r.answered,
             )
             for r in batch
         ]

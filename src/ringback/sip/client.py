@@ -53,6 +53,7 @@ class _Tx:
     give_up_at: float | None
     ack: bytes | None = None  # for a non-2xx final of an INVITE
     finals: set[int] = field(default_factory=set)
+    transport: str = "udp"  # a label for the shell: which socket the bytes leave by
 
 
 class ClientTransactionLayer:
@@ -60,13 +61,23 @@ class ClientTransactionLayer:
         self.t1, self.t2, self.t4 = t1, t2, t4
         self._txs: dict[ClientKey, _Tx] = {}
         self._out: list[tuple[bytes, Address]] = []
+        self._transports: list[str] = []  # parallel to _out
         self._events: list[ClientTimeout] = []
 
     def __len__(self) -> int:
         return len(self._txs)
 
-    def send(self, request: Request, dest: Address, *, reliable: bool, now: float) -> ClientKey:
-        """Start a transaction for ``request`` (its top Via must carry a branch)."""
+    def send(
+        self,
+        request: Request,
+        dest: Address,
+        *,
+        reliable: bool,
+        now: float,
+        transport: str | None = None,
+    ) -> ClientKey:
+        """Start a transaction for ``request`` (its top Via must carry a branch).
+        ``transport`` labels its bytes in :meth:`take_outgoing_by_transport`."""
         branch = request.top_via.branch
         if not branch:
             raise ValueError("a client request needs a Via branch")
@@ -82,9 +93,14 @@ class ClientTransactionLayer:
             None if reliable else now + self.t1,
             self.t1,
             now + 64 * self.t1,
+            transport=transport or ("tcp" if reliable else "udp"),
         )
-        self._out.append((data, dest))
+        self._emit(data, dest, self._txs[key].transport)
         return key
+
+    def _emit(self, data: bytes, dest: Address, transport: str) -> None:
+        self._out.append((data, dest))
+        self._transports.append(transport)
 
     def receive_response(self, response: Response, now: float) -> Response | None:
         """A response from the network: returned when the TU should see it, None when it
@@ -116,10 +132,10 @@ class ClientTransactionLayer:
                 return response
             if tx.state == "completed":
                 if tx.ack is not None:
-                    self._out.append((tx.ack, tx.dest))
+                    self._emit(tx.ack, tx.dest, tx.transport)
                 return None
             tx.ack = _ack_for(tx.request, response).to_bytes()
-            self._out.append((tx.ack, tx.dest))
+            self._emit(tx.ack, tx.dest, tx.transport)
             tx.state, tx.retransmit_at = "completed", None
             tx.give_up_at = now + (0.0 if tx.reliable else 32.0)  # Timer D
             return response
@@ -141,7 +157,7 @@ class ClientTransactionLayer:
     def poll(self, now: float) -> None:
         for key, tx in list(self._txs.items()):
             if tx.retransmit_at is not None and tx.retransmit_at <= now:
-                self._out.append((tx.data, tx.dest))
+                self._emit(tx.data, tx.dest, tx.transport)
                 if tx.request.method == "INVITE":
                     tx.interval *= 2
                 else:
@@ -154,6 +170,13 @@ class ClientTransactionLayer:
 
     def take_outgoing(self) -> list[tuple[bytes, Address]]:
         out, self._out = self._out, []
+        self._transports = []
+        return out
+
+    def take_outgoing_by_transport(self) -> list[tuple[bytes, Address, str]]:
+        """Like :meth:`take_outgoing`, each with the transport label it was sent with."""
+        out = [(d, a, t) for (d, a), t in zip(self._out, self._transports, strict=True)]
+        self._out, self._transports = [], []
         return out
 
     def take_events(self) -> list[ClientTimeout]:

@@ -111,3 +111,37 @@ async def test_operator_lists_courts_with_cursor(api: Api, operator: str) -> Non
     court = await api.court(operator, "Lonely Court")
     mine = await api.get("/v1/courts", court["token"])
     assert [c["id"] for c in mine.body["items"]] == [court["court"]["id"]]
+
+
+async def test_a_court_chooses_ringback_mode_for_its_recordings(
+    api: Api, operator: str, service: Service
+) -> None:
+    import uuid
+
+    from ringback.registry.common import Principal
+
+    court = await api.court(operator, "Mode Court")
+    other = await api.court(operator, "Other Court")
+    cid = court["court"]["id"]
+    path = f"/v1/courts/{cid}/call-mode"
+    r = await api.put(path, court["token"], {"call_mode": "ringback", "answer_after": "first_play"})
+    assert r.status == 200, r.body
+    assert r.body == {"court_id": cid, "call_mode": "ringback", "answer_after": "first_play"}
+    me = await api.get(f"/v1/courts/{cid}", court["token"])
+    assert (me.body["call_mode"], me.body["answer_after"]) == ("ringback", "first_play")
+    # Precise refusals; another court cannot choose for this one.
+    bad = await api.put(path, court["token"], {"call_mode": "forking"})
+    assert bad.status == 400 and "call_mode" in bad.body["error"]["message"]
+    assert (await api.put(path, other["token"], {"call_mode": "redirect"})).status == 404
+    # Audited with before and after.
+    audit = await api.get("/v1/audit", operator, params={"entity": f"court:{cid}"})
+    changes = [e for e in audit.body["items"] if e["action"] == "court.call_mode"]
+    assert len(changes) == 1
+    assert changes[0]["after"]["call_mode"] == "ringback"
+    # The call path's map: the court's recordings carry its choice; null resets it.
+    who = Principal("test", "operator")
+    recording = await service.store.recordings.add(uuid.UUID(cid), "w", b"\0\0" * 8000, who)
+    modes = await service.store.courts.call_modes()
+    assert modes[recording["id"]] == ("ringback", "first_play")
+    assert (await api.put(path, court["token"], {})).status == 200
+    assert recording["id"] not in await service.store.courts.call_modes()

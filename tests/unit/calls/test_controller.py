@@ -627,3 +627,80 @@ def test_a_local_number_without_area_code_is_refused_not_guessed(h: Harness) -> 
     [response] = h.send(invite("sip:65529988@192.0.2.1;user=phone"))
     assert response.status == 302
     assert h.metrics.decisions.get("ambiguous_number") == 1
+
+
+def limited(warnings: bool) -> Harness:
+    from ringback.ratelimit import TokenBuckets
+
+    harness = Harness(warnings=warnings)
+    harness.controller.rate_limit = TokenBuckets(rate=1, burst=2)
+    return harness
+
+
+def test_an_invite_over_its_sources_limit_gets_its_302_at_once_unwarned() -> None:
+    w = limited(warnings=True)
+    for n in (1, 2):
+        ruri = "sip:+8613800138000@192.0.2.1"
+        assert w.send(invite_with_offer(ruri, branch=f"z9hG4bK-{n}")) == []
+    assert len(w.controller.take_effects()) == 2  # within the burst: both warned
+    [final] = w.send(invite_with_offer("sip:+8613800138000@192.0.2.1", branch="z9hG4bK-3"))
+    assert final.status == 302
+    assert final.headers.get("Contact") == "<sip:+8613800138000@192.0.2.1;rbk>"
+    assert final.headers.get("X-Ringback-Warning") == "skipped; reason=listed_rate_limited"
+    assert w.controller.take_effects() == []
+    [unlisted] = w.send(invite("sip:+8613700137000@192.0.2.1", branch="z9hG4bK-4"))
+    assert unlisted.status == 302 and unlisted.headers.get("X-Ringback-Warning") is None
+    assert w.metrics.rate_limited.get("INVITE", "redirected") == 2
+    assert w.metrics.decisions.get("listed_rate_limited") == 1
+    # another source has its own bucket; time refills this one
+    assert (
+        w.send(
+            invite_with_offer("sip:+8613800138000@192.0.2.1", branch="z9hG4bK-5"),
+            source=("192.0.2.11", 5060),
+        )
+        == []
+    )
+    w.now += 1.0
+    assert w.send(invite_with_offer("sip:+8613800138000@192.0.2.1", branch="z9hG4bK-6")) == []
+    assert len(w.controller.take_effects()) == 2
+
+
+def test_other_requests_over_the_limit_are_dropped_but_ack_and_cancel_never() -> None:
+    h = limited(warnings=False)
+    answers = [h.send(request("OPTIONS", branch=f"z9hG4bK-o{n}")) for n in range(5)]
+    assert [len(a) for a in answers] == [1, 1, 0, 0, 0]
+    assert h.metrics.rate_limited.get("OPTIONS", "dropped") == 3
+    assert h.send(request("FOO", branch="z9hG4bK-x")) == []
+    assert h.metrics.rate_limited.get("other", "dropped") == 1
+    # CANCEL still answered (481: nothing to cancel); an ACK is still absorbed
+    [cancel] = h.send(request("CANCEL", branch="z9hG4bK-c"))
+    assert cancel.status == 481
+    h.send(request("ACK", branch="z9hG4bK-a", cseq="1 ACK"))
+    assert h.metrics.requests.get("ACK") == 1
+    # responses sent to us are never counted against the limit
+    h.send(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-r\r\n\r\n")
+    assert h.metrics.rate_limited.get("other", "dropped") == 1
+
+
+def test_tls_contact_is_a_sips_uri() -> None:
+    h = Harness()
+    h.controller.listening("tls", "192.0.2.1", 5061)
+    h.controller.listening("tcp", "192.0.2.1", 5060)
+    assert h.controller.contacts["tls"] == "<sips:192.0.2.1:5061>"
+    assert h.controller.contacts["tcp"] == "<sip:192.0.2.1:5060;transport=tcp>"
+    [response] = h.send(invite("sips:+8613700137000@192.0.2.1:5061"), transport="tls")
+    assert response.headers.get("Contact") == "<sips:+8613700137000@192.0.2.1:5061;rbk>"
+
+
+def test_in_dialog_requests_and_bye_are_never_rate_limited() -> None:
+    h = limited(warnings=False)
+    for n in range(2):  # the burst, spent
+        h.send(request("OPTIONS", branch=f"z9hG4bK-s{n}"))
+    [bye] = h.send(request("BYE", branch="z9hG4bK-bye"))
+    assert bye.status == 481  # answered (no such dialog here), not dropped
+    in_dialog = request("INFO", branch="z9hG4bK-info").replace(
+        b"To: <sip:ringback@192.0.2.1>", b"To: <sip:ringback@192.0.2.1>;tag=t1"
+    )
+    assert [r.status for r in h.send(in_dialog)] == [405]
+    assert h.metrics.rate_limited.get("BYE", "dropped") == 0
+    assert h.metrics.rate_limited.get("INFO", "dropped") == 0

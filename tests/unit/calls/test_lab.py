@@ -6,7 +6,7 @@ import pytest
 
 from ringback.calls import CallController, SipMetrics, StartWarning, StopWarning
 from ringback.calls.decision import Decider
-from ringback.calls.effects import LAB_TONE
+from ringback.calls.effects import LAB_TONE, OpenRelay
 from ringback.calls.registrar import Registrar
 from ringback.media.destinations import DestinationPolicy
 from ringback.metrics import Registry
@@ -124,13 +124,37 @@ def test_register_needs_the_password() -> None:
     assert lab.c.registrar is not None and lab.c.registrar.bindings == {}
 
 
-def test_the_call_after_the_warning_reaches_the_registered_softphone() -> None:
+def test_the_call_after_the_warning_is_bridged_to_the_registered_softphone() -> None:
     lab = Lab()
     registered(lab)
     [(response, _)] = lab.send(invite("sip:+8613900139000@192.0.2.1;rbk"))
+    assert isinstance(response, Response) and response.status == 100
+    [opening] = lab.c.take_effects()
+    assert isinstance(opening, OpenRelay)
+    lab.c.relay_opened(opening.key, ("192.0.2.1", 20000), ("192.0.2.1", 20002), lab.now)
+    [(leg, dest)] = lab.take()
+    # A B2BUA leg to where the softphone registered from, to its Contact, with the relay.
+    assert isinstance(leg, Request) and leg.method == "INVITE" and dest == PHONE
+    assert leg.uri == "sip:bob@192.0.2.20:5062"
+    assert b"m=audio 20002 " in leg.body
+    assert not [e for e in lab.c.take_effects() if isinstance(e, StartWarning)]  # no warning
+    ringing = (
+        f"SIP/2.0 180 Ringing\r\nVia: {leg.headers.get('Via')}\r\nFrom: {leg.headers.get('From')}"
+        f"\r\nTo: {leg.headers.get('To')};tag=bob\r\nCall-ID: {leg.call_id}\r\n"
+        f"CSeq: {leg.headers.get('CSeq')}\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    # The softphone rings: the caller hears ringing (a 180, no SDP).
+    assert status(lab.send(ringing, PHONE)) == [180]
+    assert lab.metrics.decisions.get("lab_registered") == 1
+
+
+def test_our_own_callee_leg_is_redirected_to_the_registered_softphone() -> None:
+    lab = Lab()
+    registered(lab)
+    own = ("192.0.2.1", 5060)  # ringback mode in the lab: the callee leg comes back to us
+    [(response, _)] = lab.send(invite("sip:+8613900139000@192.0.2.1;rbk"), own)
     assert isinstance(response, Response) and response.status == 302
     assert response.headers.get("Contact") == "<sip:bob@192.0.2.20:5062>"
-    assert lab.metrics.decisions.get("lab_registered") == 1
 
 
 def test_a_second_loop_marked_invite_of_one_call_is_refused_482() -> None:
@@ -141,7 +165,7 @@ def test_a_second_loop_marked_invite_of_one_call_is_refused_482() -> None:
     assert status(lab.send(again)) == [482]
     assert lab.metrics.decisions.get("loop_refused") == 1
     other = invite("sip:+8613900139000@192.0.2.1;rbk", call_id="call-2", branch="z9hG4bK-i3")
-    assert status(lab.send(other)) == [302]  # another call is fine
+    assert status(lab.send(other)) == [100]  # another call is fine: bridged
 
 
 def test_the_lab_callee_answers_plays_its_tone_and_hangs_up_with_bye() -> None:

@@ -75,7 +75,35 @@ class Court(ReplyModel):
     id: uuid.UUID
     name: str
     default_recording_id: int | None
+    call_mode: Literal["redirect", "ringback"] | None = Field(
+        None, description="how the court's listed calls go; null: the deployment's"
+    )
+    answer_after: Literal["answer", "first_play"] | None = Field(
+        None, description="ringback mode: when the caller is connected; null: the deployment's"
+    )
     created_at: datetime
+
+
+class CallModeBody(CourtBody):
+    call_mode: Literal["redirect", "ringback"] | None = Field(
+        None,
+        description=(
+            "redirect: the warning plays, then a 302 sends the call on; ringback: the "
+            "debtor's phone rings at once and the warning replaces the ringing tone; null: "
+            "the deployment's. Applies to listings that play one of the court's recordings."
+        ),
+    )
+    answer_after: Literal["answer", "first_play"] | None = Field(
+        None,
+        description="ringback mode: connect on answer, or after the first full play; null: "
+        "the deployment's",
+    )
+
+
+class CallModeReply(ReplyModel):
+    court_id: uuid.UUID
+    call_mode: Literal["redirect", "ringback"] | None
+    answer_after: Literal["answer", "first_play"] | None
 
 
 class CourtCreated(ReplyModel):
