@@ -279,8 +279,10 @@ class Service:
         return await migrate_as_owner(self.owner_dsn, runtime_login=login)
 
     async def _export_checkpoints(self) -> None:
-        """Export the audit chain's head every `audit.checkpoint_interval_s`."""
+        """Export the audit chain's head every `audit.checkpoint_interval_s` (the first
+        one an interval after start: a restart exports nothing new)."""
         while True:
+            await asyncio.sleep(self.config.audit.checkpoint_interval_s)
             try:
                 point, new = await export_checkpoint(self.pool)
                 if point is not None:
@@ -289,7 +291,6 @@ class Service:
                         log.info("audit checkpoint %s", point)
             except DATABASE_ERRORS as exc:
                 log.warning("audit checkpoint: database unavailable (%s)", exc)
-            await asyncio.sleep(self.config.audit.checkpoint_interval_s)
 
     async def _migrate_or_retry(self) -> None:
         try:
