@@ -9,7 +9,13 @@ with ``time.monotonic_ns()`` right after ``recv`` and reports, per N: packets se
 lost, out of order, inter-arrival jitter ``|interval - 20 ms|`` p50/p99/max, and the
 achieved packet rate while all N streams play. Loopback only.
 
+``--codecs mix`` plays the streams round-robin in PCMU, PCMA, G.722, Opus, AMR-NB
+(bandwidth-efficient) and AMR-WB (octet-aligned), each with its payload type and RTP
+clock, all prepared once before the run (issue 15: no per-call encoding, so the pacer's
+cost should match G.711's).
+
     .venv/bin/python bench/rtp_streams.py [--counts 250,500,1000,1500] [--seconds 10]
+        [--codecs g711|mix]
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ringback.media import shipped
+from ringback.media.encode import prepare_all
 from ringback.media.prepared import PreparedAudio
 from ringback.media.rtp import RtpStream
 from ringback.net.rtp_pacer import Outcome, RtpPacer, RtpPortPool
@@ -147,12 +154,33 @@ def analyse(headers: list[bytes], stamps: list[int]) -> dict[str, Any]:
 # --- pacer side ------------------------------------------------------------------------------
 
 
+# (frames key, payload type, RTP timestamp step per 20 ms) of each codec in the mix
+MIX = [
+    ("PCMU", 0, 160),
+    ("PCMA", 8, 160),
+    ("G722", 9, 160),
+    ("opus", 111, 960),
+    ("AMR@7/be", 97, 160),
+    ("AMR-WB@2/oa", 98, 320),
+]
+
+
+def streams_of(codecs: str, seconds: float) -> list[tuple[list[bytes], int, int]]:
+    pcm = shipped.read_pcm8k(shipped.default_warning_path())[: int(seconds * 8000) * 2]
+    if codecs == "g711":
+        return [(PreparedAudio.from_pcm(pcm).frames("PCMU"), 0, 160)]
+    audio = prepare_all(pcm, 8000, {key.split("/")[0] for key, _, _ in MIX})
+    return [(audio.frames(key), pt, step) for key, pt, step in MIX]
+
+
 async def play(
-    n: int, seconds: float, spread: float, addrs: list[tuple[str, int]]
+    n: int,
+    seconds: float,
+    spread: float,
+    addrs: list[tuple[str, int]],
+    kinds: list[tuple[list[bytes], int, int]],
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    pcm = shipped.read_pcm8k(shipped.default_warning_path())[: int(seconds * 8000) * 2]
-    frames = PreparedAudio.from_pcm(pcm).frames("PCMU")
     pacer = RtpPacer(loop)
     pool = RtpPortPool("127.0.0.1", 20000, 29999)
     outcomes: list[Outcome] = []
@@ -164,7 +192,8 @@ async def play(
             all_done.set_result(None)
 
     def start(j: int) -> None:
-        stream = RtpStream(frames, 0)
+        frames, pt, step = kinds[j % len(kinds)]
+        stream = RtpStream(frames, pt, samples_per_packet=step)
         pacer.start(stream, addrs[j % len(addrs)], pool.allocate(), on_done=on_done)
 
     rng = random.Random(n)
@@ -183,6 +212,7 @@ async def play(
         "dropped_at_sender": pacer.packets_dropped,
         "outcomes": {o: outcomes.count(o) for o in set(outcomes)},
         "cpu_pct": 100 * cpu / wall,
+        "cpu_us_per_packet": 1e6 * cpu / max(pacer.packets_sent, 1),
         "max_catch_up_ticks": pacer.max_catch_up,
         "late_wakes": f"{pacer.late_wakes}/{pacer.wakes}",
         "max_lateness_ms": pacer.max_lateness_s * 1000,
@@ -221,13 +251,20 @@ def run_loop(coro: Any) -> Any:
     return uvloop.run(coro), "uvloop"
 
 
-def one_run(n: int, seconds: float, spread: float, n_sockets: int, rt: bool) -> None:
+def one_run(
+    n: int,
+    seconds: float,
+    spread: float,
+    n_sockets: int,
+    rt: bool,
+    kinds: list[tuple[list[bytes], int, int]],
+) -> None:
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=receiver_main, args=(child, n_sockets, rt), daemon=True)
     proc.start()
     addrs, rx_where = parent.recv()
-    sent, loop_name = run_loop(play(n, seconds, spread, addrs))
+    sent, loop_name = run_loop(play(n, seconds, spread, addrs, kinds))
     time.sleep(0.3)  # let the receiver drain
     parent.send("stop")
     rx = parent.recv()
@@ -244,7 +281,8 @@ def one_run(n: int, seconds: float, spread: float, n_sockets: int, rt: bool) -> 
         f"N={n:5d} {loop_name}  sent {sent['sent']:7d}  received {rx['received']:7d}  "
         f"lost {lost:4d}  reordered {rx['reordered']}  streams {rx['streams']}  "
         f"jitter p50 {j50:.3f} p99 {j99:.3f} p99.9 {j999:.3f} max {jmax:.3f} ms  "
-        f"{pps:8.0f} pkt/s steady  pacer CPU {sent['cpu_pct']:.0f}%  "
+        f"{pps:8.0f} pkt/s steady  pacer CPU {sent['cpu_pct']:.0f}% "
+        f"({sent['cpu_us_per_packet']:.2f} µs/packet)  "
         f"late wakes {sent['late_wakes']} (max {sent['max_lateness_ms']:.1f} ms)  "
         f"catch-up max {sent['max_catch_up_ticks']} ticks  "
         f"idle-timer probe p99 {sent['probe_ms'][0]:.2f} max {sent['probe_ms'][1]:.2f} ms  "
@@ -262,11 +300,17 @@ def main() -> None:
     ap.add_argument("--spread", type=float, default=1.0, help="start streams over this many s")
     ap.add_argument("--sockets", type=int, default=8, help="receiver sockets")
     ap.add_argument("--rt", action="store_true", help="run both processes SCHED_RR")
+    ap.add_argument("--codecs", choices=("g711", "mix"), default="g711")
     args = ap.parse_args()
+    kinds = streams_of(args.codecs, args.seconds)  # prepared once, before any stream
     where = pin(PACER_CPU) + " " + realtime(args.rt)
-    print(f"pacer on {where}, {os.cpu_count()} CPUs, {args.seconds:g} s recording", flush=True)
+    print(
+        f"pacer on {where}, {os.cpu_count()} CPUs, {args.seconds:g} s recording, "
+        f"codecs {args.codecs}",
+        flush=True,
+    )
     for n in (int(x) for x in args.counts.split(",")):
-        one_run(n, args.seconds, args.spread, args.sockets, args.rt)
+        one_run(n, args.seconds, args.spread, args.sockets, args.rt, kinds)
 
 
 if __name__ == "__main__":

@@ -108,6 +108,7 @@ class AnnouncementConfig:
     store_caller: bool = False
     allowed_destinations: list[str] = field(default_factory=list)  # empty: sip.trusted_sources
     test_numbers: list[str] = field(default_factory=list)  # "+E164" or "+E164:recording_id"
+    precondition_timeout_s: float = 10.0  # RFC 3312: wait for the caller's UPDATE, then 302
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ringback.config import Config
-from ringback.media.shipped import default_warning_path, read_pcm8k
+from ringback.media.shipped import default_warning_8k, default_warning_path
 from ringback.registry.common import Principal
 from ringback.registry.numbers import format_e164
 from ringback.runtime import until_signalled
@@ -37,7 +37,7 @@ async def seed(service: Service) -> dict[str, Any]:
     else:
         _, court_token = await store.tokens.issue("court", court["id"], "demo", DEMO)
     if court["default_recording_id"] is None:
-        pcm = read_pcm8k(default_warning_path())
+        pcm = default_warning_8k()
         recording = await store.recordings.add(
             court["id"],
             "Shipped default warning (Mandarin, English)",

@@ -8,6 +8,7 @@ The carriers' scriptable test caller. Arguments and output live here; the protoc
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import json
 import re
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ringback.calls.uac import UacOptions
+from ringback.calls.uac import Codec, UacOptions
 from ringback.calls.verdict import (
     HEARD_MIN_DBFS,
     HEARD_MIN_S,
@@ -30,6 +31,7 @@ from ringback.calls.verdict import (
     verdict,
 )
 from ringback.media.analysis import RATE
+from ringback.media.codec_decode import decode_to_8k
 from ringback.media.ingest import IngestError, IngestLimits, decode
 from ringback.net.dialer import Dialer, local_ip_towards, resolve
 from ringback.runtime import run_loop
@@ -41,6 +43,15 @@ __all__ = ["add_parser", "main"]
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_VIA = "127.0.0.1:5060"
+# --codec value -> the codec offered
+CODECS: dict[str, Codec] = {
+    "pcmu": "PCMU",
+    "pcma": "PCMA",
+    "g722": "G722",
+    "opus": "opus",
+    "amr": "AMR",
+    "amr-wb": "AMR-WB",
+}
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 _SEPARATORS = re.compile(r"[\s\-.()]")
 
@@ -66,7 +77,12 @@ def add_parser(sub: Any) -> None:
         help=f"where the INVITE goes (default {DEFAULT_VIA}; for a sip: URI, its host)",
     )
     p.add_argument("--transport", choices=("udp", "tcp"), default="udp")
-    p.add_argument("--codec", choices=("pcmu", "pcma"), default="pcmu", help="the one offered")
+    p.add_argument(
+        "--codec",
+        choices=tuple(CODECS),
+        default="pcmu",
+        help="the one offered (amr, amr-wb: bandwidth-efficient; decoded with ffmpeg)",
+    )
     p.add_argument("--local-ip", metavar="IP", help="our SIP and RTP address (default: the "
                    "address that routes to --via)")  # fmt: skip
     p.add_argument("--record", metavar="FILE.wav", help="write what was heard (8 kHz mono)")
@@ -177,7 +193,8 @@ async def _dial(args: argparse.Namespace) -> int:
         local=(local_ip, 0),
         rtp=(local_ip, 0),
         transport=args.transport,
-        codec=args.codec.upper(),
+        codec=CODECS[args.codec],
+        decoder=decode_to_8k,
         require_100rel=args.require_100rel,
         follow=not args.no_follow,
         listen_s=args.listen,
@@ -188,7 +205,8 @@ async def _dial(args: argparse.Namespace) -> int:
         uac = await dialer.run()
     except OSError as exc:
         raise UsageError(f"cannot open sockets on {local_ip}: {exc}") from None
-    result = verdict(uac, expected=expected, expected_name=args.expect)
+    # decoding G.722/Opus/AMR runs ffmpeg: off the event loop
+    result = await asyncio.to_thread(verdict, uac, expected=expected, expected_name=args.expect)
     if args.record:
         _write_wav(Path(args.record), heard_pcm(uac))
         result["recorded"] = args.record

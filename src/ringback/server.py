@@ -23,8 +23,12 @@ from ringback.calls.decision import Decider
 from ringback.calls.registrar import Registrar
 from ringback.config import Config
 from ringback.event_destinations import WebhookPolicy
+from ringback.media import srtp
+from ringback.media.codecs import G711
 from ringback.media.destinations import DestinationPolicy
-from ringback.media.shipped import default_warning_path, read_pcm8k
+from ringback.media.encode import available_encodings
+from ringback.media.offer_answer import SRTP
+from ringback.media.shipped import default_warning
 from ringback.metrics import Registry
 from ringback.net.call_media import CallMedia
 from ringback.net.court_modes import CourtModes
@@ -70,6 +74,7 @@ class Service:
         self.sip_port = 0
         self.controller: CallController | None = None
         self.player: WarningPlayer | None = None
+        self.encodings: frozenset[str] = G711
         self.pacer: RtpPacer | None = None
         self.proof: ProofOfPlayWriter | None = None
         self.event_worker: EventWorker | None = None
@@ -134,6 +139,11 @@ class Service:
         metrics = SipMetrics(self.metrics)
         sync = self.sync
         trusted = TrustedSources(sip.trusted_sources)
+        # The encodings this machine's ffmpeg can prepare (G.711 always): asked once.
+        self.encodings = await asyncio.to_thread(available_encodings)
+        if srtp.available():  # SDES-SRTP offers can be answered (libsrtp)
+            self.encodings |= {SRTP}
+        log.info("warnings are prepared in %s", ", ".join(sorted(self.encodings)))
         controller = self.controller = CallController(
             self.index,
             self.config.numbering.plan(),
@@ -161,8 +171,12 @@ class Service:
             rate_limit=TokenBuckets(sip.rate_limit_per_source, sip.rate_limit_burst)
             if sip.rate_limit_per_source > 0
             else None,
+            codecs=self.encodings,
+            precondition_timeout_s=a.precondition_timeout_s,
         )
         player = await self._call_media()
+        assert self.player is not None
+        self.player.warm(0)  # the shipped default, in every encoding, off the event loop
         self.sip = SipEndpoint(
             controller,
             metrics,
@@ -260,11 +274,14 @@ class Service:
         self.proof.start()
         self._running.push_async_callback(self.proof.stop)  # flushed after the pacer stops
         self._running.callback(self.pacer.close)
+        default_pcm, default_rate = default_warning()
         self.player = WarningPlayer(
             pools,
             self.pacer,
             self.store.recordings.pcm,
-            default_pcm=read_pcm8k(default_warning_path()),
+            default_pcm=default_pcm,
+            default_rate=default_rate,
+            encodings=self.encodings,
             registry=self.metrics,
             proof=self.proof,
             repeat=a.repeat,
@@ -353,7 +370,12 @@ class Service:
             portal_rules=config.portal,
             http_rules=config.http,
             event_destinations=WebhookPolicy(config.events.allowed_destinations),
+            recording_added=self._warm_recording,
         )
+
+    def _warm_recording(self, recording_id: int) -> None:
+        if self.player is not None:
+            self.player.warm(recording_id)
 
     def take_over_gc(self) -> None:
         """For a process that is only this service (`ringback serve`): see `_tune_gc`."""

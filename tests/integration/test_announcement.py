@@ -163,7 +163,8 @@ async def test_listed_number_hears_the_courts_recording_then_302(
         assert first.headers.get("Contact") == f"<sip:127.0.0.1:{svc.sip_port}>"
         answer = parse_sdp(first.body)
         media = answer.media[0]
-        assert media.formats == ["8"]  # PCMA: the offer's first preference
+        # PCMA: the offer's first preference; its telephone-event offered back (RFC 4733)
+        assert media.formats == ["8", "101"]
         assert answer.direction_of(media) == "sendonly"
         assert media.ptime == 20
         final = await caller.response(timeout=SECONDS + 3)

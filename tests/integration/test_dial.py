@@ -270,3 +270,26 @@ async def test_exit_3_without_a_final_response_and_2_for_usage_errors(tmp_path: 
         out, err = await asyncio.wait_for(process.communicate(), 60)
         assert process.returncode == 2, (args, err)
         assert out == b"" and b"Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("codec", "reported"),
+    [("g722", "G722"), ("opus", "opus"), ("amr", "AMR/be"), ("amr-wb", "AMR-WB/be")],
+)
+async def test_dial_offers_each_codec_and_decodes_what_it_hears(
+    service: tuple[Service, Any, bytes], tmp_path: Path, codec: str, reported: str
+) -> None:
+    """`--codec g722|opus|amr|amr-wb`: ringback answers in that codec (the AMRs
+    bandwidth-efficient, as offered), and the tool decodes it (ffmpeg) for its verdict."""
+    svc, _, pcm = service
+    courts = write_wav(tmp_path / "court.wav", pcm)
+    code, result = await dial(
+        svc, LISTED, "--codec", codec, "--expect", str(courts), "--expect-warning", "--no-follow"
+    )
+    assert code == 0, result
+    warning = result["warning"]
+    assert warning["codec"] == reported
+    assert warning["heard"] is True
+    assert warning["duration_s"] == pytest.approx(SECONDS, abs=0.1)
+    assert result["expect"]["matches"] is True
+    assert result["expect"]["correlation"] > 0.8, result["expect"]

@@ -234,7 +234,8 @@ async def test_version_5_keeps_existing_listings_and_lets_a_court_list_a_second_
             )
 
         applied = [m.version for m in await migrate(conn)]
-        assert applied == [m.version for m in available() if m.version >= 5]  # 5 and later
+        # 5 and every later one (numbers are reserved per branch, so there may be gaps)
+        assert applied == [m.version for m in available() if m.version >= 5]
         rows = await conn.fetch(
             "SELECT number, court_id, case_ref, status FROM listings ORDER BY id"
         )

@@ -1344,13 +1344,15 @@ def start_switch_recipe(
     workdir: Path,
     defines: Mapping[str, str | int],
     extra_args: Sequence[str] = (),
+    port: int | None = None,
 ) -> KamailioProcess:
     """A recipe from config/switches/ ("kamailio-redirect.cfg" or a path), unchanged, on a free
-    loopback UDP port: LISTEN and WORKERS=2 are added to `defines`; `extra_args`: more
-    command-line options (e.g. `-m 256`, the shared memory in MB)."""
+    loopback UDP port (or `port`, chosen earlier when ringback must know it first): LISTEN and
+    WORKERS=2 are added to `defines`; `extra_args`: more command-line options (e.g. `-m 256`,
+    the shared memory in MB)."""
     cfg = Path(recipe) if Path(recipe).is_absolute() else SWITCH_RECIPES / recipe
     require_kamailio_modules(cfg)
-    port = free_port("udp")
+    port = port if port is not None else free_port("udp")
     all_defines: dict[str, str | int] = {
         "LISTEN": f"udp:{LOCALHOST}:{port}",
         "WORKERS": 2,

@@ -73,7 +73,9 @@ def assert_sendonly_answer(msg: TraceMessage, payload_type: int) -> None:
     assert (msg.header("Content-Type") or "").startswith("application/sdp"), msg.text
     lines = sdp_lines(msg)
     (media,) = [line for line in lines if line.startswith("m=audio ")]
-    assert media.split()[3:] == [str(payload_type)], f"answer codec: {media}"
+    # the codec, and the offer's telephone-event answered back (RFC 4733)
+    assert media.split()[3:] == [str(payload_type), "101"], f"answer codec: {media}"
+    assert "a=rtpmap:101 telephone-event/8000" in lines, lines
     assert "a=sendonly" in lines, lines
     assert "a=ptime:20" in lines, lines
 

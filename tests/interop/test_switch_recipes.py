@@ -178,7 +178,9 @@ def assert_heard(samples: np.ndarray, reference: np.ndarray, what: str) -> None:
 # --------------------------------------------------------------------------- as shipped
 
 
-@pytest.mark.parametrize("name", ["kamailio-redirect.cfg", "kamailio-dip.cfg"])
+@pytest.mark.parametrize(
+    "name", ["kamailio-redirect.cfg", "kamailio-dip.cfg", "kamailio-ringback.cfg"]
+)
 def test_recipe_as_shipped_passes_kamailio_check(name: str) -> None:
     """`kamailio -c` on the file with nothing but its own defaults (the dip's token comes from
     the environment in production; here as a define)."""

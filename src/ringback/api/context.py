@@ -72,6 +72,9 @@ class ApiContext:
     portal_rules: PortalConfig
     http_rules: HttpConfig
     event_destinations: WebhookPolicy  # where event webhooks may go
+    # Called with a new recording's id once it is stored: this node prepares it in every
+    # codec in the background, so its first call does not wait for ffmpeg.
+    recording_added: Callable[[int], None] = lambda recording_id: None
 
 
 CONTEXT: web.AppKey[ApiContext] = web.AppKey("context", ApiContext)

@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import re
-import struct
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from aiohttp import BodyPartReader, web
 
 from ringback.api.common import (
@@ -47,9 +46,10 @@ from ringback.api.schemas.recordings import (
     RecordingUploaded,
 )
 from ringback.config import RecordingsConfig
-from ringback.media.g711 import alaw_encode, ulaw_encode
+from ringback.media.encode import EncodeError
 from ringback.media.ingest import IngestError, IngestLimits, PreparedAudio, prepare
-from ringback.media.shipped import default_warning_path, read_pcm8k
+from ringback.media.preview import preview_wav
+from ringback.media.shipped import default_warning_8k
 from ringback.registry.common import Principal
 
 DECODES: web.AppKey[asyncio.Semaphore] = web.AppKey("recording_decodes", asyncio.Semaphore)
@@ -57,6 +57,8 @@ DECODES: web.AppKey[asyncio.Semaphore] = web.AppKey("recording_decodes", asyncio
 _FIELD_LIMIT = 1000  # bytes of a text form field
 _CHUNK = 1 << 16
 _FLUSH = 1 << 20
+
+log = logging.getLogger(__name__)
 
 
 def recording_json(row: Any) -> dict[str, Any]:
@@ -178,7 +180,9 @@ async def upload(request: web.Request) -> web.Response:
             "sha256": sha,
         },
         loudness_lufs=prepared.loudness_lufs,
+        sample_rate=prepared.rate,
     )
+    ctx.recording_added(row["id"])
     body = recording_json({**dict(row), "original_sha256": sha})
     body["processing"] = {
         "decoded_duration_ms": int(prepared.decoded_duration_s * 1000),
@@ -186,7 +190,7 @@ async def upload(request: web.Request) -> web.Response:
         "trimmed_end_ms": prepared.trimmed_end_ms,
         "gain_db": prepared.gain_db,
         "peak_dbfs": prepared.peak_dbfs,
-        "sample_rate": 8000,
+        "sample_rate": prepared.rate,
     }
     return web.json_response(body, status=201, headers={"Location": f"/v1/recordings/{row['id']}"})
 
@@ -231,41 +235,24 @@ async def get_recording(request: web.Request) -> web.Response:
     return web.json_response(recording_json(row))
 
 
-def wav_bytes(pcm: bytes, codec: str = "pcm") -> bytes:
-    """A WAV file of 8 kHz mono audio: 16-bit PCM, or G.711 μ-law (tag 7) / A-law (tag 6)."""
-    if codec == "pcm":
-        fmt = struct.pack("<HHIIHH", 1, 1, 8000, 16000, 2, 16)
-        chunks = [b"fmt " + struct.pack("<I", len(fmt)) + fmt]
-        data = pcm
-    else:
-        samples = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
-        data = ulaw_encode(samples) if codec == "pcmu" else alaw_encode(samples)
-        tag = 7 if codec == "pcmu" else 6
-        fmt = struct.pack("<HHIIHHH", tag, 1, 8000, 8000, 1, 8, 0)
-        chunks = [
-            b"fmt " + struct.pack("<I", len(fmt)) + fmt,
-            b"fact" + struct.pack("<II", 4, len(data)),
-        ]
-    pad = b"\x00" if len(data) % 2 else b""
-    chunks.append(b"data" + struct.pack("<I", len(data)) + data + pad)
-    body = b"WAVE" + b"".join(chunks)
-    return b"RIFF" + struct.pack("<I", len(body)) + body
-
-
 async def get_audio(request: web.Request) -> web.Response:
     who = principal(request)
     codec = query(request, AudioQuery).codec
     if request.match_info["id"] == "default":  # the shipped warning (recording id 0)
-        ref, pcm = "default", read_pcm8k(default_warning_path())
+        ref, pcm, rate = "default", default_warning_8k(), 8000
     else:
         rid = path_int(request, "id", "recording")
         row = _visible_or_404(who, await context(request).recordings.audio(rid))
-        ref, pcm = str(row["id"]), bytes(row["pcm"])
+        ref, pcm, rate = str(row["id"]), bytes(row["pcm"]), int(row["sample_rate"])
     etag = f'"rec-{ref}-{codec}"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers=headers)
-    body = await asyncio.to_thread(wav_bytes, pcm, codec)
+    try:
+        body = await asyncio.to_thread(preview_wav, pcm, rate, codec)
+    except EncodeError as exc:
+        log.warning("preview of recording %s in %s failed: %s", ref, codec, exc)
+        raise ApiError(503, "unavailable", f"cannot make the {codec} preview here") from None
     return web.Response(
         body=body,
         content_type="audio/wav",

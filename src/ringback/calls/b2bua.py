@@ -118,6 +118,8 @@ class BridgedCall:
     callee_deadline: float | None = None  # no answer at all from the next hop
     relayed: dict[ClientKey, _Relayed] = field(default_factory=dict)
     client_keys: list[ClientKey] = field(default_factory=list)  # every request we sent
+    # our ACK of a relayed re-INVITE's 2xx, sent again for each retransmitted 2xx (§13.2.2.4)
+    acks: dict[ClientKey, tuple[bytes, Address, str]] = field(default_factory=dict)
     destinations: tuple[Address, ...] = ()  # where the caller's RTP may go (policy-checked)
     callee_media: tuple[Address, ...] = ()  # where the callee's may go
 
@@ -353,9 +355,12 @@ class B2bua:
         if key == call.callee_key:
             self._callee_invite_response(call, response, now)
         else:
-            relayed = call.relayed.pop(key, None)
+            # a provisional answer (a switch's 100) leaves the request waiting for its final
+            relayed = (call.relayed.get if response.status < 200 else call.relayed.pop)(key, None)
             if relayed is not None:
                 self._relayed_response(call, relayed, response, now)
+            elif key in call.acks and response.status < 300:  # a 2xx again: ACK it again
+                self._out.append(call.acks[key])
             if response.status >= 200 and not (
                 response.status < 300 and response.cseq[1] == "INVITE"
             ):
@@ -399,7 +404,7 @@ class B2bua:
             peer = peer_media(response.body)
         except Exception:
             peer = None
-        callee_media = self._allowed_callee(peer.address if peer else None, leg.dest)
+        callee_media = self._allowed_media(peer.address if peer else None, leg.dest)
         call.answered = True
         call.stop_reason = "answered"
         call.callee_media = callee_media
@@ -448,7 +453,7 @@ class B2bua:
         self.outcomes.inc("callee_redirected")
         return True
 
-    def _allowed_callee(self, offered: Address | None, signalling: Address) -> tuple[Address, ...]:
+    def _allowed_media(self, offered: Address | None, signalling: Address) -> tuple[Address, ...]:
         candidates = [a for a in (offered,) if a is not None]
         if offered is not None:
             candidates.append((signalling[0], offered[1]))
@@ -567,10 +572,16 @@ class B2bua:
                 layer, request, 405 if method != "REFER" else 603, now, transport, extra=extra
             )
             return
-        self._relay_request(call, side, request, transport, now)
+        self._relay_request(call, side, request, source, transport, now)
 
     def _relay_request(
-        self, call: BridgedCall, side: str, request: Request, transport: str, now: float
+        self,
+        call: BridgedCall,
+        side: str,
+        request: Request,
+        source: Address,
+        transport: str,
+        now: float,
     ) -> None:
         other = call.callee if side == "caller" else call.caller
         relay_other = call.callee_relay if side == "caller" else call.caller_relay
@@ -586,10 +597,12 @@ class B2bua:
             except Exception:
                 self._respond_to(layer, request, 488, now, transport)
                 return
-            if not self._move(call, side, peer.address, now):
+            if not self._move(call, side, peer.address, source, now):
                 self._respond_to(layer, request, 488, now, transport)
                 return
             content_type = "application/sdp"
+        if request.method == "INVITE":  # the other leg may take a while (§17.2.1)
+            self._respond_to(layer, request, 100, now, transport)
         local = self.local.get(other.transport) or self.local["udp"]
         extra = [(n, v) for n in _PASSED for v in request.headers.get_all(n)]
         out = other.request(
@@ -622,7 +635,9 @@ class B2bua:
             # ACK the other leg's 2xx ourselves, at once.
             local = self.local.get(other.transport) or self.local["udp"]
             ack = other.request("ACK", local, None, cseq=response.cseq[0])
-            self._out.append((ack.to_bytes(), other.dest, other.transport))
+            sent = (ack.to_bytes(), other.dest, other.transport)
+            self._out.append(sent)
+            call.acks[(response.top_via.branch or "", "INVITE")] = sent
         body = response.body
         content_type = response.headers.get("Content-Type")
         if body and sdp_of(content_type, body) is not None:
@@ -630,7 +645,9 @@ class B2bua:
                 body, peer = anchor(
                     body, relay_here, session=leg.sdp_session, version=leg.next_sdp_version()
                 )
-                self._move(call, "callee" if side == "caller" else "caller", peer.address, now)
+                moved = "callee" if side == "caller" else "caller"
+                signalling = other.dest if other is not None else leg.dest
+                self._move(call, moved, peer.address, signalling, now)
             except Exception:
                 body = b""
             content_type = "application/sdp"
@@ -660,10 +677,18 @@ class B2bua:
         if request.method == "INVITE" and status < 300 and dest is not None:
             self._hold_ok(call, leg, reply.to_bytes(), request.cseq[0], dest, now)
 
-    def _move(self, call: BridgedCall, side: str, to: Address | None, now: float) -> bool:
-        """One side's media moved (re-INVITE/UPDATE): False if the policy refuses it."""
-        if to is not None and not self.destinations.allows(*to):
-            return False
+    def _move(
+        self, call: BridgedCall, side: str, to: Address | None, signalling: Address, now: float
+    ) -> bool:
+        """One side's media moved (re-INVITE/UPDATE): False if the policy refuses it. An SDP
+        address outside the policy falls back to the signalling peer's address with the SDP's
+        port, as for the first offer (linphonec's re-INVITEs name an IPv6 address of the
+        host that nobody routes)."""
+        if to is not None:
+            allowed = self._allowed_media(to, signalling)
+            if not allowed:
+                return False
+            to = allowed[0]
         self._effects.append(RelayTo(call.key, side, to))
         return True
 

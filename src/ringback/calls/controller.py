@@ -31,25 +31,39 @@ from ringback.calls.decision import (
     Decision,
 )
 from ringback.calls.dialog import UasDialog
-from ringback.calls.effects import LAB_TONE, Address, Effect, StartWarning, StopWarning
+from ringback.calls.effects import (
+    LAB_TONE,
+    Address,
+    Effect,
+    ResumeWarning,
+    StartWarning,
+    StopWarning,
+)
 from ringback.calls.media import MediaPlan, caller_of, media_plan
 from ringback.calls.metrics import SipMetrics
 from ringback.calls.redirect import Held, redirect_headers
 from ringback.calls.registrar import Registrar
+from ringback.media.codecs import G711
 from ringback.media.destinations import DestinationPolicy
+from ringback.media.offer_answer import SRTP
+from ringback.media.precondition import answer_attributes, offer_qos, replace_attributes
 from ringback.ratelimit import TokenBuckets
 from ringback.registry.listing_index import Entry, ListingIndex
 from ringback.registry.numbers import NumberingPlan
+from ringback.sip.body import sdp_of
 from ringback.sip.client import ClientTransactionLayer
 from ringback.sip.errors import SipParseError
 from ringback.sip.fast import top_via_value
+from ringback.sip.headers import split_list
 from ringback.sip.message import Limits, parse_message
 from ringback.sip.model import Request, Response
 from ringback.sip.responses import error_response, make_response, new_tag
+from ringback.sip.sdp import Attribute, SdpError, parse_sdp
 from ringback.sip.transaction import AckTimeout, ServerTransactionLayer, TxKey, TxState
 
-ALLOW = "INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK"
-SUPPORTED = "100rel"
+ALLOW = "INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK, UPDATE"
+SUPPORTED = "100rel, precondition"
+PRECONDITION_TIMEOUT_S = 10.0  # for the caller's UPDATE saying its resources are met
 ACCEPT = "application/sdp"
 _NO_EFFECTS: list[Effect] = []  # returned empty, never filled
 # Never rate limited (see `CallController._over_limit`), nor is any request with a To tag.
@@ -99,6 +113,8 @@ class CallController:
         test_numbers: dict[int, int] | None = None,
         registrar: Registrar | None = None,
         lab_callee: bool = False,
+        codecs: frozenset[str] = G711,
+        precondition_timeout_s: float = PRECONDITION_TIMEOUT_S,
         lab_answer_after_s: float = 0.0,
         mode: str = "redirect",
         ringback: RingbackOptions | None = None,
@@ -133,6 +149,7 @@ class CallController:
         # INVITEs (the call after the warning) when no switch is there to take them.
         self.registrar = registrar
         self.lab_callee = lab_callee
+        self.codecs = codecs  # the encodings warnings are prepared in
         self.lab_answer_after_s = lab_answer_after_s
         self._lab_ringing: dict[TxKey, tuple[float, StartWarning]] = {}  # answer at
         self.client = ClientTransactionLayer(t1, t2, t4)  # our BYEs
@@ -147,6 +164,9 @@ class CallController:
         self.local: dict[str, Address] = {}
         self._out: list[tuple[bytes, Address, str]] = []
         self._effects: list[Effect] = []
+        # Warnings waiting for the caller's preconditions (RFC 3312): give up at this time.
+        self._qos_waits: dict[TxKey, float] = {}
+        self.precondition_timeout_s = precondition_timeout_s
         # Ringback mode: listed calls bridged while the warning plays (calls/b2bua.py).
         # ``mode`` is the deployment's; ``mode_for`` may name a court's own (mode,
         # answer_after) for a listing.
@@ -249,6 +269,8 @@ class CallController:
                 self._respond(layer, request, 200 if matched is not None else 481, now, transport)
             elif method == "BYE":
                 self._bye(request, layer, transport, now)
+            elif method == "UPDATE":
+                self._update(request, layer, transport, now)
             elif method == "REGISTER" and self.registrar is not None:
                 self._register(request, layer, source, transport, now)
             else:
@@ -330,17 +352,20 @@ class CallController:
             )
             return decision.outcome
         try:
+            ringback = self._mode_of(decision.entry)[0] == "ringback"
             plan = (
-                "rate_limited" if limited and self.warnings else self._warning_plan(invite, source)
+                "rate_limited"
+                if limited and self.warnings
+                else self._warning_plan(invite, source, ringback)
             )
             if isinstance(plan, str):
                 skipped: str | None = plan
             else:
                 skipped = None
-                if self._mode_of(decision.entry)[0] == "ringback":
+                if ringback:
                     self._ringback_call(invite, decision, layer, plan, source, transport, now)
                 else:
-                    self._hold_for_warning(invite, decision, layer, plan, transport)
+                    skipped = self._hold_for_warning(invite, decision, layer, plan, transport)
         except Exception:  # fail open
             skipped = INTERNAL_ERROR
         if skipped is None:
@@ -350,15 +375,19 @@ class CallController:
         self._redirect(layer, invite, decision.contact, now, transport, played=False, why=outcome)
         return outcome
 
-    def _warning_plan(self, invite: Request, source: Address) -> MediaPlan | str:
-        """What a listed call's warning would play and where, or the reason it will not."""
+    def _warning_plan(
+        self, invite: Request, source: Address, ringback: bool = False
+    ) -> MediaPlan | str:
+        """What a listed call's warning would play and where, or the reason it will not.
+        Ringback mode relays the callee's RTP as it is: no SRTP there (plain RTP only)."""
         if not self.warnings:
             return LISTED_UNANNOUNCED
         if self.draining:
             return "draining"
         if len(self.held) + len(self.b2bua) >= self.max_warnings:
             return "capacity"
-        return media_plan(invite, source, self.destinations)
+        codecs = self.codecs - {SRTP} if ringback else self.codecs
+        return media_plan(invite, source, self.destinations, codecs)
 
     def _hold_for_warning(
         self,
@@ -367,21 +396,48 @@ class CallController:
         layer: ServerTransactionLayer,
         plan: MediaPlan,
         transport: str,
-    ) -> None:
-        """Hold the INVITE (redirect mode) and ask the shell for its warning."""
+    ) -> str | None:
+        """Hold the INVITE (redirect mode) and ask the shell for its warning; or the
+        reason not to (RFC 3312 preconditions without 100rel)."""
         media, destinations = plan
         assert decision.entry is not None
+        requires = _tokens(invite, "Require")
+        supports = _tokens(invite, "Supported")
+        attributes: tuple[Attribute, ...] = ()
+        wait = False
+        precondition = "precondition" in requires
+        if precondition:
+            # RFC 3312 §11: preconditions need reliable provisional responses.
+            if "100rel" not in requires and "100rel" not in supports:
+                return "precondition_without_100rel"
+            qos = offer_qos(media.offer, media.offer.media[media.media_index])
+            if qos is not None:
+                attributes = answer_attributes(qos)
+                wait = not qos.met
         key = layer.key_of(invite)
-        requires = invite.headers.get_all("Require")
         self.held[key] = Held(
             invite,
             transport,
             decision.contact,
             new_tag(),
-            any(v.lower() == "100rel" for v in requires),
+            "100rel" in requires or precondition,
+            early_media="p-early-media" in supports or "P-Early-Media" in invite.headers,
+            precondition=precondition,
+            waiting_qos=wait,
         )
         caller = caller_of(invite) if self.keep_caller else None
-        self._effects.append(StartWarning(key, decision.entry, media, destinations, caller))
+        self._effects.append(
+            StartWarning(
+                key,
+                decision.entry,
+                media,
+                destinations,
+                caller,
+                sdp_attributes=attributes,
+                wait=wait,
+            )
+        )
+        return None
 
     def _mode_of(self, entry: Entry) -> tuple[str, str]:
         """(mode, answer_after) for a listing: its court's, else the deployment's."""
@@ -426,6 +482,57 @@ class CallController:
 
     def relay_failed(self, key: TxKey, reason: str, now: float) -> None:
         self.b2bua.relay_failed(key, reason, now)
+
+    def _update(
+        self, update: Request, layer: ServerTransactionLayer, transport: str, now: float
+    ) -> None:
+        """An UPDATE in the early dialog of a held INVITE (RFC 3311): the caller tells us its
+        preconditions; once its resources are met, the warning starts (RFC 3312 §6)."""
+        found = next(
+            (
+                (k, h)
+                for k, h in self.held.items()
+                if h.invite.call_id == update.call_id
+                and h.to_tag == update.to_tag
+                and h.ready
+                and h.purpose != LAB_TONE
+            ),
+            None,
+        )
+        if found is None:
+            self._respond(layer, update, 481, now, transport)
+            return
+        key, held = found
+        offer = sdp_of(update.headers.get("Content-Type"), update.body)
+        if offer is None:
+            self._respond(layer, update, 200, now, transport, to_tag=held.to_tag)
+            return
+        try:
+            parsed = parse_sdp(offer)
+            audio = [m for m in parsed.media if m.media.lower() == "audio" and m.port != 0]
+            qos = offer_qos(parsed, audio[0]) if audio else None
+            answer = held.sdp
+            if qos is not None:
+                answer = replace_attributes(held.sdp, answer_attributes(qos))
+        except SdpError as exc:
+            self._respond(layer, update, 488, now, transport, reason=f"Bad SDP: {exc}"[:100])
+            return
+        held.sdp = answer
+        response = make_response(
+            update,
+            200,
+            to_tag=held.to_tag,
+            body=answer,
+            content_type="application/sdp",
+            extra_headers=self._dialog_headers(held),
+        )
+        layer.send_response(update, response, now)
+        self.metrics.responses.inc("200")
+        self._flush(layer, transport)
+        if held.waiting_qos and (qos is None or qos.met):
+            held.waiting_qos = False
+            self._qos_waits.pop(key, None)
+            self._effects.append(ResumeWarning(key))
 
     # -------------------------------------------------------------------- lab
     def _lab_invite(
@@ -646,6 +753,9 @@ class CallController:
         if held is None or not self._provisional(held, key, 183, now, body=sdp):
             return False
         held.ready = True
+        held.sdp = sdp
+        if held.waiting_qos:
+            self._qos_waits[key] = now + self.precondition_timeout_s
         self.metrics.decisions.inc(ANNOUNCED)
         return True
 
@@ -656,6 +766,7 @@ class CallController:
             self.b2bua.warning_ended(key, outcome, now)
             return
         held = self.held.pop(key, None)
+        self._qos_waits.pop(key, None)
         if held is None:
             return  # cancelled by us: already answered
         layer = self.layers[held.transport]
@@ -682,6 +793,15 @@ class CallController:
                 to_tag=held.to_tag,
             )
 
+    def _dialog_headers(self, held: Held) -> list[tuple[str, str]]:
+        """Contact and Record-Route of a response that opens (or is in) the early dialog."""
+        extra: list[tuple[str, str]] = []
+        contact = self.contacts.get(held.transport)
+        if contact:
+            extra.append(("Contact", contact))
+        extra.extend(("Record-Route", v) for v in held.invite.headers.get_all("Record-Route"))
+        return extra
+
     def _provisional(
         self, held: Held, key: TxKey, status: int, now: float, *, body: bytes = b""
     ) -> bool:
@@ -693,10 +813,11 @@ class CallController:
         if status > 100:
             # A 1xx with a To tag opens an early dialog (RFC 3261 §12.1.1): it carries our
             # Contact and the request's Record-Route, so a PRACK follows the proxies' route.
-            contact = self.contacts.get(held.transport)
-            if contact:
-                extra.append(("Contact", contact))
-            extra.extend(("Record-Route", v) for v in held.invite.headers.get_all("Record-Route"))
+            extra = self._dialog_headers(held)
+            if held.precondition:
+                extra.append(("Require", "precondition"))
+            if held.early_media and body:  # RFC 5009: the early media is ours, send-only
+                extra.append(("P-Early-Media", "sendonly"))
         response = make_response(
             held.invite,
             status,
@@ -726,6 +847,7 @@ class CallController:
             self.b2bua.cancel(key, now)
             return
         held = self.held.pop(key, None)
+        self._qos_waits.pop(key, None)
         # RFC 3261 §9.2: the 200 to a CANCEL carries the To tag of the INVITE's responses.
         self._respond(layer, cancel, 200, now, transport, to_tag=held.to_tag if held else None)
         if held is not None and layer.invite_state(key) is TxState.PROCEEDING:
@@ -778,6 +900,8 @@ class CallController:
         deadlines = [
             d for d in (layer.next_deadline() for layer in self.layers.values()) if d is not None
         ]
+        if self._qos_waits:
+            deadlines.append(min(self._qos_waits.values()))
         if self.dialogs or len(self.client):
             deadlines.extend(d.retransmit_at or d.give_up_at for d in self.dialogs.values())
             client = self.client.next_deadline()
@@ -795,6 +919,10 @@ class CallController:
         """Fire every transaction timer due at ``now``."""
         if self.dialogs or len(self.client):
             self._poll_dialogs(now)
+        for key in [k for k, at in self._qos_waits.items() if at <= now]:
+            # The caller never said its resources were met: fail open, the call goes on.
+            self._effects.append(StopWarning(key))
+            self.warning_ended(key, "preconditions_unmet", now)
         if self.b2bua.calls_or_ended():
             self.b2bua.poll(now)
         for key, (at, start) in list(self._lab_ringing.items()):
@@ -831,6 +959,11 @@ class CallController:
 
     def transactions(self) -> int:
         return sum(len(layer) for layer in self.layers.values())
+
+
+def _tokens(request: Request, name: str) -> set[str]:
+    """The lower-case option tags of every ``name`` header (Require, Supported)."""
+    return {t.strip().lower() for v in request.headers.get_all(name) for t in split_list(v)}
 
 
 def _method_label(method: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ringback.media.offer_answer import Selection
 from ringback.registry.listing_index import Entry
+from ringback.sip.sdp import Attribute
 from ringback.sip.transaction import TxKey
 
 Address = tuple[str, int]
@@ -38,12 +39,23 @@ class StartWarning:
     caller: str | None  # the caller's URI, for proof of play where configured
     purpose: str = WARNING
     fill_s: float = 0.0
+    # RFC 3312 precondition lines for the answer, and whether the audio must wait for a
+    # ResumeWarning (the caller's own resources are not reserved yet).
+    sdp_attributes: tuple[Attribute, ...] = ()
+    wait: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class StopWarning:
     """Stop the warning of ``key`` at once (CANCEL, no PRACK, the callee answered); no
     report is needed."""
+
+    key: TxKey
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeWarning:
+    """The caller's preconditions are met: start the audio of a warning that waited."""
 
     key: TxKey
 
@@ -98,4 +110,13 @@ class CloseRelay:
     answered: bool
 
 
-Effect = StartWarning | StopWarning | FinishWarning | OpenRelay | Bridge | RelayTo | CloseRelay
+Effect = (
+    StartWarning
+    | StopWarning
+    | FinishWarning
+    | OpenRelay
+    | Bridge
+    | RelayTo
+    | CloseRelay
+    | ResumeWarning
+)

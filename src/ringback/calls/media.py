@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ringback.calls.effects import Address
+from ringback.media.codecs import G711
 from ringback.media.destinations import DestinationPolicy
 from ringback.media.offer_answer import NoAnswer, Selection, select
 from ringback.sip.body import sdp_of
@@ -12,9 +13,12 @@ from ringback.sip.uri import parse_name_addr
 MediaPlan = tuple[Selection, tuple[Address, ...]]
 
 
-def media_plan(invite: Request, source: Address, policy: DestinationPolicy) -> MediaPlan | str:
+def media_plan(
+    invite: Request, source: Address, policy: DestinationPolicy, codecs: frozenset[str] = G711
+) -> MediaPlan | str:
     """(the chosen stream and codec, the allowed destinations in order of preference), or
-    the reason there is nothing to play (``no_sdp``, ``no_codec``, ...).
+    the reason there is nothing to play (``no_sdp``, ``no_codec``, ...). ``codecs``: the
+    encodings every recording is prepared in (see :mod:`ringback.media.codecs`).
 
     Media safety: RTP goes only where the policy allows — the offer's address, or the
     INVITE's source (where symmetric RTP would latch) at the offer's port, in that order.
@@ -22,7 +26,7 @@ def media_plan(invite: Request, source: Address, policy: DestinationPolicy) -> M
     offer = sdp_of(invite.headers.get("Content-Type"), invite.body)
     if offer is None:
         return "no_sdp"
-    media = select(offer)
+    media = select(offer, codecs)
     if isinstance(media, NoAnswer):
         return media.reason
     port = media.remote_addr[1]

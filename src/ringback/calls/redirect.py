@@ -21,6 +21,10 @@ class Held:
     reliable: bool  # the INVITE said `Require: 100rel`: the 183 goes reliably (RFC 3262)
     ready: bool = False  # the 183 (or the lab callee's 200) has gone out; audio plays
     purpose: str = "warning"  # or "lab_tone": the lab callee answering
+    early_media: bool = False  # the INVITE offered P-Early-Media (RFC 5009): say sendonly
+    precondition: bool = False  # `Require: precondition` (RFC 3312): the 183 says so too
+    waiting_qos: bool = False  # audio waits for the caller's UPDATE: its resources are met
+    sdp: bytes = b""  # our last SDP answer (the 183's; an UPDATE's 200 revises it)
 
 
 def redirect_headers(

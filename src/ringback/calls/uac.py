@@ -3,7 +3,8 @@
 It places one call the way a carrier's test phone would and remembers everything it was
 fed, so a verdict (:mod:`ringback.calls.verdict`) can be drawn from it afterwards:
 
-- an INVITE with an SDP offer of one G.711 codec (``Supported: 100rel``, and
+- an INVITE with an SDP offer of one codec — G.711, G.722, Opus, AMR or AMR-WB (the AMRs
+  bandwidth-efficient, RFC 4867's default) — (``Supported: 100rel``, and
   ``Require: 100rel`` when asked), through :class:`~ringback.sip.client.ClientTransactionLayer`,
   which retransmits it and ACKs every non-2xx final itself;
 - a PRACK for each reliable provisional response (RFC 3262), in the early dialog;
@@ -30,7 +31,8 @@ from typing import Literal
 from ringback import __version__
 from ringback.calls.legs import address_of
 from ringback.calls.redirect import WARNING_HEADER
-from ringback.media.recorder import RtpRecorder
+from ringback.media.offer_answer import fmtp_params
+from ringback.media.recorder import Decoder, RtpRecorder
 from ringback.sip.body import sdp_of
 from ringback.sip.client import ClientTimeout, ClientTransactionLayer, new_branch
 from ringback.sip.errors import SipParseError
@@ -52,8 +54,16 @@ from ringback.sip.uri import parse_name_addr
 __all__ = ["Attempt", "Connect", "Uac", "UacOptions", "offer_sdp"]
 
 Address = tuple[str, int]
-Codec = Literal["PCMU", "PCMA"]
-_PAYLOAD_TYPES: dict[str, int] = {"PCMU": 0, "PCMA": 8}
+Codec = Literal["PCMU", "PCMA", "G722", "opus", "AMR", "AMR-WB"]
+# what each codec is offered as: (payload type, rtpmap, fmtp)
+_OFFERS: dict[str, tuple[int, str, str | None]] = {
+    "PCMU": (0, "PCMU/8000", None),
+    "PCMA": (8, "PCMA/8000", None),
+    "G722": (9, "G722/8000", None),
+    "opus": (111, "opus/48000/2", "useinbandfec=0"),
+    "AMR": (97, "AMR/8000", None),
+    "AMR-WB": (98, "AMR-WB/16000", None),
+}
 ALLOW = "INVITE, ACK, CANCEL, BYE, PRACK, OPTIONS"
 LINGER_S = 4.0  # how long a BYE or CANCEL may take to be answered before we leave anyway
 
@@ -66,6 +76,8 @@ class UacOptions:
     rtp: Address  # where we receive RTP (the offer's c= and m= lines)
     transport: Literal["udp", "tcp"] = "udp"
     codec: Codec = "PCMU"
+    # decodes what G.711 is not (G.722, Opus, AMR): the tool passes ffmpeg's, off the loop
+    decoder: Decoder | None = None
     require_100rel: bool = False
     follow: bool = True
     listen_s: float = 5.0
@@ -103,7 +115,7 @@ class Attempt:
     pracks: int = 0
     rseq: int | None = None  # the last RSeq PRACKed
     early_codecs: dict[int, str] = field(default_factory=dict)  # from the 18x answer
-    early: RtpRecorder = field(default_factory=RtpRecorder)
+    early: RtpRecorder = field(default_factory=RtpRecorder)  # given the decoder in Uac
 
 
 @dataclass(slots=True)
@@ -121,9 +133,12 @@ class _Dialog:
 
 
 def offer_sdp(rtp: Address, codec: Codec, session_id: int) -> bytes:
-    """An audio offer of one G.711 codec at 20 ms, send and receive."""
+    """An audio offer of one codec at 20 ms, send and receive."""
     family = "IP6" if ":" in rtp[0] else "IP4"
-    pt = _PAYLOAD_TYPES[codec]
+    pt, rtpmap, fmtp = _OFFERS[codec]
+    attributes = [Attribute("rtpmap", f"{pt} {rtpmap}")]
+    if fmtp:
+        attributes.append(Attribute("fmtp", f"{pt} {fmtp}"))
     return SessionDescription(
         Origin("ringback-dial", str(session_id), "1", "IN", family, rtp[0]),
         "ringback dial",
@@ -134,18 +149,15 @@ def offer_sdp(rtp: Address, codec: Codec, session_id: int) -> bytes:
                 rtp[1],
                 "RTP/AVP",
                 [str(pt)],
-                attributes=[
-                    Attribute("rtpmap", f"{pt} {codec}/8000"),
-                    Attribute("ptime", "20"),
-                    Attribute("sendrecv"),
-                ],
+                attributes=[*attributes, Attribute("ptime", "20"), Attribute("sendrecv")],
             )
         ],
     ).to_bytes()
 
 
 def _codecs_of(sdp: bytes | None) -> dict[int, str]:
-    """Payload type -> PCMU/PCMA, from an answer's first audio m-line."""
+    """Payload type -> codec (``PCMU``, ``G722``, ``opus``, ``AMR-WB/be``: AMR with its
+    packetisation), from an answer's first audio m-line."""
     if sdp is None:
         return {}
     try:
@@ -153,11 +165,17 @@ def _codecs_of(sdp: bytes | None) -> dict[int, str]:
         media = next((m for m in answer.media if m.media == "audio" and m.port), None)
         if media is None:
             return {}
-        return {
-            pt: rtpmap.encoding.upper()
-            for pt, rtpmap in media.rtpmaps().items()
-            if rtpmap.encoding.upper() in _PAYLOAD_TYPES and rtpmap.clock_rate == 8000
-        }
+        out: dict[int, str] = {}
+        for pt, rtpmap in media.rtpmaps().items():
+            name = rtpmap.encoding.upper()
+            if name in ("PCMU", "PCMA", "G722") and rtpmap.clock_rate == 8000:
+                out[pt] = name
+            elif name == "OPUS" and rtpmap.clock_rate == 48000:
+                out[pt] = "opus"
+            elif (name, rtpmap.clock_rate) in (("AMR", 8000), ("AMR-WB", 16000)):
+                aligned = fmtp_params(media.fmtp(pt)).get("octet-align") == "1"
+                out[pt] = f"{name}/{'oa' if aligned else 'be'}"
+        return out
     except SdpError:
         return {}
 
@@ -178,7 +196,7 @@ class Uac:
         self.cseq = 0
         self.attempts: list[Attempt] = []
         self.dialog: _Dialog | None = None
-        self.answered = RtpRecorder()
+        self.answered = RtpRecorder(options.decoder)
         self.state: Literal["idle", "calling", "answered", "ending", "done"] = "idle"
         self.no_final = False
         self.error: tuple[int | None, str] | None = None
@@ -357,6 +375,7 @@ class Uac:
         headers.add("Content-Type", "application/sdp")
         invite = Request("INVITE", uri, headers, self.offer)
         attempt = Attempt(uri, dest, self.cseq, now, branch, invite)
+        attempt.early = RtpRecorder(self.options.decoder)
         self.attempts.append(attempt)
         self.client.send(invite, dest, reliable=self.reliable, now=now)
         self._timeout_at = now + self.options.timeout_s

@@ -1,4 +1,6 @@
-"""Audio ingest: any file ffmpeg reads → what callers hear (8 kHz mono s16le, normalised).
+"""Audio ingest: any file ffmpeg reads → what callers hear (mono s16le, normalised), kept
+at 16 kHz when the upload has it (wideband codecs — G.722, AMR-WB, Opus — then play
+wideband audio) and at 8 kHz when it came narrowband (G.711, AMR-NB: nothing to keep).
 
 Steps, none of which blocks the event loop:
 
@@ -33,9 +35,8 @@ import numpy.typing as npt
 
 __all__ = ["IngestError", "IngestLimits", "PreparedAudio", "condition", "prepare", "probe"]
 
-RATE: Final = 8000
-BYTES_PER_SECOND: Final = RATE * 2
-FRAME: Final = RATE // 100  # 10 ms analysis frames
+RATE: Final = 8000  # narrowband
+WIDE: Final = 16000  # wideband: what an upload sampled at 16 kHz or more is kept at
 PAD_FRAMES: Final = 1  # keep 10 ms either side of the sound when trimming
 MAX_GAIN_DB: Final = 40.0
 
@@ -97,7 +98,7 @@ class ProbeInfo:
 
 @dataclass(frozen=True)
 class PreparedAudio:
-    pcm: bytes  # 8 kHz mono s16le
+    pcm: bytes  # mono s16le at `rate`
     duration_ms: int
     loudness_lufs: float
     peak_dbfs: float
@@ -106,6 +107,7 @@ class PreparedAudio:
     trimmed_start_ms: int
     trimmed_end_ms: int
     probe: ProbeInfo
+    rate: int = RATE
 
     def original_format(self) -> str:
         return f"{self.probe.format_name}/{self.probe.codec}"
@@ -219,20 +221,23 @@ def decode_cap_s(limits: IngestLimits) -> float:
     return limits.max_duration_s + 30.0
 
 
-async def decode(path: Path, limits: IngestLimits, deadline: float) -> npt.NDArray[np.int16]:
-    """The first audio stream as 8 kHz mono int16, anti-alias filtered by the SoX resampler."""
+async def decode(
+    path: Path, limits: IngestLimits, deadline: float, rate: int = RATE
+) -> npt.NDArray[np.int16]:
+    """The first audio stream as mono int16 at ``rate``, anti-alias filtered by the SoX
+    resampler."""
     cap_s = decode_cap_s(limits)
     code, out, _err, capped = await _run(
         [
             "ffmpeg", "-nostdin", "-hide_banner", "-v", "error",
             "-format_whitelist", DEMUXERS, "-protocol_whitelist", "file",
             "-i", "file:" + str(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
-            "-af", f"highpass=f=60,aresample={RATE}:resampler=soxr:precision=28",
-            "-ac", "1", "-ar", str(RATE), "-t", f"{cap_s + 1:g}",
+            "-af", f"highpass=f=60,aresample={rate}:resampler=soxr:precision=28",
+            "-ac", "1", "-ar", str(rate), "-t", f"{cap_s + 1:g}",
             "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1",
         ],
         deadline,
-        stdout_cap=int(cap_s * BYTES_PER_SECOND),
+        stdout_cap=int(cap_s * rate * 2),
     )  # fmt: skip
     if capped:
         raise IngestError(
@@ -251,13 +256,13 @@ def _db(value: float) -> float:
     return 20.0 * math.log10(value) if value > 0 else -math.inf
 
 
-def _limit(y: npt.NDArray[np.float64], ceiling: float) -> npt.NDArray[np.float64]:
+def _limit(y: npt.NDArray[np.float64], ceiling: float, rate: int) -> npt.NDArray[np.float64]:
     """Look-ahead peak limiter: no sample above `ceiling`, gain changes smoothed over ~5 ms."""
     magnitude = np.abs(y)
     if magnitude.size == 0 or float(magnitude.max()) <= ceiling:
         return y
     need = np.minimum(1.0, ceiling / np.maximum(magnitude, 1e-12))
-    k = 40  # 5 ms at 8 kHz
+    k = rate // 200  # 5 ms
     padded = np.pad(need, k, mode="edge")
     windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * k + 1)
     held = windows.min(axis=1)  # min over ±k: the gain is down before the peak arrives
@@ -270,11 +275,15 @@ def _limit(y: npt.NDArray[np.float64], ceiling: float) -> npt.NDArray[np.float64
 
 
 def condition(
-    samples: npt.NDArray[np.int16], limits: IngestLimits, probe_info: ProbeInfo
+    samples: npt.NDArray[np.int16],
+    limits: IngestLimits,
+    probe_info: ProbeInfo,
+    rate: int = RATE,
 ) -> PreparedAudio:
-    """Check, trim and normalise decoded 8 kHz samples (CPU work: run it in a thread)."""
+    """Check, trim and normalise decoded samples at ``rate`` (CPU work: run it in a thread)."""
     n = int(samples.size)
-    decoded_s = n / RATE
+    frame = rate // 100  # 10 ms analysis frames
+    decoded_s = n / rate
     if n == 0:
         raise IngestError("no_audio", "the file holds no audio")
     declared = probe_info.declared_duration_s
@@ -287,10 +296,10 @@ def condition(
             decoded=decoded_s,
         )
     x = samples.astype(np.float64) / 32768.0
-    frames = -(-n // FRAME)
-    padded = np.zeros(frames * FRAME)
+    frames = -(-n // frame)
+    padded = np.zeros(frames * frame)
     padded[:n] = x
-    rms = np.sqrt(np.mean(padded.reshape(frames, FRAME) ** 2, axis=1))
+    rms = np.sqrt(np.mean(padded.reshape(frames, frame) ** 2, axis=1))
     with np.errstate(divide="ignore"):
         frame_db = 20.0 * np.log10(rms)
     peak = float(np.abs(x).max())
@@ -305,9 +314,9 @@ def condition(
     active = np.flatnonzero(frame_db > threshold)
     first = max(int(active[0]) - PAD_FRAMES, 0)
     last = min(int(active[-1]) + 1 + PAD_FRAMES, frames)
-    start, end = first * FRAME, min(last * FRAME, n)
+    start, end = first * frame, min(last * frame, n)
     y = x[start:end]
-    duration_s = y.size / RATE
+    duration_s = y.size / rate
     if duration_s > limits.max_duration_s:
         raise IngestError(
             "too_long",
@@ -336,7 +345,7 @@ def condition(
     # `ringback dial` (it decodes with this module) never needs.
     import pyloudnorm
 
-    meter = pyloudnorm.Meter(RATE)
+    meter = pyloudnorm.Meter(rate)
     measured = float(meter.integrated_loudness(y))
     if not math.isfinite(measured) or measured < -70.0:
         raise IngestError(
@@ -347,7 +356,7 @@ def condition(
     out = y
     loudness = measured
     for _ in range(3):
-        out = _limit(y * 10.0 ** (gain_db / 20.0), ceiling)
+        out = _limit(y * 10.0 ** (gain_db / 20.0), ceiling, rate)
         loudness = float(meter.integrated_loudness(out))
         shortfall = limits.target_lufs - loudness
         if abs(shortfall) < 0.3 or gain_db >= MAX_GAIN_DB:
@@ -356,14 +365,15 @@ def condition(
     pcm = np.clip(np.round(out * 32768.0), -32768, 32767).astype("<i2")
     return PreparedAudio(
         pcm=pcm.tobytes(),
-        duration_ms=pcm.size * 1000 // RATE,
+        duration_ms=pcm.size * 1000 // rate,
         loudness_lufs=round(loudness, 2),
         peak_dbfs=round(_db(float(np.abs(out).max())), 2),
         gain_db=round(gain_db, 2),
         decoded_duration_s=round(decoded_s, 3),
-        trimmed_start_ms=start * 1000 // RATE,
-        trimmed_end_ms=(n - end) * 1000 // RATE,
+        trimmed_start_ms=start * 1000 // rate,
+        trimmed_end_ms=(n - end) * 1000 // rate,
         probe=probe_info,
+        rate=rate,
     )
 
 
@@ -383,12 +393,14 @@ async def prepare(path: Path, limits: IngestLimits) -> PreparedAudio:
             seconds=declared,
             limit=limits.max_duration_s,
         )
+    # Keep wideband what came wideband (an unknown rate is treated as wideband).
+    rate = WIDE if info.sample_rate >= WIDE or info.sample_rate <= 0 else RATE
     started = time.monotonic()
-    samples = await decode(path, limits, deadline)
+    samples = await decode(path, limits, deadline, rate)
     remaining = limits.decode_timeout_s - (time.monotonic() - started)
     try:
         return await asyncio.wait_for(
-            asyncio.to_thread(condition, samples, limits, info), max(remaining, 1.0)
+            asyncio.to_thread(condition, samples, limits, info, rate), max(remaining, 1.0)
         )
     except TimeoutError:
         raise IngestError(

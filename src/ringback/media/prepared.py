@@ -1,8 +1,10 @@
-"""A recording ready to play: 20 ms G.711 frames, encoded once, shared by every call.
+"""A recording ready to play: 20 ms RTP payloads per encoding, made once, shared by every call.
 
-:class:`PreparedAudio` encodes 8 kHz 16-bit PCM to μ-law and A-law once and slices it into
-160-byte payloads; the repetitions and the silence between them are the same ``bytes``
-objects listed again, so a 3× repeat costs list slots, not audio. :class:`PreparedCache`
+:meth:`PreparedAudio.from_pcm` encodes 8 kHz 16-bit PCM to μ-law and A-law (fast, numpy);
+:func:`ringback.media.encode.prepare_all` adds G.722, Opus and AMR through ffmpeg (slow:
+off the event loop) and lays them out with :meth:`PreparedAudio.from_encoded`. The
+repetitions and the silence between them are the same ``bytes`` objects listed again, so
+a 3× repeat costs list slots, not audio. :class:`PreparedCache`
 keeps the prepared forms of the recordings in use within a byte budget (LRU), so nothing
 is encoded per call.
 """
@@ -42,18 +44,38 @@ def _split(encoded: bytes) -> list[bytes]:
 
 
 class PreparedAudio:
-    """One recording as 20 ms frames for both G.711 laws, with repeats and gaps laid out."""
+    """One recording as 20 ms frames per frames key (see :mod:`ringback.media.codecs`),
+    with repeats and gaps laid out."""
 
-    __slots__ = ("_frames", "frame_count", "gap_frames", "recording_frames", "repeat")
+    __slots__ = (
+        "_frames",
+        "_nbytes",
+        "_silence",
+        "frame_count",
+        "gap_frames",
+        "recording_frames",
+        "repeat",
+    )
 
     def __init__(
-        self, frames: dict[str, list[bytes]], *, repeat: int, gap_frames: int, recording_frames: int
+        self,
+        frames: dict[str, list[bytes]],
+        *,
+        repeat: int,
+        gap_frames: int,
+        recording_frames: int,
+        silence: dict[str, bytes] | None = None,
     ) -> None:
         self._frames = frames
+        self._silence = silence if silence is not None else dict(SILENCE)
         self.repeat = repeat
         self.gap_frames = gap_frames
         self.recording_frames = recording_frames
-        self.frame_count = len(frames["PCMU"])
+        self.frame_count = len(next(iter(frames.values())))
+        if any(len(f) != self.frame_count for f in frames.values()):
+            raise ValueError("every encoding must have as many frames")
+        distinct = recording_frames + gap_frames
+        self._nbytes = sum(sum(len(p) for p in f[:distinct]) for f in frames.values())
 
     @classmethod
     def from_pcm(cls, pcm_s16le: bytes, *, repeat: int = 1, gap_ms: int = 0) -> PreparedAudio:
@@ -90,8 +112,56 @@ class PreparedAudio:
             recording_frames=padded.size // FRAME_SAMPLES,
         )
 
+    @classmethod
+    def from_encoded(
+        cls,
+        encoded: dict[str, list[bytes]],
+        *,
+        recording_frames: int,
+        gap_frames: int,
+        repeat: int,
+    ) -> PreparedAudio:
+        """Lay out frames encoded once as the recording followed by ``max(gap_frames, 1)``
+        frames of silence: the recording ``repeat`` times with the gap between; the last
+        silent frame is each encoding's silence (to loop with, :meth:`silence`)."""
+        frames: dict[str, list[bytes]] = {}
+        silence: dict[str, bytes] = {}
+        expected = recording_frames + max(gap_frames, 1)
+        for key, enc in encoded.items():
+            if len(enc) != expected:
+                raise ValueError(f"{key}: {len(enc)} frames, expected {expected}")
+            one = enc[:recording_frames]
+            gap = enc[recording_frames : recording_frames + gap_frames]
+            silence[key] = enc[-1]
+            laid_out = list(one)
+            for _ in range(repeat - 1):
+                laid_out += gap
+                laid_out += one
+            frames[key] = laid_out
+        return cls(
+            frames,
+            repeat=repeat,
+            gap_frames=gap_frames,
+            recording_frames=recording_frames,
+            silence=silence,
+        )
+
+    def silence(self, key: str) -> bytes:
+        """One 20 ms frame of silence for frames key ``key``."""
+        try:
+            return self._silence[key]
+        except KeyError:
+            raise ValueError(f"unsupported codec {key!r}") from None
+
+    def has(self, key: str) -> bool:
+        return key in self._frames
+
+    @property
+    def keys(self) -> frozenset[str]:
+        return frozenset(self._frames)
+
     def frames(self, codec: str) -> list[bytes]:
-        """The 160-byte payloads for ``codec`` ("PCMU" or "PCMA"), in play order.
+        """The payloads for frames key ``codec`` ("PCMU", "AMR-WB@2/be", ...), in play order.
 
         The list is shared: do not modify it.
         """
@@ -107,8 +177,7 @@ class PreparedAudio:
     @property
     def nbytes(self) -> int:
         """Audio bytes held (each distinct frame counted once) plus the lists' slots."""
-        frame_bytes = 2 * (self.recording_frames + (1 if self.gap_frames else 0)) * FRAME_SAMPLES
-        return frame_bytes + 2 * 8 * self.frame_count
+        return self._nbytes + len(self._frames) * 8 * self.frame_count
 
 
 CacheKey = tuple[Hashable, int, int]

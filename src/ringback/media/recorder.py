@@ -1,4 +1,9 @@
-"""Received G.711 RTP → 8 kHz PCM on the sender's own timeline (sans-I/O).
+"""Received RTP → 8 kHz PCM on the sender's own timeline (sans-I/O).
+
+G.711 is decoded as it arrives. Other codecs (G.722, Opus, AMR, AMR-WB: see
+:mod:`ringback.media.codec_decode`) are kept as payloads and decoded by the ``decoder``
+the recorder is given, when the audio is asked for (``ringback dial`` passes one that runs
+ffmpeg; without one those packets are ignored).
 
 Each packet is placed by its RTP timestamp, not by arrival order, so reordered packets
 land where they belong, a duplicate overwrites itself and a lost packet leaves 20 ms of
@@ -10,6 +15,7 @@ times are handed in.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -26,6 +32,16 @@ RATE: Final = 8000
 G711_STATIC: Final = {0: "PCMU", 8: "PCMA"}
 MAX_SPAN: Final = 10 * 60 * RATE  # samples per stream kept: ten minutes of audio
 _DECODERS = {"PCMU": ulaw_decode, "PCMA": alaw_decode}
+# codec name -> RTP clock rate of the codecs a decoder may handle (see codec_decode)
+OTHER_CLOCKS: Final = {
+    "G722": 8000,
+    "opus": 48000,
+    "AMR/be": 8000,
+    "AMR/oa": 8000,
+    "AMR-WB/be": 16000,
+    "AMR-WB/oa": 16000,
+}
+Decoder = Callable[[str, list[bytes]], npt.NDArray[np.int16]]
 
 
 @dataclass(slots=True)
@@ -33,12 +49,16 @@ class _Stream:
     ssrc: int
     ts0: int
     chunks: dict[int, npt.NDArray[np.int16]] = field(default_factory=dict)  # offset -> PCM
+    codec: str = ""  # a codec decoded later: its payloads by RTP timestamp offset
+    payloads: dict[int, bytes] = field(default_factory=dict)
 
 
 class RtpRecorder:
     """The audio of one phase of a call (early media, or the answered call)."""
 
-    def __init__(self) -> None:
+    def __init__(self, decoder: Decoder | None = None) -> None:
+        self.decoder = decoder
+        self._decoded: npt.NDArray[np.int16] | None = None  # pcm(), until the next packet
         self._streams: dict[int, _Stream] = {}
         self.packets = 0
         self.ignored = 0  # not RTP, RTCP, a payload type that is not G.711, out of range
@@ -74,21 +94,29 @@ class RtpRecorder:
         if codec is None:
             codec = G711_STATIC.get(header.payload_type)
         decode = _DECODERS.get(codec or "")
+        later = decode is None and self.decoder is not None and codec in OTHER_CLOCKS
         end = len(data)
         if header.padding and end > header.header_len:
             end -= data[-1]
         payload = data[header.header_len : end]
-        if decode is None or not payload:
+        if (decode is None and not later) or not payload:
             self.ignored += 1
             return False
         stream = self._streams.get(header.ssrc)
         if stream is None:
             stream = self._streams[header.ssrc] = _Stream(header.ssrc, header.timestamp)
         offset = ((header.timestamp - stream.ts0 + 2**31) % 2**32) - 2**31
-        if not -MAX_SPAN < offset < MAX_SPAN:
+        span = MAX_SPAN * (OTHER_CLOCKS.get(codec or "", RATE) // RATE)
+        if not -span < offset < span:
             self.ignored += 1
             return False
-        stream.chunks[offset] = decode(payload)
+        self._decoded = None
+        if decode is not None:
+            stream.chunks[offset] = decode(payload)
+        else:
+            assert codec is not None
+            stream.codec = codec
+            stream.payloads[offset] = payload
         assert codec is not None
         self._codecs[codec] += 1
         self.packets += 1
@@ -104,9 +132,15 @@ class RtpRecorder:
         return common[0][0] if common else None
 
     def pcm(self) -> npt.NDArray[np.int16]:
-        """Everything received, each stream on its timeline, gaps as silence."""
+        """Everything received, each stream on its timeline, gaps as silence (a stream the
+        decoder decodes: its packets in timestamp order; a lost one is not filled)."""
+        if self._decoded is not None:
+            return self._decoded
         parts: list[npt.NDArray[np.int16]] = []
         for stream in self._streams.values():
+            if stream.payloads and self.decoder is not None:
+                ordered = [stream.payloads[k] for k in sorted(stream.payloads)]
+                parts.append(self.decoder(stream.codec, ordered)[: 2 * MAX_SPAN])
             if not stream.chunks:
                 continue
             start = min(stream.chunks)
@@ -116,7 +150,8 @@ class RtpRecorder:
                 at = offset - start
                 out[at : at + len(chunk)] = chunk[: max(0, len(out) - at)]
             parts.append(out)
-        return np.concatenate(parts) if parts else np.zeros(0, np.int16)
+        self._decoded = np.concatenate(parts) if parts else np.zeros(0, np.int16)
+        return self._decoded
 
     @property
     def seconds(self) -> float:

@@ -41,10 +41,12 @@ def _addrtype(ip: str) -> str:
 
 
 def telephone_event_pt(selection: Selection) -> int | None:
-    """The caller's payload type for 8 kHz ``telephone-event``, if it offered one."""
+    """The caller's payload type for ``telephone-event`` at the chosen codec's clock rate,
+    if it offered one."""
     media = selection.offer.media[selection.media_index]
     for pt, rtpmap in media.rtpmaps().items():
-        if rtpmap.encoding.lower() == "telephone-event" and rtpmap.clock_rate == 8000:
+        clock = rtpmap.clock_rate
+        if rtpmap.encoding.lower() == "telephone-event" and clock == selection.clock_rate:
             return pt
     return None
 
@@ -61,14 +63,16 @@ def leg_sdp(
     offered = selection.offer.media[selection.media_index]
     pt = selection.payload_type
     formats = [str(pt)]
-    attributes = [Attribute("rtpmap", f"{pt} {selection.codec}/8000")]
+    channels = f"/{selection.channels}" if selection.channels else ""
+    rtpmap = f"{pt} {selection.codec}/{selection.clock_rate}{channels}"
+    attributes = [Attribute("rtpmap", rtpmap)]
     fmtp = offered.fmtp(pt)
     if fmtp:
         attributes.append(Attribute("fmtp", f"{pt} {fmtp}"))
     te = telephone_event_pt(selection)
     if te is not None:
         formats.append(str(te))
-        attributes.append(Attribute("rtpmap", f"{te} telephone-event/8000"))
+        attributes.append(Attribute("rtpmap", f"{te} telephone-event/{selection.clock_rate}"))
         attributes.append(Attribute("fmtp", f"{te} {offered.fmtp(te) or '0-16'}"))
     attributes += [Attribute("ptime", "20"), Attribute(direction)]
     addrtype = _addrtype(local[0])

@@ -23,6 +23,7 @@ from ringback.calls.effects import (
     FinishWarning,
     OpenRelay,
     RelayTo,
+    ResumeWarning,
     StartWarning,
     StopWarning,
 )
@@ -50,7 +51,7 @@ class CallMedia:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def execute(self, effect: Effect, reports: MediaReports) -> None:
-        if isinstance(effect, (StopWarning, FinishWarning)):
+        if isinstance(effect, (StopWarning, FinishWarning, ResumeWarning)):
             self.player.execute(effect, reports)
         elif isinstance(effect, StartWarning):
             lent = self.relay.caller_socket(effect.key) if effect.purpose == RINGBACK else None

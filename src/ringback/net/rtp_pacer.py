@@ -196,9 +196,9 @@ class _Playing(Slot):
     latch_hosts: frozenset[str]
     on_done: Callable[[Outcome], None]
     on_latch: Callable[[Address], None] | None
-    render: Callable[[int], bytearray]
+    render: Callable[[int], bytes | bytearray]
     rtp: RtpSocket
-    sendto: Callable[[bytearray, Address], int]
+    sendto: Callable[[bytes | bytearray, Address], int]
 
     def __init__(self, count: int) -> None:
         super().__init__(count)

@@ -1,9 +1,12 @@
 """Carries out the call core's warning effects: RTP port, SDP answer, audio, proof of play.
 
-Recordings are prepared once (8 kHz PCM → 20 ms μ-law/A-law frames) and cached; a
-recording not yet in memory is fetched from the database off the call path while the
-INVITE waits with a 100 Trying. Every outcome — including any exception while starting —
-is reported to the core, which answers the held INVITE (fail open).
+Recordings are prepared once in every available encoding (G.711 with numpy; G.722, Opus,
+AMR, AMR-WB with ffmpeg in a worker thread, never on the event loop) and cached; the
+shipped default is prepared at start (:meth:`WarningPlayer.warm`), an uploaded one when
+it is uploaded on this node or at its first call, while the INVITE waits with a 100 Trying
+(several calls waiting for one recording share one preparation; G.711 calls of an 8 kHz
+recording start at once). Every outcome — including any exception while starting — is
+reported to the core, which answers the held INVITE (fail open).
 """
 
 from __future__ import annotations
@@ -21,14 +24,18 @@ from ringback.calls.effects import (
     RINGBACK,
     Effect,
     FinishWarning,
+    ResumeWarning,
     StartWarning,
     StopWarning,
 )
+from ringback.media.codecs import ENCODINGS, G711
+from ringback.media.encode import prepare_all
 from ringback.media.lab_tone import lab_tone_pcm
 from ringback.media.looping import Looped
 from ringback.media.offer_answer import answer_sdp
-from ringback.media.prepared import FRAME_MS, SILENCE, PreparedAudio, PreparedCache
+from ringback.media.prepared import FRAME_MS, PreparedAudio, PreparedCache
 from ringback.media.rtp import RtpStream
+from ringback.media.srtp import Crypto, SrtpStream, new_crypto
 from ringback.metrics import Registry
 from ringback.net.rtp_pacer import Outcome, PortsExhausted, RtpPacer, RtpPortPool, RtpSocket
 from ringback.registry.proof_of_play import PlayRecord, ProofOfPlayWriter
@@ -36,7 +43,9 @@ from ringback.sip.transaction import TxKey
 
 log = logging.getLogger(__name__)
 
-LoadPcm = Callable[[int], Awaitable[bytes | None]]
+# A recording's PCM (mono s16le) and its sample rate, or None if there is no such recording.
+LoadPcm = Callable[[int], Awaitable[tuple[bytes, int] | None]]
+Layout = tuple[int, int]  # (repeat, gap_ms) a recording is laid out with
 
 
 class WarningReports(Protocol):
@@ -58,6 +67,8 @@ class _Playing:
     borrowed: bool = False  # the socket is a relay's (ringback mode): not ours to close
     looped: Looped | None = None
     outcome: str = ""
+    parked: PreparedAudio | None = None  # ready, waiting for the caller's preconditions
+    crypto: Crypto | None = None  # SDES-SRTP: the key our answer gave
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +90,8 @@ class WarningPlayer:
         load_pcm: LoadPcm,
         *,
         default_pcm: bytes,
+        default_rate: int = 8000,
+        encodings: frozenset[str] = G711,
         registry: Registry,
         proof: ProofOfPlayWriter | None,
         repeat: int = 1,
@@ -89,7 +102,13 @@ class WarningPlayer:
         self.pacer = pacer
         self.load_pcm = load_pcm
         self.default_pcm = default_pcm
-        self.cache = PreparedCache()
+        self.default_rate = default_rate
+        self.encodings = encodings
+        self.cache = PreparedCache(256 * 1024 * 1024)  # six encodings of each recording
+        self._preparing: dict[tuple[int, Layout], asyncio.Future[PreparedAudio | None]] = {}
+        # calls waiting for a recording: (recording id, layout, reports), started by
+        # whichever of the G.711 and the full preparation can play their codec first
+        self._waiting: dict[TxKey, tuple[int, Layout, WarningReports]] = {}
         self.proof = proof
         self.repeat = repeat
         self.gap_ms = gap_ms
@@ -122,6 +141,9 @@ class WarningPlayer:
         if isinstance(effect, FinishWarning):
             self._finish(effect, reports)
             return
+        if isinstance(effect, ResumeWarning):
+            self._resume(effect.key, reports)
+            return
         if not isinstance(effect, StartWarning):
             return
         try:
@@ -151,18 +173,22 @@ class WarningPlayer:
                 return
         playing = self.playing[start.key] = _Playing(start, rtp, b"", time.time())
         playing.borrowed = lent is not None
+        if start.media.crypto is not None:
+            playing.crypto = new_crypto(*start.media.crypto)
         playing.sdp = answer_sdp(
             start.media,
             local_ip=pool.local_ip,
             local_port=rtp.port,
             session_id=secrets.randbelow(2**31),
             direction="sendrecv" if start.purpose == LAB_TONE else "sendonly",
+            extra=start.sdp_attributes,
+            crypto=playing.crypto,
         )
         if start.purpose == LAB_TONE:
             audio: PreparedAudio | None = self.lab_tone
         else:
             audio = self.cache.get(start.entry.recording_id, *self._layout(start))
-        if audio is not None:
+        if audio is not None and audio.has(start.media.frames):
             self._begin(start.key, audio, reports)
             return
         reports.warning_trying(start.key)  # the recording comes from the database first
@@ -174,6 +200,20 @@ class WarningPlayer:
         """(repeat, gap_ms) the audio is prepared with: a ringback-mode warning is
         prepared once and looped (:class:`Looped`)."""
         return (1, self.gap_ms) if start.purpose == RINGBACK else (self.repeat, self.gap_ms)
+
+    def _resume(self, key: TxKey, reports: WarningReports) -> None:
+        playing = self.playing.get(key)
+        if playing is None or playing.parked is None:
+            return
+        audio, playing.parked = playing.parked, None
+        try:
+            self._play(key, playing, audio, reports)
+        except Exception:
+            log.exception("warning could not start")
+            if self.playing.pop(key, None) is not None and not playing.borrowed:
+                playing.rtp.close()
+            self.outcomes.inc("start_failed")
+            reports.warning_ended(key, "start_failed")
 
     def _stop(self, key: TxKey) -> None:
         playing = self.playing.get(key)
@@ -216,27 +256,114 @@ class WarningPlayer:
         self._stop(key)
         return self.played.pop(key, None)
 
+    def warm(
+        self, recording_id: int, layout: Layout | None = None
+    ) -> asyncio.Future[PreparedAudio | None]:
+        """Prepare a recording in every encoding in the background (at start for the
+        shipped default, ``recording_id`` 0; after an upload), unless already cached.
+        The future is done once every encoding is ready (None: no such recording)."""
+        layout = layout or (self.repeat, self.gap_ms)
+        audio = self.cache.get(recording_id, *layout)
+        if audio is not None and not self._missing(audio):
+            done: asyncio.Future[PreparedAudio | None] = asyncio.get_running_loop().create_future()
+            done.set_result(audio)
+            return done
+        key = (recording_id, layout)
+        future = self._preparing.get(key)
+        if future is None:
+            future = asyncio.ensure_future(self._prepare(recording_id, layout))
+            self._preparing[key] = future
+            future.add_done_callback(lambda _: self._preparing.pop(key, None))
+        return future
+
+    def _missing(self, audio: PreparedAudio) -> bool:
+        """Whether ``audio`` lacks an encoding this node prepares (only G.711 so far)."""
+        keys = audio.keys
+        wanted = (e for k, e in ENCODINGS.items() if k in self.encodings)
+        return any(not keys.issuperset(e.frames_keys()) for e in wanted)
+
+    async def _prepare(self, recording_id: int, layout: Layout) -> PreparedAudio | None:
+        """Load and prepare one recording; None if it does not exist or cannot be loaded.
+
+        G.711 first (numpy, at once for an 8 kHz recording), cached so that G.711 calls
+        can start while ffmpeg makes the other encodings; then every encoding."""
+        repeat, gap_ms = layout
+        try:
+            if recording_id == 0:
+                loaded: tuple[bytes, int] | None = (self.default_pcm, self.default_rate)
+            else:
+                loaded = await self.load_pcm(recording_id)
+        except Exception as exc:  # database away: fail open
+            log.warning("recording %d could not be loaded: %s", recording_id, exc)
+            return None
+        if not loaded or not loaded[0]:
+            return None
+        pcm, rate = loaded
+        started = time.monotonic()
+        if rate == 8000 and self.cache.get(recording_id, repeat, gap_ms) is None:
+            quick = PreparedAudio.from_pcm(pcm, repeat=repeat, gap_ms=gap_ms)
+            self.cache.put(recording_id, repeat, gap_ms, quick)
+            self._ready(recording_id, layout, quick)
+        try:
+            audio = await asyncio.to_thread(
+                prepare_all, pcm, rate, self.encodings, repeat=repeat, gap_ms=gap_ms
+            )
+        except Exception:
+            log.exception("recording %d: preparing every codec failed; G.711 only", recording_id)
+            if rate != 8000:
+                raise
+            audio = PreparedAudio.from_pcm(pcm, repeat=repeat, gap_ms=gap_ms)
+        log.info(
+            "recording %d prepared in %s in %.2f s",
+            recording_id,
+            ", ".join(sorted(audio.keys)),
+            time.monotonic() - started,
+        )
+        self.cache.put(recording_id, repeat, gap_ms, audio)
+        return audio
+
+    def _ready(self, recording_id: int, layout: Layout, audio: PreparedAudio) -> None:
+        """Start the waiting calls of a recording that ``audio`` can already play."""
+        for key, (rid, lay, reports) in list(self._waiting.items()):
+            playing = self.playing.get(key)
+            if playing is None or (rid, lay) != (recording_id, layout):
+                continue
+            if not audio.has(playing.start.media.frames):
+                continue
+            del self._waiting[key]
+            if playing.stream_id or playing.parked is not None:
+                continue
+            try:
+                self._begin(key, audio, reports)
+            except Exception:
+                log.exception("warning could not start")
+                if self.playing.pop(key, None) is not None and not playing.borrowed:
+                    playing.rtp.close()
+                self.outcomes.inc("start_failed")
+                reports.warning_ended(key, "start_failed")
+
     async def _load_then_begin(self, key: TxKey, reports: WarningReports) -> None:
         playing = self.playing[key]
         recording_id = playing.start.entry.recording_id
+        layout = self._layout(playing.start)
+        self._waiting[key] = (recording_id, layout, reports)
         try:
-            pcm = self.default_pcm if recording_id == 0 else await self.load_pcm(recording_id)
-        except Exception as exc:  # database away: fail open
-            log.warning("recording %d could not be loaded: %s", recording_id, exc)
-            pcm = None
+            audio = await self.warm(recording_id, layout)
+        except Exception:
+            log.exception("recording %d could not be prepared", recording_id)
+            audio = None
+        if self._waiting.pop(key, None) is None:  # started from the G.711 preparation
+            return
         if self.playing.get(key) is not playing:  # cancelled meanwhile
             return
         try:
-            if not pcm:
+            if audio is None:
                 del self.playing[key]
                 if not playing.borrowed:
                     playing.rtp.close()
                 self.outcomes.inc("recording_missing")
                 reports.warning_ended(key, "recording_missing")
                 return
-            repeat, gap_ms = self._layout(playing.start)
-            audio = PreparedAudio.from_pcm(pcm, repeat=repeat, gap_ms=gap_ms)
-            self.cache.put(recording_id, repeat, gap_ms, audio)
             self._begin(key, audio, reports)
         except Exception:
             log.exception("warning could not start")
@@ -252,17 +379,35 @@ class WarningPlayer:
             if not playing.borrowed:
                 playing.rtp.close()
             return
+        if playing.start.wait:  # RFC 3312: the 183 is out; the audio waits for the UPDATE
+            audio.frames(playing.start.media.frames)  # fail now if the codec is missing
+            playing.parked = audio
+            return
+        self._play(key, playing, audio, reports)
+
+    def _play(
+        self, key: TxKey, playing: _Playing, audio: PreparedAudio, reports: WarningReports
+    ) -> None:
         start = playing.start
         media = start.media
-        frames: list[bytes] | Looped = audio.frames(media.codec)
+        frames: list[bytes] | Looped = audio.frames(media.frames)
         if start.purpose == RINGBACK:
             playing.looped = frames = Looped(
                 frames,
                 audio.gap_frames,
-                SILENCE[media.codec],
+                audio.silence(media.frames),
                 int(start.fill_s * 1000 / FRAME_MS),
             )
-        stream = RtpStream(frames, media.payload_type)  # type: ignore[arg-type]
+        step = media.samples_per_packet
+        if playing.crypto is not None:
+            stream: RtpStream = SrtpStream(
+                frames,  # type: ignore[arg-type]
+                media.payload_type,
+                playing.crypto,
+                samples_per_packet=step,
+            )
+        else:
+            stream = RtpStream(frames, media.payload_type, samples_per_packet=step)  # type: ignore[arg-type]
         playing.started_at = time.time()
         destinations = playing.start.destinations
         playing.stream_id = self.pacer.start(
@@ -301,6 +446,8 @@ class WarningPlayer:
     async def stop(self) -> None:
         for task in list(self._loading):
             task.cancel()
+        for future in list(self._preparing.values()):
+            future.cancel()
         for key in list(self.playing):
             self._stop(key)
         self.played.clear()

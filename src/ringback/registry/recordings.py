@@ -1,4 +1,5 @@
-"""Warning recordings: 8 kHz 16-bit mono PCM with what is known of the uploaded original.
+"""Warning recordings: 16-bit mono PCM (16 kHz; 8 kHz for rows stored before migration 011)
+with what is known of the uploaded original.
 
 A recording belongs to a court, or to nobody (court_id NULL: shipped with ringback).
 """
@@ -15,7 +16,7 @@ from ringback.registry.common import Principal
 
 COLUMNS = (
     "id, court_id, name, original_filename, original_format, original_bytes, original_sha256, "
-    "duration_ms, loudness_lufs, created_at"
+    "duration_ms, loudness_lufs, sample_rate, created_at"
 )
 
 
@@ -32,17 +33,19 @@ class Recordings:
         *,
         original: dict[str, Any] | None = None,
         loudness_lufs: float | None = None,
+        sample_rate: int = 8000,
     ) -> asyncpg.Record:
-        """Store a recording; `original` may give filename, format, bytes and sha256."""
+        """Store a recording (mono s16le at `sample_rate`); `original` may give filename,
+        format, bytes and sha256."""
         original = original or {}
-        duration_ms = len(pcm) // 16  # 8 kHz, 2 bytes a sample
+        duration_ms = len(pcm) * 500 // sample_rate  # 2 bytes a sample
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "INSERT INTO recordings (court_id, name, original_filename, original_format, "
-                "original_bytes, original_sha256, duration_ms, pcm, loudness_lufs) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id, court_id, name, "
+                "original_bytes, original_sha256, duration_ms, pcm, loudness_lufs, sample_rate) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id, court_id, name, "
                 "original_filename, original_format, original_bytes, duration_ms, "
-                "loudness_lufs, created_at",
+                "loudness_lufs, sample_rate, created_at",
                 court_id,
                 name,
                 original.get("filename"),
@@ -52,6 +55,7 @@ class Recordings:
                 duration_ms,
                 pcm,
                 loudness_lufs,
+                sample_rate,
             )
             assert row is not None
             await audit.record(
@@ -64,11 +68,12 @@ class Recordings:
             )
         return row
 
-    async def pcm(self, recording_id: int) -> bytes | None:
-        pcm: bytes | None = await self.pool.fetchval(
-            "SELECT pcm FROM recordings WHERE id = $1", recording_id
+    async def pcm(self, recording_id: int) -> tuple[bytes, int] | None:
+        """(PCM, sample rate) of a recording, or None."""
+        row = await self.pool.fetchrow(
+            "SELECT pcm, sample_rate FROM recordings WHERE id = $1", recording_id
         )
-        return pcm
+        return None if row is None else (bytes(row["pcm"]), int(row["sample_rate"]))
 
     async def get(self, recording_id: int) -> asyncpg.Record | None:
         """A recording's metadata (`COLUMNS`), without its audio."""
@@ -77,9 +82,9 @@ class Recordings:
         )
 
     async def audio(self, recording_id: int) -> asyncpg.Record | None:
-        """id, court_id and pcm of a recording."""
+        """id, court_id, pcm and sample_rate of a recording."""
         return await self.pool.fetchrow(
-            "SELECT id, court_id, pcm FROM recordings WHERE id = $1", recording_id
+            "SELECT id, court_id, pcm, sample_rate FROM recordings WHERE id = $1", recording_id
         )
 
     async def page(

@@ -372,6 +372,54 @@ def test_reinvite_for_hold_is_relayed_with_the_relay_address() -> None:
     ]
 
 
+def test_linphonecs_hold_through_a_switch_is_relayed_and_answered() -> None:
+    """Found with linphonec behind Kamailio (test_ringback_mode.py): (1) its hold re-INVITE
+    names a host IPv6 address outside the media policy and got 488; like the first offer, the
+    media now goes to the request's source address with the SDP's port (488 only when that is
+    refused too); (2) the switch's 100 to the relayed re-INVITE ended our wait, so the
+    callee's 200 was never ACKed nor relayed and the switch answered the caller 408; (3) the
+    caller now gets 100 at once, so the switch neither retransmits nor times out on us;
+    (4) a retransmitted 2xx of the relayed re-INVITE was never ACKed again."""
+    h = Harness()
+    _, leg = ringing_call(h)
+    h.report_ready()
+    sent = h.send(response_to(leg, 200, sdp=answer_sdp(CALLEE_MEDIA)), NEXT_HOP)
+    [ok] = [s for s in sent if s.status == 200]
+    tag = ok.message.to_tag or ""
+    h.send(in_dialog_from_caller("ACK", tag, 2))
+    hold = (
+        OFFER.replace("IN IP4 192.0.2.10", "IN IP6 fd00::2")
+        .replace("m=audio 40000", "m=audio 45925")
+        .replace("a=fmtp:101 0-15\r\n", "a=fmtp:101 0-15\r\na=sendonly\r\n")
+    )
+    sent = h.send(in_dialog_from_caller("INVITE", tag, 3, hold))
+    assert not [s for s in sent if s.status == 488]
+    [reinvite] = [s for s in sent if s.method == "INVITE"]
+    assert parse_sdp(reinvite.message.body).media[0].direction == "sendonly"
+    [move] = [e for e in h.effects if isinstance(e, RelayTo)]
+    assert (move.side, move.dest) == ("caller", ("192.0.2.10", 45925))
+    # the caller hears 100 at once; the callee's 100 (a switch's) does not end the wait for
+    # its final answer, which is ACKed and relayed to the caller
+    assert [s.status for s in sent if s.status] == [100]
+    assert isinstance(reinvite.message, Request)
+    assert h.send(response_to(reinvite.message, 100), NEXT_HOP) == []
+    sent = h.send(
+        response_to(reinvite.message, 200, sdp=answer_sdp(CALLEE_MEDIA, "recvonly")), NEXT_HOP
+    )
+    [ack] = [s for s in sent if s.method]
+    assert ack.method == "ACK"
+    assert [(s.status, s.dest) for s in sent if s.status] == [(200, CALLER)]
+    # (4) the callee's 200 again (our ACK lost): the same ACK again, nothing to the caller
+    again = h.send(
+        response_to(reinvite.message, 200, sdp=answer_sdp(CALLEE_MEDIA, "recvonly")), NEXT_HOP
+    )
+    assert [(s.message.to_bytes(), s.dest) for s in again] == [(ack.message.to_bytes(), ack.dest)]
+    # from a source outside the policy as well: refused
+    outside = in_dialog_from_caller("INVITE", tag, 4, hold)
+    sent = h.send(outside, ("198.51.100.7", 5070))
+    assert [s.status for s in sent if s.status and s.status >= 200] == [488]
+
+
 def test_refer_is_refused_and_unknown_dialogs_get_481() -> None:
     h = Harness()
     _, leg = ringing_call(h)

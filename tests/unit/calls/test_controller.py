@@ -192,7 +192,7 @@ def test_options_answers_allow_accept_supported(h: Harness) -> None:
     assert response.status == 200
     assert response.headers.get("Allow") == ALLOW
     assert response.headers.get("Accept") == "application/sdp"
-    assert response.headers.get("Supported") == "100rel"
+    assert response.headers.get("Supported") == "100rel, precondition"
 
 
 def test_bye_gets_481_and_unknown_method_405_with_allow(h: Harness) -> None:

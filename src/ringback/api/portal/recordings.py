@@ -36,11 +36,20 @@ from ringback.api.recordings import (
     _limits,
     _read_field,
     _spool,
-    wav_bytes,
 )
+from ringback.media.encode import EncodeError
 from ringback.media.ingest import IngestError, prepare
-from ringback.media.shipped import default_warning_path, read_pcm8k
+from ringback.media.preview import PREVIEW_CODECS, preview_wav
+from ringback.media.shipped import default_warning_8k
 
+# what the recordings page offers to hear each recording as (codec query value, label)
+PREVIEW_LINKS = (
+    ("pcma", "G.711"),
+    ("g722", "G.722"),
+    ("opus", "Opus"),
+    ("amr", "AMR"),
+    ("amr-wb", "AMR-WB"),
+)
 DONE = {"uploaded": "recordings.done.uploaded", "default": "recordings.done.default"}
 
 
@@ -75,7 +84,7 @@ async def index(
     court = await ctx.courts.get(court_id)
     default_id = court["default_recording_id"] if court is not None else None
     rows = await ctx.recordings.page(0, 500, court_id=court_id, with_shipped=True)
-    builtin_ms = len(read_pcm8k(default_warning_path())) // 16
+    builtin_ms = len(default_warning_8k()) // 16
     return render(
         request,
         "recordings.html",
@@ -83,6 +92,7 @@ async def index(
         recordings=[recording_view(t, r, default_id) for r in rows],
         builtin_duration=t("recordings.seconds", seconds=builtin_ms / 1000),
         builtin_is_default=default_id is None,
+        preview_codecs=PREVIEW_LINKS,
         max_mb=f"{ctx.recording_rules.max_bytes / 1024 / 1024:g}",
         max_seconds=f"{ctx.recording_rules.max_duration_s:g}",
         error=error,
@@ -169,7 +179,9 @@ async def upload(request: web.Request) -> web.StreamResponse:
             "sha256": sha,
         },
         loudness_lufs=prepared.loudness_lufs,
+        sample_rate=prepared.rate,
     )
+    ctx.recording_added(row["id"])
     location = f"{PREFIX}/recordings?done=uploaded#recording-{row['id']}"
     if wants_json(request):
         return web.json_response({"id": row["id"], "location": location}, status=201)
@@ -185,13 +197,13 @@ async def _refused(
     return await index(request, error=message, status=status)
 
 
-async def _pcm(request: web.Request) -> tuple[str, bytes, str]:
-    """(reference, PCM, name) of a recording this court may hear: its own, a shipped one,
-    or the built-in warning ('default')."""
+async def _pcm(request: web.Request) -> tuple[str, bytes, str, int]:
+    """(reference, PCM, name, sample rate) of a recording this court may hear: its own, a
+    shipped one, or the built-in warning ('default')."""
     court_id = _court(request)
     ref = request.match_info["id"]
     if ref == "default":
-        return "default", read_pcm8k(default_warning_path()), visit(request).t("recordings.builtin")
+        return "default", default_warning_8k(), visit(request).t("recordings.builtin"), 8000
     if not ref.isascii() or not ref.isdigit() or not 0 < int(ref) < 2**63:
         raise PortalError(404, "error.not_found")
     recordings = ctx_of(request).recordings
@@ -199,24 +211,31 @@ async def _pcm(request: web.Request) -> tuple[str, bytes, str]:
     if row is None or row["court_id"] not in (None, court_id):
         raise PortalError(404, "error.not_found")
     meta = await recordings.get(int(ref))
-    return ref, bytes(row["pcm"]), meta["name"] if meta is not None else ref
+    name = meta["name"] if meta is not None else ref
+    return ref, bytes(row["pcm"]), name, int(row["sample_rate"])
 
 
 async def audio(request: web.Request) -> web.Response:
-    ref, pcm, _ = await _pcm(request)
-    body = await asyncio.to_thread(wav_bytes, pcm)
+    ref, pcm, _, rate = await _pcm(request)
+    codec = request.query.get("codec", "pcm")
+    if codec not in PREVIEW_CODECS:
+        raise PortalError(404, "error.not_found")
+    try:
+        body = await asyncio.to_thread(preview_wav, pcm, rate, codec)
+    except EncodeError:
+        raise PortalError(503, "error.preview_unavailable") from None
     return web.Response(
         body=body,
         content_type="audio/wav",
         headers={
             "Cache-Control": "private, max-age=3600",
-            "Content-Disposition": f'inline; filename="recording-{ref}.wav"',
+            "Content-Disposition": f'inline; filename="recording-{ref}-{codec}.wav"',
         },
     )
 
 
 async def waveform(request: web.Request) -> web.Response:
-    _, pcm, name = await _pcm(request)
+    _, pcm, name, _rate = await _pcm(request)
     title = visit(request).t("recordings.waveform_of", name=name)
     svg = await asyncio.to_thread(waveform_svg, pcm, title)
     return web.Response(

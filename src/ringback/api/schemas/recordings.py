@@ -39,19 +39,27 @@ class RecordingFilter(FilterQuery):
     court_id: Uuid | None = Field(None, description="one court's")
 
 
+CODECS = ("pcm", "pcmu", "pcma", "g722", "opus", "amr", "amr-wb")
+
+
 def _codec(value: Any) -> str:
     codec = value.lower() if isinstance(value, str) else value
-    if codec not in ("pcm", "pcmu", "pcma"):
-        raise invalid("must be pcm, pcmu or pcma")
+    if codec not in CODECS:
+        raise invalid("must be one of " + ", ".join(CODECS))
     return str(codec)
 
 
 class AudioQuery(FilterQuery):
     codec: Annotated[
-        Literal["pcm", "pcmu", "pcma"],
+        Literal["pcm", "pcmu", "pcma", "g722", "opus", "amr", "amr-wb"],
         PlainValidator(_codec),
-        WithJsonSchema({"type": "string", "enum": ["pcm", "pcmu", "pcma"]}),
-    ] = Field("pcm", description="encoding: 16-bit PCM, G.711 μ-law or A-law")
+        WithJsonSchema({"type": "string", "enum": list(CODECS)}),
+    ] = Field(
+        "pcm",
+        description="what to return: the stored 16-bit PCM (16 kHz for wideband uploads), "
+        "G.711 μ-law or A-law (8 kHz, as sent), or 16-bit PCM of the audio after G.722, "
+        "Opus, AMR-NB or AMR-WB (as a caller offering that codec hears it)",
+    )
 
 
 def _recording_id(value: Any) -> int | None:

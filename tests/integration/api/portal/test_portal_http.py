@@ -251,3 +251,36 @@ async def test_https_served_directly(tls_service: Service, certificate: tuple[Pa
     with pytest.raises((ssl.SSLError, ConnectionResetError, OSError)):
         _, writer = await asyncio.open_connection("127.0.0.1", tls_service.http_port, ssl=weak)
         writer.close()
+
+
+async def test_the_recordings_page_plays_each_recording_as_each_codec_delivers_it(
+    service: Service, api: Api, operator: str
+) -> None:
+    """Issue 15: besides the stored audio, the page links the recording as heard over G.711,
+    G.722, Opus, AMR and AMR-WB; each link is a WAV of that codec's decoded audio."""
+    court = await api.court(operator, "深圳市福田区人民法院")
+    base = api.base
+    async with aiohttp.ClientSession(cookie_jar=jar()) as http:
+        assert (await signin(http, base, court["token"])).status == 303
+        async with http.get(f"{base}/portal/recordings") as resp:
+            page = await resp.text()
+        links = re.findall(
+            r'href="(/portal/recordings/default/audio\.wav\?codec=[a-z0-9-]+)"', page
+        )
+        assert [link.rsplit("=", 1)[1] for link in links] == [
+            "pcma",
+            "g722",
+            "opus",
+            "amr",
+            "amr-wb",
+        ]
+        rates = {}
+        for link in links:
+            async with http.get(base + link) as resp:
+                assert resp.status == 200 and resp.content_type == "audio/wav"
+                data = await resp.read()
+            assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+            rates[link.rsplit("=", 1)[1]] = int.from_bytes(data[24:28], "little")
+        assert rates == {"pcma": 8000, "g722": 16000, "opus": 16000, "amr": 8000, "amr-wb": 16000}
+        async with http.get(f"{base}/portal/recordings/default/audio.wav?codec=gsm") as resp:
+            assert resp.status == 404
