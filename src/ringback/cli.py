@@ -21,6 +21,8 @@ from ringback.registry.audit import verify_chain
 from ringback.registry.common import Conflict, Principal
 from ringback.registry.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from ringback.registry.import_csv import ImportRejected
+from ringback.registry.migrate import migrate_as_owner
+from ringback.registry.roles import RUNTIME_LOGIN
 from ringback.registry.store import Store, create_pool
 from ringback.runtime import run_loop, until_signalled
 from ringback.workers import WorkerRole
@@ -30,20 +32,25 @@ CLI = Principal("cli", "operator")
 
 
 @contextlib.asynccontextmanager
-async def _store(config: Config) -> AsyncIterator[Store]:
-    """A migrated store on the configured database (embedded when no URL is set)."""
+async def _store(config: Config, applied: list[str] | None = None) -> AsyncIterator[Store]:
+    """A store on the configured database (embedded when no URL is set), migrated first as
+    the owner role (`database.owner_url`); `applied` gets the migrations applied now."""
     embedded = None
     dsn = config.database.url
+    owner = config.database.owner_url or dsn
     if not dsn:
         embedded = EmbeddedPostgres(Path(config.database.data_dir))
-        dsn = await asyncio.to_thread(embedded.start)
-    pool = await create_pool(dsn, min_size=1, max_size=2)
+        dsn = owner = await asyncio.to_thread(embedded.start)
     try:
-        store = Store(pool)
-        await store.migrate()
-        yield store
+        done = await migrate_as_owner(owner, runtime_login=RUNTIME_LOGIN if embedded else None)
+        if applied is not None:
+            applied.extend(done)
+        pool = await create_pool(dsn, min_size=1, max_size=2)
+        try:
+            yield Store(pool)
+        finally:
+            await pool.close()
     finally:
-        await pool.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
 
@@ -65,8 +72,9 @@ async def _serve(config: Config, role: WorkerRole | None = None) -> int:
 
 
 async def _migrate(config: Config) -> int:
-    async with _store(config) as store:
-        applied = await store.migrate()
+    applied: list[str] = []
+    async with _store(config, applied):
+        pass
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
     return 0
 
@@ -114,11 +122,26 @@ async def _token_create(config: Config, role: str, court: str | None, label: str
     return 0
 
 
-async def _audit_verify(config: Config) -> int:
+def _checkpoint(text: str) -> tuple[int, bytes]:
+    """HASH@SEQ (as exported by the audit.checkpoint event) → (seq, hash)."""
+    digest, _, seq = text.partition("@")
+    try:
+        value = bytes.fromhex(digest)
+        if len(value) != 32 or not seq.isdigit():
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a checkpoint is HASH@SEQ (64 hex digits, @, the event id)"
+        ) from None
+    return int(seq), value
+
+
+async def _audit_verify(config: Config, checkpoints: Sequence[tuple[int, bytes]] = ()) -> int:
     async with _store(config) as store, store.pool.acquire() as conn:
-        result = await verify_chain(conn)
+        result = await verify_chain(conn, checkpoints=checkpoints)
     if result.ok:
-        print(f"audit trail intact: {result.rows} events, hash chain verified")
+        print(f"audit trail intact: {result.rows} events, hash chain verified", end="")
+        print(f"; {len(checkpoints)} checkpoint(s) match" if checkpoints else "")
         return 0
     print(f"audit trail BROKEN at event {result.first_bad_id}: {result.problem}", file=sys.stderr)
     return 1
@@ -236,7 +259,16 @@ def _parser() -> argparse.ArgumentParser:
     token_create.add_argument("--court", metavar="ID|NAME", help="the court (role court)")
     token_create.add_argument("--label", default="", help="what the token is for")
     audit = sub.add_parser("audit", help="audit trail").add_subparsers(dest="action", required=True)
-    with_config(audit.add_parser("verify", help="check the audit trail's hash chain"))
+    verify = with_config(audit.add_parser("verify", help="check the audit trail's hash chain"))
+    verify.add_argument(
+        "--checkpoint",
+        metavar="HASH@SEQ",
+        type=_checkpoint,
+        action="append",
+        default=[],
+        help="an exported chain head (audit.checkpoint event); the chain must still reach it "
+        "(detects a chain rewritten with its hashes recomputed)",
+    )
     add_dial_parser(sub)
     return parser
 
@@ -276,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "import":
             return run_loop(_import(config, args.file, args.court, args.effective_reason))
         if args.command == "audit":
-            return run_loop(_audit_verify(config))
+            return run_loop(_audit_verify(config, args.checkpoint))
         if args.command == "token":
             return run_loop(_token_create(config, args.role, args.court, args.label))
     except EmbeddedPostgresError as exc:

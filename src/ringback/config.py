@@ -28,6 +28,7 @@ class ConfigError(ValueError):
 @dataclass
 class DatabaseConfig:
     url: str = ""  # empty: run the embedded PostgreSQL in `data_dir`
+    owner_url: str = ""  # migrations run as this role (empty: url)
     data_dir: str = "ringback-data"
     pool_max: int = 10
     connect_timeout_s: float = 5.0
@@ -65,6 +66,9 @@ class HttpConfig:
     tls_cert: str = ""  # PEM certificate chain; with tls_key: serve HTTPS directly
     tls_key: str = ""
     trusted_proxies: list[str] = field(default_factory=list)  # CIDRs whose X-Forwarded-Proto counts
+    head_timeout_s: float = 10.0  # a request's line and headers must arrive within this
+    body_timeout_s: float = 30.0  # a body must arrive within this ...
+    body_min_rate: float = 1000.0  # ... plus one second per this many bytes received
     rate_limit_per_token: float = 0.0  # requests/s per API token (token bucket); 0: off
     rate_limit_burst: float = 0.0  # 0: one second's worth of rate_limit_per_token
 
@@ -156,6 +160,13 @@ class EventsConfig:
     backoff_initial_s: float = 5.0
     backoff_max_s: float = 3600.0
     hourly_delay_s: float = 120.0
+    # CIDRs webhooks may reach although internal (loopback, private, link-local, ...)
+    allowed_destinations: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AuditConfig:
+    checkpoint_interval_s: float = 3600.0  # how often the audit chain's head is exported
 
 
 @dataclass
@@ -227,6 +238,7 @@ class Config:
     imports: ImportsConfig = field(default_factory=ImportsConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     portal: PortalConfig = field(default_factory=PortalConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     lab: LabConfig = field(default_factory=LabConfig)
@@ -373,6 +385,8 @@ def _validate(c: Config) -> None:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             raise ConfigError(f"http.trusted_proxies: {cidr!r} is not a CIDR network") from None
+    for key in ("head_timeout_s", "body_timeout_s", "body_min_rate"):
+        _positive(f"http.{key}", getattr(c.http, key))
     _positive("portal.session_hours", c.portal.session_hours)
     _positive("portal.idle_minutes", c.portal.idle_minutes)
     if c.portal.language not in ("zh", "en"):
@@ -391,6 +405,7 @@ def _validate(c: Config) -> None:
     for key, cidrs in (
         ("sip.trusted_sources", c.sip.trusted_sources),
         ("announcement.allowed_destinations", c.announcement.allowed_destinations),
+        ("events.allowed_destinations", c.events.allowed_destinations),
     ):
         for cidr in cidrs:
             try:
@@ -409,6 +424,12 @@ def _validate(c: Config) -> None:
         )
     if c.database.url and not c.database.url.startswith(("postgres://", "postgresql://")):
         raise ConfigError("database.url: must start with postgresql:// (or be empty for embedded)")
+    owner = c.database.owner_url
+    if owner and not owner.startswith(("postgres://", "postgresql://")):
+        raise ConfigError("database.owner_url: must start with postgresql:// (or be empty)")
+    if owner and not c.database.url:
+        raise ConfigError("database.owner_url: only with database.url (embedded sets up both)")
+    _positive("audit.checkpoint_interval_s", c.audit.checkpoint_interval_s)
     if not c.database.url and not c.database.data_dir:
         raise ConfigError("database.data_dir: must be set when database.url is empty")
     _positive("database.pool_max", c.database.pool_max)

@@ -16,12 +16,14 @@ from aiohttp import web
 
 from ringback.api.app import bound_port, build_app, start_http
 from ringback.api.context import ApiContext
+from ringback.api.slow_clients import ReceiveLimits
 from ringback.api.tls import server_tls_context
 from ringback.calls import CallController, SipMetrics
 from ringback.calls.b2bua import RingbackOptions
 from ringback.calls.decision import Decider
 from ringback.calls.registrar import Registrar
 from ringback.config import Config
+from ringback.event_destinations import WebhookPolicy
 from ringback.media import srtp
 from ringback.media.codecs import G711
 from ringback.media.destinations import DestinationPolicy
@@ -38,12 +40,15 @@ from ringback.net.sip_tls import sip_tls_context
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
 from ringback.net.warnings import WarningPlayer
 from ringback.ratelimit import TokenBuckets
+from ringback.registry.checkpoints import Checkpoint, export_checkpoint
 from ringback.registry.common import DATABASE_ERRORS
 from ringback.registry.embedded import EmbeddedPostgres
 from ringback.registry.feed import IndexSync
 from ringback.registry.listing_index import ListingIndex
+from ringback.registry.migrate import migrate_as_owner
 from ringback.registry.proof_of_play import ProofOfPlayWriter
 from ringback.registry.recording_cache import RecordingCache, RecordingSync
+from ringback.registry.roles import RUNTIME_LOGIN, as_user
 from ringback.registry.store import Store, create_pool
 from ringback.sip.message import Limits
 from ringback.webhooks import EventWorker
@@ -61,6 +66,8 @@ class Service:
         self.worker_counters: WorkerCounters | None = None
         self.embedded: EmbeddedPostgres | None = None
         self.dsn = config.database.url
+        self.owner_dsn = config.database.owner_url or config.database.url
+        self.checkpoint: Checkpoint | None = None  # the audit chain's last exported head
         self.index = ListingIndex(compact_threshold=config.index.compact_threshold)
         self.metrics = Registry()
         self.sync: IndexSync
@@ -88,7 +95,10 @@ class Service:
         stack = self._running
         if not self.dsn:
             embedded = self.embedded = EmbeddedPostgres(Path(self.config.database.data_dir))
-            self.dsn = await asyncio.to_thread(embedded.start)
+            # Two roles here too: migrations as the cluster's owner, the service as a
+            # member of ringback_runtime (see ringback.registry.roles).
+            self.owner_dsn = await asyncio.to_thread(embedded.start)
+            self.dsn = as_user(self.owner_dsn, RUNTIME_LOGIN)
             stack.push_async_callback(asyncio.to_thread, embedded.stop)
         # Writes (and migrations) to database.write_url when the node follows a standby.
         write_dsn = self.config.database.write_url or self.dsn
@@ -110,7 +120,11 @@ class Service:
             connect_timeout_s=self.config.database.connect_timeout_s,
             mode=self.config.index.feed,
             poll_interval_s=self.config.index.poll_interval_s,
+            on_tokens_revoked=self.store.tokens.forget_cached,
         )
+        sync = self.sync
+        # A node polling the feed (a hot standby) hears no revocations: no token cache.
+        self.store.tokens.revocations_heard = lambda: sync.connected and not sync.polling
         self.sync.start()
         stack.push_async_callback(self.sync.stop)
         await self._start_recording_cache()
@@ -124,6 +138,12 @@ class Service:
             http.port,
             ssl_context=tls,
             reuse_port=self.worker is not None,
+            limits=ReceiveLimits(http.head_timeout_s, http.body_timeout_s, http.body_min_rate),
+            on_slow_client=self.metrics.counter(
+                "ringback_http_slow_clients_total",
+                "HTTP connections closed because the request arrived too slowly",
+                ("phase",),
+            ).inc,
         )
         stack.push_async_callback(self.http_runner.cleanup)
         self.http_port = await bound_port(self.http_runner)
@@ -134,6 +154,7 @@ class Service:
             self.event_worker = EventWorker(self.pool, self.config.events)
             self.event_worker.start()
             stack.push_async_callback(self.event_worker.stop)
+        self._tasks.append(asyncio.create_task(self._export_checkpoints(), name="checkpoints"))
 
     async def _start_recording_cache(self) -> None:
         """Recordings on local disk, fetched on their own pool: a bulk import holding the
@@ -336,10 +357,29 @@ class Service:
         )
         return self.player
 
+    async def _migrate(self) -> list[str]:
+        """Migrations as the owner role; the embedded database's runtime login too."""
+        login = RUNTIME_LOGIN if self.embedded is not None else None
+        return await migrate_as_owner(self.owner_dsn, runtime_login=login)
+
+    async def _export_checkpoints(self) -> None:
+        """Export the audit chain's head every `audit.checkpoint_interval_s` (the first
+        one an interval after start: a restart exports nothing new)."""
+        while True:
+            await asyncio.sleep(self.config.audit.checkpoint_interval_s)
+            try:
+                point, new = await export_checkpoint(self.pool)
+                if point is not None:
+                    self.checkpoint = point
+                    if new:
+                        log.info("audit checkpoint %s", point)
+            except DATABASE_ERRORS as exc:
+                log.warning("audit checkpoint: database unavailable (%s)", exc)
+
     async def _migrate_or_retry(self) -> None:
         try:
             applied = await asyncio.wait_for(
-                self.store.migrate(), self.config.database.connect_timeout_s
+                self._migrate(), self.config.database.connect_timeout_s
             )
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
@@ -351,7 +391,7 @@ class Service:
         while True:
             await asyncio.sleep(2.0)
             try:
-                await self.store.migrate()
+                await self._migrate()
                 log.info("database back: migrations checked")
                 return
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
@@ -408,6 +448,7 @@ class Service:
             plays=store.plays,
             portal_rules=config.portal,
             http_rules=config.http,
+            event_destinations=WebhookPolicy(config.events.allowed_destinations),
             recording_added=self._warm_recording,
         )
 
@@ -473,6 +514,11 @@ class Service:
             "ringback_recording_cache_corrupt",
             "Cached recordings removed because they no longer matched their digest",
             lambda: cache.corrupt,
+        )
+        m.gauge(
+            "ringback_audit_checkpoint_seq",
+            "Sequence (event id) of the audit chain head last exported as a checkpoint",
+            lambda: 0 if self.checkpoint is None else self.checkpoint.seq,
         )
         m.gauge(
             "ringback_database_up",

@@ -39,6 +39,12 @@ import aiohttp
 import asyncpg
 
 from ringback.config import EventsConfig
+from ringback.event_destinations import (
+    DestinationRefused,
+    GuardedResolver,
+    WebhookPolicy,
+    url_refusal,
+)
 from ringback.registry.common import DATABASE_ERRORS
 from ringback.registry.outbox import (
     claim_deliveries,
@@ -53,6 +59,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["EventWorker", "sign"]
 
+# Refused, unreachable, reset, silent or a broken answer: all told alike, so a subscription
+# cannot be used to map which ports of a host are open.
+FAILED_TO_CONNECT = "failed to connect"
+
 
 def sign(secret: str, timestamp: str | int, body: bytes) -> str:
     """The `X-Ringback-Signature` value for `body` sent at `timestamp`."""
@@ -66,6 +76,7 @@ class EventWorker:
     def __init__(self, pool: asyncpg.Pool, config: EventsConfig, node: str = "") -> None:
         self.pool = pool
         self.config = config
+        self.policy = WebhookPolicy(config.allowed_destinations)
         self.node = node
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -95,7 +106,9 @@ class EventWorker:
 
     async def _run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
-        connector = aiohttp.TCPConnector(limit=self.config.concurrency)
+        connector = aiohttp.TCPConnector(
+            limit=self.config.concurrency, resolver=GuardedResolver(self.policy)
+        )
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             self._session = session
             while not self._stopping.is_set():
@@ -178,6 +191,9 @@ class EventWorker:
         retry_after: float | None = None
         assert self._session is not None
         try:
+            refused = url_refusal(self.policy, row["url"])
+            if refused is not None:
+                raise DestinationRefused(refused)
             async with self._session.post(
                 row["url"], data=body, headers=headers, allow_redirects=False
             ) as response:
@@ -190,12 +206,15 @@ class EventWorker:
                 self.delivered += 1
                 return
             error = f"HTTP {status} from receiver"
-        except TimeoutError:
-            error = f"no response within {self.config.timeout_s:g} s"
+        except DestinationRefused as exc:
+            error = f"destination not allowed: {exc.reason}"
         except aiohttp.ClientConnectorError as exc:
-            error = f"cannot connect: {exc.os_error.strerror or exc.os_error}"
-        except aiohttp.ClientError as exc:
-            error = f"request failed: {type(exc).__name__}: {exc}"
+            if isinstance(exc.os_error, DestinationRefused):
+                error = f"destination not allowed: {exc.os_error.reason}"
+            else:
+                error = FAILED_TO_CONNECT
+        except (TimeoutError, aiohttp.ClientError):
+            error = FAILED_TO_CONNECT
         self.failed_attempts += 1
         outcome = await record_failure(
             self.pool,

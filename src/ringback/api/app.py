@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import ssl
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -26,6 +27,7 @@ from ringback.api.ratelimit import RATE_LIMIT, ApiRateLimit
 from ringback.api.routes import Reply, Routes
 from ringback.api.routes import check_answers as check_answers_middleware
 from ringback.api.schemas.operations import Health, Readiness
+from ringback.api.slow_clients import GuardedSite, ReceiveLimits
 from ringback.ratelimit import TokenBuckets
 
 ROUTES = (courts, listings, hooks, audit, lookup, openapi, recordings, imports, events, portal)
@@ -122,19 +124,24 @@ async def start_http(
     host: str,
     port: int,
     ssl_context: ssl.SSLContext | None = None,
-    *,
+    limits: ReceiveLimits | None = None,
+    on_slow_client: Callable[[str], object] | None = None,
     reuse_port: bool = False,
 ) -> web.AppRunner:
-    """``reuse_port``: share the port with the other workers of `ringback serve --workers`."""
+    """Serve `app`; a request that arrives slower than `limits` closes its connection
+    (and `on_slow_client` is told in which phase: head or body). ``reuse_port``: share the
+    port with the other workers of `ringback serve --workers`."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(
+    site = GuardedSite(
         runner,
         host,
         port,
         reuse_address=True,
         reuse_port=reuse_port or None,
         ssl_context=ssl_context,
+        limits=limits or ReceiveLimits(),
+        on_close=on_slow_client,
     )
     await site.start()
     return runner

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
@@ -24,8 +25,33 @@ V = TypeVar("V", bound=Validated)
 
 
 # ---------------------------------------------------------- bodies and queries
+MAX_JSON_DEPTH = 32  # no request body nests more than a few levels
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def too_deep(raw: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether JSON text nests arrays and objects deeper than `limit`. Checked before
+    parsing: the parser would hit the interpreter's recursion limit, and a RecursionError
+    is best never raised in a long-running process."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    depth = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub(b"", data)):
+        depth += 1 if bracket in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
 def json_object(raw: bytes, style: Refusal = BODY) -> dict[str, Any]:
     """`raw` as a JSON object (400 when it is not one)."""
+    if too_deep(raw):
+        status, code = style.not_json
+        raise ApiError(
+            status, code, f"request body is nested more than {MAX_JSON_DEPTH} levels deep"
+        )
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -88,6 +114,8 @@ def decode_cursor(text: str | None, kind: str, max_value: int = 2**63) -> int:
         return 0
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        if too_deep(raw):
+            raise ValueError
         data = json.loads(raw)
         after = data["after"]
         if data["k"] != kind or isinstance(after, bool) or not isinstance(after, int):

@@ -17,6 +17,7 @@ from ringback.config import (
     PortalConfig,
     RecordingsConfig,
 )
+from ringback.event_destinations import WebhookPolicy
 from ringback.metrics import Registry
 from ringback.registry.audit import AuditTrail
 from ringback.registry.courts import Courts, Tokens
@@ -70,6 +71,7 @@ class ApiContext:
     plays: PlayStats
     portal_rules: PortalConfig
     http_rules: HttpConfig
+    event_destinations: WebhookPolicy  # where event webhooks may go
     # Called with a new recording's id once it is stored: this node prepares it in every
     # codec in the background, so its first call does not wait for ffmpeg.
     recording_added: Callable[[int], None] = lambda recording_id: None

@@ -36,6 +36,8 @@ from ringback.api.schemas.courts import (
     TokenNew,
     TokenPath,
     Tokens,
+    WebhookSecretRotate,
+    WebhookSecretRotated,
 )
 from ringback.api.schemas.fields import PAGE_DEFAULT
 from ringback.registry.common import Conflict, NotFound
@@ -153,6 +155,27 @@ async def revoke_token(request: web.Request) -> web.Response:
     return web.json_response(token_json(row))
 
 
+async def rotate_webhook_secret(request: web.Request) -> web.Response:
+    who = principal(request)
+    court_id = scope_court(who, path_uuid(request, "court_id", "court"))
+    new = await body(request, WebhookSecretRotate)
+    try:
+        secret, row = await context(request).courts.rotate_webhook_secret(
+            court_id, new.overlap_s, who
+        )
+    except NotFound:
+        raise ApiError(404, "not_found", "no such court") from None
+    return web.json_response(
+        {
+            "court_id": str(court_id),
+            "webhook_secret": secret,
+            "rotated_at": iso(row["rotated_at"]),
+            "previous_valid_until": iso(row["previous_valid_until"]),
+            "note": "webhook_secret is shown once: the API cannot show it again",
+        }
+    )
+
+
 async def set_call_mode(request: web.Request) -> web.Response:
     who = principal(request)
     court_id = scope_court(who, path_uuid(request, "court_id", "court"))
@@ -201,6 +224,21 @@ def register(app: web.Application) -> None:
         path_params=CourtPath,
         replies={200: Reply("the court", Court)},
         errors=no_court,
+    )
+    r.add(
+        "POST",
+        "/v1/courts/{court_id}/webhook-secret/rotate",
+        rotate_webhook_secret,
+        "Rotate the court's payment-hook secret (operator, or that court)",
+        description="A new secret at once; hooks signed with the previous secret are still "
+        "accepted for overlap_s seconds, so the payment system can switch over. Audited "
+        "(court.webhook_secret.rotate), without the secrets.",
+        roles=COURT_OR_OPERATOR,
+        path_params=CourtPath,
+        body=WebhookSecretRotate,
+        body_required=False,
+        replies={200: Reply("the new secret, shown once", WebhookSecretRotated)},
+        errors={400: "invalid body", **no_court},
     )
     r.add(
         "PUT",

@@ -127,6 +127,12 @@ def refusal(exc: ValidationError, style: Refusal, allowed: Iterable[str]) -> Api
     return ApiError(style.status, style.invalid, f"{where}: {_said(first)}")
 
 
+def _brief(exc: BaseException) -> str:
+    """A database error for the log: its class and SQLSTATE, and its message."""
+    state = getattr(exc, "sqlstate", None)
+    return f"{type(exc).__name__} (SQLSTATE {state}): {exc}"
+
+
 def error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
@@ -147,7 +153,17 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error(409, "conflict", str(exc))
     except asyncpg.IntegrityConstraintViolationError as exc:
         # Validation should have caught it; a race with another writer can still get here.
-        return error(409, "conflict", f"refused by the database: {exc}")
+        # The database's own words (table, constraint, values) stay in the log.
+        log.warning("database refused %s %s: %s", request.method, request.path, _brief(exc))
+        return error(
+            409, "conflict", "the change conflicts with the current data; reload and retry"
+        )
+    except asyncpg.DataError as exc:
+        # A value the database cannot hold (out of range, not text): the client's input.
+        log.warning(
+            "database refused a value in %s %s: %s", request.method, request.path, _brief(exc)
+        )
+        return error(400, "invalid_value", "a value is out of range or not valid text")
     except DATABASE_UNAVAILABLE as exc:
         log.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
         return error(503, "database_unavailable", "the database is unavailable; retry")

@@ -20,6 +20,8 @@ from ringback.api.schemas.events import (
     Delivery,
     DeliveryFilter,
     DeliveryPath,
+    SecretRotate,
+    SecretRotated,
     Subscription,
     SubscriptionCreated,
     SubscriptionNew,
@@ -42,6 +44,9 @@ def _subscription_json(row: Any) -> dict[str, Any]:
 
 async def create_subscription(request: web.Request) -> web.Response:
     new = await body(request, SubscriptionNew)
+    refused = await context(request).event_destinations.check_url(new.url)
+    if refused is not None:
+        raise ApiError(422, "invalid", f"url: {refused}")
     secret = new.secret or "whsec_" + secrets.token_urlsafe(32)
     row = await context(request).events.subscribe(
         new.url, secret, new.event_types, new.description, principal(request)
@@ -50,6 +55,22 @@ async def create_subscription(request: web.Request) -> web.Response:
         {**_subscription_json(row), "secret": secret},
         status=201,
         headers={"Location": f"/v1/events/subscriptions/{row['id']}"},
+    )
+
+
+async def rotate_subscription_secret(request: web.Request) -> web.Response:
+    """Sign deliveries with a new secret from now on; the receiver accepts both secrets
+    for as long as it chooses (docs/operations.md, "Rotating secrets")."""
+    sid = path_int(request, "id", "subscription")
+    new = await body(request, SecretRotate)
+    secret = new.secret or "whsec_" + secrets.token_urlsafe(32)
+    row = await context(request).events.rotate_secret(sid, secret, principal(request))
+    return web.json_response(
+        {
+            **_subscription_json(row),
+            "secret": secret,
+            "secret_rotated_at": iso(row["secret_rotated_at"]),
+        }
     )
 
 
@@ -125,7 +146,10 @@ def register(app: web.Application) -> None:
         create_subscription,
         "Subscribe a URL to events (operator)",
         description="Event types: listing.created, listing.effective, listing.suspended, "
-        "listing.resumed, listing.cleared, warnings.played.hourly.",
+        "listing.resumed, listing.cleared, warnings.played.hourly, import.completed, "
+        "audit.checkpoint (the audit chain's head as HASH@SEQ: keep it outside the database "
+        "for `ringback audit verify --checkpoint`). The URL may not reach loopback, "
+        "link-local or private addresses unless events.allowed_destinations lists them.",
         roles=OPERATOR,
         body=SubscriptionNew,
         replies={201: Reply("the subscription, with its signing secret", SubscriptionCreated)},
@@ -148,6 +172,21 @@ def register(app: web.Application) -> None:
         path_params=SubscriptionPath,
         replies={200: Reply("the removed subscription", Subscription)},
         errors={404: "no such subscription"},
+    )
+    r.add(
+        "POST",
+        "/v1/events/subscriptions/{id}/rotate-secret",
+        rotate_subscription_secret,
+        "Sign the subscription's deliveries with a new secret (operator)",
+        description="Every delivery attempt from now on, retries included, is signed with "
+        "the new secret only; receivers should accept the old and the new secret while "
+        "they switch over. Audited.",
+        roles=OPERATOR,
+        path_params=SubscriptionPath,
+        body=SecretRotate,
+        body_required=False,
+        replies={200: Reply("the subscription with its new secret (shown once)", SecretRotated)},
+        errors={400: "not JSON", 404: "no such subscription", 422: "invalid secret"},
     )
     r.add(
         "GET",

@@ -87,9 +87,13 @@ async def payment_confirmed(request: web.Request) -> web.Response:
             court_id = None
     if court_id is None:
         raise ApiError(400, "invalid_field", "court_id: must be the court's UUID")
-    secret = await ctx.courts.webhook_secret(court_id)
-    expected = sign(secret or "\0unknown court", timestamp, raw).removeprefix("sha256=")
-    if not hmac.compare_digest(expected.encode(), digest.encode()) or secret is None:
+    # The current secret, and the previous one during a rotation's overlap.
+    secrets = await ctx.courts.webhook_secrets(court_id)
+    matched = False
+    for secret in secrets or ["\0unknown court"]:
+        expected = sign(secret, timestamp, raw).removeprefix("sha256=")
+        matched |= hmac.compare_digest(expected.encode(), digest.encode())
+    if not matched or not secrets:
         raise _unauthorized(
             "bad_signature",
             "X-Ringback-Signature does not match HMAC-SHA256('<timestamp>.<body>') "

@@ -17,13 +17,16 @@ from typing import Any
 
 from aiohttp import web
 
+from ringback.api.audit import audit_json
 from ringback.api.common import body, decode_cursor, iso, page, query, scope_court
 from ringback.api.context import context
 from ringback.api.errors import ApiError
 from ringback.api.routes import COURT_OR_OPERATOR, Reply, Routes, principal
 from ringback.api.schemas.fields import PAGE_DEFAULT
 from ringback.api.schemas.listings import (
+    HistoryQuery,
     Listing,
+    ListingHistory,
     ListingPut,
     Listings,
     ListingSearch,
@@ -61,6 +64,7 @@ def listing_json(row: Mapping[str, Any], now: datetime | None = None) -> dict[st
         "clear_reason": row["clear_reason"],
         "suspend_reason": row["suspend_reason"],
         "updated_at": iso(row["updated_at"]),
+        "import_id": None if row.get("import_id") is None else str(row["import_id"]),
     }
 
 
@@ -148,6 +152,27 @@ async def get_listing(request: web.Request) -> web.Response:
     if who.role == "operator":
         body["announced"] = ctx.index.lookup(number, time.time()) is not None
     return web.json_response(body)
+
+
+async def listing_history(request: web.Request) -> web.Response:
+    """Who did what to a number's listings, when and why (court: its own listings)."""
+    who = principal(request)
+    ctx = context(request)
+    number = e164_number(ctx.numbering, request.match_info["number"])
+    case_ref = query(request, HistoryQuery).case_ref
+    scope = who.court_id if who.role == "court" else None
+    rows = [
+        r
+        for r in await ctx.listings.of_number(number, scope)
+        if case_ref is None or r["case_ref"] == case_ref
+    ]
+    if not rows:
+        raise ApiError(404, "not_found", f"no listing of +{number}")
+    ids = sorted(r["id"] for r in rows)
+    events = await ctx.audit.listing_history(ids)
+    return web.json_response(
+        {"number": f"+{number}", "listing_ids": ids, "items": [audit_json(e) for e in events]}
+    )
 
 
 async def _change(
@@ -274,6 +299,17 @@ def register(app: web.Application) -> None:
         path_params=NumberPath,
         replies={200: Reply("the listings", ListingsOfNumber)},
         errors={400: "invalid number", 404: "no listing of this number (for this court)"},
+    )
+    r.add(
+        "GET",
+        "/v1/listings/{number}/history",
+        listing_history,
+        "The audit history of a number's listings (court: its own; operator: all)",
+        roles=COURT_OR_OPERATOR,
+        path_params=NumberPath,
+        query=HistoryQuery,
+        replies={200: Reply("oldest first", ListingHistory)},
+        errors={400: "invalid number or parameter", 404: "no listing of this number"},
     )
     r.add(
         "POST",

@@ -214,19 +214,27 @@ async def probe(path: Path, deadline: float) -> ProbeInfo:
     )
 
 
+def decode_cap_s(limits: IngestLimits) -> float:
+    """The most audio ever decoded: the limit plus room for silence that trimming removes.
+    A small file that decodes to hours (a decompression bomb) stops here: ffmpeg's own
+    `-t` ends the output just past it, and the reader kills ffmpeg once it passes."""
+    return limits.max_duration_s + 30.0
+
+
 async def decode(
     path: Path, limits: IngestLimits, deadline: float, rate: int = RATE
 ) -> npt.NDArray[np.int16]:
     """The first audio stream as mono int16 at ``rate``, anti-alias filtered by the SoX
     resampler."""
-    cap_s = limits.max_duration_s + 30.0  # room for silence that trimming will remove
+    cap_s = decode_cap_s(limits)
     code, out, _err, capped = await _run(
         [
             "ffmpeg", "-nostdin", "-hide_banner", "-v", "error",
             "-format_whitelist", DEMUXERS, "-protocol_whitelist", "file",
             "-i", "file:" + str(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
             "-af", f"highpass=f=60,aresample={rate}:resampler=soxr:precision=28",
-            "-ac", "1", "-ar", str(rate), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1",
+            "-ac", "1", "-ar", str(rate), "-t", f"{cap_s + 1:g}",
+            "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1",
         ],
         deadline,
         stdout_cap=int(cap_s * rate * 2),
@@ -375,6 +383,16 @@ async def prepare(path: Path, limits: IngestLimits) -> PreparedAudio:
         raise IngestError("empty_file", "the file is empty (0 bytes)")
     deadline = asyncio.get_running_loop().time() + limits.decode_timeout_s
     info = await probe(path, deadline)
+    declared = info.declared_duration_s
+    if declared is not None and declared > decode_cap_s(limits):
+        raise IngestError(  # refused before decoding a sample
+            "too_long",
+            f"the file declares {declared:.0f} s of audio; "
+            f"the limit is {limits.max_duration_s:g} s",
+            rule="too_long_declared",
+            seconds=declared,
+            limit=limits.max_duration_s,
+        )
     # Keep wideband what came wideband (an unknown rate is treated as wideband).
     rate = WIDE if info.sample_rate >= WIDE or info.sample_rate <= 0 else RATE
     started = time.monotonic()

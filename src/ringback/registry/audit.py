@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,9 @@ async def record(
     )
 
 
+EVENT_COLUMNS = "id, at, actor, court_id, action, entity, before, after, prev_hash, hash"
+
+
 class AuditTrail:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -61,7 +65,7 @@ class AuditTrail:
         """Events oldest first after `after_id` (keyset paging); one court's if given."""
         return list(
             await self.pool.fetch(
-                "SELECT id, at, actor, court_id, action, entity, before, after, prev_hash, hash "
+                f"SELECT {EVENT_COLUMNS} "
                 "FROM audit_events WHERE id > $1 AND ($2::uuid IS NULL OR court_id = $2) "
                 "AND ($3::text IS NULL OR entity = $3) AND ($4::text IS NULL OR action = $4) "
                 "ORDER BY id LIMIT $5",
@@ -70,6 +74,21 @@ class AuditTrail:
                 entity,
                 action,
                 limit,
+            )
+        )
+
+    async def listing_history(self, listing_ids: list[int]) -> list[asyncpg.Record]:
+        """Every audit event about these listings, oldest first: their own events and
+        those of the bulk imports that wrote them."""
+        return list(
+            await self.pool.fetch(
+                f"SELECT {EVENT_COLUMNS} FROM audit_events WHERE entity = ANY($1::text[]) "
+                f"UNION SELECT {EVENT_COLUMNS} FROM audit_events WHERE entity = ANY("
+                "  SELECT DISTINCT 'import:' || import_id FROM import_listings "
+                "  WHERE listing_id = ANY($2::int8[])) "
+                "ORDER BY id LIMIT 10000",
+                [f"listing:{i}" for i in listing_ids],
+                listing_ids,
             )
         )
 
@@ -100,7 +119,15 @@ def row_digest(prev: bytes, row: asyncpg.Record) -> bytes:
     return hashlib.sha256("|".join(fields).encode()).digest()
 
 
-async def verify_chain(conn: asyncpg.Connection, batch: int = 10_000) -> VerifyResult:
+async def verify_chain(
+    conn: asyncpg.Connection,
+    batch: int = 10_000,
+    checkpoints: Sequence[tuple[int, bytes]] = (),
+) -> VerifyResult:
+    """Recompute the chain from the first event; each (seq, hash) of `checkpoints` (an
+    exported head) must be the hash the chain computes for event seq. Without checkpoints,
+    a chain rewritten with every hash recomputed (by a database superuser) still verifies."""
+    wanted = dict(checkpoints)
     prev, expected_id, count = GENESIS, 1, 0
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         cursor = conn.cursor(
@@ -121,10 +148,23 @@ async def verify_chain(conn: asyncpg.Connection, batch: int = 10_000) -> VerifyR
             digest = row_digest(prev, row)
             if bytes(row["hash"]) != digest:
                 return VerifyResult(count, row["id"], "hash does not match row contents")
+            expected = wanted.pop(row["id"], None)
+            if expected is not None and expected != digest:
+                return VerifyResult(
+                    count,
+                    row["id"],
+                    f"checkpoint {expected.hex()}@{row['id']} does not match: the chain up to "
+                    f"event {row['id']} was rewritten (it hashes to {digest.hex()})",
+                )
             prev, expected_id = digest, expected_id + 1
         head = await conn.fetchrow("SELECT last_id, last_hash FROM audit_head")
         if head is not None and (
             head["last_id"] != expected_id - 1 or bytes(head["last_hash"]) != prev
         ):
             return VerifyResult(count, expected_id - 1, "audit_head does not match the last row")
+    if wanted:
+        seq = min(wanted)
+        return VerifyResult(
+            count, seq, f"the chain ends at event {count}, before checkpoint @{seq}: rows removed"
+        )
     return VerifyResult(count, None)

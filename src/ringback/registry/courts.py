@@ -9,6 +9,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 
@@ -114,6 +115,51 @@ class Courts:
         )
         return secret
 
+    async def webhook_secrets(self, court_id: uuid.UUID) -> list[str]:
+        """The secrets a payment hook of the court may be signed with now: the current one,
+        and the previous one while its overlap lasts (none for an unknown court)."""
+        row = await self.pool.fetchrow(
+            "SELECT webhook_secret, CASE WHEN webhook_secret_previous_until > now() "
+            "THEN webhook_secret_previous END AS previous FROM courts WHERE id = $1",
+            court_id,
+        )
+        if row is None:
+            return []
+        return [row["webhook_secret"]] + ([row["previous"]] if row["previous"] else [])
+
+    async def rotate_webhook_secret(
+        self, court_id: uuid.UUID, overlap_s: float, who: Principal
+    ) -> tuple[str, asyncpg.Record]:
+        """A new payment-hook secret; the current one keeps verifying for `overlap_s`.
+        Returns (the new secret, shown once; the row with the overlap's end). Audited
+        (without the secrets). `NotFound` for an unknown court."""
+        secret = secrets.token_urlsafe(32)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE courts SET webhook_secret_previous = webhook_secret, "
+                "webhook_secret = $2, webhook_secret_rotated_at = now(), "
+                "webhook_secret_previous_until = now() + make_interval(secs => $3) "
+                "WHERE id = $1 RETURNING id, webhook_secret_rotated_at AS rotated_at, "
+                "webhook_secret_previous_until AS previous_valid_until",
+                court_id,
+                secret,
+                float(overlap_s),
+            )
+            if row is None:
+                raise NotFound("no such court")
+            await audit.record(
+                conn,
+                who,
+                "court.webhook_secret.rotate",
+                f"court:{court_id}",
+                court_id=court_id,
+                after={
+                    "rotated_at": row["rotated_at"].isoformat(),
+                    "previous_valid_until": row["previous_valid_until"].isoformat(),
+                },
+            )
+        return secret, row
+
     async def set_default_recording(
         self, court_id: uuid.UUID, recording_id: int | None, who: Principal
     ) -> None:
@@ -196,6 +242,15 @@ class Tokens:
         self.pool = pool
         # token hash -> (principal, monotonic expiry); see authenticate_cached()
         self._auth_cache: dict[bytes, tuple[Principal, float]] = {}
+        # Whether revocations reach this node (the change feed's connection is up); while
+        # they cannot, no token is taken from the cache.
+        self.revocations_heard: Callable[[], bool] = lambda: False
+        self.cache_drops = 0
+
+    def forget_cached(self) -> None:
+        """Drop every cached token (a token was revoked somewhere, or may have been)."""
+        self._auth_cache.clear()
+        self.cache_drops += 1
 
     async def issue(
         self, role: str, court_id: uuid.UUID | None, label: str, who: Principal
@@ -285,13 +340,14 @@ class Tokens:
     async def authenticate_cached(self, token: str, ttl_s: float = 5.0) -> Principal | None:
         """`authenticate`, remembered for `ttl_s` (hot paths such as the HTTP dip).
 
-        A revocation through this node takes effect at once; through another node within
-        `ttl_s`. Unknown tokens are not cached.
+        A revocation through any node takes effect here as soon as the change feed's
+        connection hears its NOTIFY (`forget_cached`); while that connection is down the
+        cache is not used. Unknown tokens are not cached.
         """
         key = hash_token(token)
         now = time.monotonic()
         hit = self._auth_cache.get(key)
-        if hit is not None and hit[1] > now:
+        if hit is not None and hit[1] > now and self.revocations_heard():
             return hit[0]
         principal = await self.authenticate(token)
         if principal is not None:

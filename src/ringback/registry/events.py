@@ -65,6 +65,33 @@ class Events:
             )
         )
 
+    async def rotate_secret(
+        self, subscription_id: int, secret: str, who: Principal
+    ) -> asyncpg.Record:
+        """Sign the subscription's deliveries with `secret` from now on (every attempt
+        after this, retries included). Audited without the secret."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE event_subscriptions SET secret = $2, secret_rotated_at = now() "
+                f"WHERE id = $1 RETURNING {SUBSCRIPTION_COLUMNS}, secret_rotated_at",
+                subscription_id,
+                secret,
+            )
+            if row is None:
+                raise NotFound("no such subscription")
+            await audit.record(
+                conn,
+                who,
+                "event_subscription.rotate_secret",
+                f"event_subscription:{subscription_id}",
+                court_id=None,
+                after={
+                    "id": subscription_id,
+                    "secret_rotated_at": row["secret_rotated_at"].isoformat(),
+                },
+            )
+        return row
+
     async def disable(self, subscription_id: int, who: Principal) -> asyncpg.Record:
         """Stop sending to a subscription (kept for its deliveries' history)."""
         async with self.pool.acquire() as conn, conn.transaction():

@@ -71,8 +71,12 @@ class IndexSync:
         monotonic: Callable[[], float] = time.monotonic,
         mode: str = "auto",
         poll_interval_s: float = 0.25,
+        on_tokens_revoked: Callable[[], object] | None = None,
     ) -> None:
         self.dsn = dsn
+        # Told on every token revocation (NOTIFY ringback_tokens) and on every (re)connect,
+        # when revocations may have been missed: caches of tokens are dropped then.
+        self.on_tokens_revoked = on_tokens_revoked
         self.index = index
         self.heartbeat_s = heartbeat_s
         self.full_reload_threshold = full_reload_threshold
@@ -141,6 +145,7 @@ class IndexSync:
     async def _close(self) -> None:
         conn, self._conn = self._conn, None
         self.connected = False
+        self._tokens_revoked()  # no revocation can reach us now: trust no cached token
         if conn is not None and not conn.is_closed():
             conn.terminate()
 
@@ -170,12 +175,16 @@ class IndexSync:
         if self.mode == "auto":
             try:
                 await conn.add_listener("ringback_feed", self._on_notify)
+                await conn.add_listener("ringback_tokens", self._on_token_revoked)
                 self.polling = False
             except (asyncpg.ReadOnlySQLTransactionError, asyncpg.FeatureNotSupportedError) as e:
                 # "cannot execute LISTEN during recovery": a hot standby. The feed is read
-                # by sequence all the same; only the wake-up is a timer instead.
+                # by sequence all the same; only the wake-up is a timer instead. Token
+                # revocations cannot be heard: `revocations_heard` is then False and the
+                # token cache is not used (see server.py).
                 log.info("index sync: LISTEN refused (%s); polling the feed", _brief(e))
                 self.polling = True
+        self._tokens_revoked()  # whatever was revoked while we were away
         self.connected = True
         log.info("index sync: connected%s", " (polling)" if self.polling else "")
         await self._sync(conn)
@@ -201,6 +210,13 @@ class IndexSync:
         with contextlib.suppress(ValueError):
             self.notified_seq = max(self.notified_seq, int(payload))
         self._wake.set()
+
+    def _on_token_revoked(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
+        self._tokens_revoked()
+
+    def _tokens_revoked(self) -> None:
+        if self.on_tokens_revoked is not None:
+            self.on_tokens_revoked()
 
     # ------------------------------------------------------------------- sync
     async def _sync(self, conn: asyncpg.Connection) -> None:

@@ -207,16 +207,21 @@ SELECT line, number, case_ref, first_line FROM (
 """
 
 _UPDATE = """
-UPDATE listings l
-SET expires_at = s.expires_at,
-    effective_at = coalesce(s.effective_at, l.effective_at),
-    effective_reason = CASE WHEN s.effective_given AND s.effective_at < $2
-                            THEN $3 ELSE l.effective_reason END,
-    updated_at = now()
-FROM import_staging s
-WHERE l.court_id = $1 AND l.number = s.number AND l.case_ref = s.case_ref
-  AND l.status IN ('active', 'suspended')
-  AND s.expires_at > coalesce(s.effective_at, l.effective_at)
+WITH up AS (
+    UPDATE listings l
+    SET expires_at = s.expires_at,
+        effective_at = coalesce(s.effective_at, l.effective_at),
+        effective_reason = CASE WHEN s.effective_given AND s.effective_at < $2
+                                THEN $3 ELSE l.effective_reason END,
+        import_id = $4,
+        updated_at = now()
+    FROM import_staging s
+    WHERE l.court_id = $1 AND l.number = s.number AND l.case_ref = s.case_ref
+      AND l.status IN ('active', 'suspended')
+      AND s.expires_at > coalesce(s.effective_at, l.effective_at)
+    RETURNING l.id
+)
+INSERT INTO import_listings (import_id, listing_id) SELECT $4, id FROM up
 """
 
 _UPDATE_CONFLICT = """
@@ -229,9 +234,10 @@ ORDER BY s.line LIMIT 1
 
 _INSERT = """
 WITH ins AS (
-    INSERT INTO listings (number, court_id, case_ref, effective_at, expires_at, effective_reason)
+    INSERT INTO listings (number, court_id, case_ref, effective_at, expires_at, effective_reason,
+                          import_id)
     SELECT s.number, $1, s.case_ref, coalesce(s.effective_at, $2), s.expires_at,
-           CASE WHEN s.effective_given AND s.effective_at < $2 THEN $3 END
+           CASE WHEN s.effective_given AND s.effective_at < $2 THEN $3 END, $5::text::uuid
     FROM import_staging s
     WHERE NOT EXISTS (
         SELECT 1 FROM listings l
@@ -239,6 +245,8 @@ WITH ins AS (
           AND l.status IN ('active', 'suspended'))
     ORDER BY s.line
     RETURNING id, number, court_id, case_ref, status, effective_at, expires_at
+), il AS (
+    INSERT INTO import_listings (import_id, listing_id) SELECT $5::text::uuid, id FROM ins
 ), ev AS (
     INSERT INTO event_outbox (event_type, payload)
     SELECT 'listing.created', jsonb_build_object(
@@ -254,6 +262,28 @@ WITH ins AS (
 )
 SELECT count(*) FROM ins
 """
+
+
+# The rows an import applied, as they stand after it: one JSON array per listing,
+# [id, "+number", case_ref, effective_at, expires_at] (times RFC 3339 UTC, microseconds),
+# in id order, joined by newlines; `rows_sha256` in the import's audit row is its SHA-256.
+_APPLIED = """
+SELECT count(*),
+       encode(sha256(convert_to(coalesce(string_agg(jsonb_build_array(
+           l.id, '+' || l.number, l.case_ref,
+           to_char(l.effective_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+           to_char(l.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text,
+           E'\\n' ORDER BY l.id), ''), 'UTF8')), 'hex')
+FROM import_listings il JOIN listings l ON l.id = il.listing_id
+WHERE il.import_id = $1
+"""
+
+
+async def applied_digest(conn: asyncpg.Connection, job_id: uuid.UUID) -> tuple[int, str]:
+    """(how many listings the import wrote, the SHA-256 of them as applied; see _APPLIED)."""
+    row = await conn.fetchrow(_APPLIED, job_id)
+    assert row is not None
+    return int(row[0]), str(row[1])
 
 
 async def _set_progress(
@@ -344,13 +374,17 @@ async def _load(
                 )
             lap("update_check")
             notice_end = now + timedelta(days=options.notice_period_days)
-            status = await conn.execute(_UPDATE, court_id, notice_end, options.effective_reason)
+            status = await conn.execute(
+                _UPDATE, court_id, notice_end, options.effective_reason, job_id
+            )
             updated = int(status.split()[-1])
             lap("update")
             listed = await conn.fetchval(
                 _INSERT, court_id, notice_end, options.effective_reason, who.actor, str(job_id)
             )
             lap("insert")
+            applied, rows_sha256 = await applied_digest(conn, job_id)
+            lap("digest")
             summary = {
                 "import_id": str(job_id),
                 "filename": filename,
@@ -360,6 +394,8 @@ async def _load(
                 "listed": listed,
                 "updated": updated,
                 "effective_reason": options.effective_reason,
+                "rows_applied": applied,
+                "rows_sha256": rows_sha256,
             }
             await audit.record(
                 conn, who, "listing.import", f"import:{job_id}", court_id=court_id, after=summary

@@ -22,7 +22,8 @@ from ringback.registry.outbox import enqueue_event
 
 COLUMNS = (
     "id, number, court_id, case_ref, recording_id, status, listed_at, effective_at, "
-    "effective_reason, expires_at, cleared_at, clear_reason, suspend_reason, updated_at"
+    "effective_reason, expires_at, cleared_at, clear_reason, suspend_reason, updated_at, "
+    "import_id"
 )
 
 

@@ -55,3 +55,19 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+
+
+async def migrate_as_owner(owner_dsn: str, *, runtime_login: str | None = None) -> list[str]:
+    """Apply migrations on a connection of the owner role (`database.owner_url`); with
+    `runtime_login` also make sure that login exists as a member of the runtime role (the
+    embedded database). Returns the migrations applied now, as NNN_name."""
+    from ringback.registry.roles import ensure_runtime_login
+
+    conn = await asyncpg.connect(owner_dsn)
+    try:
+        applied = await migrate(conn)
+        if runtime_login is not None:
+            await ensure_runtime_login(conn, runtime_login)
+    finally:
+        await conn.close()
+    return [f"{m.version:03d}_{m.name}" for m in applied]

@@ -36,6 +36,7 @@ EVENT_TYPES = (
     "listing.cleared",
     "warnings.played.hourly",
     "import.completed",
+    "audit.checkpoint",
 )
 
 

@@ -4,8 +4,9 @@ A node cut off from PostgreSQL must still play a listed number's warning, so it 
 fetch the recording on first use. `RecordingCache` keeps each recording's PCM in
 ``<dir>/<id>-<sha256>.<sample rate>.pcm`` (a name without the rate is 8 kHz; written to a
 temporary name, fsynced, then renamed, so a crash never leaves a half-written file under a
-real name). The digest in the name is PostgreSQL's ``sha256(pcm)``, computed at the source; a file whose content no longer matches it is
-deleted and fetched again (checked when the folder is scanned and on every read).
+real name). The digest in the name is PostgreSQL's ``sha256(pcm)``, computed at the source;
+a file whose content no longer matches it is deleted and fetched again (checked when the
+folder is scanned and on every read).
 
 The cache follows the ``recordings`` table by (id, digest), using the table's stored
 ``pcm_sha256``: a recording missing here or with another digest (a restored or different

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import secret_logs
 
 from ringback.config import load_config
 from ringback.registry.common import Principal
@@ -77,6 +78,7 @@ class Api:
         h = dict(headers or {})
         if token is not None:
             h["Authorization"] = f"Bearer {token}"
+            secret_logs.note(token)
         if json_body is not None:
             data = json.dumps(json_body).encode()
             h["Content-Type"] = "application/json"
@@ -88,6 +90,7 @@ class Api:
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = raw.decode(errors="replace")
+            secret_logs.note_body(body)
             return Response(r.status, body, raw, r.headers)
 
     async def get(self, path: str, token: str | None = None, **kw: Any) -> Response:
@@ -116,6 +119,7 @@ class Api:
         timestamp: int | None = None,
         signature: str | None = None,
     ) -> Response:
+        secret_logs.note(secret)
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         ts = int(time.time()) if timestamp is None else timestamp
         headers = {
@@ -135,6 +139,7 @@ async def api(service: Service) -> AsyncIterator[Api]:
 @pytest.fixture
 async def operator(service: Service) -> str:
     _, token = await service.store.tokens.issue("operator", None, "test operator", SETUP)
+    secret_logs.note(token)
     return token
 
 

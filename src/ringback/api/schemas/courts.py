@@ -49,6 +49,12 @@ class TokenNew(CourtBody):
     label: OptionalText = None
 
 
+class WebhookSecretRotate(CourtBody):
+    overlap_s: Annotated[int, Field(ge=0, le=30 * 86400)] = Field(
+        86400, description="seconds the current secret keeps verifying (default one day)"
+    )
+
+
 class CourtPage(CourtQuery):
     # Unknown parameters are ignored here (as they always were).
     model_config = CourtQuery.model_config | {"extra": "ignore"}
@@ -132,3 +138,13 @@ class TokenCreated(Token):
 class Tokens(ReplyModel):
     items: list[Token]
     next_cursor: str | None
+
+
+class WebhookSecretRotated(ReplyModel):
+    court_id: uuid.UUID
+    webhook_secret: str = Field(description="the new HMAC key of the payment hook (shown once)")
+    rotated_at: datetime
+    previous_valid_until: datetime = Field(
+        description="until then a hook signed with the previous secret is accepted too"
+    )
+    note: str

@@ -81,6 +81,12 @@ class SubscriptionNew(FormBody):
     )
 
 
+class SecretRotate(FormBody):
+    secret: Annotated[str, StringConstraints(min_length=16, max_length=200)] | None = Field(
+        None, description="the new HMAC key (default: a random one)"
+    )
+
+
 class DeliveryFilter(FilterQuery):
     status: (
         Annotated[
@@ -117,6 +123,12 @@ class Subscription(ReplyModel):
 
 class SubscriptionCreated(Subscription):
     secret: str = Field(description="the HMAC key of the deliveries")
+
+
+class SecretRotated(SubscriptionCreated):
+    secret_rotated_at: datetime = Field(
+        description="deliveries from this moment on are signed with the new secret"
+    )
 
 
 class Subscriptions(ReplyModel):

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from ringback.api.schemas.audit import AuditEvent
 from ringback.api.schemas.fields import (
     E164,
     CourtBody,
@@ -102,6 +103,9 @@ class Listing(ReplyModel):
     clear_reason: str | None
     suspend_reason: str | None
     updated_at: datetime
+    import_id: Uuid | None = Field(
+        None, description="the bulk import that last created or changed it (null: none)"
+    )
 
 
 class Listings(ReplyModel):
@@ -113,3 +117,17 @@ class ListingsOfNumber(ReplyModel):
     number: E164
     items: list[Listing]
     announced: bool | None = Field(None, description="operator only: the index announces it now")
+
+
+class HistoryQuery(CourtQuery):
+    case_ref: str | None = Field(None, description="only the listing of this case")
+
+
+class ListingHistory(ReplyModel):
+    number: E164
+    listing_ids: list[int] = Field(description="the listings whose history this is")
+    items: list[AuditEvent] = Field(
+        description="oldest first: each listing's own audit events (listing.create, update, "
+        "clear, suspend, resume) and the listing.import events of the bulk imports that "
+        "wrote it (with rows_sha256, the digest of the rows the import applied)"
+    )
