@@ -102,9 +102,7 @@ class Service:
             stack.push_async_callback(asyncio.to_thread, embedded.stop)
         # Writes (and migrations) to database.write_url when the node follows a standby.
         write_dsn = self.config.database.write_url or self.dsn
-        self.pool = await create_pool(
-            write_dsn, min_size=0, max_size=self.config.database.pool_max
-        )
+        self.pool = await create_pool(write_dsn, min_size=0, max_size=self.config.database.pool_max)
         stack.push_async_callback(_close_pool, self.pool)
         self.store = Store(self.pool)
         self.store.imports.lease_s = self.config.imports.lease_s
