@@ -87,6 +87,8 @@ class Service:
         self.recording_sync: RecordingSync
         self._running = contextlib.AsyncExitStack()  # how to stop what start() started
         self._tasks: list[asyncio.Task[None]] = []
+        self._warming: asyncio.Task[None] | None = None  # recordings prepared in turn
+        self._warmed: set[tuple[int, tuple[int, int]]] = set()
         self._db_check: tuple[float, bool] = (0.0, False)
 
     async def start(self) -> None:
@@ -162,7 +164,9 @@ class Service:
         self._running.push_async_callback(_close_pool, pool)
         directory = cache.path(self.config.database.data_dir) / "recordings"
         self.recordings = RecordingCache(directory, pool, timeout_s=cache.load_timeout_s)
-        self.recording_sync = RecordingSync(self.recordings, poll_s=cache.poll_s)
+        self.recording_sync = RecordingSync(
+            self.recordings, poll_s=cache.poll_s, on_synced=self._warm_cached_recordings
+        )
         self.sync.on_change = self.recording_sync.wake
         self.recording_sync.start()
         self._running.push_async_callback(self.recording_sync.stop)
@@ -211,6 +215,7 @@ class Service:
         player = await self._call_media()
         assert self.player is not None
         self.player.warm(0)  # the shipped default, in every encoding, off the event loop
+        self._warm_cached_recordings()  # and those on disk (the rest as the cache syncs)
         self.sip = SipEndpoint(
             controller,
             metrics,
@@ -454,6 +459,26 @@ class Service:
         if self.player is not None:
             self.player.warm(recording_id)
 
+    def _warm_cached_recordings(self) -> None:
+        """Every recording this node holds is prepared in every codec ahead of its first
+        call (at start, and as the cache fetches new ones), one at a time in the
+        background: never per call, and never competing with calls in a burst."""
+        a = self.config.announcement
+        layouts = {(a.repeat, a.gap_ms)}
+        if self.config.ringback.mode == "ringback":
+            layouts.add((1, a.gap_ms))  # looped while the callee rings
+        todo = [(r, lay) for r in sorted(self.recordings.files) for lay in sorted(layouts)]
+        todo = [item for item in todo if item not in self._warmed]
+        if todo and (self._warming is None or self._warming.done()):
+            self._warming = asyncio.get_running_loop().create_task(self._warm_in_turn(todo))
+
+    async def _warm_in_turn(self, todo: list[tuple[int, tuple[int, int]]]) -> None:
+        for recording_id, layout in todo:
+            if self.player is None:
+                return
+            self._warmed.add((recording_id, layout))
+            await self.player.warm(recording_id, layout)
+
     def take_over_gc(self) -> None:
         """For a process that is only this service (`ringback serve`): see `_tune_gc`."""
         _tune_gc()
@@ -534,8 +559,9 @@ class Service:
             await self.sip.drain(self.config.shutdown.drain_s)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        for task in [*self._tasks, self._warming]:
+            if task is not None:
+                task.cancel()
         await self._running.aclose()
 
 

@@ -125,6 +125,11 @@ class WarningPlayer:
         )
         registry.gauge("ringback_rtp_packets_sent", "RTP packets sent", lambda: pacer.packets_sent)
         registry.gauge(
+            "ringback_recordings_preparing",
+            "Recordings being prepared in every codec now (at start, after an upload)",
+            lambda: len(self._preparing),
+        )
+        registry.gauge(
             "ringback_rtp_late_wakes",
             "Pacer wakes later than half a tick",
             lambda: pacer.late_wakes,

@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,9 +206,16 @@ class RecordingSync:
     """Runs `RecordingCache.sync` at start, on `wake()` (the change feed applied changes)
     and every `poll_s`, retrying while the database is away."""
 
-    def __init__(self, cache: RecordingCache, *, poll_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        cache: RecordingCache,
+        *,
+        poll_s: float = 10.0,
+        on_synced: Callable[[], object] | None = None,
+    ) -> None:
         self.cache = cache
         self.poll_s = poll_s
+        self.on_synced = on_synced  # after each sync that matched the table
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -234,6 +242,8 @@ class RecordingSync:
                 fetched = await self.cache.sync()
                 if fetched:
                     log.info("recording cache: fetched %d recordings", fetched)
+                if self.on_synced is not None:
+                    self.on_synced()
                 if away:
                     log.info("recording cache: database back; cache matches it")
                 backoff, away = 0.5, False
