@@ -6,26 +6,14 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from test_sip_overload_shedding import message
+
 from ringback.calls import CallController, SipMetrics
 from ringback.metrics import Registry
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
 from ringback.ratelimit import TokenBuckets
 from ringback.registry.listing_index import ListingIndex
 from ringback.registry.numbers import NumberingPlan
-
-
-def message(method: str, port: int, local_port: int, n: int) -> bytes:
-    ruri = f"sip:+8613700137000@127.0.0.1:{port}"
-    return (
-        f"{method} {ruri} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bK-{method}-{n};rport\r\n"
-        "Max-Forwards: 70\r\n"
-        "From: <sip:caller@127.0.0.1>;tag=abc\r\n"
-        f"To: <{ruri}>\r\n"
-        f"Call-ID: {method}-{n}\r\n"
-        f"CSeq: 1 {method}\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
 
 
 async def test_a_source_over_its_limit_gets_302s_for_invites_and_nothing_else() -> None:
