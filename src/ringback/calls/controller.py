@@ -716,7 +716,7 @@ class CallController:
         local = self.local.get(dialog.transport)
         if local is None:
             return
-        bye, dest = dialog.bye(local, dialog.transport)
+        bye, dest = dialog.bye(local)
         self.client.send(bye, dest, reliable=dialog.transport != "udp", now=now)
         self._flush_client(dialog.transport)
 
