@@ -24,12 +24,13 @@ and reports them with :meth:`Uac.connected`, and wakes at :meth:`Uac.next_deadli
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
 from ringback import __version__
-from ringback.calls.legs import address_of
+from ringback.calls.legs import Leg, address_of
 from ringback.calls.redirect import WARNING_HEADER
 from ringback.media.offer_answer import fmtp_params
 from ringback.media.recorder import Decoder, RtpRecorder
@@ -123,10 +124,7 @@ class _Dialog:
     """The confirmed dialog of a 2xx (RFC 3261 §12.1.2): what ACK and BYE need."""
 
     attempt: Attempt
-    to: str  # the To header with the remote tag
-    remote_target: str
-    routes: list[str]
-    dest: Address
+    leg: Leg  # our side of it: builds ACK and BYE
     ack: bytes
     codecs: dict[int, str]
     remote_tag: str | None
@@ -381,47 +379,32 @@ class Uac:
         self._timeout_at = now + self.options.timeout_s
         self._flush()
 
-    def _in_dialog(
-        self,
-        method: str,
-        uri: str,
-        to: str,
-        routes: list[str],
-        dest: Address,
-        cseq: int,
-        extra: tuple[tuple[str, str], ...] = (),
-    ) -> Request:
-        headers = Headers()
-        headers.add("Via", self._via(dest, new_branch()))
-        headers.add("Max-Forwards", "70")
-        headers.add("From", self._from())
-        headers.add("To", to)
-        headers.add("Call-ID", self.call_id)
-        headers.add("CSeq", f"{cseq} {method}")
-        for route in routes:
-            headers.add("Route", route)
-        for name, value in extra:
-            headers.add(name, value)
-        return Request(method, uri, headers)
-
-    def _dialog_target(
-        self, response: Response, attempt: Attempt
-    ) -> tuple[str, list[str], Address]:
-        """Remote target, route set and next hop of the dialog a response sets up."""
+    def _leg(self, response: Response, attempt: Attempt) -> Leg:
+        """Our side of the dialog (or early dialog) a response sets up (§12.1.2): the
+        remote tag, target, route set and next hop."""
         routes = list(reversed(response.headers.get_all("Record-Route")))
         contact = response.headers.get_all("Contact")
         try:
             target = parse_name_addr(contact[0]).uri if contact else attempt.uri
         except SipParseError:
             target = attempt.uri
-        if self.reliable:  # in-dialog requests share the INVITE's connection
-            return target, routes, attempt.dest
-        hop = routes[0] if routes else f"<{target}>"
-        try:
-            hop_uri = parse_name_addr(hop).uri
-        except SipParseError:
-            return target, routes, attempt.dest
-        return target, routes, address_of(hop_uri, attempt.dest)
+        dest = attempt.dest
+        if not self.reliable:  # over TCP in-dialog requests share the INVITE's connection
+            hop = routes[0] if routes else f"<{target}>"
+            with contextlib.suppress(SipParseError):
+                dest = address_of(parse_name_addr(hop).uri, attempt.dest)
+        return Leg(
+            call_id=self.call_id,
+            local=self._from(),
+            remote=response.headers.get("To") or self.to,
+            remote_target=target,
+            routes=routes,
+            dest=dest,
+            transport=self.options.transport,
+        )
+
+    def _via_host(self, dest: Address) -> Address:
+        return self._local_for(dest) or self.options.local
 
     # ------------------------------------------------------------ responses
     def _response(self, response: Response, now: float) -> None:
@@ -445,7 +428,7 @@ class Uac:
         status = response.status
         if status >= 200 and attempt.status is not None:
             if status < 300 and self.dialog is not None:  # a 2xx retransmission: ACK again
-                self._out.append((self.dialog.ack, self.dialog.dest))
+                self._out.append((self.dialog.ack, self.dialog.leg.dest))
             return
         attempt.statuses.append(status)
         if status > 100 and attempt.first_response_at is None:
@@ -486,32 +469,29 @@ class Uac:
         if attempt.rseq is not None and rseq <= attempt.rseq:
             return  # a retransmission: its PRACK is on its way (Timer E resends it)
         attempt.rseq = rseq
-        target, routes, dest = self._dialog_target(response, attempt)
+        leg = self._leg(response, attempt)
         self.cseq += 1
-        prack = self._in_dialog(
+        prack = leg.request(
             "PRACK",
-            target,
-            response.headers.get("To") or self.to,
-            routes,
-            dest,
-            self.cseq,
-            (("RAck", f"{rseq} {attempt.cseq} INVITE"),),
+            self._via_host(leg.dest),
+            None,
+            cseq=self.cseq,
+            extra=(("RAck", f"{rseq} {attempt.cseq} INVITE"),),
         )
         attempt.pracks += 1
-        self.client.send(prack, dest, reliable=self.reliable, now=now)
+        self.client.send(prack, leg.dest, reliable=self.reliable, now=now)
         self._flush()
 
     def _answered(self, attempt: Attempt, response: Response, now: float) -> None:
-        target, routes, dest = self._dialog_target(response, attempt)
-        to = response.headers.get("To") or self.to
-        ack = self._in_dialog("ACK", target, to, routes, dest, attempt.cseq)
+        leg = self._leg(response, attempt)
+        ack = leg.request("ACK", self._via_host(leg.dest), None, cseq=attempt.cseq)
         codecs = _codecs_of(sdp_of(response.headers.get("Content-Type"), response.body))
         try:
             remote_tag = response.to_tag
         except SipParseError:
             remote_tag = None
-        self.dialog = _Dialog(attempt, to, target, routes, dest, ack.to_bytes(), codecs, remote_tag)
-        self._out.append((self.dialog.ack, dest))
+        self.dialog = _Dialog(attempt, leg, ack.to_bytes(), codecs, remote_tag)
+        self._out.append((self.dialog.ack, leg.dest))
         self.state = "answered"
         self._listen_until = now + max(0.0, self.options.listen_s)
 
@@ -544,10 +524,8 @@ class Uac:
         dialog = self.dialog
         assert dialog is not None
         self.cseq += 1
-        bye = self._in_dialog(
-            "BYE", dialog.remote_target, dialog.to, dialog.routes, dialog.dest, self.cseq
-        )
-        self.client.send(bye, dialog.dest, reliable=self.reliable, now=now)
+        bye = dialog.leg.request("BYE", self._via_host(dialog.leg.dest), None, cseq=self.cseq)
+        self.client.send(bye, dialog.leg.dest, reliable=self.reliable, now=now)
         self._flush()
         self.state = "ending"
         self.ended_by = "us"
