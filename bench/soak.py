@@ -13,8 +13,11 @@ per 10 minutes next to the median, so "flat" is a number: RSS MB/10 min, fds/10 
 transactions/10 min. Markdown on stdout (for bench/RESULTS.md), progress on stderr, the
 samples as CSV in --csv.
 
-The default rate is half the sustained redirect rate recorded in bench/RESULTS.md (9,000
-calls/s); on a shared machine pass a rate that leaves room for others.
+The default rate is half the rate this mix sustains on one core of the 2-core bench machine
+(bench/RESULTS.md, "Soak at half the sustained rate"): with 10 % of calls playing a warning,
+2,000 calls/s is the highest rate with no failed call (1 min steps; sipp counted a few %
+retransmissions from 2,000 up), where pure redirects sustain 7,000-9,000. Every warning is an
+RTP stream of 50 packets/s, so the listed share, not the SIP rate, sets the ceiling.
 
   .venv/bin/python bench/soak.py --minutes 1 --rate 100          # smoke
   .venv/bin/python bench/soak.py --minutes 40 --rate 300 --cpu 0
@@ -26,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import itertools
 import json
 import os
 import statistics
@@ -49,7 +53,7 @@ from ringback.registry.common import Principal  # noqa: E402
 from ringback.registry.embedded import EmbeddedPostgres  # noqa: E402
 from ringback.registry.store import Store, create_pool  # noqa: E402
 
-SUSTAINED_CALLS_S = 9000  # bench/RESULTS.md, "The restructured call core"
+SUSTAINED_CALLS_S = 2000  # this mix, one core: bench/RESULTS.md, "Soak at half the sustained rate"
 LISTED = "+8613800138000"
 UNLISTED = "+8613900139000"
 BENCH = Path(__file__).resolve().parent
@@ -66,6 +70,7 @@ class Sample:
     fds: int
     transactions: float
     warnings: float
+    cpu_s: float  # user + system CPU seconds of the server so far
 
 
 async def seed(url: str, warning_s: float) -> None:
@@ -109,12 +114,15 @@ def sample(pid: int, url: str, t: float) -> Sample:
     rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     m = metrics(url)
+    ticks = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    cpu_s = (int(ticks[11]) + int(ticks[12])) / os.sysconf("SC_CLK_TCK")
     return Sample(
         round(t, 1),
         rss_kb / 1024,
         fds,
         m.get("ringback_sip_transactions", float("nan")),
         m.get("ringback_announcements_active", float("nan")),
+        cpu_s,
     )
 
 
@@ -226,9 +234,11 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["t_s", "rss_mb", "fds", "transactions", "warnings_playing"])
+            w.writerow(["t_s", "rss_mb", "fds", "transactions", "warnings_playing", "cpu_s"])
             for s in samples:
-                w.writerow([s.t, f"{s.rss_mb:.2f}", s.fds, s.transactions, s.warnings])
+                w.writerow(
+                    [s.t, f"{s.rss_mb:.2f}", s.fds, s.transactions, s.warnings, f"{s.cpu_s:.2f}"]
+                )
     report(args, samples, results, final_metrics)
     failed = sum(r.failed for r in results.values())
     return 0 if failed == 0 else 1
@@ -272,8 +282,18 @@ def report(
             + " | ".join(fmt.format(v) for v in cells)
             + f" | {slope_per_10min(steady, field):+.2f} |"
         )
+    shares = [
+        100 * (b.cpu_s - a.cpu_s) / (b.t - a.t) for a, b in itertools.pairwise(steady) if b.t > a.t
+    ]
+    if shares:
+        print(
+            f"\nServer CPU, % of one core per {args.sample_s:g} s sample: median "
+            f"{statistics.median(shares):.0f}, max {max(shares):.0f}"
+        )
     keys = sorted(k for k in final_metrics if k.startswith("ringback_announcements_total"))
     print("\nWarnings by outcome at the end: " + json.dumps({k: final_metrics[k] for k in keys}))
+    gc_keys = [k for k in final_metrics if k.startswith("ringback_gc_pause_seconds")]
+    print("\nGarbage-collection pauses: " + json.dumps({k: final_metrics[k] for k in gc_keys}))
 
 
 def main() -> int:
