@@ -1,7 +1,9 @@
-/* The lean INVITE path's scan in C: `FastRedirect.scan` (calls/fast_path.py) line for line.
+/* The lean call path's byte scans in C: the Python in calls/fast_path.py and sip/fast.py is
+ * the reference, and is used wherever this module did not build.
  *
  * scan_invite(data, src_host, src_port, reliable, max_message_size, max_header_count,
- *             max_line_length, names) reads what a 302 needs from a raw INVITE and returns
+ *             max_line_length, names) is `FastRedirect.scan` (calls/fast_path.py) line for
+ * line: it reads what a 302 needs from a raw INVITE and returns
  *   - the same tuple as the Python scan: (Request-URI, Call-ID, From tag, transaction key,
  *     destination, head_a, head_b), the 302 being STATUS + head_a + ";tag=" + tag + head_b
  *     + Contact ...;
@@ -12,9 +14,11 @@
  *     Python scan's cache of other names: None = fine to pass over): the caller runs the
  *     Python scan for that message, which classifies the name and caches it.
  *
- * The Python scan is the reference: tests/unit/calls/test_fast_path.py checks with
- * hypothesis that both give the same answers (and the same bytes on the wire). Nothing
- * here allocates until the message has been accepted, except the result.
+ * ack_key(data) is `fast_via_branch(top_via_value(data))` (sip/fast.py): the transaction
+ * key parts of an ACK's top Via, or None.
+ *
+ * tests/unit/calls/test_fastsip.py checks with hypothesis that both give the Python answers
+ * (on structured and on randomly cut and spliced messages).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -583,9 +587,121 @@ done:
     return result;
 }
 
+/* ack_key(data): (branch, host in lower case, port) of a raw ACK's top Via, as
+ * `fast_via_branch(top_via_value(data))` (sip/fast.py, the reference) gives them; None where
+ * those give None, and also for a Via value with a byte outside printable ASCII (the Python
+ * path then answers). */
+static PyObject *
+ack_key(PyObject *Py_UNUSED(self), PyObject *arg)
+{
+    Py_buffer buf;
+    if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const char *data = buf.buf;
+    Py_ssize_t size = buf.len, end = -1;
+    PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i + 3 < size; i++)
+        if (data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] == '\r' && data[i + 3] == '\n') {
+            end = i;
+            break;
+        }
+    if (end <= 0 || (data[0] == '\r' && data[1] == '\n'))
+        goto decline;
+    if (has2(data, size, '\n', ' ') || has2(data, size, '\n', '\t'))
+        goto decline; /* folded lines (anywhere, as top_via_value checks) */
+    /* the first line that starts with a V (within the head and its CRLF) */
+    Py_ssize_t at = -1;
+    for (Py_ssize_t i = 0; i + 2 < end + 2; i++)
+        if (data[i] == '\r' && data[i + 1] == '\n' && (data[i + 2] | 0x20) == 'v') {
+            at = i + 2;
+            break;
+        }
+    if (at < 0)
+        goto decline;
+    Py_ssize_t p = at + 1;
+    if (p + 1 < size && (data[p] | 0x20) == 'i' && (data[p + 1] | 0x20) == 'a')
+        p += 2; /* "Via", else the compact "v" */
+    while (p < size && (data[p] == ' ' || data[p] == '\t'))
+        p++;
+    if (p >= end || data[p] != ':')
+        goto decline; /* another header starting with a V first */
+    Py_ssize_t v = p + 1, e = v;
+    while (e < size && data[e] != '\r' && data[e] != '\n')
+        e++;
+    if (e + 1 >= size || data[e] != '\r' || data[e + 1] != '\n')
+        goto decline;
+    for (Py_ssize_t i = v; i < e; i++)
+        if (data[i] == ',' || (unsigned char)data[i] >= 0x7f
+            || ((unsigned char)data[i] < 0x20 && data[i] != '\t'))
+            goto decline;
+    while (v < e && (data[v] == ' ' || data[v] == '\t'))
+        v++;
+    while (e > v && (data[e - 1] == ' ' || data[e - 1] == '\t'))
+        e--;
+    span value = {data + v, e - v};
+    /* fast_via_branch */
+    if (value.n < 8 || memcmp(value.p, "SIP/2.0/", 8) != 0)
+        goto decline;
+    const char *sp = find(value, 8, ' ');
+    if (sp == NULL)
+        goto decline;
+    const char *sm = find(value, sp - value.p, ';');
+    if (sm == NULL)
+        goto decline;
+    span sent_by = {sp + 1, sm - sp - 1};
+    span params = {sm + 1, value.p + value.n - sm - 1};
+    if (sent_by.n == 0 || sent_by.p[0] == '[' || has(sent_by, ' '))
+        goto decline;
+    if (has(params, ' ') || has(params, '\t') || has(params, '"'))
+        goto decline;
+    const char *colon = find(sent_by, 0, ':');
+    span host = {sent_by.p, colon ? colon - sent_by.p : sent_by.n};
+    span port;
+    if (colon && colon + 1 < sent_by.p + sent_by.n) {
+        port.p = colon + 1;
+        port.n = sent_by.p + sent_by.n - port.p;
+        if (!all_digits(port) || port.p[0] == '0' || port.n > 5)
+            goto decline;
+    } else {
+        span transport = {value.p + 8, sp - value.p - 8};
+        port.p = (ieq(transport, "tls") || ieq(transport, "wss")) ? "5061" : "5060";
+        port.n = 4;
+    }
+    Py_ssize_t start = 0;
+    for (;;) {
+        const char *next = find(params, start, ';');
+        span param = {params.p + start, (next ? next - params.p : params.n) - start};
+        span name = {param.p, param.n < 7 ? param.n : 7};
+        if (ieq(name, "branch=")) {
+            PyObject *host_s = PyUnicode_New(host.n, 127);
+            if (host_s == NULL)
+                goto done;
+            Py_UCS1 *h = PyUnicode_1BYTE_DATA(host_s);
+            for (Py_ssize_t i = 0; i < host.n; i++) {
+                char c = host.p[i];
+                h[i] = (Py_UCS1)((c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c);
+            }
+            result = Py_BuildValue("(s#Ns#)", param.p + 7, param.n - 7, host_s, port.p, port.n);
+            goto done;
+        }
+        if (ieq(name, "branch"))
+            goto decline;
+        if (next == NULL)
+            break;
+        start = next - params.p + 1;
+    }
+decline:
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&buf);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan_invite", scan_invite, METH_VARARGS,
      "What a 302 needs from a raw INVITE; see calls/fast_path.py FastRedirect.scan."},
+    {"ack_key", ack_key, METH_O,
+     "(branch, host, port) of a raw ACK's top Via; see sip/fast.py fast_via_branch."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -37,10 +37,13 @@ Address = tuple[str, int]
 Scan = tuple[bytes, bytes, bytes, tuple[str, ...], Address, bytes, bytes]
 
 COMPILED_SCAN: Callable[..., Scan | bytes | None] | None
-try:  # the same scan in C (src/ringback/_fastsip.c); `FastRedirect.scan` is the reference
+# An ACK's (branch, host, port): fast_via_branch(top_via_value(data)) in C, or None.
+COMPILED_ACK_KEY: Callable[[bytes], tuple[str, str, str] | None] | None
+try:  # the same scans in C (src/ringback/_fastsip.c); the Python ones are the reference
+    from ringback._fastsip import ack_key as COMPILED_ACK_KEY
     from ringback._fastsip import scan_invite as COMPILED_SCAN
-except ImportError:  # pragma: no cover - built by `pip install`; the Python scan then
-    COMPILED_SCAN = None
+except ImportError:  # pragma: no cover - built by `pip install`; the Python scans then
+    COMPILED_SCAN = COMPILED_ACK_KEY = None
 
 # Header names spelled exactly as the full path writes them: (key, copied into the 302).
 _EXACT: dict[bytes, str] = {

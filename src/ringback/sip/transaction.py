@@ -228,6 +228,11 @@ class ServerTransactionLayer:
                 return False
             branch = via.branch or ""
             host, port = _sent_by(via)
+        return self.absorb_ack_key(branch, host, port, reliable, now)
+
+    def absorb_ack_key(self, branch: str, host: str, port: str, reliable: bool, now: float) -> bool:
+        """:meth:`absorb_ack` for a top Via already read: its branch, host (lower case) and
+        port (the transport's default when it has none)."""
         # Only an RFC 3261 branch keys a transaction by (branch, host, port, method)
         # (see _compute_key), so any other branch finds none here.
         tx = self._txs.get((branch, host, port, "INVITE"))

@@ -9,6 +9,7 @@ from test_fast_path import NAMES, VALUES, common_invite, controller
 
 from ringback.calls import fast_path
 from ringback.calls.fast_path import FastRedirect, Scan
+from ringback.sip.fast import fast_via_branch, top_via_value
 from ringback.sip.message import Limits
 
 LIMITS = Limits()
@@ -204,3 +205,67 @@ def test_limits_are_the_python_scans() -> None:
                 data, "192.0.2.10", 5070, False, *limits, fast._names
             )
             assert compiled == python.scan(data, ("192.0.2.10", 5070), False), limits
+
+
+def python_ack_key(data: bytes) -> tuple[str, str, str] | None:
+    value = top_via_value(data)
+    return None if value is None else fast_via_branch(value)
+
+
+def ack_agrees(data: bytes) -> tuple[str, str, str] | None:
+    assert fast_path.COMPILED_ACK_KEY is not None
+    python, compiled = python_ack_key(data), fast_path.COMPILED_ACK_KEY(data)
+    if compiled is None and python is not None:
+        # The documented difference: a Via value with bytes outside printable ASCII.
+        via = top_via_value(data)
+        assert via is not None and not all(" " <= c < "\x7f" or c == "\t" for c in via)
+        return python
+    assert compiled == python
+    return python
+
+
+def an_ack(via: str = "SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK-a1;rport") -> bytes:
+    return (
+        f"ACK sip:+4930123456@192.0.2.1:5060 SIP/2.0\r\nMax-Forwards: 70\r\nVia: {via}\r\n"
+        "From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 ACK\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_the_acks_key() -> None:
+    assert ack_agrees(an_ack()) == ("z9hG4bK-a1", "192.0.2.10", "5070")
+    assert ack_agrees(an_ack("SIP/2.0/TLS Switch.Example;BRANCH=z9;x")) == (
+        "z9",
+        "switch.example",
+        "5061",
+    )
+    assert ack_agrees(an_ack("SIP/2.0/UDP h;branch;branch=x")) is None
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    name=mostly("Via", "v", "VIA", "V", "Via ", "Vi", "Vary", "v\t"),
+    via=mostly(
+        "SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK-a1;rport",
+        "SIP/2.0/TCP h;branch=z9", "SIP/2.0/wss h;Branch=1", "SIP/2.0/UDP h:;branch=1",
+        "SIP/2.0/UDP h:0;branch=1", "SIP/2.0/UDP h:123456;branch=1", "SIP/2.0/UDP [::1];branch=1",
+        "SIP/2.0/UDP h;x=1", "SIP/2.0/UDP h", "SIP/2.0/UDP h;branch=a b", "SIP/2.0/UDP h, b",
+        " SIP/2.0/UDP h;branch=1\t", "SIP/2.0/UDP hé;branch=1", "sip/2.0/UDP h;branch=1",
+        "SIP/2.0/UDP h;branch", "SIP/2.0/UDP h:1:2;branch=1", "SIP/2.0/UDP\th;branch=1",
+    ),
+    before=st.lists(mostly("X-A: 1", "Vary: x", "v: SIP/2.0/UDP other;branch=2"), max_size=2),
+)  # fmt: skip
+def test_compiled_and_python_ack_keys_agree(name: str, via: str, before: list[str]) -> None:
+    data = an_ack(via).replace(b"Via: ", f"{name}: ".encode(), 1)
+    lines = "".join(f"{line}\r\n" for line in before).encode()
+    ack_agrees(data.replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\n" + lines))
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(mutations=MUTATIONS)
+def test_mutated_acks_agree(mutations: list[tuple[int, int, bytes]]) -> None:
+    data = bytearray(an_ack())
+    for at, cut, insert in mutations:
+        at = min(at, len(data))
+        data[at : at + cut] = insert
+    ack_agrees(bytes(data))
