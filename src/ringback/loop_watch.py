@@ -13,18 +13,24 @@ A switch sees every pause of the one event loop as response time. Two things her
   the last 32 s: about 110 ms at 5,000 calls/s (bench/RESULTS.md, issue 14 item 1).
 * **A stall histogram.** A ticker due every `TICK_S` records how late it runs
   (`ringback_loop_lag_seconds`): anything that holds the loop — a collection, a burst of
-  timers, a slow callback, the host taking the CPU away — shows there.
+  timers, a slow callback, the host taking the CPU away — shows there. A stall of
+  `STALL_LOG_S` or more is also logged (a warning at most every `STALL_LOG_EVERY_S`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import time
 
 from ringback.metrics import Registry
 
+log = logging.getLogger(__name__)
+
 TICK_S = 0.01
+STALL_LOG_S = 0.1  # a stall this long is logged (a warning at most every STALL_LOG_EVERY_S)
+STALL_LOG_EVERY_S = 10.0
 GC_YOUNG_EVERY_S = 0.1
 GC_FULL_EVERY_S = 60.0
 LAG_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -59,17 +65,35 @@ class LoopWatch:
         next_young = clock() + GC_YOUNG_EVERY_S
         next_full = clock() + GC_FULL_EVERY_S
         due = clock() + TICK_S
+        gc_pause = 0.0  # of a full collection in the last tick
+        logged_at = -STALL_LOG_EVERY_S
+        unlogged = 0
         while True:
             await asyncio.sleep(max(0.0, due - clock()))
             now = clock()
-            self.lag.observe(max(0.0, now - due))
+            late = now - due
+            self.lag.observe(max(0.0, late))
+            if late >= STALL_LOG_S:
+                unlogged += 1
+                if now - logged_at >= STALL_LOG_EVERY_S:
+                    log.warning(
+                        "event loop stalled for %.0f ms (%d stall(s) of %.0f ms or more since "
+                        "the last report; full garbage collection in it: %.0f ms)",
+                        late * 1000,
+                        unlogged,
+                        STALL_LOG_S * 1000,
+                        gc_pause * 1000,
+                    )
+                    logged_at, unlogged = now, 0
+            gc_pause = 0.0
             # The next tick is due TICK_S from now, whatever a collection here takes: its
             # pause shows in the next tick's lateness too, so the stall histogram has every
             # stall, whatever its cause.
             due = now + TICK_S
             if now >= next_full:
                 gc.collect()
-                self.full_pause.observe(clock() - now)
+                gc_pause = clock() - now
+                self.full_pause.observe(gc_pause)
                 next_full = now + GC_FULL_EVERY_S
                 next_young = now + GC_YOUNG_EVERY_S
             elif now >= next_young:

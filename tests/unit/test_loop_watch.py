@@ -90,3 +90,17 @@ async def test_the_full_collection_is_timed(
     finally:
         task.cancel()
     assert watch.full_pause.sum > 0
+
+
+async def test_a_long_stall_is_logged(
+    collector_off: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    watch = LoopWatch(Registry())
+    task = asyncio.create_task(watch.run())
+    try:
+        assert await _until(lambda: watch.lag.count >= 2, 2)
+        with caplog.at_level("WARNING", logger="ringback.loop_watch"):
+            asyncio.get_running_loop().call_soon(time.sleep, 0.15)
+            assert await _until(lambda: "event loop stalled" in caplog.text, 2)
+    finally:
+        task.cancel()
