@@ -67,6 +67,10 @@ Event = AckTimeout | PrackTimeout
 
 # timer slots
 _G, _H, _I, _J, _L, _P, _X = range(7)
+# Timers handled per poll, at most: after a burst of calls their Timers H (or I) all fall due
+# together, tens of thousands in one poll would hold the event loop for tens of ms; in slices
+# of this size each poll takes a few ms and calls are answered in between.
+POLL_BUDGET = 2000
 
 
 def _fresh_gens() -> bytearray:
@@ -427,11 +431,14 @@ class ServerTransactionLayer:
         return best
 
     def poll(self, now: float) -> None:
-        """Fire every timer due at or before ``now``."""
+        """Fire the timers due at or before ``now``, at most :data:`POLL_BUDGET` of them
+        (the rest stay due: :meth:`next_deadline` says so, and the next poll fires them)."""
         due: list[tuple[float, TxKey, int, int]] = []
+        budget = POLL_BUDGET
         for queue in self._timers.values():
-            while queue and queue[0][0] <= now:
+            while budget and queue and queue[0][0] <= now:
                 due.append(queue.popleft())
+                budget -= 1
         if len(due) > 1:
             due.sort(key=lambda item: item[0])
         for when, key, slot, gen in due:
