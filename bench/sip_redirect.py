@@ -243,6 +243,8 @@ class RingbackMetrics:
         for part in ("count", "sum"):
             key = f"ringback_gc_pause_seconds_{part}"
             out[f"gc_{part}"] = after.get(key, 0) - before.get(key, 0)
+        key = "ringback_loop_cpu_wait_seconds"  # ready to run, but another process had CPU 0
+        out["cpu_wait_s"] = after.get(key, 0) - before.get(key, 0)
         return out
 
     def settle(self, quiet: float, limit_s: float) -> float:
@@ -418,21 +420,24 @@ def table(title: str, steps: list[Step]) -> str:
 
 
 def stall_table(title: str, steps: list[Step]) -> str:
-    """Per step: how many 10 ms ticks of ringback's loop watch ran late by at least N ms, and
-    the full garbage collections in the step."""
+    """Per step: how many 10 ms ticks of ringback's loop watch ran late by at least N ms, the
+    full garbage collections in the step, and how long ringback was ready to run but another
+    process had its CPU (schedstat)."""
     heads = " | ".join(f"≥ {b} ms" for b in STALL_BOUNDS_MS)
     out = [
         f"#### {title}: event-loop stalls (`ringback_loop_lag_seconds`)",
         "",
-        f"| offered calls/s | settled s | ticks | {heads} | full gcs | gc pause ms |",
-        "|---:|---:|---:|" + "---:|" * len(STALL_BOUNDS_MS) + "---:|---:|",
+        f"| offered calls/s | settled s | ticks | {heads} | full gcs | gc pause ms "
+        "| waited for CPU s |",
+        "|---:|---:|---:|" + "---:|" * len(STALL_BOUNDS_MS) + "---:|---:|---:|",
     ]
     for s in steps:
         st = s.stalls or {}
         cells = " | ".join(f"{st.get(f'>={b}ms', 0):,.0f}" for b in STALL_BOUNDS_MS)
         out.append(
             f"| {s.offered:,} | {s.settled_s:.0f} | {st.get('ticks', 0):,.0f} | {cells} "
-            f"| {st.get('gc_count', 0):.0f} | {1000 * st.get('gc_sum', 0):.1f} |"
+            f"| {st.get('gc_count', 0):.0f} | {1000 * st.get('gc_sum', 0):.1f} "
+            f"| {st.get('cpu_wait_s', 0):.2f} |"
         )
     return "\n".join(out)
 

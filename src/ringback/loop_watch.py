@@ -14,7 +14,10 @@ A switch sees every pause of the one event loop as response time. Two things her
 * **A stall histogram.** A ticker due every `TICK_S` records how late it runs
   (`ringback_loop_lag_seconds`): anything that holds the loop — a collection, a burst of
   timers, a slow callback, the host taking the CPU away — shows there. A stall of
-  `STALL_LOG_S` or more is also logged (a warning at most every `STALL_LOG_EVERY_S`).
+  `STALL_LOG_S` or more is also logged (a warning at most every `STALL_LOG_EVERY_S`),
+  with how much of it the loop's thread was on a CPU. And `ringback_loop_cpu_wait_seconds`
+  (Linux schedstat) adds up the time the thread was ready to run but waited for a CPU:
+  the stalls the host causes, on a shared or overcommitted machine, not ringback's code.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 import time
+from pathlib import Path
 
 from ringback.metrics import Registry
 
@@ -60,6 +65,24 @@ class LoopWatch:
             (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
         )
 
+        path = Path(f"/proc/self/task/{threading.get_native_id()}/schedstat")  # this thread
+        self.schedstat = path if path.exists() else None
+        metrics.gauge(
+            "ringback_loop_cpu_wait_seconds",
+            "Seconds the event loop's thread was ready to run but waited for a CPU (Linux "
+            "schedstat; -1 elsewhere): stalls the host caused",
+            self.cpu_wait_s,
+        )
+
+    def cpu_wait_s(self) -> float:
+        """The loop thread's time on a run queue so far (-1 where the kernel does not say)."""
+        if self.schedstat is None:
+            return -1.0
+        try:
+            return int(self.schedstat.read_text().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return -1.0
+
     async def run(self) -> None:
         clock = time.perf_counter
         next_young = clock() + GC_YOUNG_EVERY_S
@@ -68,23 +91,29 @@ class LoopWatch:
         gc_pause = 0.0  # of a full collection in the last tick
         logged_at = -STALL_LOG_EVERY_S
         unlogged = 0
+        cpu_clock = time.thread_time
+        last, last_cpu = clock(), cpu_clock()
         while True:
             await asyncio.sleep(max(0.0, due - clock()))
-            now = clock()
+            now, cpu = clock(), cpu_clock()
             late = now - due
             self.lag.observe(max(0.0, late))
             if late >= STALL_LOG_S:
                 unlogged += 1
                 if now - logged_at >= STALL_LOG_EVERY_S:
                     log.warning(
-                        "event loop stalled for %.0f ms (%d stall(s) of %.0f ms or more since "
-                        "the last report; full garbage collection in it: %.0f ms)",
+                        "event loop stalled for %.0f ms (on a CPU for %.0f ms of the last %.0f "
+                        "ms; %d stall(s) of %.0f ms or more since the last report; full garbage "
+                        "collection in it: %.0f ms)",
                         late * 1000,
+                        (cpu - last_cpu) * 1000,
+                        (now - last) * 1000,
                         unlogged,
                         STALL_LOG_S * 1000,
                         gc_pause * 1000,
                     )
                     logged_at, unlogged = now, 0
+            last, last_cpu = now, cpu
             gc_pause = 0.0
             # The next tick is due TICK_S from now, whatever a collection here takes: its
             # pause shows in the next tick's lateness too, so the stall histogram has every

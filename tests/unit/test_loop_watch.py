@@ -104,3 +104,13 @@ async def test_a_long_stall_is_logged(
             assert await _until(lambda: "event loop stalled" in caplog.text, 2)
     finally:
         task.cancel()
+
+
+def test_cpu_wait_is_read_from_the_kernel() -> None:
+    registry = Registry()
+    watch = LoopWatch(registry)
+    assert watch.cpu_wait_s() >= 0  # Linux: /proc/self/task/<tid>/schedstat
+    line = next(
+        ln for ln in registry.render().splitlines() if ln.startswith("ringback_loop_cpu_wait")
+    )
+    assert float(line.split()[1]) >= 0
