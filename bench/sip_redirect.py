@@ -647,8 +647,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=60.0,
         help="--compare: length of the step at 70 %% of ringback's top rate, which always "
-        "runs with the latency probe (100 calls/s) (60: long enough to include the "
-        "once-a-minute full garbage collection)",
+        "runs with the latency probe (100 calls/s) (60)",
     )
     ap.add_argument(
         "--probe-rate",
