@@ -209,6 +209,64 @@ class LatencyProbe(threading.Thread):
             return
 
 
+class RingbackMetrics:
+    """`ringback serve`'s /metrics, read between steps: the event-loop stall histogram
+    (`ringback_loop_lag_seconds`), full collections and transactions in memory."""
+
+    def __init__(self, http_port: int, pid: int | None = None) -> None:
+        self.url = f"http://{harness.LOCALHOST}:{http_port}/metrics"
+        self.pid = pid  # the one ringback process (one worker): its CPU time is read too
+
+    def read(self) -> dict[str, float]:
+        import urllib.request
+
+        with urllib.request.urlopen(self.url, timeout=5) as r:
+            text = r.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("ringback_") and " " in line:
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        if self.pid is not None:  # utime + stime, fields 14 and 15 of /proc/PID/stat
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+            out["cpu_s"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return out
+
+    def stalls(self, before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        """Ticks of the 10 ms ticker at least N ms late during a step, full collections and
+        their pause (the difference of two readings)."""
+        out: dict[str, float] = {}
+        total = after.get("ringback_loop_lag_seconds_count", 0) - before.get(
+            "ringback_loop_lag_seconds_count", 0
+        )
+        out["ticks"] = total
+        for bound in STALL_BOUNDS_MS:
+            key = f'ringback_loop_lag_seconds_bucket{{le="{bound / 1000:g}"}}'
+            below = after.get(key, 0) - before.get(key, 0)
+            out[f">={bound}ms"] = total - below
+        for part in ("count", "sum"):
+            key = f"ringback_gc_pause_seconds_{part}"
+            out[f"gc_{part}"] = after.get(key, 0) - before.get(key, 0)
+        key = "ringback_loop_cpu_wait_seconds"  # ready to run, but another process had CPU 0
+        out["cpu_wait_s"] = after.get(key, 0) - before.get(key, 0)
+        out["cpu_s"] = after.get("cpu_s", 0) - before.get("cpu_s", 0)
+        return out
+
+    def settle(self, quiet: float, limit_s: float) -> float:
+        """Wait until at most `quiet` transactions are left in memory (Timers I and H of
+        the last step expired), at most `limit_s`; the seconds waited."""
+        started = time.monotonic()
+        while time.monotonic() - started < limit_s:
+            if self.read().get("ringback_sip_transactions", 0) <= quiet:
+                break
+            time.sleep(0.5)
+        return time.monotonic() - started
+
+
+# Lateness bounds (ms) of the stall table: ringback_loop_lag_seconds has these buckets.
+STALL_BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500)
+
+
 def check_alive(processes: harness.ProcessSet) -> None:
     for proc in processes.processes:
         if not proc.alive():
@@ -236,6 +294,9 @@ class Step:
     probe_p99_us: float | None = None
     probe_samples: int = 0
     probe_lost: int = 0
+    rtt_samples: int = 0  # response times sipp wrote (one a successful call)
+    stalls: dict[str, float] | None = None  # ringback only: see RingbackMetrics.stalls
+    settled_s: float = 0.0  # waited before the step for the last one's transactions to end
 
     @property
     def clean(self) -> bool:
@@ -320,6 +381,7 @@ def run_step(
         probe_p99_us=percentile(probe.samples_us, 99) if probe else None,
         probe_samples=len(probe.samples_us) if probe else 0,
         probe_lost=probe.lost if probe else 0,
+        rtt_samples=len(result.rtt_ms),
     )
 
 
@@ -362,6 +424,30 @@ def table(title: str, steps: list[Step]) -> str:
     return "\n".join(out)
 
 
+def stall_table(title: str, steps: list[Step]) -> str:
+    """Per step: how many 10 ms ticks of ringback's loop watch ran late by at least N ms, the
+    full garbage collections in the step, and how long ringback was ready to run but another
+    process had its CPU (schedstat)."""
+    heads = " | ".join(f"≥ {b} ms" for b in STALL_BOUNDS_MS)
+    out = [
+        f"#### {title}: event-loop stalls (`ringback_loop_lag_seconds`)",
+        "",
+        f"| offered calls/s | settled s | ticks | {heads} | full gcs | gc pause ms "
+        "| waited for CPU s | CPU s | CPU µs/call |",
+        "|---:|---:|---:|" + "---:|" * len(STALL_BOUNDS_MS) + "---:|---:|---:|---:|---:|",
+    ]
+    for s in steps:
+        st = s.stalls or {}
+        cells = " | ".join(f"{st.get(f'>={b}ms', 0):,.0f}" for b in STALL_BOUNDS_MS)
+        out.append(
+            f"| {s.offered:,} | {s.settled_s:.0f} | {st.get('ticks', 0):,.0f} | {cells} "
+            f"| {st.get('gc_count', 0):.0f} | {1000 * st.get('gc_sum', 0):.1f} "
+            f"| {st.get('cpu_wait_s', 0):.2f} | {st.get('cpu_s', 0):.1f} "
+            f"| {1e6 * st.get('cpu_s', 0) / max(1, s.successful):.0f} |"
+        )
+    return "\n".join(out)
+
+
 def start_ringback(
     processes: harness.ProcessSet,
     workdir: Path,
@@ -370,8 +456,9 @@ def start_ringback(
     cpu: int,
     workers: int = 1,
     cpus: str = "0,1",
-) -> tuple[str, int]:
-    """`ringback serve` on an embedded PostgreSQL in `workdir` with `numbers` listings."""
+) -> tuple[tuple[str, int], RingbackMetrics]:
+    """`ringback serve` on an embedded PostgreSQL in `workdir` with `numbers` listings,
+    and a reader of its /metrics."""
     import asyncio
     import atexit
     import urllib.request
@@ -431,7 +518,8 @@ def start_ringback(
                 ready = len(reported) >= workers
             if ready:
                 log(f"ringback ready on {harness.LOCALHOST}:{sip_port}")
-                return (harness.LOCALHOST, sip_port)
+                pid = proc.pid if workers == 1 else None
+                return (harness.LOCALHOST, sip_port), RingbackMetrics(http_port, pid)
         except OSError:
             pass
         if not proc.alive():
@@ -448,31 +536,46 @@ def sweep(
     processes: harness.ProcessSet,
     scenario: Path,
     numbers: Path,
+    *,
+    metrics: RingbackMetrics | None = None,
+    step_seconds: float | None = None,
+    probe_rate: float | None = None,
 ) -> list[Step]:
-    """Step the rate up until --stop-after unclean steps in a row."""
+    """Step the rate up until --stop-after unclean steps in a row. With `metrics` (ringback),
+    each step starts once the last one's transactions have ended (--settle) and records the
+    event-loop stalls during it."""
     steps: list[Step] = []
     unclean = 0
+    seconds = args.step_seconds if step_seconds is None else step_seconds
     for rate in rates:
         check_alive(processes)
-        log(f"step {rate} calls/s x {args.step_seconds:g} s -> {target[0]}:{target[1]} ...")
+        settled = 0.0
+        if metrics is not None and args.settle > 0:
+            settled = metrics.settle(quiet=200, limit_s=args.settle)
+        before = metrics.read() if metrics is not None else None
+        log(f"step {rate} calls/s x {seconds:g} s -> {target[0]}:{target[1]} ...")
         step = run_step(
             scenario,
             numbers,
             target,
             rate,
-            step_seconds=args.step_seconds,
+            step_seconds=seconds,
             workdir=workdir,
             cpu=args.client_cpu,
             processes=processes,
-            probe_rate=args.probe_rate,
+            probe_rate=args.probe_rate if probe_rate is None else probe_rate,
         )
+        step.settled_s = settled
+        if metrics is not None and before is not None:
+            step.stalls = metrics.stalls(before, metrics.read())
         steps.append(step)
         log(
             f"  achieved {step.achieved:,.0f}/s failed {step.failed} "
             f"retrans {step.retransmissions} p50/p90/p99 {fmt_ms(step.p50)}/"
             f"{fmt_ms(step.p90)}/{fmt_ms(step.p99)} ms, probe p50/p99 "
             f"{fmt_us(step.probe_p50_us)}/{fmt_us(step.probe_p99_us)} µs "
-            f"({step.probe_lost} lost) exit {step.exit_code}"
+            f"({step.probe_lost} lost) exit {step.exit_code}, {step.rtt_samples} rtt samples"
+            + (f", stalls {step.stalls}" if step.stalls else "")
         )
         unclean = 0 if step.clean else unclean + 1
         if unclean >= args.stop_after:
@@ -532,11 +635,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--client-cpu", type=int, default=1, help="CPU for sipp (UAC)")
     ap.add_argument("--pause", type=float, default=2.0, help="seconds between steps")
     ap.add_argument(
+        "--settle",
+        type=float,
+        default=40.0,
+        help="ringback: before each step wait (at most this many s) until the last step's "
+        "transactions have ended (Timer I 5 s; Timer H 32 s after an overloaded step), as "
+        "a stateless peer starts every step clean; 0: do not wait (40)",
+    )
+    ap.add_argument(
+        "--at70-seconds",
+        type=float,
+        default=60.0,
+        help="--compare: length of the step at 70 %% of ringback's top rate, which always "
+        "runs with the latency probe (100 calls/s) (60)",
+    )
+    ap.add_argument(
         "--probe-rate",
         type=float,
         default=100.0,
         help="calls/s of the Python latency probe run alongside sipp (100; 0: off). It "
         "shares the client CPU with sipp: use 0 when looking for the top rate",
+    )
+    ap.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run this bench and everything it starts (both servers, sipp, the probe) at this "
+        "niceness, e.g. -10 on a shared machine, so that other users' processes take less "
+        "of their CPUs; the same for every process measured (0: unchanged)",
     )
     ap.add_argument("--json", type=Path, help="also write the steps (and summary) as JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -547,6 +673,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what was started
     # the probe thread (and nothing else of ours) shares the client CPU with sipp
     os.sched_setaffinity(0, {args.client_cpu})
+    if args.nice:  # inherited by every process started here
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
     kamailio_rates = (
         [int(r) for r in args.kamailio_rates.split(",") if r.strip()]
@@ -561,8 +689,23 @@ def main(argv: list[str] | None = None) -> int:
         scenario = lean_scenario(workdir / "invite_302_lean.xml")
         numbers = called_numbers(workdir / "called.csv")
 
-        def run(target: tuple[str, int], steps_rates: list[int]) -> list[Step]:
-            return sweep(target, steps_rates, args, workdir, processes, scenario, numbers)
+        def run(
+            target: tuple[str, int],
+            steps_rates: list[int],
+            metrics: RingbackMetrics | None = None,
+            **kwargs: float,
+        ) -> list[Step]:
+            return sweep(
+                target,
+                steps_rates,
+                args,
+                workdir,
+                processes,
+                scenario,
+                numbers,
+                metrics=metrics,
+                **kwargs,
+            )
 
         if args.compare:
             kam = start_kamailio_peer(
@@ -572,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
                 children=args.kamailio_children,
                 cpu=args.server_cpu,
             )
-            rb = start_ringback(
+            rb, rb_metrics = start_ringback(
                 processes,
                 workdir,
                 numbers=args.numbers,
@@ -586,15 +729,21 @@ def main(argv: list[str] | None = None) -> int:
             )
             results[kam_title] = run(kam, kamailio_rates)
             rb_title = ringback_title(args)
-            results[rb_title] = run(rb, rates)
+            results[rb_title] = run(rb, rates, rb_metrics)
             rb_best, kam_best = best_clean(results[rb_title]), best_clean(results[kam_title])
             if rb_best is not None:
                 at70 = int(round(rb_best.offered * 0.7, -2))
                 time.sleep(args.pause)
-                results[f"ringback at 70 % of its top rate ({at70:,} calls/s)"] = run(rb, [at70])
-                summary["ringback_p99_ms_at_70"] = results[
-                    f"ringback at 70 % of its top rate ({at70:,} calls/s)"
-                ][0].p99
+                at70_title = (
+                    f"ringback at 70 % of its top rate ({at70:,} calls/s, "
+                    f"{args.at70_seconds:g} s, probe 100 calls/s)"
+                )
+                results[at70_title] = run(
+                    rb, [at70], rb_metrics, step_seconds=args.at70_seconds, probe_rate=100.0
+                )
+                at70_step = results[at70_title][0]
+                summary["ringback_p99_ms_at_70"] = at70_step.p99
+                summary["ringback_probe_p99_us_at_70"] = at70_step.probe_p99_us
             summary["ringback_top"] = rb_best.offered if rb_best else 0
             summary["kamailio_top"] = kam_best.offered if kam_best else 0
             if rb_best and kam_best:
@@ -604,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
             target = (host or harness.LOCALHOST, int(port))
             results[f"server at {args.target}"] = run(target, rates)
         elif args.ringback:
-            target = start_ringback(
+            target, target_metrics = start_ringback(
                 processes,
                 workdir,
                 numbers=args.numbers,
@@ -612,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
                 cpus=args.server_cpus,
             )
-            results[ringback_title(args)] = run(target, rates)
+            results[ringback_title(args)] = run(target, rates, target_metrics)
         elif args.kamailio_peer:
             target = start_kamailio_peer(
                 processes,
@@ -648,13 +797,17 @@ def main(argv: list[str] | None = None) -> int:
     for title, steps in results.items():
         print(table(title, steps))
         print()
+        if any(step.stalls is not None for step in steps):
+            print(stall_table(title, steps))
+            print()
     if args.compare:
         ratio = summary.get("ratio")
         print(
             f"**Per core, same run: ringback {summary['ringback_top']:,} calls/s, Kamailio "
             f"{summary['kamailio_top']:,} calls/s, ratio "
             f"{'-' if ratio is None else f'{ratio:.2f}'}**; ringback p99 at 70 % of its top "
-            f"rate: {fmt_ms(summary.get('ringback_p99_ms_at_70'))} ms (sipp's clock)"  # type: ignore[arg-type]
+            f"rate: {fmt_ms(summary.get('ringback_p99_ms_at_70'))} ms (sipp's clock), "  # type: ignore[arg-type]
+            f"{fmt_us(summary.get('ringback_probe_p99_us_at_70'))} µs (probe)"  # type: ignore[arg-type]
         )
         print()
     print(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import ipaddress
 import logging
 import socket
@@ -24,6 +23,7 @@ from ringback.calls.decision import Decider
 from ringback.calls.registrar import Registrar
 from ringback.config import Config
 from ringback.event_destinations import WebhookPolicy
+from ringback.loop_watch import LoopWatch, take_over_gc
 from ringback.media import srtp
 from ringback.media.codecs import G711
 from ringback.media.destinations import DestinationPolicy
@@ -480,21 +480,10 @@ class Service:
             await self.player.warm(recording_id, layout)
 
     def take_over_gc(self) -> None:
-        """For a process that is only this service (`ringback serve`): see `_tune_gc`."""
-        _tune_gc()
-        self._tasks.append(asyncio.create_task(self._collect_garbage(), name="gc"))
-
-    async def _collect_garbage(self) -> None:
-        pause = self.metrics.histogram(
-            "ringback_gc_pause_seconds",
-            "Pauses of the once-a-minute garbage collection (automatic collection is off)",
-            (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
-        )
-        while True:
-            await asyncio.sleep(GC_EVERY_S)
-            started = time.perf_counter()
-            gc.collect()
-            pause.observe(time.perf_counter() - started)
+        """For a process that is only this service (`ringback serve`): the collector is
+        driven from a ticker that also records the event loop's stalls (`loop_watch`)."""
+        take_over_gc()
+        self._tasks.append(asyncio.create_task(LoopWatch(self.metrics).run(), name="loop-watch"))
 
     def _register_metrics(self) -> None:
         m, sync, index = self.metrics, self.sync, self.index
@@ -586,21 +575,3 @@ async def _close_pool(pool: asyncpg.Pool) -> None:
         await asyncio.wait_for(pool.close(), timeout=5)
     except (TimeoutError, OSError):
         pool.terminate()
-
-
-GC_EVERY_S = 60.0
-
-
-def _tune_gc() -> None:
-    """Keep the cyclic garbage collector out of the call path.
-
-    Every call in flight is a few small objects. With automatic collection on, a
-    collection walks hundreds of thousands of them and stalls the loop for tens of ms,
-    which switches see as response-time spikes (p99 at 10,000 calls/s: 24 ms with the
-    collector on, 4 ms with it off). Objects made during start-up are frozen (never
-    scanned again), automatic collection is off, and `_collect_garbage` collects once a
-    minute so reference cycles cannot pile up.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.disable()

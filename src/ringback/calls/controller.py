@@ -40,7 +40,7 @@ from ringback.calls.effects import (
     StartWarning,
     StopWarning,
 )
-from ringback.calls.fast_path import ABSORBED, FastRedirect
+from ringback.calls.fast_path import ABSORBED, COMPILED_ACK_KEY, FastRedirect
 from ringback.calls.media import MediaPlan, caller_of, media_plan
 from ringback.calls.metrics import SipMetrics
 from ringback.calls.redirect import Held, redirect_headers
@@ -327,13 +327,18 @@ class CallController:
     def _absorbed_ack(self, data: bytes, transport: str, now: float) -> bool:
         """Every redirected call ends with an ACK; absorbing it from its top Via alone
         halves its cost. Anything unusual goes through the full parser instead."""
-        value = top_via_value(data)
-        if value is None:
-            return False  # anything unusual takes the long way
-        if self.layers[transport].absorb_ack(value, transport != "udp", now):
+        layer, reliable = self.layers[transport], transport != "udp"
+        key = COMPILED_ACK_KEY(data) if COMPILED_ACK_KEY is not None else None
+        if key is not None:
+            absorbed = layer.absorb_ack_key(*key, reliable, now)
+        else:
+            value = top_via_value(data)
+            if value is None:
+                return False  # anything unusual takes the long way
+            absorbed = layer.absorb_ack(value, reliable, now)
+        if absorbed:
             self.metrics.requests.inc("ACK")
-            return True
-        return False
+        return absorbed
 
     # ----------------------------------------------------------------- INVITE
     def _invite(

@@ -17,6 +17,8 @@ have sent (``tests/unit/calls/test_fast_path.py`` compares them, with hypothesis
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ringback.calls.decision import LOOP_MARKED, Decider
 from ringback.calls.metrics import SipMetrics
 from ringback.calls.redirect import WARNING_HEADER
@@ -28,6 +30,20 @@ from ringback.sip.tags import derived_tag
 from ringback.sip.transaction import MAGIC_COOKIE, ServerTransactionLayer
 
 Address = tuple[str, int]
+# What a 302 needs from an INVITE: (Request-URI, Call-ID, From tag, transaction key, where
+# the 302 goes, the copied lines up to the To value, the rest of the copied lines), so that
+# the 302 is STATUS_LINE + head_a + ";tag=" + tag + head_b + Contact ... (Via/From/To/
+# Call-ID/CSeq in their order, the top Via rewritten, each line ending in CRLF).
+Scan = tuple[bytes, bytes, bytes, tuple[str, ...], Address, bytes, bytes]
+
+COMPILED_SCAN: Callable[..., Scan | bytes | None] | None
+# An ACK's (branch, host, port): fast_via_branch(top_via_value(data)) in C, or None.
+COMPILED_ACK_KEY: Callable[[bytes], tuple[str, str, str] | None] | None
+try:  # the same scans in C (src/ringback/_fastsip.c); the Python ones are the reference
+    from ringback._fastsip import ack_key as COMPILED_ACK_KEY
+    from ringback._fastsip import scan_invite as COMPILED_SCAN
+except ImportError:  # pragma: no cover - built by `pip install`; the Python scans then
+    COMPILED_SCAN = COMPILED_ACK_KEY = None
 
 # Header names spelled exactly as the full path writes them: (key, copied into the 302).
 _EXACT: dict[bytes, str] = {
@@ -69,6 +85,8 @@ class FastRedirect:
         self.lab = lab  # a loop-marked INVITE is the lab's to answer: full path
         # Other header names seen: None when the name is fine and not ours, else "" (give up).
         self._names: dict[bytes, str | None] = {}
+        # The compiled scan (C, same answers as `scan`), or None: `scan` in Python.
+        self.compiled = COMPILED_SCAN
 
     def invite(
         self,
@@ -82,6 +100,68 @@ class FastRedirect:
         """Answer ``data`` (an INVITE) and return the decision outcome, or None to have
         the full path handle it (:data:`ABSORBED` for a retransmission answered again).
         Queues the 302 on ``layer``'s outgoing list."""
+        compiled = self.compiled
+        scan: Scan | bytes | None
+        if compiled is None:
+            scan = self.scan(data, source, reliable)
+        else:
+            limits = self.limits
+            scan = compiled(
+                data,
+                source[0],
+                source[1],
+                reliable,
+                limits.max_message_size,
+                limits.max_header_count,
+                limits.max_line_length,
+                self._names,
+            )
+            if isinstance(scan, bytes):  # a header name it has not seen: classified here
+                scan = self.scan(data, source, reliable)
+        if scan is None:
+            return None
+        ruri_bytes, call_id, from_tag, tx_key, dest, head_a, head_b = scan
+        if layer.resend_last(tx_key):
+            self.metrics.requests.inc("INVITE")
+            return ABSORBED  # a retransmission: the last response again
+        ruri = ruri_bytes.decode(ENCODING, ENCODING_ERRORS)
+        if "<" in ruri or ">" in ruri:
+            return None
+        try:
+            decision = self.decider.decide(ruri, wall_now)
+        except SipParseError:
+            return None
+        except Exception:  # the full path has the fail-open answer for this
+            return None
+        if decision.entry is not None or (self.lab and decision.outcome == LOOP_MARKED):
+            return None  # a warning to play, or the lab's call: the full path
+        tag = derived_tag(self.tag_key, call_id, from_tag).encode()
+        contact = decision.contact.encode(ENCODING, ENCODING_ERRORS)
+        warning = _WARNING_PREFIX + decision.outcome.encode() + b"\r\n" if decision.skipped else b""
+        out = b"".join(
+            (
+                _STATUS_LINE,
+                head_a,
+                b";tag=",
+                tag,
+                head_b,
+                b"Contact: <",
+                contact,
+                b">\r\n",
+                warning,
+                b"Content-Length: 0\r\n\r\n",
+            )
+        )
+        layer.answer_invite(tx_key, dest, reliable, out, now)
+        metrics = self.metrics
+        metrics.requests.inc("INVITE")
+        metrics.decisions.inc(decision.outcome)
+        metrics.responses.inc("302")
+        return decision.outcome
+
+    def scan(self, data: bytes, source: Address, reliable: bool) -> Scan | None:
+        """What the 302 needs from ``data``, read in Python (the reference for
+        ``_fastsip.scan_invite``): see :data:`Scan`; None for anything unusual."""
         limits = self.limits
         end = data.find(b"\r\n\r\n")
         if end <= 0 or len(data) > limits.max_message_size:
@@ -102,6 +182,7 @@ class FastRedirect:
         copied: list[bytes] = []
         singles: dict[str, bytes] = {}
         top_via_at = -1
+        to_at = -1
         names = self._names
         for line in lines[1:]:
             colon = line.find(b":")
@@ -135,6 +216,8 @@ class FastRedirect:
                 continue
             if key in singles:
                 return None
+            if key == "to":
+                to_at = len(copied)
             singles[key] = line[value_at:]
             copied.append(line)
         if top_via_at < 0 or len(singles) < 4:
@@ -167,35 +250,10 @@ class FastRedirect:
         if via is None:
             return None
         tx_key, dest, via_line = via
-        if layer.resend_last(tx_key):
-            self.metrics.requests.inc("INVITE")
-            return ABSORBED  # a retransmission: the last response again
-        ruri = request_line[1].decode(ENCODING, ENCODING_ERRORS)
-        if "<" in ruri or ">" in ruri:
-            return None
-        try:
-            decision = self.decider.decide(ruri, wall_now)
-        except SipParseError:
-            return None
-        except Exception:  # the full path has the fail-open answer for this
-            return None
-        if decision.entry is not None or (self.lab and decision.outcome == LOOP_MARKED):
-            return None  # a warning to play, or the lab's call: the full path
         copied[top_via_at] = via_line
-        tag = derived_tag(self.tag_key, call_id, from_tag).encode()
-        out = [_STATUS_LINE]
-        for line in copied:
-            out.append(line + b";tag=" + tag + b"\r\n" if line[:3] == b"To:" else line + b"\r\n")
-        out.append(b"Contact: <" + decision.contact.encode(ENCODING, ENCODING_ERRORS) + b">\r\n")
-        if decision.skipped:
-            out.append(_WARNING_PREFIX + decision.outcome.encode() + b"\r\n")
-        out.append(b"Content-Length: 0\r\n\r\n")
-        layer.answer_invite(tx_key, dest, reliable, b"".join(out), now)
-        metrics = self.metrics
-        metrics.requests.inc("INVITE")
-        metrics.decisions.inc(decision.outcome)
-        metrics.responses.inc("302")
-        return decision.outcome
+        joined = b"\r\n".join(copied) + b"\r\n"
+        split = sum(map(len, copied[: to_at + 1])) + 2 * to_at
+        return request_line[1], call_id, from_tag, tx_key, dest, joined[:split], joined[split:]
 
     def _other_name(self, name: bytes) -> bool:
         """Whether a header name we do not copy is fine to pass over (cached)."""

@@ -237,7 +237,7 @@ class SipEndpoint:
         while busy() and self.clock() < deadline:
             await asyncio.sleep(0.05)
         self.controller.end_warnings(self.clock())
-        self._pump()
+        self.pump()
         await asyncio.sleep(0)  # let TCP transports write what was just queued
 
     # -------------------------------------------------------------- pumping
@@ -256,7 +256,7 @@ class SipEndpoint:
             self.controller.poll(self.clock())
         except Exception:  # never let one bad timer stop the timers
             log.exception("SIP timer processing failed")
-        self._pump()
+        self.pump()
 
     def _arm(self) -> None:
         """Keep one timer armed at the controller's next deadline, at most one wake per
@@ -277,18 +277,21 @@ class SipEndpoint:
         self._timer_at = when
         self._timer = self._loop.call_later(when - now, self._on_timer)
 
-    def receive(self, data: bytes, source: Address, transport: str) -> None:
+    def receive(self, data: bytes, source: Address, transport: str, *, pump: bool = True) -> None:
+        """Handle one message; `pump=False` leaves sending what it queued to the caller's
+        `pump()` (the UDP reader sends a whole batch's answers at once)."""
         started = time.perf_counter()
         try:
             outcome = self.controller.receive(data, source, transport, self.clock())
         except Exception:  # the controller fails open itself; this is the last guard
             log.exception("SIP message handling failed")
             outcome = None
-        self._pump()
+        if pump:
+            self.pump()
         if outcome is not None:
             self.metrics.decision_latency.observe(time.perf_counter() - started)
 
-    def _pump(self) -> None:
+    def pump(self) -> None:
         """Send what the controller queued, carry out its effects, re-arm the timer."""
         was_pumping, self._pumping = self._pumping, True
         try:
@@ -336,7 +339,7 @@ class SipEndpoint:
             self._send_out()
             self._arm()
         else:
-            self._pump()
+            self.pump()
 
     def _send_out(self) -> None:
         for data, dest, transport in self.controller.take_outgoing():
@@ -377,9 +380,10 @@ class _UdpSocket:
     """One UDP socket, read straight from the event loop's reader callback.
 
     Not an asyncio datagram transport, for two things it cannot do: read a batch of
-    datagrams per wake-up (`UDP_READ_BUDGET`), and see each datagram's kernel receive
-    timestamp, so that an INVITE that queued longer than `max_receive_age_s` while the
-    node was overloaded is shed unread (counted) instead of answered seconds late.
+    datagrams per wake-up (`UDP_READ_BUDGET`, their answers sent together after it), and
+    see each datagram's kernel receive timestamp, so that an INVITE that queued longer than
+    `max_receive_age_s` while the node was overloaded is shed unread (counted) instead of
+    answered seconds late.
     """
 
     def __init__(self, endpoint: SipEndpoint, sock: socket.socket) -> None:
@@ -402,14 +406,21 @@ class _UdpSocket:
         self.closed = False
 
     def _readable(self) -> None:
-        endpoint, sock = self.endpoint, self.sock
-        trusted, metrics = endpoint.trusted, endpoint.metrics
+        endpoint = self.endpoint
         # The queue is in arrival order: once one datagram is fresh, all after it are, and
         # recvfrom (no ancillary data) is cheaper than recvmsg. So ages are read from the
         # head of the queue only until the first fresh datagram, on every wake-up. One
         # clock reading per batch: a batch is handled within milliseconds.
         looking = self.timestamps
         oldest = time.time() - endpoint.max_receive_age_s if looking else 0.0
+        try:
+            self._read_batch(looking, oldest)
+        finally:
+            endpoint.pump()  # the batch's answers, sent together
+
+    def _read_batch(self, looking: bool, oldest: float) -> None:
+        endpoint, sock = self.endpoint, self.sock
+        trusted, metrics = endpoint.trusted, endpoint.metrics
         for _ in range(UDP_READ_BUDGET):
             stale = False
             try:
@@ -437,7 +448,7 @@ class _UdpSocket:
             if stale and data.startswith(b"INVITE "):
                 metrics.shed.inc()
                 continue
-            endpoint.receive(data, (host, addr[1]), "udp")
+            endpoint.receive(data, (host, addr[1]), "udp", pump=False)
 
     def sendto(self, data: bytes, dest: Address) -> None:
         try:

@@ -67,6 +67,23 @@ Event = AckTimeout | PrackTimeout
 
 # timer slots
 _G, _H, _I, _J, _L, _P, _X = range(7)
+# Timers handled per poll, at most: after a burst of calls their Timers H (or I) all fall due
+# together, tens of thousands in one poll would hold the event loop for tens of ms; in slices
+# of this size each poll takes a few ms and calls are answered in between.
+POLL_BUDGET = 2000
+
+
+def _fresh_gens() -> bytearray:
+    """One generation per timer slot, counting modulo 256. A bytearray, not a list: the
+    garbage collector does not track it, so a full collection walks one object fewer per
+    transaction in flight (tens of thousands under load). The wrap is harmless: a slot
+    restarts at most a dozen times (Timer G's doublings) while an old entry is queued."""
+    return bytearray(7)
+
+
+def _bump(gens: bytearray, slot: int) -> int:
+    gen = gens[slot] = (gens[slot] + 1) & 0xFF
+    return gen
 
 
 @dataclass(slots=True)
@@ -79,7 +96,7 @@ class _Tx:
     state: TxState
     last: bytes | None = None
     interval: float = 0.0
-    gens: list[int] = field(default_factory=lambda: [0] * 7)
+    gens: bytearray = field(default_factory=_fresh_gens)
     to_tag: str | None = None
     # RFC 3262 state (INVITE only)
     rseq: int = 0
@@ -215,6 +232,11 @@ class ServerTransactionLayer:
                 return False
             branch = via.branch or ""
             host, port = _sent_by(via)
+        return self.absorb_ack_key(branch, host, port, reliable, now)
+
+    def absorb_ack_key(self, branch: str, host: str, port: str, reliable: bool, now: float) -> bool:
+        """:meth:`absorb_ack` for a top Via already read: its branch, host (lower case) and
+        port (the transport's default when it has none)."""
         # Only an RFC 3261 branch keys a transaction by (branch, host, port, method)
         # (see _compute_key), so any other branch finds none here.
         tx = self._txs.get((branch, host, port, "INVITE"))
@@ -409,18 +431,21 @@ class ServerTransactionLayer:
         return best
 
     def poll(self, now: float) -> None:
-        """Fire every timer due at or before ``now``."""
+        """Fire the timers due at or before ``now``, at most :data:`POLL_BUDGET` of them
+        (the rest stay due: :meth:`next_deadline` says so, and the next poll fires them)."""
         due: list[tuple[float, TxKey, int, int]] = []
+        budget = POLL_BUDGET
         for queue in self._timers.values():
-            while queue and queue[0][0] <= now:
+            while budget and queue and queue[0][0] <= now:
                 due.append(queue.popleft())
+                budget -= 1
         if len(due) > 1:
             due.sort(key=lambda item: item[0])
         for when, key, slot, gen in due:
             tx = self._txs.get(key)
             if tx is None or tx.gens[slot] != gen:
                 continue
-            tx.gens[slot] += 1
+            _bump(tx.gens, slot)
             if slot == _G:
                 if tx.state is TxState.COMPLETED and tx.last is not None:
                     self._out.append((tx.last, tx.dest))
@@ -456,7 +481,7 @@ class ServerTransactionLayer:
     # ------------------------------------------------------------------ internals
 
     def _start(self, tx: _Tx, slot: int, base: float, delay: float) -> None:
-        gen = tx.gens[slot] = tx.gens[slot] + 1
+        gen = _bump(tx.gens, slot)
         when = base + delay
         queue = self._timers.get(delay)
         if queue is None:
@@ -468,13 +493,14 @@ class ServerTransactionLayer:
             queue.append(entry)
 
     def _cancel(self, tx: _Tx, slot: int) -> None:
-        tx.gens[slot] += 1
+        _bump(tx.gens, slot)
 
     def _drop(self, tx: _Tx) -> None:
         if self._txs.get(tx.key) is tx:
             del self._txs[tx.key]
-        for i in range(len(tx.gens)):
-            tx.gens[i] += 1
+        gens = tx.gens
+        for i in range(len(gens)):
+            _bump(gens, i)
         if tx.prov_pending is not None:
             rseq, cseq = tx.prov_pending
             self._prack_index.pop((tx.call_id, cseq, rseq, tx.prov_tag), None)

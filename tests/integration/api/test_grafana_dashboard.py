@@ -9,8 +9,12 @@ from pathlib import Path
 from court_api_support import Api
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "config" / "grafana" / "ringback.json"
-# Series only `ringback serve` has (its garbage-collection task), not a Service in a test.
-SERVE_ONLY = {"ringback_gc_pause_seconds"}
+# Series only `ringback serve` has (its loop watch, loop_watch.py), not a Service in a test.
+SERVE_ONLY = {
+    "ringback_gc_pause_seconds",
+    "ringback_loop_lag_seconds",
+    "ringback_loop_cpu_wait_seconds",
+}
 
 
 def _exprs(panels: list[dict]) -> list[str]:  # type: ignore[type-arg]

@@ -21,7 +21,10 @@ LISTED = 8613800138000
 SRC = ("192.0.2.10", 5070)
 
 
-def controller(*, fast: bool, warnings: bool = False) -> tuple[CallController, Registry]:
+def controller(
+    *, fast: bool, warnings: bool = False, compiled: bool = True
+) -> tuple[CallController, Registry]:
+    """A controller; `fast`: with the lean path (`compiled`: its C scan, else Python's)."""
     index = ListingIndex()
     index.upsert(LISTED, Entry(7, 3, 0, 2**32 - 1))
     registry = Registry()
@@ -37,6 +40,8 @@ def controller(*, fast: bool, warnings: bool = False) -> tuple[CallController, R
     c.sync_clock(1_700_000_000.0)
     if not fast:
         c.fast = None
+    elif not compiled and c.fast is not None:
+        c.fast.compiled = None
     return c, registry
 
 
@@ -172,6 +177,7 @@ VALUES = st.sampled_from(
     trailer=st.sampled_from([b"", b"\r\n", b"x"]),
     source=st.sampled_from([SRC, ("192.0.2.11", 5060), ("127.0.0.1", 4000)]),
     retransmit=st.booleans(),
+    compiled=st.booleans(),
 )
 @example(
     number="+4930123456",
@@ -183,6 +189,7 @@ VALUES = st.sampled_from(
     trailer=b"\r\n",
     source=SRC,
     retransmit=False,
+    compiled=True,
 )
 def test_lean_and_full_paths_agree(
     number: str,
@@ -194,6 +201,7 @@ def test_lean_and_full_paths_agree(
     trailer: bytes,
     source: tuple[str, int],
     retransmit: bool,
+    compiled: bool,
 ) -> None:
     via = ";".join([f"SIP/2.0/UDP {sent_by};branch={branch}", *via_params])
     lines = "".join(f"{n}: {v}\r\n" for n, v in extra)
@@ -201,7 +209,7 @@ def test_lean_and_full_paths_agree(
     data += trailer  # bytes past Content-Length (sipp sends a CRLF there)
     if number.endswith(";rbk"):
         data = data.replace(b"@192.0.2.1:5060 SIP", b"@192.0.2.1:5060;rbk SIP", 1)
-    lean, lean_metrics = controller(fast=True)
+    lean, lean_metrics = controller(fast=True, compiled=compiled)
     full, full_metrics = controller(fast=False)
     assert play(lean, data, source=source) == play(full, data, source=source)
     if retransmit:
@@ -228,6 +236,7 @@ def test_lean_and_full_paths_agree(
         ),
         max_size=3,
     ),
+    compiled=st.booleans(),
 )
 def test_common_spellings_take_the_lean_path_and_agree(
     number: str,
@@ -238,6 +247,7 @@ def test_common_spellings_take_the_lean_path_and_agree(
     tag: str,
     cseq: int,
     extra: list[str],
+    compiled: bool,
 ) -> None:
     via = f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK{tag}" + (";rport" if rport else "")
     data = common_invite(
@@ -248,13 +258,13 @@ def test_common_spellings_take_the_lean_path_and_agree(
     )
     data = data.replace(b"Call-ID: abc@192.0.2.10", f"Call-ID: {call_id}".encode())
     data = data.replace(b"CSeq: 1 INVITE", f"CSeq: {cseq} INVITE".encode())
-    lean, lean_metrics = controller(fast=True)
+    lean, lean_metrics = controller(fast=True, compiled=compiled)
     full, full_metrics = controller(fast=False)
     assert lean.fast is not None
     outcome = lean.fast.invite(data, SRC, False, lean.layers["udp"], 10.0, 1.7e9)
     assert outcome == "not_listed"
     lean.take_outgoing()
-    lean, lean_metrics = controller(fast=True)
+    lean, lean_metrics = controller(fast=True, compiled=compiled)
     assert play(lean, data) == play(full, data)
     assert lean_metrics.render() == full_metrics.render()
 

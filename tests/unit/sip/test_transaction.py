@@ -8,6 +8,7 @@ from ringback.sip.message import parse_message
 from ringback.sip.model import Request, Response
 from ringback.sip.responses import make_response
 from ringback.sip.transaction import (
+    POLL_BUDGET,
     AckTimeout,
     PrackTimeout,
     ServerTransactionLayer,
@@ -319,3 +320,25 @@ def test_absorb_ack_leaves_acks_for_2xx_to_the_tu() -> None:
     layer.receive_request(req, SRC, False, 0.0)
     layer.send_response(req, make_response(req, 200, to_tag="rt1"), 0.0)
     assert not layer.absorb_ack("SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bKabc1", False, 1.0)
+
+
+def test_a_burst_of_timers_fires_in_slices_of_the_poll_budget() -> None:
+    """5,000 unACKed 302s sent at once: their Timers H fall due together, and each poll
+    fires at most POLL_BUDGET of them; the rest stay due until the next polls."""
+    layer = ServerTransactionLayer()
+    calls = 2 * POLL_BUDGET + 1000
+    for i in range(calls):
+        key = (f"z9hG4bK-burst{i}", "198.51.100.1", "5060", "INVITE")
+        layer.answer_invite(key, SRC, True, b"SIP/2.0 302 Moved Temporarily\r\n\r\n", 0.0)
+    assert layer.take_outgoing() and len(layer) == calls
+    at = 64 * layer.t1
+    fired: list[int] = []
+    while len(layer):
+        deadline = layer.next_deadline()
+        assert deadline is not None and deadline <= at  # still due: poll again
+        layer.poll(at)
+        events = layer.take_events()
+        assert all(isinstance(e, AckTimeout) for e in events)
+        fired.append(len(events))
+    assert fired == [POLL_BUDGET, POLL_BUDGET, 1000]
+    assert layer.next_deadline() is None
