@@ -464,6 +464,15 @@ class ListingIndex:
     def compaction_pending(self) -> bool:
         return self._pending is not None
 
+    @property
+    def base(self) -> PreparedBase:
+        """The current base arrays (immutable; the overlay and side table are not in it)."""
+        return self._state.base
+
+    def side_table(self) -> dict[int, tuple[Entry, ...]]:
+        """A copy of the side table (numbers with several live listings)."""
+        return dict(self._state.side)
+
     def base_columns(self) -> Columns:
         """Read-only views of the current base (excluding the overlay; a number in the side
         table has a :data:`SIDE` row)."""
@@ -550,6 +559,22 @@ class ListingIndex:
         self._pending = None
         self._dirty = None
         self._state = _State(base, {}, base.n, dict(base.side))
+
+    def adopt(self, other: ListingIndex) -> None:
+        """Take over ``other``'s whole state in one swap (e.g. a snapshot with the feed
+        applied on top of it, built off to the side so lookups never see it half-way);
+        abandons a pending compaction. ``other`` must not be used afterwards."""
+        self._pending = None
+        self._dirty = None
+        self._state = other._state
+
+    def share_base(self, base: PreparedBase) -> None:
+        """Swap the base for one with the same contents (the same arrays mapped from a
+        snapshot file, shared with the host's other processes); the overlay stays."""
+        if base.n != self._state.base.n:
+            raise ValueError("share_base needs a base with the same contents")
+        st = self._state
+        self._state = _State(base, st.overlay, st.count, st.side)
 
     # ---- compaction
 
