@@ -64,6 +64,7 @@ __all__ = [
     "PreparedBase",
     "build_base",
     "clamp_epoch",
+    "collapse_sorted",
 ]
 
 MAX_U32: Final = 2**32 - 1
@@ -296,11 +297,24 @@ def build_base(
 def _with_side_table(keys: NDArray[np.int64], fields: NDArray[np.uint32]) -> PreparedBase:
     """Sorted rows with repeated numbers: one row per number, the repeated ones moved to
     the side table (in their row order) behind a SIDE row. Python work only for those."""
+    return PreparedBase(*collapse_sorted(keys, fields))
+
+
+def collapse_sorted(
+    keys: NDArray[np.int64], fields: NDArray[np.uint32]
+) -> tuple[NDArray[np.int64], NDArray[np.uint32], dict[int, tuple[Entry, ...]]]:
+    """Rows sorted by number (a number's rows in priority order) → one row per number,
+    a number with several rows as a :data:`SIDE` row plus its side-table entries.
+    Pure; the arrays returned may be the ones given when no number repeats."""
     n = keys.shape[0]
+    if n < 2:
+        return keys, fields, {}
     first = np.empty(n, dtype=bool)
     first[0] = True
     np.not_equal(keys[1:], keys[:-1], out=first[1:])
     starts = np.flatnonzero(first)
+    if starts.size == n:
+        return keys, fields, {}
     ends = np.append(starts[1:], n)
     several = np.flatnonzero(ends - starts > 1)
     side: dict[int, tuple[Entry, ...]] = {}
@@ -308,7 +322,7 @@ def _with_side_table(keys: NDArray[np.int64], fields: NDArray[np.uint32]) -> Pre
         side[int(keys[s])] = tuple(_new_entry(Entry, tuple(row)) for row in fields[s:e].tolist())
     out_fields = fields[starts]  # a copy
     out_fields[several] = SIDE
-    return PreparedBase(keys[starts], out_fields, side)
+    return keys[starts], out_fields, side
 
 
 # --------------------------------------------------------------------------- index

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import struct
@@ -10,17 +11,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from ringback.registry import index_snapshot
 from ringback.registry.index_snapshot import (
     FILE_NAME,
     FORMAT_VERSION,
     SnapshotError,
     SnapshotLock,
+    SnapshotWriter,
+    SortedRows,
     read_header,
     read_snapshot,
+    write_merged,
     write_snapshot,
 )
-from ringback.registry.listing_index import MAX_U32, Entry, ListingIndex
+from ringback.registry.listing_index import MAX_U32, Entry, ListingIndex, build_base
 
 BASE = 8613800000000
 NOW = 1_750_000_000
@@ -233,3 +240,71 @@ def test_one_holder_of_the_lock_at_a_time(tmp_path: Path) -> None:
     assert not second.held
     assert first.try_acquire()
     first.release()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    base_keys=st.lists(st.integers(0, 400), unique=True, max_size=120),
+    changes=st.lists(st.tuples(st.integers(-5, 410), st.none() | st.integers(1, 9)), max_size=60),
+    chunk=st.integers(1, 50),
+)
+def test_a_merge_written_in_pieces_equals_the_index_merge(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    base_keys: list[int],
+    changes: list[tuple[int, int | None]],
+    chunk: int,
+) -> None:
+    monkeypatch.setattr(index_snapshot, "MERGE_CHUNK", chunk)
+    keys = np.array(sorted(base_keys), dtype=np.int64) + BASE
+    index = ListingIndex(compact_threshold=10**9)
+    index.replace_all(keys, keys - BASE + 1, keys % 3, keys % 5, np.full(keys.size, MAX_U32))
+    for number, lid in changes:
+        index.upsert(BASE + number, None if lid is None else Entry(lid, 0, 0, MAX_U32))
+    ticket = index.begin_compaction()
+    expected = index.merged_arrays(ticket).prepared
+    write_merged(tmp_path, ticket.base, ticket.overlay, {}, seq=3, seq_at=None, synced_at=0.0)
+    got = read_snapshot(tmp_path).base
+    assert got.keys.tolist() == expected.keys.tolist()
+    assert got.fields.tolist() == expected.fields.tolist()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    numbers=st.lists(st.integers(0, 60), max_size=150),
+    cuts=st.lists(st.integers(0, 150), max_size=6),
+)
+def test_a_load_streamed_in_pieces_equals_one_built_at_once(
+    tmp_path: Path, numbers: list[int], cuts: list[int]
+) -> None:
+    """Rows sorted by number, a number's listings adjacent (several: the side table),
+    cut anywhere, even inside one number's rows."""
+    keys = np.array(sorted(numbers), dtype=np.int64) + BASE
+    n = keys.size
+    cols = (np.arange(n) + 1, np.arange(n) % 4, np.arange(n) % 7, np.full(n, MAX_U32))
+    expected = build_base(keys, *cols, several_per_number=True)
+    fields = np.stack(cols, axis=1).astype(np.uint32)
+    rows = SortedRows(SnapshotWriter(tmp_path, seq=9, seq_at=None, synced_at=0.0))
+    bounds = [0, *sorted(min(c, n) for c in cuts), n]
+    for i, (a, b) in enumerate(itertools.pairwise(bounds)):
+        rows.push(keys[a:b], fields[a:b], last=i == len(bounds) - 2)
+    rows.commit()
+    got = read_snapshot(tmp_path)
+    assert got.base.keys.tolist() == expected.keys.tolist()
+    assert got.base.fields.tolist() == expected.fields.tolist()
+    assert got.base.side == expected.side
+    assert sorted(p.name for p in tmp_path.iterdir()) == [FILE_NAME]
+
+
+def test_rows_out_of_order_are_refused(tmp_path: Path) -> None:
+    rows = SortedRows(SnapshotWriter(tmp_path, seq=1, seq_at=None, synced_at=0.0))
+    f = np.zeros((2, 4), np.uint32)
+    rows.push(np.array([BASE + 5, BASE + 6], np.int64), f, last=False)
+    with pytest.raises(ValueError, match="not sorted"):
+        rows.push(np.array([BASE + 1, BASE + 2], np.int64), f, last=True)
+    rows.writer.abort()
+    assert list(tmp_path.iterdir()) == []
