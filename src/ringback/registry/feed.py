@@ -82,8 +82,8 @@ _ENTRY_ORDER = " ORDER BY number, listed_at, listing_id"
 _SEQ_AT = "SELECT (extract(epoch FROM at) * 1000000)::int8 FROM change_feed WHERE seq = $1"
 
 PRUNE_EVERY_S = 600.0
-APPLY_CHUNK = 1000  # changes applied between two yields to the event loop (~2-5 ms)
-FETCH_CHUNK = 2000  # catch-up rows decoded at a time (one cursor fetch or one query)
+APPLY_CHUNK = 500  # changes applied between two yields to the event loop (~1-3 ms)
+FETCH_CHUNK = 1000  # catch-up rows decoded at a time (one cursor fetch or one query)
 STREAM_BLOCK = 1 << 18  # rows of a streamed full load written at a time (6 MB)
 LOCK_POLL_S = 0.05  # how often a process waiting for the snapshot lock tries again
 
