@@ -1,6 +1,6 @@
 """`ringback serve` with the shared index snapshot: the workers of `--workers 2` map one
 file and answer the same, a change after the snapshot reaches both, and a node restarted
-while its database is down warns listed callers from the snapshot."""
+(with two workers) while its database is down warns listed callers from the snapshot."""
 
 from __future__ import annotations
 
@@ -137,16 +137,18 @@ async def test_a_node_restarted_with_the_database_down_warns_from_the_snapshot(
     assert (tmp_path / "node" / "cache" / FILE_NAME).exists()
     await asyncio.to_thread(postgres.stop)
 
-    node = start_node(tmp_path / "node", postgres.url, name="restarted")
+    # Two workers this time: the supervisor, too, has to start with the database down.
+    node = start_node(tmp_path / "node", postgres.url, name="restarted", args=("--workers", "2"))
     try:
 
         async def loaded() -> bool:
-            status, body = await node.get("/readyz")
-            return status == 503 and body["checks"]["index_loaded"] is True
+            log = node.log()
+            return log.count("from the snapshot at seq") == 2 and log.count("SIP listening") == 2
 
-        await node.wait_until("the index loaded with the database down", loaded, timeout=10)
+        await node.wait_until("both workers loaded with the database down", loaded, timeout=20)
         status, body = await node.get("/readyz")
         assert status == 503 and body["checks"]["database_reachable"] is False
+        assert body["checks"]["index_loaded"] is True
         assert body["index"]["listings"] == len(LISTED)
         assert 0 <= body["index"]["staleness_s"] < 120  # the snapshot's age counts
         async with SipLoad(("127.0.0.1", node.sip_port)) as load:

@@ -31,6 +31,7 @@ that started from one while the database was down checks it the same way on conn
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -38,7 +39,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import numpy as np
@@ -70,6 +71,7 @@ from ringback.registry.listing_index import (
 )
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _ENTRY_QUERY = (
     "SELECT number::int8, listing_id::int8, recording_id::int8, "
@@ -123,6 +125,7 @@ class IndexSync:
         self.snapshot_loads = 0  # bases taken from the snapshot file
         self.snapshot_writes = 0
         self.snapshot_tried = False  # served from the snapshot while the database was away
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         # (seq, seq_at) of a snapshot served before the database could confirm it is its own
         self._unverified: tuple[int, int | None] | None = None
         # Told on every token revocation (NOTIFY ringback_tokens) and on every (re)connect,
@@ -192,6 +195,9 @@ class IndexSync:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
                 await asyncio.wait_for(task, timeout=5.0)
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None
@@ -393,8 +399,9 @@ class IndexSync:
         assert self._lock is not None
         try:
             if snapshot:
+                started = time.perf_counter()
                 snap = await self._read_snapshot()
-                if snap is not None and await self._adopt(conn, snap):
+                if snap is not None and await self._adopt(conn, snap, started):
                     return
             if await self._load_streamed(conn):
                 return
@@ -405,6 +412,16 @@ class IndexSync:
                 _trim_heap()
         finally:
             self._lock.release()
+
+    async def _in_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Snapshot file work on a thread of its own: at start-up the default pool is
+        busy preparing recordings in every codec, and the index should not queue
+        behind that."""
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="index-snapshot"
+            )
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _try_lock(self) -> bool | None:
         """Take the host's snapshot lock if free; None if the folder is unusable (the
@@ -437,7 +454,7 @@ class IndexSync:
         async def push(parts: list[Columns], last: bool) -> None:
             assert rows is not None
             keys, fields = _stacked(parts)
-            await asyncio.to_thread(functools.partial(rows.push, keys, fields, last=last))
+            await self._in_thread(functools.partial(rows.push, keys, fields, last=last))
 
         async def sink(chunk: bytes) -> None:
             decoder.feed(chunk)
@@ -456,8 +473,8 @@ class IndexSync:
                     _ENTRY_QUERY + _ENTRY_ORDER, output=sink, format="binary"
                 )
             await push([decoder.finish()], True)
-            path = await asyncio.to_thread(rows.commit)
-            snap = await asyncio.to_thread(read_snapshot, path, verify=False)
+            path = await self._in_thread(rows.commit)
+            snap = await self._in_thread(functools.partial(read_snapshot, path, verify=False))
         except (OSError, ValueError, SnapshotError) as exc:
             if writer is not None:
                 writer.abort()
@@ -530,7 +547,7 @@ class IndexSync:
             return
         age = max(0.0, self._wall() - snap.header.synced_at)
         self.index.install_base(snap.base)
-        await asyncio.to_thread(populate, snap.base)
+        await self._in_thread(populate, snap.base)
         self.last_seq = self.base_seq = snap.seq
         self._unverified = (snap.seq, snap.header.seq_at)
         self.loaded = True
@@ -545,10 +562,10 @@ class IndexSync:
             time.perf_counter() - started,
         )
 
-    async def _adopt(self, conn: asyncpg.Connection, snap: Snapshot) -> bool:
+    async def _adopt(self, conn: asyncpg.Connection, snap: Snapshot, started: float) -> bool:
         """Make ``snap`` plus the feed after it the index, in one swap; False (nothing
-        changed) if it is not of this database or too far behind."""
-        started = time.perf_counter()
+        changed) if it is not of this database or too far behind. ``started``: when
+        reading the file began (perf_counter), for the log line."""
         head = await conn.fetchval("SELECT last_seq FROM feed_counter")
         if snap.seq > head or head - snap.seq > self.full_reload_threshold:
             return False
@@ -566,7 +583,7 @@ class IndexSync:
         await self._apply(staged, changed, found)
         overlay = staged.overlay_size
         self.index.adopt(staged)  # the previous base is let go here
-        await asyncio.to_thread(populate, snap.base)
+        await self._in_thread(populate, snap.base)
         self.last_seq, self.base_seq = head, snap.seq
         self._unverified = None
         self.loaded = True
@@ -589,7 +606,7 @@ class IndexSync:
         assert self.snapshot_dir is not None
         path = self.snapshot_dir / FILE_NAME
         try:
-            return await asyncio.to_thread(read_snapshot, path)
+            return await self._in_thread(read_snapshot, path)
         except SnapshotError as exc:
             if path.exists():
                 log.warning("index snapshot ignored: %s; loading from PostgreSQL", exc)
@@ -608,7 +625,7 @@ class IndexSync:
         seq_at = await conn.fetchval(_SEQ_AT, seq) if seq else None
         synced_at = self._wall() - (0.0 if math.isinf(self.staleness_s) else self.staleness_s)
         try:
-            snap = await asyncio.to_thread(
+            snap = await self._in_thread(
                 _write_and_map, self.snapshot_dir, base, side, seq, seq_at, synced_at
             )
         except (OSError, SnapshotError, ValueError) as exc:
@@ -636,10 +653,11 @@ class IndexSync:
             self._compact_wanted = True  # another process is writing one: take it next time
             return
         try:
-            newer = await asyncio.to_thread(_snapshot_seq, self.snapshot_dir)
+            newer = await self._in_thread(_snapshot_seq, self.snapshot_dir)
             if newer is not None and newer > self.base_seq:
+                started = time.perf_counter()
                 snap = await self._read_snapshot()
-                if snap is not None and await self._adopt(conn, snap):
+                if snap is not None and await self._adopt(conn, snap, started):
                     return
             seq = self.last_seq
             seq_at = await conn.fetchval(_SEQ_AT, seq) if seq else None
@@ -647,7 +665,7 @@ class IndexSync:
             ticket = self.index.begin_compaction()
             side = self.index.side_table()  # as of this sequence, like the ticket
             try:
-                merged, wrote = await asyncio.to_thread(
+                merged, wrote = await self._in_thread(
                     _merge_write_map,
                     self.index,
                     ticket,
