@@ -67,6 +67,19 @@ def _check(calls: list[Call], listed: set[str]) -> None:
     assert not wrong, f"{len(wrong)} calls warned wrongly: {wrong[:3]}"
 
 
+async def _every_worker_reports(node: Node) -> None:
+    """Both workers are running their loops: each has written its CPU counter (once a
+    second) to the table every worker's /metrics shows."""
+
+    async def reported() -> bool:
+        m = await node.metrics()
+        return all(
+            m.get(f'ringback_worker_cpu_milliseconds_total{{worker="{i}"}}', 0) > 0 for i in (0, 1)
+        )
+
+    await node.wait_until("both workers reporting", reported)
+
+
 def _mapped_by(pid: int, path: Path) -> bool:
     return str(path) in Path(f"/proc/{pid}/maps").read_text()
 
@@ -92,6 +105,7 @@ async def test_two_workers_share_one_snapshot_and_follow_changes_after_it(
         log = node.log()
         assert log.count("index sync: loaded") == 1, log  # one worker read PostgreSQL
         seq = read_header(snapshot).seq
+        await _every_worker_reports(node)
 
         async with SipLoad(("127.0.0.1", node.sip_port)) as load:
             _check(await load.run(LISTED + UNLISTED, rate=20, seconds=1.4), set(LISTED))
@@ -146,6 +160,7 @@ async def test_a_node_restarted_with_the_database_down_warns_from_the_snapshot(
             return log.count("from the snapshot at seq") == 2 and log.count("SIP listening") == 2
 
         await node.wait_until("both workers loaded with the database down", loaded, timeout=20)
+        await _every_worker_reports(node)
         status, body = await node.get("/readyz")
         assert status == 503 and body["checks"]["database_reachable"] is False
         assert body["checks"]["index_loaded"] is True
