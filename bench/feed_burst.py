@@ -6,7 +6,8 @@ transaction lists --burst new numbers (one change-feed row each); the figures ar
 longest the loop was held while the node applied them (the ticker's worst lateness) and
 the time from COMMIT until every new number is in the index. `--chunk` sets how many
 changes are applied between two yields (`registry/feed.py` APPLY_CHUNK; a huge value is
-the behaviour before it was chunked).
+the behaviour before it was chunked); `--fetch-chunk` how many catch-up rows are decoded
+at a time (FETCH_CHUNK; a huge value reads each result in one piece, as before).
 
     .venv/bin/python bench/feed_burst.py [--base 200000] [--burst 50000] [--chunk 1000]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import shutil
 import statistics
@@ -32,6 +34,7 @@ from ringback.registry.feed import IndexSync
 from ringback.registry.listing_index import ListingIndex
 from ringback.registry.store import Store, create_pool
 
+GC_LIKE_SERVE = True  # --gc on: Python's automatic collection left on, as before
 INSERT = (
     "INSERT INTO listings (number, court_id, case_ref, expires_at) "
     "SELECT $3::int8 + n * 7, $1, 'BURST', now() + interval '30 days' "
@@ -69,6 +72,12 @@ async def one_burst(dsn: str, court_id: object, base: int, burst: int, start_at:
         while not sync.loaded:
             await asyncio.sleep(0.05)
         assert len(index) == base, (len(index), base)
+        if GC_LIKE_SERVE:  # what `ringback serve` does once started (server._tune_gc)
+            gc.collect()
+            gc.freeze()
+            gc.disable()
+        else:
+            gc.enable()
         await asyncio.sleep(0.5)
         ticker = Ticker()
         task = asyncio.create_task(ticker.run())
@@ -138,10 +147,26 @@ def main() -> int:
     ap.add_argument("--base", type=int, default=200_000, help="listings before the burst")
     ap.add_argument("--burst", type=int, default=50_000, help="changes in one transaction")
     ap.add_argument("--chunk", type=int, default=feed.APPLY_CHUNK, help="feed.APPLY_CHUNK")
+    ap.add_argument(
+        "--fetch-chunk",
+        type=int,
+        default=feed.FETCH_CHUNK,
+        help="feed.FETCH_CHUNK: catch-up rows decoded at a time (huge: all in one result)",
+    )
+    ap.add_argument(
+        "--gc",
+        choices=("serve", "on"),
+        default="serve",
+        help="serve: the collector as `ringback serve` runs it (frozen, automatic "
+        "collection off, one timed collection a minute); on: Python's default",
+    )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     feed.APPLY_CHUNK = args.chunk
+    feed.FETCH_CHUNK = args.fetch_chunk
+    global GC_LIKE_SERVE
+    GC_LIKE_SERVE = args.gc == "serve"
     results = asyncio.run(main_async(args))
     worst = max(r["max_stall_ms"] for r in results)
     worst_cpu = max(r["max_cpu_between_ticks_ms"] for r in results)
@@ -152,7 +177,9 @@ def main() -> int:
     )
     print("|---|---:|---:|---:|---:|")
     print(
-        f"| {args.burst:,} changes, chunk {args.chunk:,} | {worst:.1f} ms | "
+        f"| {args.burst:,} changes, chunk {args.chunk:,}, fetch {args.fetch_chunk:,}, "
+        f"gc {args.gc} | "
+        f"{worst:.1f} ms | "
         f"{statistics.median(r['max_stall_ms'] for r in results):.1f} ms | "
         f"{worst_cpu:.1f} ms | {median_current:.2f} s |"
     )

@@ -98,6 +98,7 @@ class IndexConfig:
     feed_retention_days: int = 7
     feed: str = "auto"  # auto: LISTEN, polling where refused; poll: always poll
     poll_interval_s: float = 0.25
+    snapshot: bool = True  # share the index through <cache.dir>/index.snapshot
 
 
 @dataclass

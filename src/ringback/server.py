@@ -121,6 +121,9 @@ class Service:
             mode=self.config.index.feed,
             poll_interval_s=self.config.index.poll_interval_s,
             on_tokens_revoked=self.store.tokens.forget_cached,
+            snapshot_dir=self.config.cache.path(self.config.database.data_dir)
+            if self.config.index.snapshot
+            else None,
         )
         sync = self.sync
         # A node polling the feed (a hot standby) hears no revocations: no token cache.
@@ -508,6 +511,21 @@ class Service:
         )
         m.gauge("ringback_feed_lag", "Changes notified but not yet applied", lambda: sync.feed_lag)
         m.gauge("ringback_feed_full_loads", "Full index loads since start", lambda: sync.full_loads)
+        m.gauge(
+            "ringback_index_snapshot_loads",
+            "Index bases taken from the host's shared snapshot file since start",
+            lambda: sync.snapshot_loads,
+        )
+        m.gauge(
+            "ringback_index_snapshot_writes",
+            "Index snapshot files written by this process since start",
+            lambda: sync.snapshot_writes,
+        )
+        m.gauge(
+            "ringback_index_snapshot_seq",
+            "Change-feed sequence of the index's base arrays (the snapshot's, when shared)",
+            lambda: sync.base_seq,
+        )
         m.gauge(
             "ringback_feed_reconnects", "Feed reconnections since start", lambda: sync.reconnects
         )

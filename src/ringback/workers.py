@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ringback.config import Config
+from ringback.registry.common import DATABASE_ERRORS
 from ringback.sip.tags import TAG_KEY_BYTES
 
 log = logging.getLogger(__name__)
@@ -132,9 +133,15 @@ def supervise(config: Config, config_path: str | None, workers: int) -> int:
         embedded = EmbeddedPostgres(Path(config.database.data_dir))
         env["RINGBACK_DATABASE_URL"] = embedded.start()
     try:
-        migrate_once(
-            config.database.write_url or env.get("RINGBACK_DATABASE_URL") or config.database.url
-        )
+        try:
+            migrate_once(
+                config.database.write_url or env.get("RINGBACK_DATABASE_URL") or config.database.url
+            )
+        except DATABASE_ERRORS as exc:
+            # Fail open: the workers start all the same (serving from the host's index
+            # snapshot if there is one) and migrate when the database returns (under an
+            # advisory lock, one at a time).
+            log.warning("database unavailable at start (%s); the workers migrate later", exc)
         cache = Path(config.cache.path(config.database.data_dir))
         counters_path = cache / f"workers-{os.getpid()}.counters"
         WorkerCounters(counters_path, workers, create=True).close()

@@ -45,7 +45,7 @@ def tone(hz: float, seconds: float) -> bytes:
 
 
 # ------------------------------------------------------------------ PostgreSQL crashes
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -76,7 +76,7 @@ def kill_postmaster(server: EmbeddedPostgres) -> None:
     """SIGKILL the postmaster, as a crash would, then wait until its orphaned backends
     notice and exit (PostgreSQL refuses to start again while they hold shared memory)."""
     pid = postmaster_pid(server)
-    backends = _children(pid)
+    backends = children(pid)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 15
     while any(_alive(p) for p in [pid, *backends]):
@@ -173,6 +173,7 @@ def start_node(
     sip_port: int | None = None,
     http_port: int | None = None,
     name: str = "node",
+    args: tuple[str, ...] = (),
 ) -> Node:
     """`ringback serve` on `database_url` with its cache in `workdir/cache`; returns once
     it listens (not necessarily ready: the database may be down)."""
@@ -195,7 +196,7 @@ def start_node(
     log_path = workdir / f"{name}.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ringback", "serve", "--config", str(config)],
+            [sys.executable, "-m", "ringback", "serve", "--config", str(config), *args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

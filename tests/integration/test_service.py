@@ -27,9 +27,11 @@ from ringback.server import Service
 WHO = Principal("test", "operator")
 
 
-async def _service(dsn: str) -> Service:
+async def _service(dsn: str, cache_dir: Path | None = None) -> Service:
     config = load_config(None, env={})
     config.database.url = dsn
+    if cache_dir is not None:
+        config.cache.dir = str(cache_dir)
     config.http.port = 0
     config.index.heartbeat_s = 0.2
     service = Service(config)
@@ -91,7 +93,8 @@ async def test_service_starts_with_database_down_and_is_not_ready(tmp_path: Path
     url = server.start()
     server.stop()
     try:
-        service = await _service(url)
+        # A cache folder of its own: no index snapshot an earlier node left to start from.
+        service = await _service(url, tmp_path / "cache")
         try:
             status, body = await _get(service, "/healthz")
             assert status == 200

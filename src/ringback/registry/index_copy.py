@@ -42,6 +42,7 @@ class CopyDecoder:
         self._offset = 0  # stream offset of _buf[0], for error messages
         self._rows = 0
         self._parts: list[Columns] = []
+        self._pending = 0
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
         if self._trailer_seen:
@@ -80,6 +81,18 @@ class CopyDecoder:
             np.concatenate([p[3] for p in parts]),
             np.concatenate([p[4] for p in parts]),
         )
+
+    def take(self) -> list[Columns]:
+        """The columns decoded so far, in pieces, handed over (streaming use): the decoder
+        then keeps only what follows, so a full load need not be held twice."""
+        parts, self._parts = self._parts, []
+        self._pending = 0
+        return parts
+
+    @property
+    def pending(self) -> int:
+        """Rows decoded and not yet taken."""
+        return self._pending
 
     @property
     def rows(self) -> int:
@@ -171,6 +184,7 @@ class CopyDecoder:
             cols = self._columns(rec)
             self._parts.append(cols)
             self._rows += good
+            self._pending += good
         return good
 
     def _columns(self, rec: NDArray[np.void]) -> Columns:

@@ -64,6 +64,7 @@ __all__ = [
     "PreparedBase",
     "build_base",
     "clamp_epoch",
+    "collapse_sorted",
 ]
 
 MAX_U32: Final = 2**32 - 1
@@ -296,11 +297,24 @@ def build_base(
 def _with_side_table(keys: NDArray[np.int64], fields: NDArray[np.uint32]) -> PreparedBase:
     """Sorted rows with repeated numbers: one row per number, the repeated ones moved to
     the side table (in their row order) behind a SIDE row. Python work only for those."""
+    return PreparedBase(*collapse_sorted(keys, fields))
+
+
+def collapse_sorted(
+    keys: NDArray[np.int64], fields: NDArray[np.uint32]
+) -> tuple[NDArray[np.int64], NDArray[np.uint32], dict[int, tuple[Entry, ...]]]:
+    """Rows sorted by number (a number's rows in priority order) → one row per number,
+    a number with several rows as a :data:`SIDE` row plus its side-table entries.
+    Pure; the arrays returned may be the ones given when no number repeats."""
     n = keys.shape[0]
+    if n < 2:
+        return keys, fields, {}
     first = np.empty(n, dtype=bool)
     first[0] = True
     np.not_equal(keys[1:], keys[:-1], out=first[1:])
     starts = np.flatnonzero(first)
+    if starts.size == n:
+        return keys, fields, {}
     ends = np.append(starts[1:], n)
     several = np.flatnonzero(ends - starts > 1)
     side: dict[int, tuple[Entry, ...]] = {}
@@ -308,7 +322,7 @@ def _with_side_table(keys: NDArray[np.int64], fields: NDArray[np.uint32]) -> Pre
         side[int(keys[s])] = tuple(_new_entry(Entry, tuple(row)) for row in fields[s:e].tolist())
     out_fields = fields[starts]  # a copy
     out_fields[several] = SIDE
-    return PreparedBase(keys[starts], out_fields, side)
+    return keys[starts], out_fields, side
 
 
 # --------------------------------------------------------------------------- index
@@ -464,6 +478,15 @@ class ListingIndex:
     def compaction_pending(self) -> bool:
         return self._pending is not None
 
+    @property
+    def base(self) -> PreparedBase:
+        """The current base arrays (immutable; the overlay and side table are not in it)."""
+        return self._state.base
+
+    def side_table(self) -> dict[int, tuple[Entry, ...]]:
+        """A copy of the side table (numbers with several live listings)."""
+        return dict(self._state.side)
+
     def base_columns(self) -> Columns:
         """Read-only views of the current base (excluding the overlay; a number in the side
         table has a :data:`SIDE` row)."""
@@ -550,6 +573,22 @@ class ListingIndex:
         self._pending = None
         self._dirty = None
         self._state = _State(base, {}, base.n, dict(base.side))
+
+    def adopt(self, other: ListingIndex) -> None:
+        """Take over ``other``'s whole state in one swap (e.g. a snapshot with the feed
+        applied on top of it, built off to the side so lookups never see it half-way);
+        abandons a pending compaction. ``other`` must not be used afterwards."""
+        self._pending = None
+        self._dirty = None
+        self._state = other._state
+
+    def share_base(self, base: PreparedBase) -> None:
+        """Swap the base for one with the same contents (the same arrays mapped from a
+        snapshot file, shared with the host's other processes); the overlay stays."""
+        if base.n != self._state.base.n:
+            raise ValueError("share_base needs a base with the same contents")
+        st = self._state
+        self._state = _State(base, st.overlay, st.count, st.side)
 
     # ---- compaction
 
