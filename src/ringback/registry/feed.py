@@ -97,6 +97,7 @@ class IndexSync:
         self.notified_seq = 0
         self.full_loads = 0
         self.catch_ups = 0
+        self.import_reloads = 0  # full reloads because a bulk import's marker was too big
         self.reconnects = 0
         self._last_sync: float | None = None
         self._wake = asyncio.Event()
@@ -235,17 +236,31 @@ class IndexSync:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             head = await conn.fetchval("SELECT last_seq FROM feed_counter")
             changes = await conn.fetch(
-                "SELECT seq, number FROM change_feed WHERE seq > $1 AND seq <= $2",
+                "SELECT seq, number, import_id FROM change_feed WHERE seq > $1 AND seq <= $2",
                 self.last_seq,
                 head,
             )
             complete = len(changes) == head - self.last_seq  # the sequence has no gaps
-            changed = list({r[1] for r in changes})
-            rows = await conn.fetch(
-                _ENTRY_QUERY + " WHERE number = ANY($1::int8[])" + _ENTRY_ORDER, changed
+            numbers = {r[1] for r in changes if r[1] is not None}
+            imports = [r[2] for r in changes if r[2] is not None]
+            if imports and complete:
+                imported = await _imported_numbers(conn, imports, self.full_reload_threshold)
+                if imported is None:  # a big import: reloading everything is cheaper
+                    complete = False
+                    self.import_reloads += 1
+                else:
+                    numbers.update(imported)
+            changed = list(numbers)
+            rows = (
+                await conn.fetch(
+                    _ENTRY_QUERY + " WHERE number = ANY($1::int8[])" + _ENTRY_ORDER, changed
+                )
+                if complete
+                else []
             )
         if not complete:
-            # Pruned past our position (a node away longer than the retention): start over.
+            # Pruned past our position (a node away longer than the retention), or an
+            # import bigger than a reload: start over.
             await self._full_load(conn)
             return
         await self._apply(changed, rows)
@@ -319,6 +334,26 @@ class IndexSync:
     def _synced(self) -> None:
         self._last_sync = self._monotonic()
         self.notified_seq = max(self.notified_seq, self.last_seq)
+
+
+async def _imported_numbers(
+    conn: asyncpg.Connection, imports: list[Any], limit: int
+) -> list[int] | None:
+    """The numbers of the listings the bulk imports wrote (their feed markers, migration
+    014), or None when they are more than `limit` (then a full reload is cheaper)."""
+    size = await conn.fetchval(
+        "SELECT coalesce(sum(coalesce(listed, 0) + coalesce(updated, 0)), 0) "
+        "FROM imports WHERE id = ANY($1::uuid[])",
+        imports,
+    )
+    if size > limit:
+        return None
+    rows = await conn.fetch(
+        "SELECT DISTINCT l.number FROM import_listings il "
+        "JOIN listings l ON l.id = il.listing_id WHERE il.import_id = ANY($1::uuid[])",
+        imports,
+    )
+    return [r[0] for r in rows]
 
 
 def _brief(exc: BaseException) -> str:
