@@ -191,7 +191,7 @@ def _numbers(
     national = ~international
     total = np.where(national, len(cc) + nd, nd)
     ok &= total <= _MAX_DIGITS
-    value = np.where(national & ok, int(cc) * 10 ** np.clip(nd, 0, 18) + value, value)
+    value = np.where(national & ok, int(cc) * 10 ** np.clip(nd, 0, _MAX_DIGITS) + value, value)
     home = national | starts_cc
     if plan.trunk_prefix:  # "+86 0 10 ..." drops the trunk prefix: the slow way
         after = d0 + len(cc)

@@ -396,7 +396,6 @@ async def _load(
                 str(job_id),
             )
             repeated = await asyncio.to_thread(_repeated_numbers, numbers)
-            numbers.clear()
             dup = None
             if len(repeated):
                 dup = await conn.fetchrow(_DUPLICATE, repeated)
@@ -492,5 +491,7 @@ def _repeated_numbers(batches: list[np.ndarray]) -> list[int]:
     several cases; only those rows need the duplicate check in PostgreSQL)."""
     if not batches:
         return []
-    numbers = np.sort(np.concatenate(batches))
+    numbers = np.concatenate(batches)
+    batches.clear()  # 8 B a row: keep one copy, sorted in place
+    numbers.sort()
     return np.unique(numbers[1:][numbers[1:] == numbers[:-1]]).tolist()  # type: ignore[no-any-return]
