@@ -395,6 +395,7 @@ async def _load(
                 "set_config('work_mem', '256MB', true)",
                 str(job_id),
             )
+            await conn.execute("ANALYZE import_staging")  # sizes for the joins' plans
             repeated = await asyncio.to_thread(_repeated_numbers, numbers)
             dup = None
             if len(repeated):
