@@ -243,7 +243,26 @@ WHERE s.expires_at <= coalesce(s.effective_at, l.effective_at)
 ORDER BY s.line LIMIT 1
 """
 
-_INSERT = """
+# The rows an import applied, as they stand after it: one JSON array per listing,
+# [id, "+number", case_ref, effective_at, expires_at] (times RFC 3339 UTC, microseconds),
+# in id order, joined by newlines; `rows_sha256` in the import's audit row is its SHA-256.
+# Streamed out with COPY and hashed here (at 15 M rows the text is over 1 GB, more than one
+# PostgreSQL value may hold): first the listings the import updated (all older than any
+# it creates), in id order, then the new ones as the INSERT returns them, in id order.
+_APPLIED_LINE = """jsonb_build_array(
+    l.id, '+' || l.number, l.case_ref,
+    to_char(l.effective_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    to_char(l.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text"""
+
+_APPLIED = f"""
+SELECT {_APPLIED_LINE}
+FROM import_listings il JOIN listings l ON l.id = il.listing_id
+WHERE il.import_id = $1
+ORDER BY l.id
+"""
+
+# The new listings, with their import_listings rows; returns their digest lines.
+_INSERT = f"""
 WITH ins AS (
     INSERT INTO listings (number, court_id, case_ref, effective_at, expires_at, effective_reason,
                           import_id)
@@ -255,25 +274,11 @@ WITH ins AS (
         WHERE l.court_id = $1 AND l.number = s.number AND l.case_ref = s.case_ref
           AND l.status IN ('active', 'suspended'))
     ORDER BY s.line
-    RETURNING id
+    RETURNING id, number, case_ref, effective_at, expires_at
+), il AS (
+    INSERT INTO import_listings (import_id, listing_id) SELECT $4, id FROM ins
 )
-INSERT INTO import_listings (import_id, listing_id) SELECT $4, id FROM ins
-"""
-
-
-# The rows an import applied, as they stand after it: one JSON array per listing,
-# [id, "+number", case_ref, effective_at, expires_at] (times RFC 3339 UTC, microseconds),
-# in id order, joined by newlines; `rows_sha256` in the import's audit row is its SHA-256.
-# Streamed out with COPY and hashed here: at 15 M rows the text is over 1 GB, more than one
-# PostgreSQL value may hold.
-_APPLIED = """
-    SELECT jsonb_build_array(
-        l.id, '+' || l.number, l.case_ref,
-        to_char(l.effective_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        to_char(l.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text
-    FROM import_listings il JOIN listings l ON l.id = il.listing_id
-    WHERE il.import_id = $1
-    ORDER BY l.id
+SELECT {_APPLIED_LINE} FROM ins l
 """
 
 
@@ -309,7 +314,8 @@ class _CopyTextDigest:
 
 
 async def applied_digest(conn: asyncpg.Connection, job_id: uuid.UUID) -> tuple[int, str]:
-    """(how many listings the import wrote, the SHA-256 of them as applied; see _APPLIED)."""
+    """(how many listings the import wrote, the SHA-256 of them as applied; see _APPLIED),
+    read back from the database (the import itself hashes them as it writes them)."""
     digest = _CopyTextDigest()
     await conn.copy_from_query(_APPLIED, job_id, output=digest.feed)
     return digest.rows, digest.hexdigest()
@@ -426,13 +432,21 @@ async def _load(
             )
             updated = int(status.split()[-1])
             lap("update")
-            status = await conn.execute(
-                _INSERT, court_id, notice_end, options.effective_reason, job_id
+            digest = _CopyTextDigest()
+            if updated:
+                await conn.copy_from_query(_APPLIED, job_id, output=digest.feed)
+            lap("digest_of_updated")
+            await conn.copy_from_query(
+                _INSERT,
+                court_id,
+                notice_end,
+                options.effective_reason,
+                job_id,
+                output=digest.feed,
             )
-            listed = int(status.split()[-1])
-            lap("insert")
-            applied, rows_sha256 = await applied_digest(conn, job_id)
-            lap("digest")
+            applied, rows_sha256 = digest.rows, digest.hexdigest()
+            listed = applied - updated
+            lap("insert_and_digest")
             summary = {
                 "import_id": str(job_id),
                 "filename": filename,
