@@ -105,6 +105,7 @@ class IndexSync:
         self._conn: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
         self._compact_wanted = False
+        self._reload_wanted = False
         # Called after changes were applied (e.g. to fetch a recording a listing now names).
         self.on_change: Callable[[], None] | None = None
         # Merging 15 M entries takes a few hundred ms: never on the loop; we do it in a
@@ -189,6 +190,7 @@ class IndexSync:
         self.connected = True
         log.info("index sync: connected%s", " (polling)" if self.polling else "")
         await self._sync(conn)
+        await self._reload_if_wanted(conn)
         while True:
             waiter = asyncio.ensure_future(self._wake.wait())
             lost = asyncio.ensure_future(self._lost.wait())
@@ -206,6 +208,15 @@ class IndexSync:
                 raise ConnectionError("feed connection lost")
             self._wake.clear()
             await asyncio.wait_for(self._sync(conn), timeout=max(30.0, self.heartbeat_s * 10))
+            await self._reload_if_wanted(conn)
+
+    async def _reload_if_wanted(self, conn: asyncpg.Connection) -> None:
+        """A full reload a catch-up asked for. Not bounded like a catch-up: reloading 15 M
+        numbers (after a national import) can take longer, and a timeout would only start
+        it over."""
+        if self._reload_wanted:
+            self._reload_wanted = False
+            await self._full_load(conn)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         with contextlib.suppress(ValueError):
@@ -260,8 +271,8 @@ class IndexSync:
             )
         if not complete:
             # Pruned past our position (a node away longer than the retention), or an
-            # import bigger than a reload: start over.
-            await self._full_load(conn)
+            # import bigger than a reload: start over (the caller reloads, untimed).
+            self._reload_wanted = True
             return
         await self._apply(changed, rows)
         self.last_seq = head
