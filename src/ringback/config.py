@@ -135,7 +135,7 @@ class RecordingsConfig:
 
 @dataclass
 class ImportsConfig:
-    max_bytes: int = 200 * 1024 * 1024
+    max_bytes: int = 2 * 1024 * 1024 * 1024  # a national list, 15 M rows, is about 0.9 GB
     batch_rows: int = 20_000
     lease_s: float = 30.0  # a running job renews its lease; one left expired is failed
 

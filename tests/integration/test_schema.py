@@ -272,3 +272,33 @@ async def test_change_feed_sequence_is_gapless_and_in_commit_order(store: Store)
     seqs = [r[0] for r in await store.pool.fetch("SELECT seq FROM change_feed ORDER BY seq")]
     assert seqs == list(range(1, len(seqs) + 1))
     assert await store.pool.fetchval("SELECT last_seq FROM feed_counter") == seqs[-1]
+
+
+async def test_listings_references_are_checked_per_statement_both_ways(store: Store) -> None:
+    """Migration 014 checks listings' courts and recordings once per statement (instead of a
+    foreign key's lookup per row): a listing naming a missing court or recording is refused,
+    and so is deleting a court or recording a listing names."""
+    court, _, _ = await store.courts.create("Reference Court", COURT_ADMIN)
+    recording = await store.pool.fetchval(
+        "INSERT INTO recordings (court_id, name, duration_ms, pcm) "
+        "VALUES ($1, 'r', 20, '\\x0000') RETURNING id",
+        court["id"],
+    )
+    insert = (
+        "INSERT INTO listings (number, court_id, case_ref, expires_at, recording_id) "
+        "VALUES ($1, $2, 'C', now() + interval '1 day', $3)"
+    )
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match=r"court .* does not exist"):
+        await store.pool.execute(
+            insert, 8613800138000, "00000000-0000-0000-0000-000000000001", None
+        )
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="recording 999999 does not"):
+        await store.pool.execute(insert, 8613800138000, court["id"], 999999)
+    await store.pool.execute(insert, 8613800138000, court["id"], recording)
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="recording 999999 does not"):
+        await store.pool.execute("UPDATE listings SET recording_id = 999999")
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="is named by a listing"):
+        await store.pool.execute("DELETE FROM recordings WHERE id = $1", recording)
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="is named by a listing"):
+        await store.pool.execute("DELETE FROM courts WHERE id = $1", court["id"])
+    assert await store.pool.fetchval("SELECT count(*) FROM listings") == 1

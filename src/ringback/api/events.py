@@ -148,7 +148,10 @@ def register(app: web.Application) -> None:
         description="Event types: listing.created, listing.effective, listing.suspended, "
         "listing.resumed, listing.cleared, warnings.played.hourly, import.completed, "
         "audit.checkpoint (the audit chain's head as HASH@SEQ: keep it outside the database "
-        "for `ringback audit verify --checkpoint`). The URL may not reach loopback, "
+        "for `ringback audit verify --checkpoint`). A bulk import's new listings are one "
+        "listing.created event per import, {import_id, court_id, listed, actor, listings}, "
+        "`listings` being the GET /v1/listings?import_id= page of them, not one event per "
+        "listing. The URL may not reach loopback, "
         "link-local or private addresses unless events.allowed_destinations lists them.",
         roles=OPERATOR,
         body=SubscriptionNew,

@@ -241,6 +241,7 @@ async def search_listings(request: web.Request) -> web.Response:
         number=number,
         after_id=after,
         limit=limit,
+        import_id=params.import_id,
     )
     now = datetime.now(UTC)
     items = [listing_json(r, now) for r in rows]

@@ -151,6 +151,7 @@ class IndexSync:
         self.notified_seq = 0
         self.full_loads = 0
         self.catch_ups = 0
+        self.import_reloads = 0  # full reloads because a bulk import's marker was too big
         self.reconnects = 0
         self._last_sync: float | None = None
         self._wake = asyncio.Event()
@@ -158,6 +159,7 @@ class IndexSync:
         self._conn: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
         self._compact_wanted = False
+        self._reload_wanted = False
         # Called after changes were applied (e.g. to fetch a recording a listing now names).
         self.on_change: Callable[[], None] | None = None
         # Merging 15 M entries takes a few hundred ms: never on the loop; we do it in a
@@ -250,6 +252,7 @@ class IndexSync:
         self.connected = True
         log.info("index sync: connected%s", " (polling)" if self.polling else "")
         await self._sync(conn)
+        await self._reload_if_wanted(conn)
         while True:
             waiter = asyncio.ensure_future(self._wake.wait())
             lost = asyncio.ensure_future(self._lost.wait())
@@ -269,6 +272,15 @@ class IndexSync:
             # Bounded (a connection that hangs must not stall the feed forever), with room
             # for a full reload at 15 M numbers that first waits for another process's.
             await asyncio.wait_for(self._sync(conn), timeout=max(120.0, self.heartbeat_s * 10))
+            await self._reload_if_wanted(conn)
+
+    async def _reload_if_wanted(self, conn: asyncpg.Connection) -> None:
+        """A full reload a catch-up asked for. Not bounded like a catch-up: reloading 15 M
+        numbers (after a national import) can take longer, and a timeout would only start
+        it over. Through the host's snapshot: another worker may have written a newer one."""
+        if self._reload_wanted:
+            self._reload_wanted = False
+            await self._reload(conn)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         with contextlib.suppress(ValueError):
@@ -313,8 +325,9 @@ class IndexSync:
             return
         got = await self._fetch_changes(conn, self.last_seq)
         if got is None:
-            # Pruned past our position (a node away longer than the retention): start over.
-            await self._reload(conn)
+            # Pruned past our position (a node away longer than the retention), or an
+            # import bigger than a reload: start over (the caller reloads, untimed).
+            self._reload_wanted = True
             return
         head, changed, found = got
         await self._apply(self.index, changed, found)
@@ -337,7 +350,8 @@ class IndexSync:
         self, conn: asyncpg.Connection, since: int
     ) -> tuple[int, list[int], dict[int, list[Entry]]] | None:
         """The numbers changed after ``since`` up to the head, and their live listings, from
-        one snapshot; None when the feed no longer reaches back to ``since``.
+        one snapshot; None when the feed no longer reaches back to ``since`` or a bulk
+        import in it is bigger than a full reload (the caller reloads then).
 
         Read in pieces of :data:`FETCH_CHUNK` rows (a cursor over the feed, then one
         query per piece of numbers), each decoded as it arrives and the loop free while
@@ -346,18 +360,29 @@ class IndexSync:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             head = await conn.fetchval("SELECT last_seq FROM feed_counter")
             seen: dict[int, None] = {}  # insertion-ordered set
+            imports: list[Any] = []  # bulk imports' markers (number NULL, migration 014)
             rows = 0
-            feed_query = "SELECT number FROM change_feed WHERE seq > $1 AND seq <= $2"
+            feed_query = "SELECT number, import_id FROM change_feed WHERE seq > $1 AND seq <= $2"
+
+            def take(batch: list[asyncpg.Record]) -> int:
+                seen.update(dict.fromkeys(r[0] for r in batch if r[0] is not None))
+                imports.extend(r[1] for r in batch if r[1] is not None)
+                return len(batch)
+
             if head - since <= FETCH_CHUNK:  # the usual case: one round trip
-                batch = await conn.fetch(feed_query, since, head)
-                rows, seen = len(batch), dict.fromkeys(r[0] for r in batch)
+                rows = take(await conn.fetch(feed_query, since, head))
             else:
                 cursor = await conn.cursor(feed_query, since, head)
                 while batch := await cursor.fetch(FETCH_CHUNK):
-                    rows += len(batch)
-                    seen.update(dict.fromkeys(r[0] for r in batch))
+                    rows += take(batch)
             if rows != head - since:  # the sequence has no gaps
                 return None
+            if imports:
+                imported = await _imported_numbers(conn, imports, self.full_reload_threshold)
+                if imported is None:  # a big import: reloading everything is cheaper
+                    self.import_reloads += 1
+                    return None
+                seen.update(dict.fromkeys(imported))
             changed = list(seen)
             found: dict[int, list[Entry]] = {}
             query = _ENTRY_QUERY + " WHERE number = ANY($1::int8[])" + _ENTRY_ORDER
@@ -768,6 +793,26 @@ def _trim_heap() -> None:
         import ctypes
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+async def _imported_numbers(
+    conn: asyncpg.Connection, imports: list[Any], limit: int
+) -> list[int] | None:
+    """The numbers of the listings the bulk imports wrote (their feed markers, migration
+    014), or None when they are more than `limit` (then a full reload is cheaper)."""
+    size = await conn.fetchval(
+        "SELECT coalesce(sum(coalesce(listed, 0) + coalesce(updated, 0)), 0) "
+        "FROM imports WHERE id = ANY($1::uuid[])",
+        imports,
+    )
+    if size > limit:
+        return None
+    rows = await conn.fetch(
+        "SELECT DISTINCT l.number FROM import_listings il "
+        "JOIN listings l ON l.id = il.listing_id WHERE il.import_id = ANY($1::uuid[])",
+        imports,
+    )
+    return [r[0] for r in rows]
 
 
 def _brief(exc: BaseException) -> str:

@@ -11,254 +11,197 @@ from __future__ import annotations
 
 import codecs
 import csv
-import functools
 import hashlib
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-from ringback.registry.numbers import NumberError, NumberingPlan, normalize
+import numpy as np
 
-COLUMNS = ("number", "case_ref", "expires_at", "effective_at")
-REQUIRED = ("number", "case_ref", "expires_at")
-PAST_TOLERANCE = timedelta(minutes=5)
+from ringback.registry.import_fast import parse_block
+from ringback.registry.import_rows import (
+    COLUMNS,
+    REQUIRED,
+    ImportOptions,
+    ImportRejected,
+    RowRules,
+    StagingBatch,
+    StagingRecord,
+    check_header,
+    encode_records,
+)
 
-# (line, number, case_ref, effective_at, expires_at, effective_at given)
-StagingRecord = tuple[int, int, str, datetime | None, datetime, bool]
-
-
-class ImportRejected(Exception):
-    """The file is refused; nothing was changed. `line` is 1-based (the header is line 1)."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        line: int | None = None,
-        *,
-        rule: str | None = None,
-        **params: object,
-    ) -> None:
-        super().__init__(f"line {line}: {message}" if line else message)
-        self.code = code
-        self.line = line
-        self.reason = message
-        # What a translating interface (the portal) needs: which rule, and its values.
-        self.rule = rule or code
-        self.params = params
-
-    @property
-    def message(self) -> str:
-        return str(self)
+__all__ = [
+    "COLUMNS",
+    "REQUIRED",
+    "ImportOptions",
+    "ImportRejected",
+    "ListingCsv",
+    "StagingBatch",
+    "check_utf8_sample",
+    "file_sha256",
+]
 
 
-@dataclass(frozen=True)
-class ImportOptions:
-    plan: NumberingPlan = field(default_factory=NumberingPlan)
-    max_duration_days: float = 365
-    notice_period_days: float = 3.0
-    effective_reason: str | None = None  # allows effective_at inside the notice period
-    batch_rows: int = 20_000
+class _CsvRows:
+    """The general reader: Python's csv module from a byte offset of the file (quoted
+    fields, odd line ends, bad encodings: whatever the vectorised reader does not take)."""
 
-
-@functools.lru_cache(maxsize=4096)
-def _parse_time(text: str) -> datetime:
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        raise ValueError("needs a UTC offset, e.g. 2027-01-31T00:00:00+08:00 or ...Z")
-    if not 2000 <= parsed.astimezone(UTC).year <= 2100:
-        raise ValueError("year out of range 2000-2100")
-    return parsed.astimezone(UTC)
-
-
-def _row_time(column: str, text: str, line: int) -> datetime:
-    try:
-        return _parse_time(text)
-    except ValueError as exc:
-        raise ImportRejected(
-            "invalid_row",
-            f"{column} {text!r}: not an ISO 8601 time ({exc})",
-            line,
-            rule="bad_time",
-            column=column,
-            text=text,
-        ) from None
-
-
-class ListingCsv:
-    """Rows of the CSV file as validated staging records, batch by batch (runs in a thread)."""
-
-    def __init__(self, path: Path, options: ImportOptions, now: datetime) -> None:
-        self._raw: IO[bytes] = path.open("rb")
-        self.size = path.stat().st_size
-        self._text = io.TextIOWrapper(self._raw, encoding="utf-8-sig", newline="", errors="strict")
+    def __init__(self, raw: IO[bytes], offset: int, lines_before: int) -> None:
+        raw.seek(offset)
+        self._raw = raw
+        encoding = "utf-8-sig" if offset == 0 else "utf-8"
+        self._text = io.TextIOWrapper(raw, encoding=encoding, newline="", errors="strict")
         self._csv = csv.reader(self._text, strict=True)
-        self.options = options
-        self.now = now
-        self.notice_end = now + timedelta(days=options.notice_period_days)
-        self.max_expiry = now + timedelta(days=options.max_duration_days)
-        self.columns: dict[str, int] = {}
-        self.rows = 0
-        self._rows: Iterator[list[str]] = self._safe_rows()
+        self._before = lines_before
+        self.rows: Iterator[tuple[list[str], int]] = self._safe_rows()
 
     @property
-    def bytes_done(self) -> int:
-        try:
-            return min(self._raw.tell(), self.size)
-        except (OSError, ValueError):
-            return self.size
+    def line(self) -> int:
+        return self._before + self._csv.line_num
 
     def close(self) -> None:
         self._text.close()
 
-    def _safe_rows(self) -> Iterator[list[str]]:
+    def _safe_rows(self) -> Iterator[tuple[list[str], int]]:
         while True:
             try:
                 row = next(self._csv)
             except StopIteration:
                 return
             except UnicodeDecodeError:
-                raise ImportRejected(
-                    "invalid_encoding", "not UTF-8 text", self._csv.line_num + 1
-                ) from None
+                raise ImportRejected("invalid_encoding", "not UTF-8 text", self.line + 1) from None
             except csv.Error as exc:
-                raise ImportRejected(
-                    "invalid_csv", f"not valid CSV ({exc})", self._csv.line_num
-                ) from None
-            yield row
+                raise ImportRejected("invalid_csv", f"not valid CSV ({exc})", self.line) from None
+            yield row, self.line
+
+
+class ListingCsv:
+    """Rows of the CSV file as validated staging rows, batch by batch (runs in a thread).
+
+    Plain files (no quotes, ``\\n`` or ``\\r\\n`` line ends: what exports write) are read
+    in blocks of whole lines by `ringback.registry.import_fast` with numpy; the rows it
+    cannot vouch for go through `RowRules` one by one, so every row meets the same rules
+    and a bad one gets the same message and line either way. A block it cannot read at
+    all (a quote, a stray CR, invalid UTF-8) hands the rest of the file to Python's csv.
+    """
+
+    def __init__(
+        self, path: Path, options: ImportOptions, now: datetime, *, vectorised: bool = True
+    ) -> None:
+        self._raw: IO[bytes] = path.open("rb")
+        self.vectorised = vectorised
+        self.size = path.stat().st_size
+        self.options = options
+        self.now = now
+        self.columns: dict[str, int] = {}
+        self.rules: RowRules | None = None
+        self.rows = 0
+        self._offset = 0  # bytes read by the vectorised reader
+        self._line = 0  # lines read by it
+        self._pending = b""
+        self._eof = False
+        self._general: _CsvRows | None = None
+        self.block_bytes = max(1 << 16, options.batch_rows * 64)
+
+    @property
+    def general_reader_used(self) -> bool:
+        return self._general is not None
+
+    @property
+    def bytes_done(self) -> int:
+        if self._general is None:
+            return min(self._offset, self.size)
+        try:
+            return min(self._raw.tell(), self.size)
+        except (OSError, ValueError):
+            return self.size
+
+    def close(self) -> None:
+        if self._general is not None:
+            self._general.close()
+        self._raw.close()
 
     def header(self) -> None:
-        for row in self._rows:
+        head = self._raw.read(1 << 16)
+        bom = 3 if head.startswith(codecs.BOM_UTF8) else 0
+        end = head.find(b"\n", bom)
+        first = head[bom:end].removesuffix(b"\r") if end >= 0 else b""
+        try:
+            text = first.decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        blank = not any(cell.strip() for cell in text.split(","))
+        if not self.vectorised or end < 0 or b'"' in first or b"\r" in first or blank:
+            self._general = _CsvRows(self._raw, 0, 0)  # the general reader finds the header
+            self._general_header()
+        else:
+            self._set_columns(check_header([c.strip().lower() for c in text.split(",")], 1))
+            self._offset, self._line = end + 1, 1
+            self._raw.seek(self._offset)
+
+    def _general_header(self) -> None:
+        assert self._general is not None
+        for row, line in self._general.rows:
             if not row or all(not cell.strip() for cell in row):
                 continue
-            names = [cell.strip().lower() for cell in row]
-            line = self._csv.line_num
-            for name in names:
-                if name not in COLUMNS:
-                    raise ImportRejected(
-                        "invalid_header",
-                        f"unknown column {name!r}; the columns are {', '.join(COLUMNS)} "
-                        "(effective_at optional), with a header row",
-                        line,
-                        rule="unknown_column",
-                        column=name,
-                    )
-            if len(set(names)) != len(names):
-                raise ImportRejected(
-                    "invalid_header", "a column appears twice", line, rule="repeated_column"
-                )
-            missing = [c for c in REQUIRED if c not in names]
-            if missing:
-                raise ImportRejected(
-                    "invalid_header",
-                    f"missing column(s) {', '.join(missing)}; the first row must be a header "
-                    f"naming {', '.join(COLUMNS)} (effective_at optional)",
-                    line,
-                    rule="missing_columns",
-                    columns=", ".join(missing),
-                )
-            self.columns = {name: i for i, name in enumerate(names)}
+            self._set_columns(check_header([cell.strip().lower() for cell in row], line))
             return
         raise ImportRejected("empty_file", "the file is empty: no header row and no rows")
 
-    def batch(self) -> list[StagingRecord]:
-        out: list[StagingRecord] = []
-        cols = self.columns
-        i_number, i_case, i_exp = cols["number"], cols["case_ref"], cols["expires_at"]
-        i_eff = cols.get("effective_at")
-        width = len(cols)
-        plan = self.options.plan
-        reason = self.options.effective_reason
-        now, notice_end, max_expiry = self.now, self.notice_end, self.max_expiry
-        earliest = now - PAST_TOLERANCE
-        for row in self._rows:
-            line = self._csv.line_num
-            if len(row) != width:
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue  # blank line
-                raise ImportRejected(
-                    "invalid_row",
-                    f"{len(row)} fields, the header has {width}",
-                    line,
-                    rule="field_count",
-                    fields=len(row),
-                    width=width,
-                )
-            raw_number = row[i_number]
-            try:
-                number = normalize(raw_number, plan)
-            except NumberError as exc:
-                raise ImportRejected(
-                    "invalid_row",
-                    f"number {raw_number!r}: {exc}",
-                    line,
-                    rule="bad_number",
-                    text=raw_number,
-                ) from None
-            case_ref = row[i_case].strip()
-            if not 1 <= len(case_ref) <= 200:
-                raise ImportRejected(
-                    "invalid_row", "case_ref must be 1-200 characters", line, rule="bad_case_ref"
-                )
-            expires_at = _row_time("expires_at", row[i_exp].strip(), line)
-            effective_at: datetime | None = None
-            if i_eff is not None and row[i_eff].strip():
-                text = row[i_eff].strip()
-                effective_at = _row_time("effective_at", text, line)
-                if effective_at < earliest:
-                    raise ImportRejected(
-                        "invalid_row",
-                        f"effective_at {text} is in the past",
-                        line,
-                        rule="effective_in_past",
-                        text=text,
-                    )
-                if effective_at < notice_end and reason is None:
-                    raise ImportRejected(
-                        "invalid_row",
-                        f"effective_at {text} is before the end of the "
-                        f"{self.options.notice_period_days:g}-day notice period "
-                        f"({notice_end.isoformat()}); an earlier start needs effective_reason",
-                        line,
-                        rule="effective_reason_required",
-                        text=text,
-                        days=self.options.notice_period_days,
-                    )
-            if expires_at <= now:
-                raise ImportRejected(
-                    "invalid_row",
-                    f"expires_at {row[i_exp]} is in the past",
-                    line,
-                    rule="expires_in_past",
-                    text=row[i_exp],
-                )
-            if expires_at > max_expiry:
-                raise ImportRejected(
-                    "invalid_row",
-                    f"expires_at {row[i_exp]} is more than {self.options.max_duration_days:g} "
-                    f"days from now (latest {max_expiry.isoformat()})",
-                    line,
-                    rule="expiry_too_late",
-                    text=row[i_exp],
-                    days=self.options.max_duration_days,
-                )
-            if expires_at <= (effective_at or notice_end):
-                raise ImportRejected(
-                    "invalid_row",
-                    f"expires_at {row[i_exp]} must be after effective_at "
-                    f"({(effective_at or notice_end).isoformat()})",
-                    line,
-                    rule="expires_before_start",
-                    text=row[i_exp],
-                )
-            out.append((line, number, case_ref, effective_at, expires_at, effective_at is not None))
-            if len(out) >= self.options.batch_rows:
+    def _set_columns(self, columns: dict[str, int]) -> None:
+        self.columns = columns
+        self.rules = RowRules(self.options, self.now, columns)
+
+    def batch(self) -> StagingBatch:
+        """The next batch of validated rows (none: the file is done)."""
+        assert self.rules is not None, "header() first"
+        while self._general is None:
+            block = self._block()
+            parsed = None if block is None else parse_block(block, self._line + 1, self.rules)
+            if parsed is None:
+                # Not for the vectorised reader: the csv module takes over where it stopped.
+                self._general = _CsvRows(self._raw, self._offset, self._line)
                 break
-        self.rows += len(out)
-        return out
+            assert block is not None
+            self._offset += len(block)
+            self._line += parsed.lines
+            if parsed.batch.rows or not block:  # a block of blank lines: read on
+                self.rows += parsed.batch.rows
+                return parsed.batch
+        records: list[StagingRecord] = []
+        row_rules = self.rules.row
+        for row, line in self._general.rows:
+            record = row_rules(row, line)
+            if record is not None:
+                records.append(record)
+                if len(records) >= self.options.batch_rows:
+                    break
+        self.rows += len(records)
+        return StagingBatch(
+            encode_records(records), len(records), np.array([r[1] for r in records], np.int64)
+        )
+
+    def _block(self) -> bytes | None:
+        """The next whole lines of the file (b"": none left; None: a line longer than a
+        block, left to the general reader)."""
+        data = self._pending
+        while not self._eof:
+            chunk = self._raw.read(self.block_bytes)
+            if not chunk:
+                self._eof = True
+                break
+            data += chunk
+            cut = data.rfind(b"\n")
+            if cut >= 0:
+                self._pending = data[cut + 1 :]
+                return data[: cut + 1]
+            if len(data) > 4 * self.block_bytes:
+                return None
+        self._pending = b""
+        return data  # the last line may have no line end
 
 
 def file_sha256(path: Path) -> bytes:

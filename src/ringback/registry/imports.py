@@ -1,32 +1,41 @@
 """Bulk import of listings from CSV: validate every row, then load in one transaction.
 
-The rows (validated by `ringback.registry.import_csv` in a worker thread) are copied with
-binary COPY into a temporary staging table. Then, in the same transaction: a number listed
-twice under one case in the file is refused, the court's open listings of the same
-numbers and cases are updated (like ``PUT /v1/listings/{number}``: another case of a
-number is another listing), new ones are inserted with one
-``INSERT … SELECT``, a ``listing.created`` outbox event is written per new listing, and one
-audit event summarises the import (counts and the file's SHA-256). A bad row rolls all of
-it back and names its line: the import changes nothing or everything.
+The rows are validated in a worker thread (`ringback.registry.import_csv`, vectorised for
+plain files) and streamed, batch by batch, in one binary COPY into a temporary staging
+table while the next batch is read. Then, in the same transaction: a number listed twice
+under one case in the file is refused (numbers that repeat are found with numpy, so only
+those are looked up), the court's open listings of the same numbers and cases are updated
+(like ``PUT /v1/listings/{number}``: another case of a number is another listing), new
+ones are inserted with one ``INSERT … SELECT``, every listing written names the import
+(``import_id``, ``import_listings``), and one audit event summarises the import (counts,
+the file's SHA-256 and ``rows_sha256``, the digest of the rows as applied, streamed out of
+PostgreSQL and hashed here). One ``listing.created`` event announces the import's new
+listings (not one per listing: a national list would be 15 M webhooks), then
+``import.completed``. The change feed gets one marker row for the whole import, appended
+just before the commit (migration 014): nodes reload the import's numbers, or their whole
+index, instead of applying millions of feed rows. A bad row rolls all of it back and names
+its line: the import changes nothing or everything.
 
-Progress is written to the ``imports`` row (the job) on a separate connection after each
-batch, so ``GET /v1/imports/{id}`` shows it while the import runs.
+Progress is written to the ``imports`` row (the job) on a separate connection while the
+rows stream, so ``GET /v1/imports/{id}`` shows it while the import runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import numpy as np
 
 from ringback.registry import audit
 from ringback.registry.common import DATABASE_ERRORS, Principal
@@ -37,6 +46,7 @@ from ringback.registry.import_csv import (
     check_utf8_sample,
     file_sha256,
 )
+from ringback.registry.import_rows import COPY_HEADER, COPY_TRAILER, STAGING_COLUMNS
 from ringback.registry.outbox import enqueue_event
 
 log = logging.getLogger(__name__)
@@ -50,6 +60,7 @@ Progress = Callable[[str, int, int, int], None]  # (stage, rows, bytes done, byt
 
 
 UNFINISHED = ("receiving", "validating", "loading")
+PROGRESS_EVERY_S = 0.25  # the job's row is updated at most this often while rows stream
 ABANDONED = "abandoned"
 
 
@@ -202,7 +213,7 @@ CREATE TEMP TABLE import_staging (
 _DUPLICATE = """
 SELECT line, number, case_ref, first_line FROM (
     SELECT line, number, case_ref, min(line) OVER (PARTITION BY number, case_ref) AS first_line
-    FROM import_staging
+    FROM import_staging WHERE number = ANY($1::int8[])
 ) t WHERE line > first_line ORDER BY line LIMIT 1
 """
 
@@ -232,58 +243,82 @@ WHERE s.expires_at <= coalesce(s.effective_at, l.effective_at)
 ORDER BY s.line LIMIT 1
 """
 
-_INSERT = """
+# The rows an import applied, as they stand after it: one JSON array per listing,
+# [id, "+number", case_ref, effective_at, expires_at] (times RFC 3339 UTC, microseconds),
+# in id order, joined by newlines; `rows_sha256` in the import's audit row is its SHA-256.
+# Streamed out with COPY and hashed here (at 15 M rows the text is over 1 GB, more than one
+# PostgreSQL value may hold): first the listings the import updated (all older than any
+# it creates), in id order, then the new ones as the INSERT returns them, in id order.
+_APPLIED_LINE = """jsonb_build_array(
+    l.id, '+' || l.number, l.case_ref,
+    to_char(l.effective_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    to_char(l.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text"""
+
+_APPLIED = f"""
+SELECT {_APPLIED_LINE}
+FROM import_listings il JOIN listings l ON l.id = il.listing_id
+WHERE il.import_id = $1
+ORDER BY l.id
+"""
+
+# The new listings, with their import_listings rows; returns their digest lines.
+_INSERT = f"""
 WITH ins AS (
     INSERT INTO listings (number, court_id, case_ref, effective_at, expires_at, effective_reason,
                           import_id)
     SELECT s.number, $1, s.case_ref, coalesce(s.effective_at, $2), s.expires_at,
-           CASE WHEN s.effective_given AND s.effective_at < $2 THEN $3 END, $5::text::uuid
+           CASE WHEN s.effective_given AND s.effective_at < $2 THEN $3 END, $4
     FROM import_staging s
     WHERE NOT EXISTS (
         SELECT 1 FROM listings l
         WHERE l.court_id = $1 AND l.number = s.number AND l.case_ref = s.case_ref
           AND l.status IN ('active', 'suspended'))
     ORDER BY s.line
-    RETURNING id, number, court_id, case_ref, status, effective_at, expires_at
+    RETURNING id, number, case_ref, effective_at, expires_at
 ), il AS (
-    INSERT INTO import_listings (import_id, listing_id) SELECT $5::text::uuid, id FROM ins
-), ev AS (
-    INSERT INTO event_outbox (event_type, payload)
-    SELECT 'listing.created', jsonb_build_object(
-        'listing_id', id, 'number', '+' || number, 'court_id', court_id::text,
-        'case_ref', case_ref, 'status', status, 'effective_at', effective_at,
-        'expires_at', expires_at, 'actor', $4::text, 'import_id', $5::text)
-    FROM ins ORDER BY id
-    RETURNING id, event_type
-), dl AS (
-    INSERT INTO event_deliveries (event_id, subscription_id)
-    SELECT ev.id, sub.id FROM ev JOIN event_subscriptions sub
-      ON sub.active AND (sub.event_types IS NULL OR ev.event_type = ANY (sub.event_types))
+    INSERT INTO import_listings (import_id, listing_id) SELECT $4, id FROM ins
 )
-SELECT count(*) FROM ins
+SELECT {_APPLIED_LINE} FROM ins l
 """
 
 
-# The rows an import applied, as they stand after it: one JSON array per listing,
-# [id, "+number", case_ref, effective_at, expires_at] (times RFC 3339 UTC, microseconds),
-# in id order, joined by newlines; `rows_sha256` in the import's audit row is its SHA-256.
-_APPLIED = """
-SELECT count(*),
-       encode(sha256(convert_to(coalesce(string_agg(jsonb_build_array(
-           l.id, '+' || l.number, l.case_ref,
-           to_char(l.effective_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-           to_char(l.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text,
-           E'\\n' ORDER BY l.id), ''), 'UTF8')), 'hex')
-FROM import_listings il JOIN listings l ON l.id = il.listing_id
-WHERE il.import_id = $1
-"""
+class _CopyTextDigest:
+    """SHA-256 of one text column streamed by COPY … TO STDOUT, rows joined by newlines.
+
+    COPY's text format doubles every backslash (JSON text has no raw control characters,
+    so nothing else is escaped); a pair split between two chunks is carried over.
+    """
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+        self.rows = 0
+        self._carry = b""  # an unfinished backslash pair
+        self._last = b""  # the newline after the last row is not hashed
+
+    async def feed(self, chunk: bytes) -> None:
+        data = self._carry + bytes(chunk)
+        trailing = len(data) - len(data.rstrip(b"\\"))
+        cut = len(data) - (trailing % 2)
+        data, self._carry = data[:cut], data[cut:]
+        text = data.replace(b"\\\\", b"\\")
+        if not text:
+            return
+        self.rows += text.count(b"\n")
+        self.sha.update(self._last)
+        self.sha.update(text[:-1])
+        self._last = text[-1:]
+
+    def hexdigest(self) -> str:
+        assert not self._carry and self._last in (b"", b"\n")
+        return self.sha.hexdigest()
 
 
 async def applied_digest(conn: asyncpg.Connection, job_id: uuid.UUID) -> tuple[int, str]:
-    """(how many listings the import wrote, the SHA-256 of them as applied; see _APPLIED)."""
-    row = await conn.fetchrow(_APPLIED, job_id)
-    assert row is not None
-    return int(row[0]), str(row[1])
+    """(how many listings the import wrote, the SHA-256 of them as applied; see _APPLIED),
+    read back from the database (the import itself hashes them as it writes them)."""
+    digest = _CopyTextDigest()
+    await conn.copy_from_query(_APPLIED, job_id, output=digest.feed)
+    return digest.rows, digest.hexdigest()
 
 
 async def _set_progress(
@@ -314,45 +349,63 @@ async def _load(
     now = datetime.now(UTC)
     reader = ListingCsv(path, options, now)
     next_batch: asyncio.Future[Any] | None = None
+    numbers: list[np.ndarray] = []
+    staged = 0
+    timings: dict[str, float] = {}
+    mark = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now_ = time.perf_counter()
+        timings[name] = round(now_ - mark, 3)
+        mark = now_
+
+    async def tuples() -> AsyncIterator[bytes]:
+        """The COPY stream: each batch is sent while the thread reads the next."""
+        nonlocal next_batch, staged
+        yield COPY_HEADER
+        next_batch = asyncio.ensure_future(asyncio.to_thread(reader.batch))
+        reported = 0.0
+        while True:
+            batch = await next_batch
+            if not batch.rows:
+                break
+            next_batch = asyncio.ensure_future(asyncio.to_thread(reader.batch))
+            numbers.append(batch.numbers)
+            yield batch.data
+            staged += batch.rows
+            if time.monotonic() - reported >= PROGRESS_EVERY_S:
+                reported = time.monotonic()
+                await _set_progress(pool, job_id, "validating", staged)
+            if progress:
+                progress("validating", staged, reader.bytes_done, reader.size)
+        yield COPY_TRAILER
+
     try:
         await asyncio.to_thread(reader.header)
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(_STAGING)
-            staged = 0
-            next_batch = asyncio.ensure_future(asyncio.to_thread(reader.batch))
-            while True:
-                batch = await next_batch
-                if not batch:
-                    break
-                next_batch = asyncio.ensure_future(asyncio.to_thread(reader.batch))
-                await conn.copy_records_to_table(
-                    "import_staging",
-                    records=batch,
-                    columns=[
-                        "line", "number", "case_ref", "effective_at", "expires_at",
-                        "effective_given",
-                    ],
-                )  # fmt: skip
-                staged += len(batch)
-                await _set_progress(pool, job_id, "validating", staged)
-                if progress:
-                    progress("validating", staged, reader.bytes_done, reader.size)
+            await conn.copy_to_table(
+                "import_staging", source=tuples(), columns=STAGING_COLUMNS, format="binary"
+            )
+            lap("validate_and_copy")
             if staged == 0:
                 raise ImportRejected("empty_file", "the file has a header but no rows")
             await _set_progress(pool, job_id, "loading", staged, staged)
             if progress:
                 progress("loading", staged, reader.size, reader.size)
-            await conn.execute("SET LOCAL work_mem = '256MB'")
-            timings: dict[str, float] = {}
-            mark = time.perf_counter()
-
-            def lap(name: str) -> None:
-                nonlocal mark
-                now_ = time.perf_counter()
-                timings[name] = round(now_ - mark, 3)
-                mark = now_
-
-            dup = await conn.fetchrow(_DUPLICATE)
+            # The import's own statements leave the change feed alone; it gets one marker
+            # for the whole import at the end (migration 014).
+            await conn.execute(
+                "SELECT set_config('ringback.bulk_import', $1, true), "
+                "set_config('work_mem', '256MB', true)",
+                str(job_id),
+            )
+            await conn.execute("ANALYZE import_staging")  # sizes for the joins' plans
+            repeated = await asyncio.to_thread(_repeated_numbers, numbers)
+            dup = None
+            if len(repeated):
+                dup = await conn.fetchrow(_DUPLICATE, repeated)
             lap("duplicates")
             if dup is not None:
                 raise ImportRejected(
@@ -379,12 +432,21 @@ async def _load(
             )
             updated = int(status.split()[-1])
             lap("update")
-            listed = await conn.fetchval(
-                _INSERT, court_id, notice_end, options.effective_reason, who.actor, str(job_id)
+            digest = _CopyTextDigest()
+            if updated:
+                await conn.copy_from_query(_APPLIED, job_id, output=digest.feed)
+            lap("digest_of_updated")
+            await conn.copy_from_query(
+                _INSERT,
+                court_id,
+                notice_end,
+                options.effective_reason,
+                job_id,
+                output=digest.feed,
             )
-            lap("insert")
-            applied, rows_sha256 = await applied_digest(conn, job_id)
-            lap("digest")
+            applied, rows_sha256 = digest.rows, digest.hexdigest()
+            listed = applied - updated
+            lap("insert_and_digest")
             summary = {
                 "import_id": str(job_id),
                 "filename": filename,
@@ -400,6 +462,18 @@ async def _load(
             await audit.record(
                 conn, who, "listing.import", f"import:{job_id}", court_id=court_id, after=summary
             )
+            if listed:
+                await enqueue_event(
+                    conn,
+                    "listing.created",
+                    {
+                        "import_id": str(job_id),
+                        "court_id": str(court_id),
+                        "listed": listed,
+                        "actor": who.actor,
+                        "listings": f"/v1/listings?import_id={job_id}",
+                    },
+                )
             await enqueue_event(
                 conn, "import.completed", {**summary, "court_id": str(court_id), "actor": who.actor}
             )
@@ -412,6 +486,8 @@ async def _load(
                 listed,
                 updated,
             )
+            if listed or updated:
+                await conn.fetchval("SELECT feed_append_import()")
             lap("audit_and_job")
         log.info("import %s: %d rows; load timings (s) %s", job_id, staged, timings)
     finally:
@@ -423,3 +499,14 @@ async def _load(
         progress("done", staged, reader.size, reader.size)
     assert row is not None
     return row
+
+
+def _repeated_numbers(batches: list[np.ndarray]) -> list[int]:
+    """The numbers that appear more than once in the file (one number may be listed under
+    several cases; only those rows need the duplicate check in PostgreSQL)."""
+    if not batches:
+        return []
+    numbers = np.concatenate(batches)
+    batches.clear()  # 8 B a row: keep one copy, sorted in place
+    numbers.sort()
+    return np.unique(numbers[1:][numbers[1:] == numbers[:-1]]).tolist()  # type: ignore[no-any-return]

@@ -278,8 +278,10 @@ class Listings:
         number: int | None,
         after_id: int,
         limit: int,
+        import_id: uuid.UUID | None = None,
     ) -> list[asyncpg.Record]:
-        """Listings by filters, ordered by id, after `after_id` (keyset paging)."""
+        """Listings by filters, ordered by id, after `after_id` (keyset paging);
+        `import_id`: the listings that bulk import wrote (created or updated)."""
         return list(
             await self.pool.fetch(
                 f"SELECT {COLUMNS} FROM listings "
@@ -288,6 +290,8 @@ class Listings:
                 "AND ($4::int8 IS NULL OR number = $4) "
                 "AND ($5::text IS NULL OR $5 = CASE WHEN status IN ('active', 'suspended') "
                 "AND expires_at <= now() THEN 'expired' ELSE status END) "
+                "AND ($7::uuid IS NULL OR id IN "
+                "(SELECT listing_id FROM import_listings WHERE import_id = $7)) "
                 "ORDER BY id LIMIT $6",
                 after_id,
                 court_id,
@@ -295,6 +299,7 @@ class Listings:
                 number,
                 status,
                 limit,
+                import_id,
             )
         )
 

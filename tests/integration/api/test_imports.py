@@ -141,11 +141,29 @@ async def test_import_lists_every_row_in_one_transaction_with_audit_and_events(a
     assert audit[0]["entity"] == f"import:{job['id']}"
     assert audit[0]["after"]["sha256"] == job["sha256"]
     assert (audit[0]["after"]["rows"], audit[0]["after"]["listed"]) == (1000, 1000)
+    # One listing.created for the import's 1000 new listings (not one per listing), then
+    # import.completed; the event says where its listings are.
     events = await pool.fetch("SELECT event_type, payload FROM event_outbox ORDER BY id")
-    assert [e["event_type"] for e in events].count("listing.created") == 1000
-    assert events[-1]["event_type"] == "import.completed"
+    assert [e["event_type"] for e in events] == ["listing.created", "import.completed"]
     created = events[0]["payload"]
-    assert created["number"].startswith("+86139") and created["import_id"] == job["id"]
+    assert created["import_id"] == job["id"] and created["listed"] == 1000
+    assert created["court_id"] == str(api.court_a["id"])
+    numbers: list[str] = []
+    url: str | None = created["listings"] + "&limit=300"
+    while url:
+        status, page = await api.get(api.token_a, url)
+        assert status == 200, page
+        numbers += [item["number"] for item in page["items"]]
+        assert all(item["import_id"] == job["id"] for item in page["items"])
+        url = (
+            page["next_cursor"] and f"{created['listings']}&limit=300&cursor={page['next_cursor']}"
+        )
+    assert sorted(numbers) == [f"+{8613900000000 + i}" for i in range(1000)]
+    status, page = await api.get(api.token_b, created["listings"])  # another court: none
+    assert status == 200 and page["items"] == []
+    # The change feed holds one marker for the whole import (migration 014).
+    feed = await pool.fetch("SELECT number, import_id FROM change_feed")
+    assert [(r["number"], str(r["import_id"])) for r in feed] == [(None, job["id"])]
     status, got = await api.get(api.token_a, f"/v1/imports/{job['id']}")
     assert status == 200 and got == job
     # The change feed brings the new listings into the node's in-memory index.

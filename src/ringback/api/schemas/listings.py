@@ -78,6 +78,9 @@ class ListingSearch(CourtQuery):
     case_ref: str | None = Field(None, description="exact case reference")
     court_id: Uuid | None = Field(None, description="operator: one court's; court: only its own")
     number: str | None = Field(None, description="one number, E.164", examples=["+8613800138000"])
+    import_id: Uuid | None = Field(
+        None, description="the listings this bulk import created or updated"
+    )
     limit: PageLimit | None = None
     cursor: str | None = Field(None, description="next_cursor of the previous page")
 
