@@ -25,7 +25,13 @@ from ringback.registry.audit import verify_chain
 from ringback.registry.common import Principal
 from ringback.registry.migrate import available, migrate, migrate_as_owner
 from ringback.registry.outbox import emit_hourly
-from ringback.registry.proof_of_play import PlayRecord, PlayStats, ProofOfPlayWriter
+from ringback.registry.proof_of_play import (
+    _PER_DAY_HOURLY,
+    _PER_DAY_RAW,
+    PlayRecord,
+    PlayStats,
+    ProofOfPlayWriter,
+)
 from ringback.registry.roles import as_user
 from ringback.registry.store import Store, create_pool
 
@@ -316,3 +322,15 @@ async def test_rollups_match_the_raw_rows_and_feed_the_hourly_event(store: Store
         assert got[key]["played"] == sum(counts.values())
         assert all(got[key][o] == counts[o] for o in OUTCOMES)
     assert payload["totals"]["played"] == sum(r["n"] for r in raw)
+    # the portal's per-day counts: the rollup's answer is the raw rows' answer
+    court_id = listings[0][0]
+    first, last = today() - timedelta(days=3), today() + timedelta(days=1)
+    for zone in ("Asia/Shanghai", "America/New_York"):
+        args = (court_id, first, last, zone)
+        assert [tuple(r) for r in await pool.fetch(_PER_DAY_HOURLY, *args)] == [
+            tuple(r) for r in await pool.fetch(_PER_DAY_RAW, *args)
+        ]
+    days = await PlayStats(pool).per_day(court_id, first, last, "Asia/Kolkata")  # raw rows
+    assert sum(d.completed + d.cancelled + d.failed for d in days) == await pool.fetchval(
+        "SELECT count(*) FROM announcements WHERE court_id = $1", court_id
+    )

@@ -88,8 +88,11 @@ CREATE TRIGGER announcements_rollup AFTER INSERT ON announcements
     REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION announcements_rollup();
 
 -- ------------------------------------------------------------------ partitions
--- One day's partition (UTC), unless it exists. Rows of that day already in the default
--- partition (written while it was missing) are moved into it. Returns true if created.
+-- One day's partition (UTC), unless it exists. Made as a table of its own, then attached:
+-- ATTACH holds only a SHARE UPDATE EXCLUSIVE lock on `announcements` (inserts and reads go
+-- on), where CREATE TABLE ... PARTITION OF would hold an ACCESS EXCLUSIVE one. Rows of that
+-- day already in the default partition (written while the day was missing) move into it.
+-- Returns true if made.
 CREATE FUNCTION announcements_create_day(for_day date) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET lock_timeout = '5s'
 AS $$
@@ -102,19 +105,13 @@ BEGIN
     IF to_regclass(part) IS NOT NULL THEN
         RETURN false;
     END IF;
-    IF EXISTS (SELECT 1 FROM announcements_default WHERE started_at >= lo AND started_at < hi)
-    THEN
-        EXECUTE format('CREATE TABLE %I (LIKE announcements INCLUDING DEFAULTS '
-                       'INCLUDING CONSTRAINTS)', part);
-        EXECUTE format('WITH moved AS (DELETE FROM announcements_default '
-                       'WHERE started_at >= $1 AND started_at < $2 RETURNING *) '
-                       'INSERT INTO %I SELECT * FROM moved', part) USING lo, hi;
-        EXECUTE format('ALTER TABLE announcements ATTACH PARTITION %I '
-                       'FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
-    ELSE
-        EXECUTE format('CREATE TABLE %I PARTITION OF announcements '
-                       'FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
-    END IF;
+    EXECUTE format('CREATE TABLE %I (LIKE announcements INCLUDING DEFAULTS '
+                   'INCLUDING CONSTRAINTS)', part);
+    EXECUTE format('WITH moved AS (DELETE FROM announcements_default '
+                   'WHERE started_at >= $1 AND started_at < $2 RETURNING *) '
+                   'INSERT INTO %I SELECT * FROM moved', part) USING lo, hi;
+    EXECUTE format('ALTER TABLE announcements ATTACH PARTITION %I '
+                   'FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
     -- the runtime role reaches the rows through `announcements` only
     EXECUTE format('REVOKE ALL ON %I FROM ringback_runtime', part);
     RETURN true;
