@@ -194,7 +194,7 @@ async def seed(dsn: str) -> str:
 def signal_and_wait(
     proc: harness.ManagedProcess, control: Path, sig: int, name: str
 ) -> dict[str, Any]:
-    os.kill(proc.process.pid, sig)
+    os.kill(proc.pid, sig)
     path = control / name
     deadline = time.monotonic() + 60
     while not path.exists():
@@ -204,6 +204,19 @@ def signal_and_wait(
     time.sleep(0.05)  # written in one call; let it land
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def wait_prepared(http_port: int, timeout: float = 60.0) -> None:
+    """Until the node has prepared its recordings (ffmpeg at start), which would
+    otherwise share the server's core with the first phase."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        if "\nringback_recordings_preparing 0" in text:
+            return
+        time.sleep(0.2)
+    log("recordings still being prepared; going on")
 
 
 # --------------------------------------------------------------------------- part 2
@@ -386,12 +399,19 @@ def main() -> int:
         scenario = sip_redirect.lean_scenario(workdir / "invite_302_lean.xml")
         numbers = sip_redirect.called_numbers(workdir / "called.csv")
 
+        wait_prepared(http_port)
+        log("warm-up (not counted)")
+        sip_redirect.run_step(
+            scenario, numbers, ("127.0.0.1", sip_port), args.sip_rate,
+            step_seconds=min(5.0, args.seconds), workdir=workdir, cpu=1, processes=processes,
+        )  # fmt: skip
+        time.sleep(1.0)
         phases: list[dict[str, Any]] = []
         loads = 0
         for r in range(args.rounds):
             for loaded in (False, True):
                 if loaded:
-                    os.kill(server.process.pid, signal.SIGUSR1)
+                    os.kill(server.pid, signal.SIGUSR1)
                     time.sleep(1.0)  # the writer's first flushes are in before sipp starts
                 log(
                     f"round {r + 1}: {args.sip_rate} calls/s, "
