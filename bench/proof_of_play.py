@@ -274,7 +274,7 @@ async def history(dsn: str, http: str, token: str, rows: int, days: int) -> dict
                 "'redirect' FROM generate_series(0, $2 - 1) g "
                 "CROSS JOIN LATERAL (SELECT ($1::date)::timestamp AT TIME ZONE 'UTC' "
                 "+ make_interval(secs => g * 86400.0 / $2) AS t) s "
-                "JOIN listings l ON l.id = 1 + (g * 7919) % $3",
+                "JOIN listings l ON l.id = 1 + (g::int8 * 7919) % $3",
                 d,
                 per_day,
                 listings,
