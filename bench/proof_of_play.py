@@ -107,10 +107,24 @@ def serve(config_path: Path, control: Path, write_rate: float) -> int:
                 next_at += tick
                 await asyncio.sleep(max(0.0, next_at - loop.time()))
 
-        def on_start() -> None:
+        holds: list[float] = []
+
+        async def monitor() -> None:
+            """The event loop's own CPU between two wakeups of this task (1 ms apart): a
+            stretch of work the loop did without serving anything else."""
+            last = time.thread_time()
+            while True:
+                await asyncio.sleep(0.001)
+                now = time.thread_time()
+                holds.append(now - last)
+                last = now
+
+        def on_start(loaded: bool) -> None:
             proof = service.proof
             assert proof is not None
+            holds.clear()
             stats = {
+                "loaded": loaded,
                 "made": 0,
                 "max_pending": 0,
                 "written_before": proof.written,
@@ -118,30 +132,41 @@ def serve(config_path: Path, control: Path, write_rate: float) -> int:
                 "started": time.monotonic(),
             }
             state["stats"] = stats
-            state["task"] = loop.create_task(generate(stats))
+            if loaded:
+                state["task"] = loop.create_task(generate(stats))
 
         async def finish() -> None:
             proof = service.proof
             assert proof is not None
             stats = state["stats"]
-            state["task"].cancel()
-            stopped_at = time.monotonic()
-            pending_at_stop = len(proof.queue)
-            while proof.queue and time.monotonic() - stopped_at < 30:
-                await asyncio.sleep(0.01)
-            result = {
-                "seconds": stopped_at - stats["started"],
-                "made": stats["made"],
-                "written": proof.written - stats["written_before"],
-                "dropped": proof.dropped - stats["dropped_before"],
-                "max_pending": stats["max_pending"],
-                "pending_at_stop": pending_at_stop,
-                "drain_s": time.monotonic() - stopped_at,
+            seen = sorted(holds)
+            result: dict[str, Any] = {
+                "loop_hold_max_ms": 1000 * seen[-1] if seen else None,
+                "loop_hold_p999_ms": 1000 * seen[int(len(seen) * 0.999)] if seen else None,
+                "loop_hold_p99_ms": 1000 * seen[int(len(seen) * 0.99)] if seen else None,
+                "loop_busy": sum(seen) / (time.monotonic() - stats["started"]),
             }
+            if stats["loaded"]:
+                state["task"].cancel()
+                stopped_at = time.monotonic()
+                pending_at_stop = len(proof.queue)
+                while proof.queue and time.monotonic() - stopped_at < 30:
+                    await asyncio.sleep(0.01)
+                result |= {
+                    "seconds": stopped_at - stats["started"],
+                    "made": stats["made"],
+                    "written": proof.written - stats["written_before"],
+                    "dropped": proof.dropped - stats["dropped_before"],
+                    "max_pending": stats["max_pending"],
+                    "pending_at_stop": pending_at_stop,
+                    "drain_s": time.monotonic() - stopped_at,
+                }
             state["n"] += 1
-            (control / f"load-{state['n']}.json").write_text(json.dumps(result))
+            (control / f"phase-{state['n']}.json").write_text(json.dumps(result))
 
-        loop.add_signal_handler(signal.SIGUSR1, on_start)
+        state["monitor"] = loop.create_task(monitor())
+        loop.add_signal_handler(signal.SIGUSR1, on_start, True)
+        loop.add_signal_handler(signal.SIGHUP, on_start, False)
         loop.add_signal_handler(signal.SIGUSR2, lambda: loop.create_task(finish()))
         loop.add_signal_handler(signal.SIGTERM, stopped.set)
         loop.add_signal_handler(signal.SIGINT, stopped.set)
@@ -352,7 +377,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="phases of each kind, alternating (2)")
     ap.add_argument("--sip-rate", type=int, default=3000, help="sipp calls/s (3,000)")
     ap.add_argument("--write-rate", type=float, default=2000.0, help="records/s (2,000)")
-    ap.add_argument("--history", type=int, default=10_000_000, help="rows seeded (10 M)")
+    ap.add_argument(
+        "--history", type=int, default=10_000_000, help="rows seeded (10 M; 0: no part 2)"
+    )
     ap.add_argument("--history-days", type=int, default=20, help="days they span (20)")
     ap.add_argument("--json", type=Path, help="write the figures as JSON here")
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
@@ -407,12 +434,10 @@ def main() -> int:
         )  # fmt: skip
         time.sleep(1.0)
         phases: list[dict[str, Any]] = []
-        loads = 0
         for r in range(args.rounds):
             for loaded in (False, True):
-                if loaded:
-                    os.kill(server.pid, signal.SIGUSR1)
-                    time.sleep(1.0)  # the writer's first flushes are in before sipp starts
+                os.kill(server.pid, signal.SIGUSR1 if loaded else signal.SIGHUP)
+                time.sleep(1.0)  # the writer's first flushes are in before sipp starts
                 log(
                     f"round {r + 1}: {args.sip_rate} calls/s, "
                     f"write load {'on' if loaded else 'off'}"
@@ -425,32 +450,38 @@ def main() -> int:
                 phase: dict[str, Any] = {
                     "loaded": loaded,
                     "step": step.__dict__ | {"clean": step.clean},
+                    "server": signal_and_wait(
+                        server, control, signal.SIGUSR2, f"phase-{len(phases) + 1}.json"
+                    ),
                 }
-                if loaded:
-                    loads += 1
-                    phase["load"] = signal_and_wait(
-                        server, control, signal.SIGUSR2, f"load-{loads}.json"
-                    )
                 phases.append(phase)
                 log(
                     f"  achieved {step.achieved:,.0f}/s failed {step.failed} retrans "
                     f"{step.retransmissions} sipp p50/p99 {step.p50}/{step.p99} ms probe "
                     f"p50/p99 {step.probe_p50_us}/{step.probe_p99_us} µs"
-                    + (f" load {phase['load']}" if loaded else "")
+                    + f" server {phase['server']}"
                 )
                 time.sleep(1.0)
         summary["phases"] = phases
         for kind, loaded in (("off", False), ("on", True)):
             steps = [p["step"] for p in phases if p["loaded"] == loaded]
-            summary[kind] = {
-                key: median_of([s[key] for s in steps])
-                for key in ("p50", "p99", "probe_p50_us", "probe_p99_us", "achieved")
-            } | {
-                "failed": sum(s["failed"] for s in steps),
-                "retransmissions": sum(s["retransmissions"] for s in steps),
-                "all_clean": all(s["clean"] for s in steps),
-            }
-        loads_seen = [p["load"] for p in phases if p["loaded"]]
+            servers = [p["server"] for p in phases if p["loaded"] == loaded]
+            summary[kind] = (
+                {
+                    key: median_of([s[key] for s in steps])
+                    for key in ("p50", "p99", "probe_p50_us", "probe_p99_us", "achieved")
+                }
+                | {
+                    key: median_of([s[key] for s in servers])
+                    for key in ("loop_hold_max_ms", "loop_hold_p999_ms", "loop_busy")
+                }
+                | {
+                    "failed": sum(s["failed"] for s in steps),
+                    "retransmissions": sum(s["retransmissions"] for s in steps),
+                    "all_clean": all(s["clean"] for s in steps),
+                }
+            )
+        loads_seen = [p["server"] for p in phases if p["loaded"]]
         summary["writes"] = {
             "per_s": median_of([x["written"] / x["seconds"] for x in loads_seen]),
             "made": sum(x["made"] for x in loads_seen),
@@ -463,10 +494,13 @@ def main() -> int:
         for key in ("probe_p50_us", "probe_p99_us", "p99"):
             if off[key] and on[key]:
                 summary[f"ratio_{key}"] = on[key] / off[key]
-        pin_postgres(db.pgdata, "0,1")  # the history part: both cores for the database
-        summary["history"] = asyncio.run(
-            history(dsn, f"http://127.0.0.1:{http_port}", token, args.history, args.history_days)
-        )
+        if args.history:
+            pin_postgres(db.pgdata, "0,1")  # the history part: both cores for the database
+            summary["history"] = asyncio.run(
+                history(
+                    dsn, f"http://127.0.0.1:{http_port}", token, args.history, args.history_days
+                )
+            )
     finally:
         processes.stop_all()
         db.remove()
@@ -477,7 +511,7 @@ def main() -> int:
 
 
 def report(args: argparse.Namespace, s: dict[str, Any]) -> str:
-    off, on, w, h = s["off"], s["on"], s["writes"], s["history"]
+    off, on, w, h = s["off"], s["on"], s["writes"], s.get("history")
 
     def f(v: float | None, spec: str = ",.0f") -> str:
         return "-" if v is None else format(v, spec)
@@ -487,14 +521,15 @@ def report(args: argparse.Namespace, s: dict[str, Any]) -> str:
         f"({args.sip_rate:,} calls/s, {args.rounds} x {args.seconds:g} s each, alternating)",
         "",
         "| write load | achieved calls/s | failed | retrans | sipp p50 ms | sipp p99 ms "
-        "| probe p50 µs | probe p99 µs |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| probe p50 µs | probe p99 µs | loop hold max / p99.9 ms | loop busy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, x in (("off", off), ("on", on)):
         lines.append(
             f"| {name} | {f(x['achieved'])} | {x['failed']} | {x['retransmissions']} "
             f"| {f(x['p50'], '.1f')} | {f(x['p99'], '.1f')} | {f(x['probe_p50_us'])} "
-            f"| {f(x['probe_p99_us'])} |"
+            f"| {f(x['probe_p99_us'])} | {f(x['loop_hold_max_ms'], '.2f')} / "
+            f"{f(x['loop_hold_p999_ms'], '.2f')} | {f(x['loop_busy'], '.0%')} |"
         )
     lines += [
         "",
@@ -506,6 +541,10 @@ def report(args: argparse.Namespace, s: dict[str, Any]) -> str:
         f"{w['written']:,} written, {w['dropped']:,} dropped; largest backlog "
         f"**{w['max_pending']:,}** records; backlog empty {w['drain_s_max']:.2f} s after the "
         "load stopped (worst phase)",
+    ]
+    if not h:
+        return "\n".join(lines)
+    lines += [
         "",
         f"### Reading at {h['raw_rows']:,} rows of history ({h['days']} days, "
         f"{h['hourly_rows']:,} hourly rollup rows)",

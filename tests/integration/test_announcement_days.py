@@ -334,3 +334,40 @@ async def test_rollups_match_the_raw_rows_and_feed_the_hourly_event(store: Store
     assert sum(d.completed + d.cancelled + d.failed for d in days) == await pool.fetchval(
         "SELECT count(*) FROM announcements WHERE court_id = $1", court_id
     )
+
+
+async def test_the_writer_keeps_every_field_to_the_microsecond(store: Store) -> None:
+    pool = store.pool
+    court_id, listing_id = await _listing(store, 8613800138020)
+    started = datetime(2026, 11, 30, 6, 7, 8, 123457, tzinfo=UTC)
+    record = PlayRecord(
+        listing_id, 0, "AMR-WB/16000", started.timestamp(), started.timestamp() + 20.5,
+        "cancelled", caller='+86 "138"\t\\ 呼叫', destination="[2001:db8::1]:40000",
+        mode="ringback", stop_reason="caller_gave_up", answered=False,
+    )  # fmt: skip
+    writer = ProofOfPlayWriter(pool, node="node-7")
+    writer.record(record)
+    writer.record(PlayRecord(123_456_789, 42, "PCMU", started.timestamp(), 0.0, "failed"))
+    assert await writer.flush() == 2
+    rows = await pool.fetch("SELECT * FROM announcements ORDER BY id")
+    assert dict(rows[0]) | {"id": 0} == {
+        "id": 0,
+        "listing_id": listing_id,
+        "court_id": court_id,
+        "recording_id": None,
+        "node": "node-7",
+        "codec": "AMR-WB/16000",
+        "caller": '+86 "138"\t\\ 呼叫',
+        "started_at": started,
+        "finished_at": started + timedelta(seconds=20.5),
+        "outcome": "cancelled",
+        "media_destination": "[2001:db8::1]:40000",
+        "mode": "ringback",
+        "stop_reason": "caller_gave_up",
+        "answered": False,
+    }
+    # a listing or recording that is gone: the row is kept without them
+    assert (rows[1]["listing_id"], rows[1]["court_id"], rows[1]["recording_id"]) == (
+        None, None, None
+    )  # fmt: skip
+    assert rows[1]["finished_at"] == datetime.fromtimestamp(0, UTC)
