@@ -36,6 +36,7 @@ import gc
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -402,6 +403,7 @@ def main() -> int:
     )
     ap.add_argument("--history-days", type=int, default=20, help="days they span (20)")
     ap.add_argument("--json", type=Path, help="write the figures as JSON here")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (sipp traces)")
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--control", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -529,6 +531,8 @@ def main() -> int:
     finally:
         processes.stop_all()
         db.remove()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     print(report(args, summary))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2, default=str))
