@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ringback.registry.announcement_days import MIN_RETENTION_DAYS
 from ringback.registry.import_csv import ImportOptions
 from ringback.registry.numbers import NumberingPlan
 
@@ -113,6 +114,14 @@ class AnnouncementConfig:
     allowed_destinations: list[str] = field(default_factory=list)  # empty: sip.trusted_sources
     test_numbers: list[str] = field(default_factory=list)  # "+E164" or "+E164:recording_id"
     precondition_timeout_s: float = 10.0  # RFC 3312: wait for the caller's UPDATE, then 302
+
+
+@dataclass
+class AnnouncementsConfig:
+    """Proof of play kept in the `announcements` table (partitioned by UTC day)."""
+
+    retention_days: int = 400  # days of raw proof-of-play rows kept; 0: for ever
+    partitions_ahead_days: int = 7  # day partitions made this many days ahead
 
 
 @dataclass
@@ -234,6 +243,7 @@ class Config:
     numbering: NumberingConfig = field(default_factory=NumberingConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     announcement: AnnouncementConfig = field(default_factory=AnnouncementConfig)
+    announcements: AnnouncementsConfig = field(default_factory=AnnouncementsConfig)
     listings: ListingsConfig = field(default_factory=ListingsConfig)
     recordings: RecordingsConfig = field(default_factory=RecordingsConfig)
     imports: ImportsConfig = field(default_factory=ImportsConfig)
@@ -520,6 +530,17 @@ def _validate(c: Config) -> None:
     _port("announcement.rtp_port_max", a.rtp_port_max, allow_zero=False)
     if a.rtp_port_max <= a.rtp_port_min:
         raise ConfigError("announcement.rtp_port_max: must be greater than rtp_port_min")
+    retention = c.announcements.retention_days
+    if retention != 0 and retention < MIN_RETENTION_DAYS:
+        raise ConfigError(
+            f"announcements.retention_days: must be 0 (keep for ever) or at least "
+            f"{MIN_RETENTION_DAYS} (proof of play must outlast disputes), got {retention}"
+        )
+    if not 1 <= c.announcements.partitions_ahead_days <= 366:
+        raise ConfigError(
+            "announcements.partitions_ahead_days: must be 1-366, got "
+            f"{c.announcements.partitions_ahead_days}"
+        )
     _positive("listings.max_duration_days", c.listings.max_duration_days)
     if c.listings.notice_period_days < 0:
         raise ConfigError(

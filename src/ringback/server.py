@@ -40,6 +40,7 @@ from ringback.net.sip_tls import sip_tls_context
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
 from ringback.net.warnings import WarningPlayer
 from ringback.ratelimit import TokenBuckets
+from ringback.registry.announcement_days import AnnouncementDays
 from ringback.registry.checkpoints import Checkpoint, export_checkpoint
 from ringback.registry.common import DATABASE_ERRORS
 from ringback.registry.embedded import EmbeddedPostgres
@@ -82,6 +83,7 @@ class Service:
         self.encodings: frozenset[str] = G711
         self.pacer: RtpPacer | None = None
         self.proof: ProofOfPlayWriter | None = None
+        self.announcement_days: AnnouncementDays | None = None
         self.event_worker: EventWorker | None = None
         self.recordings: RecordingCache
         self.recording_sync: RecordingSync
@@ -112,6 +114,16 @@ class Service:
         await self._migrate_or_retry()
         sweeper = asyncio.create_task(self._fail_abandoned_imports(), name="imports")
         stack.push_async_callback(_cancel, sweeper)
+        if self.worker is None or self.worker.index == 0:
+            # proof of play's day partitions: made ahead, dropped past retention
+            days = self.config.announcements
+            self.announcement_days = AnnouncementDays(
+                self.pool,
+                retention_days=days.retention_days,
+                ahead_days=days.partitions_ahead_days,
+            )
+            self.announcement_days.start()
+            stack.push_async_callback(self.announcement_days.stop)
         self.sync = IndexSync(
             self.dsn,
             self.index,
@@ -343,8 +355,23 @@ class Service:
             version = ipaddress.ip_address(address).version
             pools.setdefault(version, RtpPortPool(address, a.rtp_port_min, a.rtp_port_max))
         self.pacer = RtpPacer(asyncio.get_running_loop())
-        self.proof = ProofOfPlayWriter(self.pool)
+        proof = self.proof = ProofOfPlayWriter(self.pool)
         self.proof.start()
+        self.metrics.gauge(
+            "ringback_proof_of_play_pending",
+            "Proof-of-play records waiting to be written",
+            lambda: len(proof.queue),
+        )
+        self.metrics.gauge(
+            "ringback_proof_of_play_written",
+            "Proof-of-play records written since start",
+            lambda: proof.written,
+        )
+        self.metrics.gauge(
+            "ringback_proof_of_play_dropped",
+            "Proof-of-play records dropped since start (queue full while the database was away)",
+            lambda: proof.dropped,
+        )
         self._running.push_async_callback(self.proof.stop)  # flushed after the pacer stops
         self._running.callback(self.pacer.close)
         default_pcm, default_rate = default_warning()

@@ -20,7 +20,7 @@ def test_bench_run_smoke_prints_one_table_with_every_figure(tmp_path: Path) -> N
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
@@ -36,6 +36,8 @@ def test_bench_run_smoke_prints_one_table_with_every_figure(tmp_path: Path) -> N
         "RTP:",
         "clearance",
         "bulk import",
+        "proof of play: writes sustained",
+        "/v1/stats at",
     ):
         assert figure in names, proc.stdout
     for row in body:

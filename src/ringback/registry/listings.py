@@ -19,6 +19,7 @@ import asyncpg
 from ringback.registry import audit
 from ringback.registry.common import Ambiguous, Conflict, NotFound, Principal, jsonable
 from ringback.registry.outbox import enqueue_event
+from ringback.registry.proof_of_play import totals as play_totals
 
 COLUMNS = (
     "id, number, court_id, case_ref, recording_id, status, listed_at, effective_at, "
@@ -318,19 +319,13 @@ class Listings:
                 "FROM listings WHERE ($1::uuid IS NULL OR court_id = $1) GROUP BY 1",
                 court_id,
             )
-            announcement_rows = await conn.fetch(
-                "SELECT outcome, count(*) AS n FROM announcements "
-                "WHERE ($1::uuid IS NULL OR court_id = $1) GROUP BY 1",
-                court_id,
-            )
+            # from the rollup kept with every insert (it outlives days dropped for retention)
+            announcements = await play_totals(conn, court_id)
         listings = {s: 0 for s in ("active", "suspended", "cleared", "expired")}
         pending = 0
         for row in listing_rows:
             listings[row["s"]] = row["n"]
             pending += row["pending"]
-        announcements = {o: 0 for o in ("completed", "cancelled", "failed")}
-        for row in announcement_rows:
-            announcements[row["outcome"]] = row["n"]
         return {
             "listings": {**listings, "in_notice_period": pending},
             "announcements": {**announcements, "total": sum(announcements.values())},

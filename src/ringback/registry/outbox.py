@@ -197,13 +197,14 @@ async def emit_effective(pool: asyncpg.Pool, limit: int = 10_000) -> int:
     return count
 
 
+# From the hourly rollup (migration 013), kept in the same transaction as each insert.
 _HOURLY = """
-SELECT court_id, count(*) AS played,
-       count(*) FILTER (WHERE outcome = 'completed') AS completed,
-       count(*) FILTER (WHERE outcome = 'cancelled') AS cancelled,
-       count(*) FILTER (WHERE outcome = 'failed') AS failed
-FROM announcements
-WHERE started_at >= $1 AND started_at < $1 + interval '1 hour'
+SELECT court_id, sum(n)::int8 AS played,
+       coalesce(sum(n) FILTER (WHERE outcome = 'completed'), 0)::int8 AS completed,
+       coalesce(sum(n) FILTER (WHERE outcome = 'cancelled'), 0)::int8 AS cancelled,
+       coalesce(sum(n) FILTER (WHERE outcome = 'failed'), 0)::int8 AS failed
+FROM announcement_hourly
+WHERE hour = $1
 GROUP BY court_id ORDER BY court_id
 """
 
@@ -214,7 +215,8 @@ async def emit_hourly(pool: asyncpg.Pool, delay_s: float, max_hours: int = 48) -
     emitted = 0
     async with pool.acquire() as conn:
         latest = await conn.fetchval(
-            "SELECT date_trunc('hour', now() - make_interval(secs => $1) - interval '1 hour')",
+            "SELECT date_trunc('hour', now() - make_interval(secs => $1) - interval '1 hour', "
+            "'UTC')",  # UTC hours, as the rollup keeps them
             delay_s,
         )
         last_sent = await conn.fetchval("SELECT max(hour) FROM event_hours_sent")

@@ -79,6 +79,9 @@ class ListingCounts(BaseModel):
 
 
 class AnnouncementCounts(BaseModel):
+    """Warnings played, all time, by outcome; from the proof-of-play rollups, so days whose
+    rows were dropped for retention (`announcements.retention_days`) still count."""
+
     completed: int
     cancelled: int
     failed: int
