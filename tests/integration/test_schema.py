@@ -302,3 +302,39 @@ async def test_listings_references_are_checked_per_statement_both_ways(store: St
     with pytest.raises(asyncpg.ForeignKeyViolationError, match="is named by a listing"):
         await store.pool.execute("DELETE FROM courts WHERE id = $1", court["id"])
     assert await store.pool.fetchval("SELECT count(*) FROM listings") == 1
+
+
+async def test_index_entries_round_to_whole_seconds_outward_at_the_microsecond(
+    store: Store,
+) -> None:
+    """The index holds whole seconds: a listing is effective from the second its notice
+    ends (rounded down) and expires at the second after (rounded up), to the microsecond,
+    however the view computes the epochs (migration 015: float8 date_part)."""
+    court = await _court(store)
+    cases = [
+        ("2026-06-01 12:00:00.999999+00", "2031-01-01 00:00:00.000001+00"),
+        ("2026-06-01 12:00:00+00", "2031-01-01 00:00:00+00"),
+        ("2026-06-01 12:00:00.000001+00", "2105-12-31 23:59:59.999999+00"),
+    ]
+    expected = []
+    async with store.pool.acquire() as conn:
+        for i, (effective, expires) in enumerate(cases):
+            number = 8613800138100 + i
+            await store.listings.put(
+                court["id"],
+                number,
+                f"CASE-{i}",
+                datetime.fromisoformat(expires),
+                COURT_ADMIN,
+                effective_at=datetime.fromisoformat(effective),
+            )
+            e, x = datetime.fromisoformat(effective), datetime.fromisoformat(expires)
+            whole = int(e.replace(microsecond=0).timestamp())
+            up = int(x.replace(microsecond=0).timestamp()) + (1 if x.microsecond else 0)
+            expected.append((number, whole, up))
+        rows = await conn.fetch(
+            "SELECT number, effective_epoch, expires_epoch FROM index_entries "
+            "WHERE number = ANY($1::int8[]) ORDER BY number",
+            [n for n, _, _ in expected],
+        )
+    assert [tuple(r) for r in rows] == expected
