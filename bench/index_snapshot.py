@@ -31,7 +31,6 @@ import json
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,9 +41,14 @@ from typing import Any
 
 import asyncpg
 
-from ringback.registry.common import Principal
-from ringback.registry.embedded import EmbeddedPostgres
-from ringback.registry.store import Store, create_pool
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "interop"))
+
+import harness  # noqa: E402
+
+from ringback.registry.common import Principal  # noqa: E402
+from ringback.registry.embedded import EmbeddedPostgres  # noqa: E402
+from ringback.registry.store import Store, create_pool  # noqa: E402
 
 SEED = """
 SET session_replication_role = replica;
@@ -58,20 +62,6 @@ CHANGE = (
     "UPDATE listings SET expires_at = expires_at + interval '1 day' "
     "WHERE id IN (SELECT id FROM listings WHERE status = 'active' ORDER BY id LIMIT $1)"
 )
-
-
-def free_port() -> int:
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 def children(pid: int) -> list[int]:
@@ -125,8 +115,8 @@ def status_kb(pid: int, field: str) -> int:
 class Node:
     def __init__(self, workdir: Path, dsn: str, threshold: int) -> None:
         self.workdir = workdir
-        self.http = free_port()
-        self.sip = free_port()
+        self.http = harness.free_port("both")
+        self.sip = harness.free_port("both")
         self.config = workdir / "ringback.toml"
         self.config.write_text(
             f"[database]\nurl = '{dsn}'\nconnect_timeout_s = 2.0\n"
