@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
 import time
 import urllib.request
@@ -615,6 +616,24 @@ def ringback_demo(processes: ProcessSet, interop_dir: Path) -> Iterator[dict[str
     except PeerFailed as exc:
         pytest.fail(str(exc), pytrace=False)
     yield json.loads((data / "demo.json").read_text())
+    # Ctrl-C, as a user stops it: the demo drains (warnings get up to 30 s) and stops its
+    # embedded PostgreSQL. A SIGKILL after a short grace would leave the postmaster running.
+    postmaster = data / "pg" / "postmaster.pid"
+    assert postmaster.exists()
+    pg_pid = int(postmaster.read_text().split()[0])
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.popen.wait(40) == 0, proc.log()
+    assert not postmaster.exists(), "the demo left its PostgreSQL running"
+    assert not running(pg_pid), "the demo's PostgreSQL is still running"
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie nobody reaped yet has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def served_warning(demo: dict[str, object]) -> np.ndarray:

@@ -58,6 +58,9 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    # A connection that died with an error half read (postmaster killed): asyncpg's
+    # state machine refuses the next query on it. The loop reconnects as for any loss.
+    asyncpg.InternalClientError,
 )
 
 
