@@ -1,12 +1,14 @@
 """Bulk import benchmark: POST /v1/imports of an N-row CSV (default 1,000,000 rows).
 
-Starts a Service on a throw-away embedded PostgreSQL plus a second node (its own
-`IndexSync` and index on the same database), writes a CSV of N distinct Chinese mobile
+Starts a Service on a throw-away embedded PostgreSQL plus a second node (`ringback serve`
+in a process of its own with its own cache folder, i.e. another host, on the same
+database), writes a CSV of N distinct Chinese mobile
 numbers (numpy, about a second per 5 M rows; `--shuffle` puts them in random order, as a
 national list sorted by case rather than by number would be), uploads it with
 `Prefer: respond-async`, polls `GET /v1/imports/{id}` and reports the time to upload,
 validate+COPY, and load (update, insert, digest, audit, the feed marker), then how long
-after the job is done every node's index holds every number at the feed's head.
+after the job is done every node's index holds every number at the feed's head, with each
+node's reload time from its log and whether autovacuum ran meanwhile.
 
     .venv/bin/python bench/api_import.py [--rows 1000000] [--shuffle] [--subscriptions 0]
         [--timeout 900]
@@ -17,9 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import shutil
+import sys
 import tempfile
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,11 +34,84 @@ import numpy as np
 from ringback.config import load_config
 from ringback.registry.common import Principal
 from ringback.registry.embedded import EmbeddedPostgres
-from ringback.registry.feed import IndexSync
-from ringback.registry.listing_index import ListingIndex
 from ringback.server import Service
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "interop"))
+
+import harness
+
 WHO = Principal("bench", "operator")
+LOADED = re.compile(r"index sync: (loaded \d+ numbers at seq \d+ in [\d.]+ s[^\"]*)")
+
+
+class LogLines(logging.Handler):
+    """The in-process node's reload lines."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if m := LOADED.search(record.getMessage()):
+            self.lines.append(m.group(1))
+
+
+class OtherHost:
+    """`ringback serve` in a process of its own, with its own cache folder (so its own
+    index snapshot): a node on another host, read through its /metrics."""
+
+    def __init__(self, workdir: Path, dsn: str) -> None:
+        self.http_port = harness.free_port("tcp")
+        config = workdir / "other.toml"
+        config.write_text(
+            f"[database]\nurl = '{dsn}'\n[cache]\ndir = '{workdir / 'other-cache'}'\n"
+            f"[sip]\nport = {harness.free_port('both')}\n[http]\nport = {self.http_port}\n"
+            "[log]\nformat = 'json'\nlevel = 'info'\n[events]\nenabled = false\n"
+        )
+        self.processes = harness.ProcessSet()
+        self.log_path = workdir / "other.log"
+        self.proc = self.processes.start(
+            "ringback serve (other host)",
+            [sys.executable, "-m", "ringback", "serve", "--config", str(config)],
+            log_path=self.log_path,
+        )
+
+    def metrics(self) -> dict[str, float]:
+        url = f"http://127.0.0.1:{self.http_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            text = r.read().decode()
+        return {m[1]: float(m[2]) for m in re.finditer(r"^(ringback_\w+) ([-\d.e+]+)$", text, re.M)}
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.metrics().get("ringback_index_loaded") == 1:
+                    return
+            except OSError:
+                pass
+            if not self.proc.alive():
+                break
+            time.sleep(0.2)
+        raise SystemExit("the other node did not start:\n" + self.proc.log())
+
+    def current(self, head: int, rows: int) -> bool:
+        try:
+            m = self.metrics()
+        except OSError:
+            return False
+        return (
+            m.get("ringback_feed_last_seq", 0) >= head
+            and m.get("ringback_index_listings", 0) >= rows
+        )
+
+    def reloads(self) -> list[str]:
+        return LOADED.findall(self.log_path.read_text(errors="replace"))
+
+    def stop(self) -> None:
+        self.processes.stop_all()
+
+
 FIRST = 13_000_000_000  # national significant numbers 130 0000 0000 upwards
 
 
@@ -72,9 +150,12 @@ async def main(rows: int, subscriptions: int, shuffle: bool, timeout: float) -> 
     config.imports.max_bytes = 1 << 31
     service = Service(config)
     await service.start()
-    other = IndexSync(dsn, ListingIndex(), heartbeat_s=1.0)  # a second node
-    other.start()
+    lines = LogLines()
+    logging.getLogger("ringback.registry.feed").addHandler(lines)
+    logging.getLogger("ringback.registry.feed").setLevel(logging.INFO)
+    other = OtherHost(tmp, dsn)
     try:
+        await asyncio.to_thread(other.wait_ready, 60)
         _court, token, _ = await service.store.courts.create("Bench Court", WHO)
         for i in range(subscriptions):
             await service.pool.execute(
@@ -122,26 +203,36 @@ async def main(rows: int, subscriptions: int, shuffle: bool, timeout: float) -> 
         print(f"load (insert, digest, audit):    {total - loading:6.2f} s")
         print(f"total POST → done:               {total:6.2f} s  ({rows / total:,.0f} rows/s)")
         head = await service.pool.fetchval("SELECT last_seq FROM feed_counter")
-        nodes = {"node 1": service.sync, "node 2": other}
+        sync = service.sync
+        probes = {
+            "node 1 (this process)": lambda: sync.last_seq >= head and len(sync.index) >= rows,
+            "node 2 (another process)": lambda: other.current(head, rows),
+        }
         current: dict[str, float] = {}
-        while len(current) < len(nodes):
-            for name, sync in nodes.items():
-                if name not in current and sync.last_seq >= head and len(sync.index) >= rows:
+        autovacuum: set[str] = set()
+        while len(current) < len(probes):
+            for name, probe in probes.items():
+                if name not in current and await asyncio.to_thread(probe):
                     current[name] = time.perf_counter() - done_at
+            for r in await service.pool.fetch(
+                "SELECT query FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+            ):
+                autovacuum.add(r["query"])
             if time.perf_counter() - done_at > timeout:
                 break
             await asyncio.sleep(0.05)
-        for name, sync in nodes.items():
-            took = current.get(name)
-            how = f"{sync.full_loads - 1} full reload(s), {sync.catch_ups} catch-up(s)"
+        for name, took in ((n, current.get(n)) for n in probes):
             print(
-                f"{name}: index current (all {len(sync.index):,} numbers, feed head {head}) "
-                + (f"+{took:.2f} s after done ({how})" if took is not None else "NEVER")
+                f"{name}: index current (all {rows:,} numbers, feed head {head}) "
+                + (f"+{took:.2f} s after done" if took is not None else "NEVER")
             )
-        if len(current) == len(nodes):
+        print(f"node 1 loads: {lines.lines}")
+        print(f"node 2 loads: {other.reloads()}")
+        print(f"autovacuum meanwhile: {sorted(autovacuum) or 'none'}")
+        if len(current) == len(probes):
             print(f"every node's index current within {max(current.values()):.2f} s after done")
     finally:
-        await other.stop()
+        other.stop()
         await service.stop()
         await asyncio.to_thread(pg.stop)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from ringback.registry.audit import verify_chain
 from ringback.registry.common import Principal
+from ringback.registry.feed import IndexSync
+from ringback.registry.listing_index import ListingIndex
 from ringback.registry.migrate import available, migrate
 from ringback.registry.store import Store
 
@@ -304,12 +308,14 @@ async def test_listings_references_are_checked_per_statement_both_ways(store: St
     assert await store.pool.fetchval("SELECT count(*) FROM listings") == 1
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["in memory", "through the snapshot"])
 async def test_index_entries_round_to_whole_seconds_outward_at_the_microsecond(
-    store: Store,
+    store: Store, database: str, tmp_path: Path, shared: bool
 ) -> None:
     """The index holds whole seconds: a listing is effective from the second its notice
     ends (rounded down) and expires at the second after (rounded up), to the microsecond,
-    however the view computes the epochs (migration 015: float8 date_part)."""
+    however the view computes the epochs (migration 015: float8 date_part) and however a
+    node's full load rounds the times it reads (migration 016: in the node)."""
     court = await _court(store)
     cases = [
         ("2026-06-01 12:00:00.999999+00", "2031-01-01 00:00:00.000001+00"),
@@ -338,3 +344,16 @@ async def test_index_entries_round_to_whole_seconds_outward_at_the_microsecond(
             [n for n, _, _ in expected],
         )
     assert [tuple(r) for r in rows] == expected
+    node = IndexSync(database, ListingIndex(), snapshot_dir=tmp_path if shared else None)
+    node.start()
+    try:
+        for _ in range(500):
+            if node.loaded:
+                break
+            await asyncio.sleep(0.02)
+        loaded = {n: node.index.get(n) for n, _, _ in expected}
+    finally:
+        await node.stop()
+    assert node.full_loads == 1 and node.snapshot_writes == int(shared)
+    got = [(n, e.effective_at, e.expires_at) for n, e in loaded.items() if e is not None]
+    assert got == expected

@@ -20,18 +20,24 @@ _TUPLE_DTYPE: Final = np.dtype(
     + [item for i in range(_NFIELDS) for item in ((f"l{i}", ">i4"), (f"v{i}", ">i8"))]
 )
 _TUPLE_SIZE: Final = _TUPLE_DTYPE.itemsize  # 62
-_FIELD_NAMES: Final = ("number", "listing_id", "recording_id", "effective_epoch", "expires_epoch")
+_FIELD_NAMES: Final = ("number", "listing_id", "recording_id", "effective_at", "expires_at")
+_PG_EPOCH_S: Final = 946_684_800  # 2000-01-01T00:00:00Z, where PostgreSQL's times count from
+_US: Final = 1_000_000
 _HEAD: Final = struct.Struct(">ii")
 
 
 class CopyDecoder:
     """Streaming decoder for ``COPY (SELECT number::int8, listing_id::int8,
-    recording_id::int8, effective_epoch::int8, expires_epoch::int8 ...) TO STDOUT
-    (FORMAT binary)``.
+    recording_id::int8, effective_at, expires_at ...) TO STDOUT (FORMAT binary)``, the
+    two times ``timestamptz``.
 
     Every tuple is a fixed 62 bytes (int16 field count 5, then 5 x (int32 length 8 +
     8-byte big-endian value)), so whole runs of tuples are decoded with one structured
-    numpy view. Ids must fit uint32; epochs are clamped to [0, 2**32-1]. Add
+    numpy view. Ids must fit uint32. The times arrive as PostgreSQL sends them (µs since
+    2000-01-01 UTC, ±infinity as the int64 extremes) and become whole epoch seconds here,
+    the effective time rounded down and the expiry up, clamped to [0, 2**32-1]: the
+    same seconds as the view's ``effective_epoch``/``expires_epoch``, without PostgreSQL
+    computing two epochs per row (a fifth of a full load's time there). Add
     ``ORDER BY number`` to the query so :func:`build_base` can skip its sort.
     """
 
@@ -200,6 +206,14 @@ class CopyDecoder:
                     f"{int(v[r])} does not fit in uint32"
                 )
             ids.append(v.astype(np.uint32))
-        eff = np.clip(rec["v3"], 0, MAX_U32).astype(np.uint32)
-        exp = np.clip(rec["v4"], 0, MAX_U32).astype(np.uint32)
-        return numbers, ids[0], ids[1], eff, exp
+        eff = np.floor_divide(rec["v3"].astype(np.int64), _US)
+        exp, part = np.divmod(rec["v4"].astype(np.int64), _US)
+        exp += part > 0  # up to the whole second (no overflow at +infinity, unlike + 999999)
+        return numbers, ids[0], ids[1], _epoch_u32(eff), _epoch_u32(exp)
+
+
+def _epoch_u32(seconds_since_2000: NDArray[np.int64]) -> NDArray[np.uint32]:
+    seconds = seconds_since_2000 + _PG_EPOCH_S  # |s| <= 2**63 / 10**6: no overflow
+    np.maximum(seconds, 0, out=seconds)
+    np.minimum(seconds, MAX_U32, out=seconds)
+    return seconds.astype(np.uint32)

@@ -558,10 +558,17 @@ def copy_stream(rows: Sequence[Sequence[int]], ext: bytes = b"", flags: int = 0)
     return b"".join(out)
 
 
+def at(epoch_s: float) -> int:
+    """A time as PostgreSQL's binary COPY sends a timestamptz: µs since 2000-01-01 UTC."""
+    return round((epoch_s - 946_684_800) * 1_000_000)
+
+
+INFINITY, MINUS_INFINITY = 2**63 - 1, -(2**63)  # timestamptz 'infinity', '-infinity'
+
 ROWS = [
-    (8613800138000, 1, 0, 1_700_000_000, 1_800_000_000),
-    (8613900000001, 2**32 - 1, 5, -100, 2**62),
-    (1, 3, 2**32 - 1, 0, -1),
+    (8613800138000, 1, 0, at(1_700_000_000), at(1_800_000_000)),
+    (8613900000001, 2**32 - 1, 5, MINUS_INFINITY, INFINITY),
+    (1, 3, 2**32 - 1, at(0), at(-1)),
 ]
 
 
@@ -573,6 +580,23 @@ def check_columns(cols: Columns) -> None:
     assert rid.tolist() == [0, 5, 2**32 - 1]
     assert eff.tolist() == [1_700_000_000, 0, 0]
     assert exp.tolist() == [1_800_000_000, MAX_U32, 0]
+
+
+def test_copy_decoder_rounds_times_outward_to_whole_epoch_seconds() -> None:
+    """Effective from the second it starts in (down), expired at the second after (up),
+    to the microsecond and before 2000 too (floor, not truncation towards zero)."""
+    rows = [
+        (1, 1, 0, at(1_700_000_000) + 999_999, at(1_800_000_000) + 1),
+        (2, 2, 0, at(1_700_000_000), at(1_800_000_000)),
+        (3, 3, 0, at(1_700_000_000) + 1, at(1_800_000_000) - 1),
+        (4, 4, 0, at(900_000_000) - 1, at(900_000_000) + 1),  # 1998: negative since 2000
+        (5, 5, 0, at(2**32 - 1) + 1, at(2**32 - 1) + 1),  # past 2106: the uint32 end
+    ]
+    dec = CopyDecoder()
+    dec.feed(copy_stream(rows))
+    _, _, _, eff, exp = dec.finish()
+    assert eff.tolist() == [1_700_000_000, 1_700_000_000, 1_700_000_000, 899_999_999, MAX_U32]
+    assert exp.tolist() == [1_800_000_001, 1_800_000_000, 1_800_000_000, 900_000_001, MAX_U32]
 
 
 def test_copy_decoder_every_split() -> None:
@@ -604,7 +628,7 @@ def test_copy_decoder_empty_and_large() -> None:
     dec = CopyDecoder()
     dec.feed(copy_stream([]))
     assert all(c.size == 0 for c in dec.finish())
-    rows = [(n, n % 1000, 0, n, n + 1) for n in range(10_000)]
+    rows = [(n, n % 1000, 0, at(n), at(n + 1)) for n in range(10_000)]
     data = copy_stream(rows)
     dec = CopyDecoder()
     for i in range(0, len(data), 4099):
