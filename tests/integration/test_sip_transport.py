@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,6 +14,7 @@ from ringback.metrics import Registry
 from ringback.net.sip_transport import SipEndpoint, TrustedSources
 from ringback.registry.listing_index import ListingIndex
 from ringback.registry.numbers import NumberingPlan
+from ringback.sip.transaction import POLL_BUDGET
 
 
 def invite(
@@ -219,3 +221,58 @@ async def test_via_maddr_inside_the_trusted_networks_is_obeyed() -> None:
         sender.close()
         target.close()
         await sip.stop()
+
+
+async def test_timers_falling_due_together_are_fired_in_slices_back_to_back() -> None:
+    """Thousands of unacknowledged 302s whose Timers H fall due at the same instant: the
+    node fires them a slice (POLL_BUDGET) per poll, so that calls are answered in between,
+    and polls again as soon as the sockets were served, not one timer resolution (10 ms)
+    later: 20 slices end within tens of milliseconds, not 200."""
+    metrics = SipMetrics(Registry())
+    controller = CallController(ListingIndex(), NumberingPlan(), metrics, index_ready=lambda: True)
+    sip = SipEndpoint(controller, metrics, TrustedSources(["127.0.0.0/8"]))
+    frozen = time.monotonic()
+    sip.clock = lambda: frozen  # every 302 sent at one instant: their Timers H coincide
+    await sip.start(["127.0.0.1"], 0)
+    calls = 20 * POLL_BUDGET
+    reader, writer = await asyncio.open_connection("127.0.0.1", sip.port)
+    local = writer.get_extra_info("sockname")[1]
+    answered = 0
+
+    async def read_answers() -> None:  # TCP: no Timer G, only H
+        nonlocal answered
+        while line := await reader.readline():
+            answered += line.startswith(b"SIP/2.0 302 ")
+
+    reading = asyncio.create_task(read_answers())
+    try:
+        for i in range(calls):
+            writer.write(
+                invite(sip.port, local, transport="TCP", branch=f"z9hG4bK-b{i}", call_id=f"b{i}")
+            )
+        await writer.drain()
+        give_up = time.monotonic() + 20
+        while answered < calls:
+            assert time.monotonic() < give_up, f"{answered} of {calls} answered"
+            await asyncio.sleep(0.005)
+        assert controller.transactions() == calls
+        # Time moves on to 10 ms before Timer H (64 x T1 = 32 s).
+        shift = frozen + 64 * controller.t1 - 0.01 - time.monotonic()
+        sip.clock = lambda: time.monotonic() + shift
+        assert sip._timer is not None  # armed for Timer H by the frozen clock: 32 s away
+        sip._timer.cancel()
+        sip._timer = None
+        sip._arm()  # as the new clock sees it: 10 ms away
+        while controller.transactions() == calls:
+            assert time.monotonic() < give_up, "Timer H never fired"
+            await asyncio.sleep(0)
+        first_gone = time.monotonic()
+        while controller.transactions():
+            assert time.monotonic() - first_gone < 2.0, controller.transactions()
+            await asyncio.sleep(0)
+        took = time.monotonic() - first_gone
+    finally:
+        reading.cancel()
+        writer.close()
+        await sip.stop()
+    assert took < 0.1, f"{calls} Timers H took {took * 1000:.0f} ms to fire"

@@ -72,7 +72,7 @@ async def test_cycles_are_collected_with_automatic_collection_off(collector_off:
     assert gone() is not None  # nothing collects it by itself
     task = asyncio.create_task(watch.run())
     try:
-        # a young collection within GC_YOUNG_EVERY_S (100 ms)
+        # a young collection within GC_YOUNG_EVERY_S (20 ms)
         assert await _until(lambda: gone() is None, 2)
     finally:
         task.cancel()

@@ -113,6 +113,7 @@ class SipEndpoint:
         self.tls_port = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # the deadline `_timer` was armed for (our clock)
+        self._failed_poll = False
         self._housekeeping: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.clock = time.monotonic
@@ -256,7 +257,9 @@ class SipEndpoint:
             self.controller.poll(self.clock())
         except Exception:  # never let one bad timer stop the timers
             log.exception("SIP timer processing failed")
+            self._failed_poll = True  # not again at once: the next poll waits its turn
         self.pump()
+        self._failed_poll = False
 
     def _arm(self) -> None:
         """Keep one timer armed at the controller's next deadline, at most one wake per
@@ -268,7 +271,12 @@ class SipEndpoint:
         deadline = self.controller.next_deadline()
         if deadline is None:
             return
-        when = max(deadline, now + TIMER_RESOLUTION_S)
+        if deadline <= now and not self._failed_poll:
+            # Overdue: a poll's slice ran out (or the loop was late). Poll again as soon as
+            # the loop has served the sockets, not TIMER_RESOLUTION_S later.
+            when = now
+        else:
+            when = max(deadline, now + TIMER_RESOLUTION_S)
         if self._timer is not None:
             if self._timer_at <= when:
                 return

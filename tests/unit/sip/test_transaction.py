@@ -323,10 +323,10 @@ def test_absorb_ack_leaves_acks_for_2xx_to_the_tu() -> None:
 
 
 def test_a_burst_of_timers_fires_in_slices_of_the_poll_budget() -> None:
-    """5,000 unACKed 302s sent at once: their Timers H fall due together, and each poll
+    """Unacknowledged 302s sent at once: their Timers H fall due together, and each poll
     fires at most POLL_BUDGET of them; the rest stay due until the next polls."""
     layer = ServerTransactionLayer()
-    calls = 2 * POLL_BUDGET + 1000
+    calls = 2 * POLL_BUDGET + POLL_BUDGET // 3
     for i in range(calls):
         key = (f"z9hG4bK-burst{i}", "198.51.100.1", "5060", "INVITE")
         layer.answer_invite(key, SRC, True, b"SIP/2.0 302 Moved Temporarily\r\n\r\n", 0.0)
@@ -340,5 +340,5 @@ def test_a_burst_of_timers_fires_in_slices_of_the_poll_budget() -> None:
         events = layer.take_events()
         assert all(isinstance(e, AckTimeout) for e in events)
         fired.append(len(events))
-    assert fired == [POLL_BUDGET, POLL_BUDGET, 1000]
+    assert fired == [POLL_BUDGET, POLL_BUDGET, POLL_BUDGET // 3]
     assert layer.next_deadline() is None
