@@ -9,6 +9,7 @@ from ringback.sip.model import Request, Response
 from ringback.sip.responses import make_response
 from ringback.sip.transaction import (
     POLL_BUDGET,
+    STALE_BUDGET,
     AckTimeout,
     PrackTimeout,
     ServerTransactionLayer,
@@ -341,4 +342,34 @@ def test_a_burst_of_timers_fires_in_slices_of_the_poll_budget() -> None:
         assert all(isinstance(e, AckTimeout) for e in events)
         fired.append(len(events))
     assert fired == [POLL_BUDGET, POLL_BUDGET, POLL_BUDGET // 3]
+    assert layer.next_deadline() is None
+
+
+def test_stale_timers_behind_an_unacknowledged_call_are_dropped_a_slice_at_a_time() -> None:
+    """One 302 never ACKed keeps its live Timer H at the head of the queue while the
+    cancelled Timers H of every call ACKed after it pile up behind. When it fires, each
+    `next_deadline` drops at most STALE_BUDGET of them (not all at once: that held the
+    loop for 300 ms) and never names a time later than the earliest live timer."""
+    layer = ServerTransactionLayer()
+    src = ("198.51.100.1", 5060)
+    lost = ("z9hG4bK-lost", "198.51.100.1", "5060", "INVITE")
+    layer.answer_invite(lost, src, True, b"SIP/2.0 302 Moved Temporarily\r\n\r\n", 0.0)
+    calls = 5 * STALE_BUDGET
+    for i in range(calls):
+        key = (f"z9hG4bK-acked{i}", "198.51.100.1", "5060", "INVITE")
+        layer.answer_invite(key, src, True, b"SIP/2.0 302 Moved Temporarily\r\n\r\n", 0.001)
+        assert layer.absorb_ack_key(key[0], key[1], key[2], True, 0.002)  # TCP: gone at once
+    assert len(layer) == 1
+    h = 64 * layer.t1
+    assert layer.next_deadline() == h  # the lost call's Timer H: live, at the head
+    queue = layer._timers[h]
+    assert len(queue) == calls + 1
+    layer.poll(h)
+    assert [type(e) for e in layer.take_events()] == [AckTimeout] and len(layer) == 0
+    left = [len(queue)]
+    while queue:
+        deadline = layer.next_deadline()
+        assert deadline is None or deadline == h + 0.001  # a stale entry's: early, not late
+        left.append(len(queue))
+    assert left == [calls, *range(calls - STALE_BUDGET, -1, -STALE_BUDGET)]
     assert layer.next_deadline() is None
