@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
 import socket
 import ssl
 import struct
@@ -113,7 +114,7 @@ class SipEndpoint:
         self.tls_port = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # the deadline `_timer` was armed for (our clock)
-        self._failed_poll = False
+        self._polled_at = -math.inf  # while in `_on_timer`: the time it polled for
         self._housekeeping: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.clock = time.monotonic
@@ -253,13 +254,14 @@ class SipEndpoint:
 
     def _on_timer(self) -> None:
         self._timer = None
+        now = self.clock()
         try:
-            self.controller.poll(self.clock())
+            self.controller.poll(now)
+            self._polled_at = now
         except Exception:  # never let one bad timer stop the timers
             log.exception("SIP timer processing failed")
-            self._failed_poll = True  # not again at once: the next poll waits its turn
         self.pump()
-        self._failed_poll = False
+        self._polled_at = -math.inf
 
     def _arm(self) -> None:
         """Keep one timer armed at the controller's next deadline, at most one wake per
@@ -271,12 +273,12 @@ class SipEndpoint:
         deadline = self.controller.next_deadline()
         if deadline is None:
             return
-        if deadline <= now and not self._failed_poll:
-            # Overdue: a poll's slice ran out (or the loop was late). Poll again as soon as
-            # the loop has served the sockets, not TIMER_RESOLUTION_S later.
-            when = now
-        else:
-            when = max(deadline, now + TIMER_RESOLUTION_S)
+        # A poll just made that left due timers behind (its slice ran out): poll again as
+        # soon as the loop has served the sockets, not TIMER_RESOLUTION_S later. (Not for
+        # timers that fell due during it: a loaded loop is always a little late, and
+        # polling on every turn of it cost more than the timers themselves.)
+        backlog = deadline <= self._polled_at
+        when = now if backlog else max(deadline, now + TIMER_RESOLUTION_S)
         if self._timer is not None:
             if self._timer_at <= when:
                 return
