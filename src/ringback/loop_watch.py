@@ -4,11 +4,11 @@ A switch sees every pause of the one event loop as response time. Two things her
 
 * **Garbage collection in small steps.** Automatic collection is off (a collection at a
   random allocation walked hundreds of thousands of objects: p99 24 ms at 10,000 calls/s).
-  Instead the young generation is collected every `GC_YOUNG_EVERY_S` — about a
-  millisecond, since most of a call's objects are freed by reference counting and the
+  Instead the young generation is collected every `GC_YOUNG_EVERY_S`, about a
+  millisecond each: most of a call's objects are freed by reference counting, and the
   collection also stops tracking the many tuples that hold only strings and numbers
-  (transaction keys, timer entries); its cost grows with the calls since the last one,
-  and every 100 ms it held the loop 4-8 ms at 10,500 calls/s — and a full collection runs every
+  (transaction keys, timer entries). Its cost grows with the calls since the last one
+  (every 100 ms, it held the loop 4-8 ms at 10,500 calls/s). A full collection runs every
   `GC_FULL_EVERY_S`, over only what survived: the transactions in flight. Before this,
   the once-a-minute full collection walked every timer entry and transaction key of the
   last 32 s: 80-110 ms at 5,000 calls/s. It still walks every transaction in flight (25-95

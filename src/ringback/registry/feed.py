@@ -93,9 +93,9 @@ PRUNE_EVERY_S = 600.0
 APPLY_CHUNK = 500  # changes applied between two yields to the event loop (~1-3 ms)
 FETCH_CHUNK = 1000  # catch-up rows decoded at a time (one cursor fetch or one query)
 STREAM_BLOCK = 1 << 18  # rows of a streamed full load written at a time (6 MB)
-LOCK_POLL_S = 0.05
+LOCK_POLL_S = 0.05  # how often a process waiting for the snapshot lock tries again
 COPY_SMALL_READ = 1 << 16  # a full load's read smaller than this waits for more (bytes)
-COPY_FILL_PAUSE_S = 0.002  # how often a process waiting for the snapshot lock tries again
+COPY_FILL_PAUSE_S = 0.002  # how long it waits for the socket to fill
 
 
 async def _let_the_socket_fill(chunk: bytes) -> None:
