@@ -4,11 +4,11 @@ On a throw-away embedded PostgreSQL (migrated, as superuser so the variants can 
 what they test), N staging rows are generated server-side, then the import's own
 statements (`ringback.registry.imports`: update, insert, digest) run in a transaction
 that is rolled back, once per variant: as shipped, and without one of the costs per row
-(the feed triggers' transition tables, the court foreign key, one of the listings
-indexes), so each variant's difference is what that part costs.
+(one trigger on listings, one of its indexes, the import_listings indexes; found in the
+catalog), so each variant's difference is what that part costs.
 
     .venv/bin/python bench/import_profile.py [--rows 1000000] [--shuffle]
-        [--variants shipped,no_feed_triggers,...]
+        [--variants shipped,no_trigger:listings_feed_insert,no_index:...]
 """
 
 from __future__ import annotations
@@ -24,24 +24,51 @@ from pathlib import Path
 
 import asyncpg
 
-from ringback.registry import imports
+from ringback.registry import import_digest, imports
 from ringback.registry.embedded import EmbeddedPostgres
 from ringback.registry.migrate import migrate
 
-VARIANTS: dict[str, list[str]] = {
-    "shipped": [],
-    "no_feed_triggers": [
-        "DROP TRIGGER listings_feed_insert ON listings",
-        "DROP TRIGGER listings_feed_update ON listings",
-    ],
-    "no_court_fk": ["ALTER TABLE listings DROP CONSTRAINT listings_court_id_fkey"],
-    "no_number_index": ["DROP INDEX listings_number"],
-    "no_deferred_effective_index": ["DROP INDEX listings_deferred_effective"],
-    "no_import_listings_indexes": [
-        "ALTER TABLE import_listings DROP CONSTRAINT import_listings_pkey",
-        "DROP INDEX import_listings_listing",
-    ],
-}
+# Each variant drops one per-row cost, found in the catalog so the names stay current: a
+# trigger on listings (e.g. the feed's, whose transition tables hold every new row), an
+# index on listings (other than the primary key), or the import_listings rows' indexes.
+_TRIGGERS = """
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'listings'::regclass AND NOT tgisinternal
+ORDER BY tgname
+"""
+_INDEXES = """
+SELECT indexrelid::regclass::text FROM pg_index
+WHERE indrelid = 'listings'::regclass AND NOT indisprimary ORDER BY 1
+"""
+
+
+Variant = tuple[list[str], str]  # the DDL to drop a cost, the insert statement
+
+
+async def variants(conn: asyncpg.Connection) -> dict[str, Variant]:
+    found: dict[str, Variant] = {"shipped": ([], imports._INSERT)}
+    for (name,) in await conn.fetch(_TRIGGERS):
+        found[f"no_trigger:{name}"] = ([f"DROP TRIGGER {name} ON listings"], imports._INSERT)
+    for (name,) in await conn.fetch(_INDEXES):
+        found[f"no_index:{name}"] = ([f"DROP INDEX {name}"], imports._INSERT)
+    found["no_import_listings_indexes"] = (
+        [
+            "ALTER TABLE import_listings DROP CONSTRAINT import_listings_pkey",
+            "DROP INDEX import_listings_listing",
+        ],
+        imports._INSERT,
+    )
+    # The digest's lines: written by PostgreSQL per row (jsonb_build_array, to_char twice),
+    # as before session 6, or not at all.
+    found["digest_lines_in_postgres"] = (
+        [],
+        imports._INSERT.replace(import_digest.RAW_COLUMNS, import_digest.APPLIED_LINE),
+    )
+    found["no_digest_lines"] = (
+        [],
+        imports._INSERT.replace(import_digest.RAW_COLUMNS, "l.id::text"),
+    )
+    return found
+
 
 _FILL = """
 INSERT INTO import_staging (line, number, case_ref, effective_at, expires_at, effective_given)
@@ -52,14 +79,15 @@ FROM generate_series(1, $1) g
 
 
 async def run_variant(
-    conn: asyncpg.Connection, name: str, rows: int, shuffle: bool, court: uuid.UUID
+    conn: asyncpg.Connection, variant: Variant, rows: int, shuffle: bool, court: uuid.UUID
 ) -> dict[str, float]:
+    ddls, insert = variant
     laps: dict[str, float] = {}
     job = uuid.uuid4()
     tr = conn.transaction()
     await tr.start()
     try:
-        for ddl in VARIANTS[name]:
+        for ddl in ddls:
             await conn.execute(ddl)
         await conn.execute(imports._STAGING)
         number = "((g::int8 * 7919) % $1)" if shuffle else "g"
@@ -82,16 +110,29 @@ async def run_variant(
             await conn.execute(sql, *args)
             laps[label] = time.perf_counter() - t
         t = time.perf_counter()
-        digest = imports._CopyTextDigest()
-        await conn.copy_from_query(imports._INSERT, court, notice, None, job, output=digest.feed)
+        digest = import_digest.RowsDigest()
+        if import_digest.RAW_COLUMNS in insert:  # as shipped: the lines written here
+            inserted = import_digest.InsertedRows(digest)
+            await conn.copy_from_query(insert, court, notice, None, job, output=inserted.feed)
+            await inserted.finish()
+        else:
+
+            async def lines(chunk: bytes) -> None:
+                digest.feed_copy_text(chunk)
+
+            await conn.copy_from_query(insert, court, notice, None, job, output=lines)
         assert digest.rows == rows, digest.rows
         laps["insert and digest"] = time.perf_counter() - t
     finally:
         await tr.rollback()
+        # The rolled-back rows stay in the heap and its indexes until a vacuum: without
+        # one, every variant ran on a bigger table than the last (37 s -> 47 s at 2 M).
+        await conn.execute("VACUUM listings, import_listings")
+        await conn.execute("CHECKPOINT")
     return laps
 
 
-async def main(rows: int, shuffle: bool, names: list[str]) -> None:
+async def main(rows: int, shuffle: bool, names: list[str] | None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ringback-bench-import-profile-"))
     pg = EmbeddedPostgres(tmp / "pg")
     dsn = await asyncio.to_thread(pg.start)
@@ -102,8 +143,11 @@ async def main(rows: int, shuffle: bool, names: list[str]) -> None:
             "INSERT INTO courts (name, webhook_secret) VALUES ('Profile Court', 'x') RETURNING id"
         )
         print(f"{rows:,} rows{' (shuffled numbers)' if shuffle else ''}; seconds per statement")
-        for name in names:
-            laps = await run_variant(conn, name, rows, shuffle, court)
+        found = await variants(conn)
+        for name in names or list(found):
+            if name not in found:
+                raise SystemExit(f"no variant {name!r}; there are {', '.join(found)}")
+            laps = await run_variant(conn, found[name], rows, shuffle, court)
             timed = {k: v for k, v in laps.items() if not k.startswith("fill")}
             parts = ", ".join(f"{k} {v:.2f}" for k, v in timed.items())
             print(f"{name:28s} load {sum(timed.values()):6.2f} s  ({parts})")
@@ -117,6 +161,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--shuffle", action="store_true")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", help="comma-separated; default: every one found")
     args = parser.parse_args()
-    asyncio.run(main(args.rows, args.shuffle, args.variants.split(",")))
+    names = args.variants.split(",") if args.variants else None
+    asyncio.run(main(args.rows, args.shuffle, names))

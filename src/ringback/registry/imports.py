@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from ringback.registry.import_csv import (
     check_utf8_sample,
     file_sha256,
 )
+from ringback.registry.import_digest import APPLIED_LINE, RAW_COLUMNS, InsertedRows, RowsDigest
 from ringback.registry.import_rows import COPY_HEADER, COPY_TRAILER, STAGING_COLUMNS
 from ringback.registry.outbox import enqueue_event
 
@@ -243,25 +243,21 @@ WHERE s.expires_at <= coalesce(s.effective_at, l.effective_at)
 ORDER BY s.line LIMIT 1
 """
 
-# The rows an import applied, as they stand after it: one JSON array per listing,
-# [id, "+number", case_ref, effective_at, expires_at] (times RFC 3339 UTC, microseconds),
-# in id order, joined by newlines; `rows_sha256` in the import's audit row is its SHA-256.
-# Streamed out with COPY and hashed here (at 15 M rows the text is over 1 GB, more than one
-# PostgreSQL value may hold): first the listings the import updated (all older than any
-# it creates), in id order, then the new ones as the INSERT returns them, in id order.
-_APPLIED_LINE = """jsonb_build_array(
-    l.id, '+' || l.number, l.case_ref,
-    to_char(l.effective_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-    to_char(l.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text"""
-
+# The rows an import applied, as they stand after it: one line per listing (see
+# `ringback.registry.import_digest`), in id order; `rows_sha256` in the import's audit row is
+# the SHA-256 of them joined by newlines. Streamed out with COPY and hashed here (at 15 M
+# rows the text is over 1 GB, more than one PostgreSQL value may hold): first the listings
+# the import updated (all older than any it creates), in id order, then the new ones as
+# the INSERT returns them, in id order.
 _APPLIED = f"""
-SELECT {_APPLIED_LINE}
+SELECT {APPLIED_LINE}
 FROM import_listings il JOIN listings l ON l.id = il.listing_id
 WHERE il.import_id = $1
 ORDER BY l.id
 """
 
-# The new listings, with their import_listings rows; returns their digest lines.
+# The new listings, with their import_listings rows; returns their raw columns, from which
+# `InsertedRows` writes their lines.
 _INSERT = f"""
 WITH ins AS (
     INSERT INTO listings (number, court_id, case_ref, effective_at, expires_at, effective_reason,
@@ -278,47 +274,23 @@ WITH ins AS (
 ), il AS (
     INSERT INTO import_listings (import_id, listing_id) SELECT $4, id FROM ins
 )
-SELECT {_APPLIED_LINE} FROM ins l
+SELECT {RAW_COLUMNS} FROM ins l
 """
-
-
-class _CopyTextDigest:
-    """SHA-256 of one text column streamed by COPY … TO STDOUT, rows joined by newlines.
-
-    COPY's text format doubles every backslash (JSON text has no raw control characters,
-    so nothing else is escaped); a pair split between two chunks is carried over.
-    """
-
-    def __init__(self) -> None:
-        self.sha = hashlib.sha256()
-        self.rows = 0
-        self._carry = b""  # an unfinished backslash pair
-        self._last = b""  # the newline after the last row is not hashed
-
-    async def feed(self, chunk: bytes) -> None:
-        data = self._carry + bytes(chunk)
-        trailing = len(data) - len(data.rstrip(b"\\"))
-        cut = len(data) - (trailing % 2)
-        data, self._carry = data[:cut], data[cut:]
-        text = data.replace(b"\\\\", b"\\")
-        if not text:
-            return
-        self.rows += text.count(b"\n")
-        self.sha.update(self._last)
-        self.sha.update(text[:-1])
-        self._last = text[-1:]
-
-    def hexdigest(self) -> str:
-        assert not self._carry and self._last in (b"", b"\n")
-        return self.sha.hexdigest()
 
 
 async def applied_digest(conn: asyncpg.Connection, job_id: uuid.UUID) -> tuple[int, str]:
     """(how many listings the import wrote, the SHA-256 of them as applied; see _APPLIED),
     read back from the database (the import itself hashes them as it writes them)."""
-    digest = _CopyTextDigest()
-    await conn.copy_from_query(_APPLIED, job_id, output=digest.feed)
+    digest = RowsDigest()
+    await conn.copy_from_query(_APPLIED, job_id, output=_async(digest.feed_copy_text))
     return digest.rows, digest.hexdigest()
+
+
+def _async(feed: Callable[[bytes], None]) -> Callable[[bytes], Awaitable[None]]:
+    async def output(chunk: bytes) -> None:
+        feed(chunk)
+
+    return output
 
 
 async def _set_progress(
@@ -432,18 +404,20 @@ async def _load(
             )
             updated = int(status.split()[-1])
             lap("update")
-            digest = _CopyTextDigest()
+            digest = RowsDigest()
             if updated:
-                await conn.copy_from_query(_APPLIED, job_id, output=digest.feed)
+                await conn.copy_from_query(_APPLIED, job_id, output=_async(digest.feed_copy_text))
             lap("digest_of_updated")
+            inserted = InsertedRows(digest)
             await conn.copy_from_query(
                 _INSERT,
                 court_id,
                 notice_end,
                 options.effective_reason,
                 job_id,
-                output=digest.feed,
+                output=inserted.feed,
             )
+            await inserted.finish()
             applied, rows_sha256 = digest.rows, digest.hexdigest()
             listed = applied - updated
             lap("insert_and_digest")

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from court_api_support import Api, listing
 
+from ringback.registry.imports import applied_digest
 from ringback.server import Service
 
 A, B, C = "+8613800138000", "+8613800138001", "+8613800138002"
@@ -113,3 +115,48 @@ async def test_imports_are_attributable_and_a_listings_history_is_readable(
     assert r.status == 404
     r = await api.get(f"/v1/listings/{A}/history", token, params={"sort": "x"})
     assert (r.status, r.code) == (400, "invalid_parameter")
+
+
+async def test_the_digest_written_here_is_the_one_postgresql_writes_of_the_same_rows(
+    api: Api, operator: str, service: Service
+) -> None:
+    """The import writes its digest's lines itself (numpy, `import_digest`); read back, the
+    same rows as PostgreSQL writes them (jsonb) give the same digest, whatever the case
+    references hold."""
+    court = await api.court(operator, "Digest Court")
+    expires = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%S.123456Z")
+    odd = [
+        '"say ""no"" to a \\ backslash"',
+        '"a\ttab inside"',
+        "（2026）京0105执字第1号",
+        '"\x01control\x02"',
+        '"ends with a backslash \\"',
+    ]
+    lines = [f"+86139{i:08d},{case},{expires}" for i, case in enumerate(odd)]
+    lines += [f"+86138{i:08d},(2026) Jing 0105 Zhi {i},{expires}" for i in range(5000)]
+    text = "number,case_ref,expires_at\n" + "\n".join(lines) + "\n"
+    r = await api.call(
+        "POST",
+        "/v1/imports",
+        court["token"],
+        data=text.encode(),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert r.status == 201 and r.body["status"] == "done", r.body
+    after = await service.pool.fetchval(
+        "SELECT after::text FROM audit_events WHERE entity = $1", f"import:{r.body['id']}"
+    )
+    audit = json.loads(after)
+    async with service.pool.acquire() as conn:
+        rows, digest = await applied_digest(conn, uuid.UUID(r.body["id"]))
+    assert rows == audit["rows_applied"] == 5005
+    assert audit["rows_sha256"] == digest
+    # and by the definition, from what the API shows of the odd ones
+    shown = [await _one(api, court["token"], f"+86139{i:08d}") for i in range(len(odd))]
+    assert [x["case_ref"] for x in shown] == [
+        'say "no" to a \\ backslash',
+        "a\ttab inside",
+        "（2026）京0105执字第1号",
+        "\x01control\x02",
+        "ends with a backslash \\",
+    ]
