@@ -27,6 +27,7 @@ import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -41,6 +42,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "interop"
 import harness
 
 WHO = Principal("bench", "operator")
+# WAL written and checkpoints taken so far (PostgreSQL 17+: pg_stat_checkpointer).
+_WAL = """
+SELECT w.wal_bytes::float8 AS bytes, w.wal_fpi AS fpi,
+       c.num_timed + c.num_requested AS checkpoints
+FROM pg_stat_wal w, pg_stat_checkpointer c
+"""
+
+
+async def wal_mark(pool: Any) -> dict[str, float]:
+    await pool.execute("SELECT pg_stat_force_next_flush()")  # this backend's own counts
+    row = await pool.fetchrow(_WAL)
+    return {k: float(row[k]) for k in ("bytes", "fpi", "checkpoints")}
+
+
+def wal_between(a: dict[str, float], b: dict[str, float]) -> str:
+    return (
+        f"{(b['bytes'] - a['bytes']) / 1e9:.2f} GB of WAL, {b['fpi'] - a['fpi']:,.0f} full-page "
+        f"images, {b['checkpoints'] - a['checkpoints']:.0f} checkpoint(s)"
+    )
+
+
 LOADED = re.compile(r"index sync: (loaded \d+ numbers at seq \d+ in [\d.]+ s[^\"]*)")
 
 
@@ -176,6 +198,7 @@ async def main(rows: int, subscriptions: int, shuffle: bool, timeout: float) -> 
             "Content-Type": "text/csv",
             "Prefer": "respond-async",
         }
+        wal_start = await wal_mark(service.pool)
         async with aiohttp.ClientSession() as http:
             start = time.perf_counter()
             with csv_path.open("rb") as f:
@@ -197,6 +220,9 @@ async def main(rows: int, subscriptions: int, shuffle: bool, timeout: float) -> 
         if job["status"] != "done":
             raise SystemExit(f"import failed: {job['error']}")
         done_at = time.perf_counter()
+        # The import's backend reports its statistics up to a second after it goes idle.
+        await asyncio.sleep(1.5)
+        wal_done = await wal_mark(service.pool)
         loading = marks.get("loading", total)
         print(f"upload (spooled, sha256):        {uploaded:6.2f} s")
         print(f"validate + COPY to staging:      {loading - uploaded:6.2f} s")
@@ -226,6 +252,10 @@ async def main(rows: int, subscriptions: int, shuffle: bool, timeout: float) -> 
                 f"{name}: index current (all {rows:,} numbers, feed head {head}) "
                 + (f"+{took:.2f} s after done" if took is not None else "NEVER")
             )
+        await asyncio.sleep(1.0)  # the backends report their statistics within a second
+        wal_end = await wal_mark(service.pool)
+        print(f"import (POST → done + 1.5 s): {wal_between(wal_start, wal_done)}")
+        print(f"then → every node current + 1 s: {wal_between(wal_done, wal_end)}")
         print(f"node 1 loads: {lines.lines}")
         print(f"node 2 loads: {other.reloads()}")
         print(f"autovacuum meanwhile: {sorted(autovacuum) or 'none'}")
