@@ -57,6 +57,7 @@ from ringback.sip.transaction import ServerTransactionLayer, TxKey, TxState
 from ringback.sip.uri import parse_name_addr
 
 ALLOW = "INVITE, ACK, CANCEL, OPTIONS, BYE, PRACK, UPDATE, INFO"
+TIMER_SLACK = 4096  # timer entries of ended calls tolerated before `_timers` is rebuilt
 # Headers of a relayed in-dialog request or response that describe its body or purpose.
 _PASSED = ("Event", "Info-Package", "Subscription-State", "Content-Disposition")
 _RELAYED = frozenset(["INVITE", "UPDATE", "INFO", "OPTIONS", "MESSAGE", "NOTIFY"])
@@ -160,6 +161,7 @@ class B2bua:
         # timers change; a stale one only makes `poll` look at its call early.
         self._timers: list[tuple[float, int, TxKey]] = []
         self._n = itertools.count()
+        self._compact_at = TIMER_SLACK  # rebuild `_timers` when it holds more entries
 
     def __len__(self) -> int:
         return len(self.calls)
@@ -779,6 +781,17 @@ class B2bua:
             if leg is not None and leg.pending_ok is not None:
                 times.append(leg.ok_resend_at or leg.ok_give_up_at)
         heapq.heappush(self._timers, (min(times), next(self._n), call.key))
+        if len(self._timers) > self._compact_at:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the timer entries of calls that are over. They would pile up: an answered
+        call's entry waits at its max_call_s deadline (2 hours) long after the call ended,
+        1.4 M of them at 200 calls/s, and `next_deadline` popped a run of them at once (a
+        212 ms hold at 200 calls/s). Amortised O(1): the heap must double first."""
+        self._timers = [entry for entry in self._timers if entry[2] in self.calls]
+        heapq.heapify(self._timers)
+        self._compact_at = 2 * len(self._timers) + TIMER_SLACK
 
     def next_deadline(self) -> float | None:
         """The earliest timer: O(1) however many calls are bridged."""
