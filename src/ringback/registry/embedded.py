@@ -27,6 +27,21 @@ log = logging.getLogger(__name__)
 SERVICE_USER = "ringback"
 PORT = 5432  # only names the socket file; nothing listens on TCP
 
+# initdb's defaults, except for bulk writes. A national import writes about 1 KB of WAL a
+# row (14 GB at 15 M rows). With max_wal_size 1 GB that meant 25 checkpoints during the
+# import, and afterwards, when the nodes first read the new rows and set their hint bits,
+# every page written before the last checkpoint went to the WAL again as a full-page image
+# (data checksums are on: initdb's default since 18): 409,000 of them, 3.3 GB, even with
+# only one checkpoint left in the import. With these settings the import takes none, and
+# the reloads after it write no WAL
+# (bench/RESULTS.md, session 6). The cost: up to about 32 GB of WAL on disk between
+# checkpoints, and a crash recovery that replays up to that much (calls keep flowing).
+SERVER_SETTINGS = {
+    "wal_buffers": "64MB",
+    "max_wal_size": "32GB",
+    "checkpoint_timeout": "30min",
+}
+
 
 class EmbeddedPostgresError(RuntimeError):
     pass
@@ -135,6 +150,7 @@ class EmbeddedPostgres:
             log.info("embedded PostgreSQL already running in %s; using it", self.pgdata)
             return self.url
         options = f"-c listen_addresses='' -k {self.socket_dir} -p {PORT}"
+        options += "".join(f" -c {name}={value}" for name, value in SERVER_SETTINGS.items())
         done = self._run(
             "pg_ctl",
             "-D",
