@@ -95,6 +95,9 @@ class Call:
     caller_relay: Address | None = None  # where the caller sends RTP (ringback's caller side)
     callee_relay: Address | None = None  # where the callee sends RTP (ringback's callee side)
     final: int = 0  # the final status the caller got
+    invite: bytes = b""  # as sent: retransmitted as is until a response (Timer A)
+    responded: bool = False  # a response to the INVITE came (retransmissions stop)
+    invite_retransmissions: int = 0
     bye_ok: bool = False
     callee_bye: bool = False  # the callee leg got its BYE
     answered: asyncio.Future[None] | None = None
@@ -192,7 +195,16 @@ class Callee:
 
 
 class Caller:
-    """The caller UAC: INVITE → (100, 183) → 200 → ACK; later BYE."""
+    """The caller UAC: INVITE → (100, 183) → 200 → ACK; later BYE.
+
+    As a switch does (RFC 3261 §17.1.1.2), it retransmits an INVITE nobody answered after
+    T1 = 500 ms, doubling, until a response comes or Timer B (64 × T1) runs out: a server
+    that dropped the first copy (a loss, or ringback shedding an INVITE that waited past
+    `sip.max_receive_age_ms`) gets another chance, and the bench counts the
+    retransmissions instead of a lost call.
+    """
+
+    T1 = 0.5
 
     def __init__(self, target: Address, number: str = TEST_NUMBER) -> None:
         self.target = target
@@ -241,7 +253,18 @@ class Caller:
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         call.invite_sent_ns = time.monotonic_ns()
+        call.invite = request
         self._send(request)
+        loop.call_later(self.T1, self._timer_a, call, self.T1)
+
+    def _timer_a(self, call: Call, interval: float) -> None:
+        if call.responded or call.final:
+            return
+        if (time.monotonic_ns() - call.invite_sent_ns) / 1e9 + interval > 64 * self.T1:
+            return  # Timer B: the call fails at the caller
+        call.invite_retransmissions += 1
+        self._send(call.invite)
+        asyncio.get_running_loop().call_later(2 * interval, self._timer_a, call, 2 * interval)
 
     def bye(self, call: Call) -> None:
         host, port = self.target
@@ -293,6 +316,7 @@ class Caller:
             return
         if method != "INVITE":
             return
+        call.responded = True
         if 180 <= msg.status < 200 and msg.body:
             call.early_ns = call.early_ns or stamp
             with contextlib.suppress(Exception):

@@ -75,6 +75,7 @@ async def one_rate(
 
     gc0 = [server.metric(f"ringback_gc_pause_seconds_{k}") for k in ("count", "sum")]
     cpu0, wall0 = call_peers.cpu_seconds(server.pid), time.monotonic()
+    shed0 = server.metric("ringback_sip_shed_total")
     tasks = []
     started = time.monotonic()
     for i, call in enumerate(calls):
@@ -102,6 +103,8 @@ async def one_rate(
         "calls": n,
         "measured": len(warm),
         "reached_callee": sum(1 for c in calls if c.invite_at_callee_ns),
+        "invites_retransmitted": sum(1 for c in calls if c.invite_retransmissions),
+        "server_shed": int(server.metric("ringback_sip_shed_total") - shed0),
         "answered": sum(1 for c in calls if c.final == 200),
         "completed": sum(1 for c in calls if c.bye_ok),
         "finals": _count_finals(calls),
@@ -125,6 +128,8 @@ def describe(r: dict[str, Any]) -> str:
     p, w = r["post_dial_delay_ms"], r["time_to_warning_ms"]
     return (
         f"{r['rate']:g} calls/s: {r['calls']} calls, reached callee {r['reached_callee']}, "
+        f"INVITE retransmitted {r['invites_retransmitted']} (ringback shed "
+        f"{r['server_shed']}), "
         f"answered {r['answered']}, completed {r['completed']}, finals {r['finals']} | "
         f"post-dial delay p50 {p[0]:.2f} p90 {p[1]:.2f} p99 {p[2]:.2f} max {p[3]:.2f} ms | "
         f"INVITE→183 p50 {w[0]:.2f} p99 {w[2]:.2f} ms | server CPU {r['server_cpu_pct']:.0f}% | "
