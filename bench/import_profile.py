@@ -116,11 +116,8 @@ async def run_variant(
             await conn.copy_from_query(insert, court, notice, None, job, output=inserted.feed)
             await inserted.finish()
         else:
-
-            async def lines(chunk: bytes) -> None:
-                digest.feed_copy_text(chunk)
-
-            await conn.copy_from_query(insert, court, notice, None, job, output=lines)
+            output = digest.feed_copy_text
+            await conn.copy_from_query(insert, court, notice, None, job, output=output)
         assert digest.rows == rows, digest.rows
         laps["insert and digest"] = time.perf_counter() - t
     finally:

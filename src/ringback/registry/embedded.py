@@ -33,9 +33,9 @@ PORT = 5432  # only names the socket file; nothing listens on TCP
 # every page written before the last checkpoint went to the WAL again as a full-page image
 # (data checksums are on: initdb's default since 18): 409,000 of them, 3.3 GB, even with
 # only one checkpoint left in the import. With these settings the import takes none, and
-# the reloads after it write no WAL
-# (bench/RESULTS.md, session 6). The cost: up to about 32 GB of WAL on disk between
-# checkpoints, and a crash recovery that replays up to that much (calls keep flowing).
+# the reloads after it write no WAL (bench/RESULTS.md, session 6). The cost: up to about
+# 32 GB of WAL on disk between checkpoints, and a crash recovery that replays up to that
+# much (calls keep flowing).
 SERVER_SETTINGS = {
     "wal_buffers": "64MB",
     "max_wal_size": "32GB",

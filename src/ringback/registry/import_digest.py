@@ -24,6 +24,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from numpy.typing import NDArray
 
+from ringback.registry.import_fast import copy_spans
+
 __all__ = ["APPLIED_LINE", "RAW_COLUMNS", "InsertedRows", "RowsDigest", "format_lines"]
 
 I64 = NDArray[np.int64]
@@ -63,8 +65,8 @@ class RowsDigest:
         self.sha.update(text[:-1])
         self._last = text[-1:]
 
-    def feed_copy_text(self, chunk: bytes) -> None:
-        """One column of lines (`APPLIED_LINE`) streamed by COPY … TO STDOUT: COPY's text
+    async def feed_copy_text(self, chunk: bytes) -> None:
+        """COPY's output callback for one column of lines (`APPLIED_LINE`): COPY's text
         format doubles every backslash (JSON text has no raw control characters, so nothing
         else is escaped); a pair split between two chunks is carried over."""
         data = self._carry + bytes(chunk)
@@ -138,17 +140,6 @@ def _times(micros: I64) -> tuple[NDArray[np.uint8], NDArray[np.bool_]]:
     return out, (year >= 1000) & (year <= 9999)
 
 
-def _scatter(out: NDArray[np.uint8], to: I64, src: NDArray[np.uint8], a: I64, b: I64) -> None:
-    """Copy the spans ``src[a:b]`` to ``out[to:]``, row by row, at once."""
-    length = b - a
-    total = int(length.sum())
-    if not total:
-        return
-    before = np.cumsum(length) - length
-    ramp = np.arange(total)
-    out[np.repeat(to - before, length) + ramp] = src[np.repeat(a - before, length) + ramp]
-
-
 def format_lines(block: bytes) -> bytes:
     """The lines of the rows in `block` (whole lines of `RAW_COLUMNS` in COPY text)."""
     if not block:
@@ -189,13 +180,13 @@ def format_lines(block: bytes) -> bytes:
     f = np.flatnonzero(fast)
     at_f = at[f]
     out[at_f] = ord("[")
-    _scatter(out, at_f + 1, arr, starts[f], tab[f, 0])
+    copy_spans(out, at_f + 1, arr, starts[f], tab[f, 0])
     at_f = at_f + 1 + id_len[f]
     out[at_f[:, None] + np.arange(4)] = np.frombuffer(b', "+', np.uint8)
-    _scatter(out, at_f + 4, arr, tab[f, 0] + 1, tab[f, 1])
+    copy_spans(out, at_f + 4, arr, tab[f, 0] + 1, tab[f, 1])
     at_f = at_f + 4 + number_len[f]
     out[at_f[:, None] + np.arange(4)] = np.frombuffer(b'", "', np.uint8)
-    _scatter(out, at_f + 4, arr, case_a[f], case_b[f])
+    copy_spans(out, at_f + 4, arr, case_a[f], case_b[f])
     at_f = at_f + 4 + case_len[f]
     for text in (eff_text, exp_text):
         out[at_f[:, None] + np.arange(4)] = np.frombuffer(b'", "', np.uint8)

@@ -32,7 +32,7 @@ from ringback.registry.import_rows import (
     pg_micros,
 )
 
-__all__ = ["ParsedBlock", "parse_block"]
+__all__ = ["ParsedBlock", "copy_spans", "parse_block"]
 
 I64 = NDArray[np.int64]
 Bools = NDArray[np.bool_]
@@ -266,6 +266,17 @@ def _rules_hold(rules: RowRules, effective: I64, given: Bools, expires: I64) -> 
     return ok
 
 
+def copy_spans(out: NDArray[np.uint8], to: I64, src: NDArray[np.uint8], a: I64, b: I64) -> None:
+    """Copy the spans ``src[a:b]`` to ``out[to:]``, row by row, at once."""
+    length = b - a
+    total = int(length.sum())
+    if not total:
+        return
+    before = np.cumsum(length) - length
+    ramp = np.arange(total)
+    out[np.repeat(to - before, length) + ramp] = src[np.repeat(a - before, length) + ramp]
+
+
 def _encode(
     arr: NDArray[np.uint8],
     line: I64,
@@ -291,12 +302,7 @@ def _encode(
         6, 8, line, 8, number, length,
     )  # fmt: skip
     out[start[:, None] + np.arange(_HEAD.itemsize)] = head.view(np.uint8).reshape(n, -1)
-    total = int(length.sum())
-    before = np.cumsum(length) - length
-    ramp = np.arange(total)
-    out[np.repeat(start + _HEAD.itemsize - before, length) + ramp] = arr[
-        np.repeat(case_a - before, length) + ramp
-    ]
+    copy_spans(out, start + _HEAD.itemsize, arr, case_a, case_b)
     tail_at = start + _HEAD.itemsize + length
     for rows, dtype in ((given, _TAIL), (~given, _TAIL_NULL)):
         m = int(rows.sum())

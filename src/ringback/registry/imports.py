@@ -28,7 +28,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -282,15 +282,8 @@ async def applied_digest(conn: asyncpg.Connection, job_id: uuid.UUID) -> tuple[i
     """(how many listings the import wrote, the SHA-256 of them as applied; see _APPLIED),
     read back from the database (the import itself hashes them as it writes them)."""
     digest = RowsDigest()
-    await conn.copy_from_query(_APPLIED, job_id, output=_async(digest.feed_copy_text))
+    await conn.copy_from_query(_APPLIED, job_id, output=digest.feed_copy_text)
     return digest.rows, digest.hexdigest()
-
-
-def _async(feed: Callable[[bytes], None]) -> Callable[[bytes], Awaitable[None]]:
-    async def output(chunk: bytes) -> None:
-        feed(chunk)
-
-    return output
 
 
 async def _set_progress(
@@ -406,7 +399,7 @@ async def _load(
             lap("update")
             digest = RowsDigest()
             if updated:
-                await conn.copy_from_query(_APPLIED, job_id, output=_async(digest.feed_copy_text))
+                await conn.copy_from_query(_APPLIED, job_id, output=digest.feed_copy_text)
             lap("digest_of_updated")
             inserted = InsertedRows(digest)
             await conn.copy_from_query(

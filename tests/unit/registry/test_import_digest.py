@@ -118,6 +118,6 @@ def test_streamed_in_odd_chunks_the_digest_is_the_joined_lines() -> None:
 def test_copy_text_lines_of_the_sql_path_are_unescaped() -> None:
     digest = RowsDigest()
     for chunk in (b'[1, "a\\\\\\', b'\\b"]\n[2, "c"]\n'):  # a doubled backslash cut in two
-        digest.feed_copy_text(chunk)
+        asyncio.run(digest.feed_copy_text(chunk))
     assert digest.rows == 2
     assert digest.hexdigest() == hashlib.sha256(b'[1, "a\\\\b"]\n[2, "c"]').hexdigest()
