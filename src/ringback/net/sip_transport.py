@@ -12,14 +12,16 @@ transaction), plus a once-a-second housekeeping timer (clock offset, idle TCP).
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import math
+import os
 import socket
 import ssl
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 from ringback.calls import CallController, SipMetrics
@@ -29,6 +31,16 @@ from ringback.net.reuseport import attach_uri_hash, reuseport_udp_socket
 from ringback.sip.errors import SipParseError
 from ringback.sip.message import split_stream
 from ringback.sip.transaction import TxKey
+
+RecvBatch = Callable[[int, int, bool], list[tuple[bytes, str, int, float]]]
+SendBatch = Callable[[int, int, list[tuple[bytes, Address]]], list[tuple[int, int]] | None]
+RECV_BATCH: RecvBatch | None
+SEND_BATCH: SendBatch | None
+try:  # recvmmsg/sendmmsg (src/ringback/_udpio.c): one system call per batch
+    from ringback._udpio import recv_batch as RECV_BATCH
+    from ringback._udpio import send_batch as SEND_BATCH
+except ImportError:  # pragma: no cover - built by `pip install`; socket's methods then
+    RECV_BATCH = SEND_BATCH = None
 
 log = logging.getLogger(__name__)
 
@@ -352,10 +364,15 @@ class SipEndpoint:
             self.pump()
 
     def _send_out(self) -> None:
-        for data, dest, transport in self.controller.take_outgoing():
+        outgoing = self.controller.take_outgoing()
+        if not outgoing:
+            return
+        udp_v4: list[tuple[bytes, Address]] = []
+        udp_v6: list[tuple[bytes, Address]] = []
+        for data, dest, transport in outgoing:
             try:
                 if transport == "udp":
-                    self._send_udp(data, dest)
+                    (udp_v6 if ":" in dest[0] else udp_v4).append((data, dest))
                 else:
                     tls = transport == "tls"
                     connection = (self.tls_connections if tls else self.tcp_connections).get(dest)
@@ -363,11 +380,10 @@ class SipEndpoint:
                         connection.write(data)
             except (OSError, ValueError, TypeError) as exc:  # one bad address: that send only
                 log.info("SIP send to %s failed: %s", dest, exc)
-
-    def _send_udp(self, data: bytes, dest: Address) -> None:
-        udp = self._udp_v6 if ":" in dest[0] else self._udp_v4
-        if udp is not None:
-            udp.sendto(data, dest)
+        if udp_v4 and self._udp_v4 is not None:
+            self._udp_v4.send_all(udp_v4)
+        if udp_v6 and self._udp_v6 is not None:
+            self._udp_v6.send_all(udp_v6)
 
     def _reap_idle_tcp(self, now: float) -> None:
         for connection in [*self.tcp_connections.values(), *self.tls_connections.values()]:
@@ -411,6 +427,7 @@ class _UdpSocket:
             sock.close()
             raise
         self.port: int = sock.getsockname()[1]
+        self.fd = sock.fileno()
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._readable)
         self.closed = False
@@ -429,6 +446,33 @@ class _UdpSocket:
             endpoint.pump()  # the batch's answers, sent together
 
     def _read_batch(self, looking: bool, oldest: float) -> None:
+        if RECV_BATCH is None:  # pragma: no cover - _udpio did not build
+            self._read_one_by_one(looking, oldest)
+            return
+        endpoint = self.endpoint
+        trusted, metrics = endpoint.trusted, endpoint.metrics
+        try:
+            batch = RECV_BATCH(self.fd, UDP_READ_BUDGET, looking)
+        except OSError as exc:  # e.g. an ICMP error queued on the socket: harmless
+            log.debug("UDP receive error: %s", exc)
+            return  # the loop calls again while datagrams wait
+        for data, host, port, stamp in batch:
+            stale = False
+            if looking:
+                stale = 0.0 < stamp < oldest
+                looking = stale
+            if not trusted(host):
+                metrics.untrusted.inc()
+                continue
+            if len(data) < 4 or data.isspace():
+                continue  # keep-alive (CRLF) or noise
+            if stale and data.startswith(b"INVITE "):
+                metrics.shed.inc()
+                continue
+            endpoint.receive(data, (host, port), "udp", pump=False)
+
+    def _read_one_by_one(self, looking: bool, oldest: float) -> None:
+        """`_read_batch` with the socket module's calls, where _udpio did not build."""
         endpoint, sock = self.endpoint, self.sock
         trusted, metrics = endpoint.trusted, endpoint.metrics
         for _ in range(UDP_READ_BUDGET):
@@ -465,6 +509,26 @@ class _UdpSocket:
             self.sock.sendto(data, dest)
         except (BlockingIOError, InterruptedError):
             self.endpoint.metrics.send_dropped.inc()  # a full send buffer: UDP may lose it
+
+    def send_all(self, messages: list[tuple[bytes, Address]]) -> None:
+        """Send `messages` ((data, destination)), in one system call where _udpio built;
+        a failure loses that datagram only (logged, or counted for a full send buffer)."""
+        failures: Iterable[tuple[int, int]]
+        if SEND_BATCH is None:  # pragma: no cover - _udpio did not build
+            failures = [(i, 0) for i in range(len(messages))]
+        else:
+            failures = SEND_BATCH(self.fd, self.sock.family, messages) or ()
+        for index, error in failures:
+            data, dest = messages[index]
+            try:
+                if error == 0:  # not a numeric address of this family: the socket module
+                    self.sendto(data, dest)
+                elif error in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    self.endpoint.metrics.send_dropped.inc()
+                else:
+                    raise OSError(error, os.strerror(error))
+            except (OSError, ValueError, TypeError) as exc:
+                log.info("SIP send to %s failed: %s", dest, exc)
 
     def close(self) -> None:
         if not self.closed:

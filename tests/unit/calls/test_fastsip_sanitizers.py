@@ -1,6 +1,8 @@
-"""The compiled SIP scan (src/ringback/_fastsip.c) reads bytes from the network: built again
-with AddressSanitizer and UBSan, it must get through 300,000 randomly damaged INVITEs and
-ACKs without one out-of-bounds read, use after free or undefined operation."""
+"""The compiled modules read bytes from the network: built again with AddressSanitizer and
+UBSan, the SIP scan (src/ringback/_fastsip.c) must get through 300,000 randomly damaged
+INVITEs and ACKs, and the batched UDP I/O (src/ringback/_udpio.c) through thousands of
+random datagrams, batch sizes and bad destinations, without one out-of-bounds access, use
+after free or undefined operation."""
 
 from __future__ import annotations
 
@@ -13,8 +15,7 @@ from pathlib import Path
 
 import ringback
 
-SRC = Path(ringback.__file__).resolve().parent / "_fastsip.c"
-FUZZ = Path(__file__).with_name("fastsip_fuzz.py")
+PACKAGE = Path(ringback.__file__).resolve().parent
 
 
 def _runtime(name: str) -> str:
@@ -25,11 +26,11 @@ def _runtime(name: str) -> str:
     return path
 
 
-def test_the_compiled_scan_is_clean_under_address_and_undefined_sanitizers(
-    tmp_path: Path,
-) -> None:
+def sanitized(module: str, tmp_path: Path) -> dict[str, str]:
+    """Build ringback.`module` with the sanitizers into a copy of the package under
+    `tmp_path`; the environment that runs Python with it."""
     package = tmp_path / "ringback"
-    shutil.copytree(SRC.parent, package, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     subprocess.run(
         [
@@ -42,9 +43,9 @@ def test_the_compiled_scan_is_clean_under_address_and_undefined_sanitizers(
             "-fno-sanitize-recover=all",
             "-fno-omit-frame-pointer",
             f"-I{sysconfig.get_paths()['include']}",
-            str(SRC),
+            str(PACKAGE / f"{module}.c"),
             "-o",
-            str(package / f"_fastsip{suffix}"),
+            str(package / f"{module}{suffix}"),
         ],
         check=True,
     )
@@ -57,7 +58,7 @@ def test_the_compiled_scan_is_clean_under_address_and_undefined_sanitizers(
         "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:exitcode=67",
     }
     done = subprocess.run(
-        [sys.executable, "-c", "import ringback._fastsip as f; print(f.__file__)"],
+        [sys.executable, "-c", f"import ringback.{module} as m; print(m.__file__)"],
         env=env,
         capture_output=True,
         text=True,
@@ -65,8 +66,15 @@ def test_the_compiled_scan_is_clean_under_address_and_undefined_sanitizers(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().startswith(str(tmp_path)), done.stdout  # the sanitized build
+    return env
+
+
+def test_the_compiled_scan_is_clean_under_address_and_undefined_sanitizers(
+    tmp_path: Path,
+) -> None:
+    env = sanitized("_fastsip", tmp_path)
     done = subprocess.run(
-        [sys.executable, str(FUZZ), "1", "300000"],
+        [sys.executable, str(Path(__file__).with_name("fastsip_fuzz.py")), "1", "300000"],
         env=env,
         capture_output=True,
         text=True,
@@ -76,3 +84,19 @@ def test_the_compiled_scan_is_clean_under_address_and_undefined_sanitizers(
     fuzzed, count, _, accepted = done.stdout.split()
     assert (fuzzed, count) == ("fuzzed", "300000")
     assert 0 < int(accepted) < 300000  # some damage is harmless, most is refused
+
+
+def test_the_batched_udp_io_is_clean_under_address_and_undefined_sanitizers(
+    tmp_path: Path,
+) -> None:
+    env = sanitized("_udpio", tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("udpio_fuzz.py")), "1", "300"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    word, count = done.stdout.split()
+    assert word == "received" and int(count) > 5000

@@ -1,0 +1,6 @@
+"""Type stub for batched UDP I/O (src/ringback/_udpio.c)."""
+
+def recv_batch(fd: int, max: int, timestamps: bool, /) -> list[tuple[bytes, str, int, float]]: ...
+def send_batch(
+    fd: int, family: int, messages: list[tuple[bytes, tuple[str, int]]], /
+) -> list[tuple[int, int]] | None: ...

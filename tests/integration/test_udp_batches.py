@@ -1,0 +1,169 @@
+"""Batched UDP I/O (recvmmsg/sendmmsg, src/ringback/_udpio.c) on real sockets: what it
+reads and sends is what socket.recvfrom and socket.sendto would have, and one bad
+destination costs that datagram only."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from test_sip_transport import endpoint
+
+from ringback._udpio import recv_batch, send_batch
+from ringback.net.sip_transport import SO_TIMESTAMPNS, SipEndpoint
+
+
+def pair(family: int, host: str) -> tuple[socket.socket, socket.socket]:
+    receiver = socket.socket(family, socket.SOCK_DGRAM)
+    receiver.bind((host, 0))
+    receiver.setblocking(False)
+    sender = socket.socket(family, socket.SOCK_DGRAM)
+    sender.bind((host, 0))
+    sender.settimeout(2)
+    return receiver, sender
+
+
+@pytest.fixture
+def v4() -> Iterator[tuple[socket.socket, socket.socket]]:
+    receiver, sender = pair(socket.AF_INET, "127.0.0.1")
+    yield receiver, sender
+    receiver.close()
+    sender.close()
+
+
+def wait_readable(sock: socket.socket) -> None:
+    import select
+
+    assert select.select([sock], [], [], 2)[0], "nothing arrived"
+
+
+def test_nothing_waiting_is_an_empty_batch(v4: tuple[socket.socket, socket.socket]) -> None:
+    receiver, _ = v4
+    assert recv_batch(receiver.fileno(), 16, False) == []
+
+
+def test_a_batch_is_the_datagrams_in_order_with_their_sources_up_to_max(
+    v4: tuple[socket.socket, socket.socket],
+) -> None:
+    receiver, sender = v4
+    for i in range(20):
+        sender.sendto(b"datagram %d" % i, receiver.getsockname())
+    wait_readable(receiver)
+    first = recv_batch(receiver.fileno(), 16, False)
+    rest = recv_batch(receiver.fileno(), 16, False)
+    source = sender.getsockname()
+    assert [(d, h, p) for d, h, p, _ in first] == [
+        (b"datagram %d" % i, source[0], source[1]) for i in range(16)
+    ]
+    assert [d for d, *_ in rest] == [b"datagram %d" % i for i in range(16, 20)]
+    assert {stamp for *_, stamp in first + rest} == {0.0}  # not asked for
+
+
+def test_the_kernel_receive_time_when_asked(v4: tuple[socket.socket, socket.socket]) -> None:
+    receiver, sender = v4
+    receiver.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    before = time.time()
+    sender.sendto(b"stamped", receiver.getsockname())
+    wait_readable(receiver)
+    time.sleep(0.05)  # it waits in the queue: its stamp is its arrival, not this read
+    [(data, _, _, stamp)] = recv_batch(receiver.fileno(), 16, True)
+    assert data == b"stamped"
+    assert before - 0.001 <= stamp <= before + 0.04
+
+
+def test_a_datagram_of_64_kb_is_read_whole(v4: tuple[socket.socket, socket.socket]) -> None:
+    receiver, sender = v4
+    big = bytes(range(256)) * 255  # 65,280 bytes
+    sender.sendto(big, receiver.getsockname())
+    wait_readable(receiver)
+    [(data, *_)] = recv_batch(receiver.fileno(), 1, False)
+    assert data == big
+
+
+def test_ipv6_sources_read_as_recvfrom_renders_them() -> None:
+    receiver, sender = pair(socket.AF_INET6, "::1")
+    try:
+        sender.sendto(b"six", receiver.getsockname()[:2])
+        wait_readable(receiver)
+        [(data, host, port, _)] = recv_batch(receiver.fileno(), 4, False)
+        assert (data, host, port) == (b"six", *sender.getsockname()[:2])
+        sent = send_batch(receiver.fileno(), socket.AF_INET6, [(b"back", ("::1", port))])
+        assert sent is None
+        assert sender.recvfrom(100) == (b"back", receiver.getsockname())
+    finally:
+        receiver.close()
+        sender.close()
+
+
+def test_send_batch_delivers_in_order_and_names_each_message_it_could_not_send(
+    v4: tuple[socket.socket, socket.socket],
+) -> None:
+    receiver, sender = v4
+    to = sender.getsockname()
+    failures = send_batch(
+        receiver.fileno(),
+        socket.AF_INET,
+        [
+            (b"one", to),
+            (b"a name, not an address", ("localhost", to[1])),
+            (b"another family", ("::1", to[1])),
+            (b"no such port", (to[0], 70000)),
+            (b"broadcast without SO_BROADCAST", ("255.255.255.255", to[1])),
+            (b"two", to),
+        ],
+    )
+    assert failures == [(1, 0), (2, 0), (3, 0), (4, errno.EACCES)]
+    assert [sender.recvfrom(100)[0] for _ in range(2)] == [b"one", b"two"]
+
+
+def test_more_messages_than_one_system_call_takes(v4: tuple[socket.socket, socket.socket]) -> None:
+    receiver, sender = v4
+    to = sender.getsockname()
+    messages = [(b"%d" % i, to) for i in range(150)]
+    assert send_batch(receiver.fileno(), socket.AF_INET, messages) is None
+    assert [sender.recvfrom(100)[0] for _ in range(150)] == [b"%d" % i for i in range(150)]
+
+
+def test_malformed_arguments_are_type_and_value_errors(
+    v4: tuple[socket.socket, socket.socket],
+) -> None:
+    receiver, _ = v4
+    with pytest.raises(ValueError):
+        recv_batch(receiver.fileno(), 0, False)
+    with pytest.raises(TypeError):
+        send_batch(receiver.fileno(), socket.AF_INET, [("text", ("127.0.0.1", 5))])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        send_batch(receiver.fileno(), socket.AF_INET, [(b"x", "127.0.0.1:5")])  # type: ignore[list-item]
+
+
+async def test_the_endpoint_sends_what_the_batch_could_not_and_loses_only_the_bad_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sip, metrics = await endpoint(["127.0.0.0/8"], ["127.0.0.1"])
+    receiver, _ = pair(socket.AF_INET, "127.0.0.1")
+    receiver.settimeout(2)
+    try:
+        udp = sip._udp_v4
+        assert isinstance(sip, SipEndpoint) and udp is not None
+        to = receiver.getsockname()
+        with caplog.at_level(logging.INFO, logger="ringback.net.sip_transport"):
+            udp.send_all(
+                [
+                    (b"first", to),
+                    (b"by name", ("localhost", to[1])),  # the socket module resolves it
+                    (b"refused", ("255.255.255.255", to[1])),
+                    (b"last", to),
+                ]
+            )
+        got = [receiver.recvfrom(100)[0] for _ in range(3)]
+        assert got == [b"first", b"last", b"by name"]
+        assert "SIP send to ('255.255.255.255'" in caplog.text
+        assert "Permission denied" in caplog.text
+        assert metrics.send_dropped.get() == 0
+    finally:
+        receiver.close()
+        await sip.stop()
