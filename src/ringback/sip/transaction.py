@@ -176,7 +176,9 @@ class ServerTransactionLayer:
         # Timers: one FIFO per delay. Entries of one delay are added in deadline order
         # (time only moves forward), so each queue stays sorted and firing costs O(1) per
         # timer instead of a heap's O(log n) over every transaction in flight.
-        self._timers: dict[float, deque[tuple[float, TxKey, int, int]]] = {}
+        # An entry holds its transaction (not its key): a dropped one's entries are stale by
+        # their generation alone, and a later transaction with the same key never sees them.
+        self._timers: dict[float, deque[tuple[float, _Tx, int, int]]] = {}
         self._out: list[tuple[bytes, Address]] = []
         self._events: list[Event] = []
         self._prack_index: dict[tuple[str, int, int, str], TxKey] = {}
@@ -275,16 +277,24 @@ class ServerTransactionLayer:
         tx = _Tx(key, True, dest, reliable, None, TxState.COMPLETED, data)
         self._txs[key] = tx
         self._out.append((data, dest))
-        if not reliable:
+        self._completed(tx, now)
+
+    def _completed(self, tx: _Tx, now: float) -> None:
+        """An INVITE transaction that has just sent its 3xx-6xx: Timer G (unreliable
+        transports), Timer H. Over UDP Timer H is started by Timer G's first firing, 63*T1
+        later (so still 64*T1 after the response): a call ACKed within T1, nearly every
+        call, then costs one timer entry here instead of two."""
+        tx.state = TxState.COMPLETED
+        if tx.reliable:
+            self._start(tx, _H, now, 64 * self.t1)
+        else:
             tx.interval = self.t1
             self._start(tx, _G, now, self.t1)
-        self._start(tx, _H, now, 64 * self.t1)
 
     def _confirm(self, tx: _Tx, reliable: bool, now: float) -> None:
-        """ACK for a non-2xx final response: stop retransmitting, linger for Timer I."""
+        """ACK for a non-2xx final response: stop retransmitting, linger for Timer I.
+        (Timers G and H are not cancelled: they do nothing once the state is CONFIRMED.)"""
         tx.state = TxState.CONFIRMED
-        self._cancel(tx, _G)
-        self._cancel(tx, _H)
         if reliable or tx.reliable:
             self._drop(tx)
         else:
@@ -352,11 +362,7 @@ class ServerTransactionLayer:
                 tx.state = TxState.ACCEPTED
                 self._start(tx, _L, now, 64 * self.t1)
                 return
-            tx.state = TxState.COMPLETED
-            if not tx.reliable:
-                tx.interval = self.t1
-                self._start(tx, _G, now, self.t1)
-            self._start(tx, _H, now, 64 * self.t1)
+            self._completed(tx, now)
         else:
             tx.state = TxState.COMPLETED
             if tx.reliable:
@@ -433,9 +439,8 @@ class ServerTransactionLayer:
         budget = STALE_BUDGET
         for queue in self._timers.values():
             while queue:
-                when, key, slot, gen = queue[0]
-                tx = self._txs.get(key)
-                if (tx is not None and tx.gens[slot] == gen) or not budget:
+                when, tx, slot, gen = queue[0]
+                if tx.gens[slot] == gen or not budget:
                     if best is None or when < best:
                         best = when
                     break
@@ -446,7 +451,7 @@ class ServerTransactionLayer:
     def poll(self, now: float) -> None:
         """Fire the timers due at or before ``now``, at most :data:`POLL_BUDGET` of them
         (the rest stay due: :meth:`next_deadline` says so, and the next poll fires them)."""
-        due: list[tuple[float, TxKey, int, int]] = []
+        due: list[tuple[float, _Tx, int, int]] = []
         budget = POLL_BUDGET
         for queue in self._timers.values():
             while budget and queue and queue[0][0] <= now:
@@ -454,19 +459,21 @@ class ServerTransactionLayer:
                 budget -= 1
         if len(due) > 1:
             due.sort(key=lambda item: item[0])
-        for when, key, slot, gen in due:
-            tx = self._txs.get(key)
-            if tx is None or tx.gens[slot] != gen:
+        for when, tx, slot, gen in due:
+            if tx.gens[slot] != gen:
                 continue
             _bump(tx.gens, slot)
             if slot == _G:
                 if tx.state is TxState.COMPLETED and tx.last is not None:
                     self._out.append((tx.last, tx.dest))
+                    if tx.gens[_H] == 0:  # the first firing: Timer H, 64*T1 after the response
+                        self._start(tx, _H, when, 64 * self.t1 - tx.interval)
                     tx.interval = min(tx.interval * 2, self.t2)
                     self._start(tx, _G, when, tx.interval)
             elif slot == _H:
-                self._events.append(AckTimeout(key))
-                self._drop(tx)
+                if tx.state is TxState.COMPLETED:  # not ACKed meanwhile
+                    self._events.append(AckTimeout(tx.key))
+                    self._drop(tx)
             elif slot == _P:
                 if tx.prov_pending is not None and tx.prov_bytes is not None:
                     self._out.append((tx.prov_bytes, tx.dest))
@@ -479,7 +486,7 @@ class ServerTransactionLayer:
                     tx.prov_pending = None
                     tx.prov_bytes = None
                     self._cancel(tx, _P)
-                    self._events.append(PrackTimeout(key, rseq))
+                    self._events.append(PrackTimeout(tx.key, rseq))
             else:  # I, J, L: terminate
                 self._drop(tx)
 
@@ -499,7 +506,7 @@ class ServerTransactionLayer:
         queue = self._timers.get(delay)
         if queue is None:
             queue = self._timers[delay] = deque()
-        entry = (when, tx.key, slot, gen)
+        entry = (when, tx, slot, gen)
         if queue and queue[-1][0] > when:  # a caller's clock went backwards: keep it sorted
             bisect.insort(queue, entry, key=lambda item: item[0])
         else:

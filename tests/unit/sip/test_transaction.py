@@ -373,3 +373,46 @@ def test_stale_timers_behind_an_unacknowledged_call_are_dropped_a_slice_at_a_tim
         left.append(len(queue))
     assert left == [calls, *range(calls - STALE_BUDGET, -1, -STALE_BUDGET)]
     assert layer.next_deadline() is None
+
+
+def test_a_udp_302_acked_in_time_costs_two_timer_entries_not_three() -> None:
+    """Timer H is started by Timer G's first firing, not with the 302: a call ACKed within
+    T1 (nearly every call) queues Timer G and Timer I only, and still ends T4 after its
+    ACK; one never ACKed still times out 64*T1 after its 302 (the test above)."""
+    layer = ServerTransactionLayer()
+    calls = 100
+    for i in range(calls):
+        key = (f"z9hG4bK-quick{i}", "198.51.100.1", "5060", "INVITE")
+        layer.answer_invite(key, SRC, False, b"SIP/2.0 302 Moved Temporarily\r\n\r\n", 0.0)
+        assert layer.absorb_ack_key(key[0], key[1], key[2], False, 0.01)
+    assert len(layer.take_outgoing()) == calls  # the 302s
+    assert sum(map(len, layer._timers.values())) == 2 * calls
+    layer.poll(0.5)  # the Timers G: nothing to resend, nothing started
+    assert layer.take_outgoing() == [] and sum(map(len, layer._timers.values())) == calls
+    layer.poll(5.0)
+    assert len(layer) == calls  # Timer I runs T4 from the ACK
+    layer.poll(5.01)
+    assert len(layer) == 0 and layer.next_deadline() is None
+
+
+def test_a_new_transaction_never_sees_the_timers_of_a_dropped_one_with_its_key() -> None:
+    """A 302 ACKed late (after a retransmission started its Timer H), ended by Timer I; then
+    an INVITE with the same branch starts a new transaction. The old Timer H entry must not
+    time the new one out 10 s early."""
+    layer = ServerTransactionLayer()
+    key = ("z9hG4bK-again", "198.51.100.1", "5060", "INVITE")
+    layer.answer_invite(key, SRC, False, b"SIP/2.0 302 Moved Temporarily\r\n\r\n", 0.0)
+    layer.poll(0.5)  # no ACK yet: retransmitted, Timer H started (due at 32 s)
+    assert len(layer.take_outgoing()) == 2
+    assert layer.absorb_ack_key(key[0], key[1], key[2], False, 0.6)
+    layer.poll(5.6)
+    assert len(layer) == 0  # Timer I
+    layer.answer_invite(key, SRC, False, b"SIP/2.0 302 Moved Temporarily\r\n\r\n", 10.0)
+    now = 10.0
+    while (deadline := layer.next_deadline()) is not None and deadline < 42.0:
+        now = deadline
+        layer.poll(now)
+        assert layer.take_events() == [], now
+    assert layer.invite_state(key) is TxState.COMPLETED
+    layer.poll(42.0)
+    assert layer.take_events() == [AckTimeout(key)] and len(layer) == 0
