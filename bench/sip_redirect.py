@@ -41,6 +41,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "interop"))
@@ -102,7 +103,8 @@ def listed_numbers_db(db_dir: Path, count: int) -> Path:
 
 def start_kamailio_peer(
     processes: harness.ProcessSet, workdir: Path, *, numbers: int, children: int, cpu: int
-) -> tuple[str, int]:
+) -> tuple[tuple[str, int], int]:
+    """Kamailio's address and the PID of its main process (its workers are its children)."""
     port = harness.free_port("udp")
     db_dir = listed_numbers_db(workdir / "kamailio-db", numbers)
     text = (BENCH / "kamailio_redirect.cfg").read_text()
@@ -124,7 +126,7 @@ def start_kamailio_peer(
     if re.search(r"ERROR: htable", kam.log()):
         raise harness.PeerFailed(f"htable did not load:\n{kam.log()}")
     log(f"kamailio redirect peer on {kam.addr} (pid {kam.process.pid}, {numbers} numbers)")
-    return kam.host, kam.port
+    return (kam.host, kam.port), kam.process.pid
 
 
 class LatencyProbe(threading.Thread):
@@ -247,6 +249,8 @@ class RingbackMetrics:
         for part in ("count", "sum"):
             key = f"ringback_gc_pause_seconds_{part}"
             out[f"gc_{part}"] = after.get(key, 0) - before.get(key, 0)
+        for q in (50, 99):
+            out[f"turnaround_p{q}_ms"] = turnaround_quantile(before, after, q / 100)
         key = "ringback_loop_cpu_wait_seconds"  # ready to run, but another process had CPU 0
         out["cpu_wait_s"] = after.get(key, 0) - before.get(key, 0)
         out["cpu_s"] = after.get("cpu_s", 0) - before.get("cpu_s", 0)
@@ -261,6 +265,85 @@ class RingbackMetrics:
                 break
             time.sleep(0.5)
         return time.monotonic() - started
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` and all its descendants (Kamailio's
+    workers, ringback's), from /proc: what the server itself spent, whatever else ran on
+    its CPU (the embedded PostgreSQL is not pinned)."""
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = int(fields[11]) + int(fields[12])
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(times.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(cpu: int, limit_s: float = 30.0, busy: float = 0.1) -> float:
+    """Wait until `cpu` was less than `busy` busy over one second (a server started here
+    finishes its start-up, PostgreSQL settles), at most `limit_s`; the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        before = cpu_jiffies()
+        time.sleep(1.0)
+        if busy_seconds(before, cpu_jiffies(), cpu)[1] < busy:
+            break
+    return time.monotonic() - started
+
+
+def cpu_jiffies() -> dict[int, tuple[int, int]]:
+    """Per CPU: (busy, total) jiffies from /proc/stat (busy: all but idle and iowait), so a
+    step's busy share of the server's CPU and of sipp's covers user, kernel and softirq
+    time of whatever ran there (for either server, however many processes it has)."""
+    out: dict[int, tuple[int, int]] = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit():
+            values = [int(v) for v in fields]
+            idle = values[3] + values[4]
+            out[int(name[3:])] = (sum(values) - idle, sum(values))
+    return out
+
+
+def busy_seconds(
+    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]], cpu: int
+) -> tuple[float, float]:
+    """(busy CPU seconds, busy share) of `cpu` between two `cpu_jiffies` readings."""
+    busy = after[cpu][0] - before[cpu][0]
+    total = after[cpu][1] - before[cpu][1]
+    return busy / os.sysconf("SC_CLK_TCK"), busy / total if total > 0 else 0.0
+
+
+TURNAROUND_BOUNDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
+
+def turnaround_quantile(before: dict[str, float], after: dict[str, float], q: float) -> float:
+    """The bucket bound (ms) at or below which a fraction `q` of the step's datagrams were
+    answered by ringback's own clock (`ringback_sip_udp_turnaround_seconds`: the kernel's
+    receipt of a batch's first datagram -> the batch's answers handed to the kernel);
+    inf above the last bound, nan without observations."""
+    name = "ringback_sip_udp_turnaround_seconds"
+    total = after.get(f"{name}_count", 0) - before.get(f"{name}_count", 0)
+    if total <= 0:
+        return math.nan
+    for bound in TURNAROUND_BOUNDS:
+        key = f'{name}_bucket{{le="{bound:g}"}}'
+        if after.get(key, 0) - before.get(key, 0) >= q * total:
+            return bound * 1000
+    return math.inf
 
 
 # Lateness bounds (ms) of the stall table: ringback_loop_lag_seconds has these buckets.
@@ -296,6 +379,19 @@ class Step:
     probe_lost: int = 0
     rtt_samples: int = 0  # response times sipp wrote (one a successful call)
     stalls: dict[str, float] | None = None  # ringback only: see RingbackMetrics.stalls
+    # The server's CPU and sipp's during the step (/proc/stat): busy seconds, busy share.
+    # sipp's share near 1.0 means sipp, not the server, may be what failed.
+    server_cpu_s: float = 0.0
+    server_cpu_busy: float = 0.0
+    client_cpu_s: float = 0.0
+    client_cpu_busy: float = 0.0
+    server_process_cpu_s: float = 0.0  # the server's processes' own CPU time (/proc/PID)
+
+    @property
+    def server_us_per_call(self) -> float | None:
+        """The server processes' CPU µs per successful call."""
+        return 1e6 * self.server_process_cpu_s / self.successful if self.successful else None
+
     settled_s: float = 0.0  # waited before the step for the last one's transactions to end
 
     @property
@@ -328,8 +424,12 @@ def run_step(
     cpu: int,
     processes: harness.ProcessSet,
     probe_rate: float = 0.0,
+    server_cpu: int = 0,
+    server_pid: int | None = None,
 ) -> Step:
     calls = max(1, int(rate * step_seconds))
+    jiffies = cpu_jiffies()
+    process_cpu = tree_cpu_seconds(server_pid) if server_pid else 0.0
     probe = None
     if probe_rate > 0:
         # measure in the middle of the step: after 1 s of ramp-up, for 60 % of it
@@ -359,12 +459,15 @@ def run_step(
             "-max_sched_loops", "5000",
         ],
     )  # fmt: skip
+    after = cpu_jiffies()
+    if server_pid:
+        process_cpu = tree_cpu_seconds(server_pid) - process_cpu
     if probe is not None:
         probe.stop_event.set()
         probe.join(5)
     elapsed = result.elapsed or result.wall_seconds
     achieved = result.successful / elapsed if elapsed > 0 else 0.0
-    return Step(
+    step = Step(
         offered=rate,
         calls=calls,
         achieved=achieved,
@@ -383,6 +486,10 @@ def run_step(
         probe_lost=probe.lost if probe else 0,
         rtt_samples=len(result.rtt_ms),
     )
+    step.server_cpu_s, step.server_cpu_busy = busy_seconds(jiffies, after, server_cpu)
+    step.server_process_cpu_s = process_cpu
+    step.client_cpu_s, step.client_cpu_busy = busy_seconds(jiffies, after, cpu)
+    return step
 
 
 def fmt_ms(v: float | None) -> str:
@@ -402,15 +509,17 @@ def table(title: str, steps: list[Step]) -> str:
         f"### {title}",
         "",
         "| offered calls/s | calls | achieved calls/s | failed | retransmissions "
-        "| p50 ms | p90 ms | p99 ms | probe p50 µs | probe p99 µs | clean |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        "| p50 ms | p90 ms | p99 ms | probe p50 µs | probe p99 µs | server's CPU busy "
+        "| server µs/call | sipp's CPU busy | clean |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for s in steps:
         out.append(
             f"| {s.offered:,} | {s.calls:,} | {s.achieved:,.0f} | {s.failed:,} "
             f"| {s.retransmissions:,} | {fmt_ms(s.p50)} | {fmt_ms(s.p90)} | {fmt_ms(s.p99)} "
             f"| {fmt_us(s.probe_p50_us)} | {fmt_us(s.probe_p99_us)}{lost(s)} "
-            f"| {'yes' if s.clean else 'no'} |"
+            f"| {s.server_cpu_busy:.0%} | {fmt_us(s.server_us_per_call)} "
+            f"| {s.client_cpu_busy:.0%} | {'yes' if s.clean else 'no'} |"
         )
     clean = [s for s in steps if s.clean]
     best = max(clean, key=lambda s: s.offered) if clean else None
@@ -433,8 +542,8 @@ def stall_table(title: str, steps: list[Step]) -> str:
         f"#### {title}: event-loop stalls (`ringback_loop_lag_seconds`)",
         "",
         f"| offered calls/s | settled s | ticks | {heads} | full gcs | gc pause ms "
-        "| waited for CPU s | CPU s | CPU µs/call |",
-        "|---:|---:|---:|" + "---:|" * len(STALL_BOUNDS_MS) + "---:|---:|---:|---:|---:|",
+        "| waited for CPU s | CPU s | CPU µs/call | ringback's clock p50 / p99 ms |",
+        "|---:|---:|---:|" + "---:|" * len(STALL_BOUNDS_MS) + "---:|---:|---:|---:|---:|---:|",
     ]
     for s in steps:
         st = s.stalls or {}
@@ -443,9 +552,16 @@ def stall_table(title: str, steps: list[Step]) -> str:
             f"| {s.offered:,} | {s.settled_s:.0f} | {st.get('ticks', 0):,.0f} | {cells} "
             f"| {st.get('gc_count', 0):.0f} | {1000 * st.get('gc_sum', 0):.1f} "
             f"| {st.get('cpu_wait_s', 0):.2f} | {st.get('cpu_s', 0):.1f} "
-            f"| {1e6 * st.get('cpu_s', 0) / max(1, s.successful):.0f} |"
+            f"| {1e6 * st.get('cpu_s', 0) / max(1, s.successful):.0f} "
+            f"| ≤ {st.get('turnaround_p50_ms', math.nan):g} / "
+            f"≤ {st.get('turnaround_p99_ms', math.nan):g} |"
         )
     return "\n".join(out)
+
+
+# Embedded PostgreSQL clusters started here: stopped before the work directory is removed
+# (pg_ctl needs the data directory; without it the server lingers until it notices).
+DATABASES: list[Any] = []
 
 
 def start_ringback(
@@ -456,9 +572,9 @@ def start_ringback(
     cpu: int,
     workers: int = 1,
     cpus: str = "0,1",
-) -> tuple[tuple[str, int], RingbackMetrics]:
+) -> tuple[tuple[str, int], RingbackMetrics, int]:
     """`ringback serve` on an embedded PostgreSQL in `workdir` with `numbers` listings,
-    and a reader of its /metrics."""
+    a reader of its /metrics, and its PID (its workers are its children)."""
     import asyncio
     import atexit
     import urllib.request
@@ -471,7 +587,8 @@ def start_ringback(
 
     db = EmbeddedPostgres(workdir / "db")
     dsn = db.start()
-    atexit.register(db.remove)
+    DATABASES.append(db)
+    atexit.register(db.remove)  # and before the work directory goes: see main()
 
     async def seed() -> None:
         pool = await create_pool(dsn, min_size=1, max_size=2)
@@ -519,7 +636,7 @@ def start_ringback(
             if ready:
                 log(f"ringback ready on {harness.LOCALHOST}:{sip_port}")
                 pid = proc.pid if workers == 1 else None
-                return (harness.LOCALHOST, sip_port), RingbackMetrics(http_port, pid)
+                return (harness.LOCALHOST, sip_port), RingbackMetrics(http_port, pid), proc.pid
         except OSError:
             pass
         if not proc.alive():
@@ -540,6 +657,7 @@ def sweep(
     metrics: RingbackMetrics | None = None,
     step_seconds: float | None = None,
     probe_rate: float | None = None,
+    server_pid: int | None = None,
 ) -> list[Step]:
     """Step the rate up until --stop-after unclean steps in a row. With `metrics` (ringback),
     each step starts once the last one's transactions have ended (--settle) and records the
@@ -547,6 +665,8 @@ def sweep(
     steps: list[Step] = []
     unclean = 0
     seconds = args.step_seconds if step_seconds is None else step_seconds
+    waited = wait_quiet(args.server_cpu)
+    log(f"CPU {args.server_cpu} quiet after {waited:.0f} s")
     for rate in rates:
         check_alive(processes)
         settled = 0.0
@@ -564,6 +684,8 @@ def sweep(
             cpu=args.client_cpu,
             processes=processes,
             probe_rate=args.probe_rate if probe_rate is None else probe_rate,
+            server_cpu=args.server_cpu,
+            server_pid=server_pid,
         )
         step.settled_s = settled
         if metrics is not None and before is not None:
@@ -583,6 +705,30 @@ def sweep(
             break
         time.sleep(args.pause)
     return steps
+
+
+def cpu_ratio(ringback: list[Step], kamailio: list[Step]) -> dict[str, float]:
+    """Server CPU µs per call of each at the highest offered rate both held clean (their
+    steps at or below it, the one nearest), and Kamailio's over ringback's."""
+    rb_clean = [s for s in ringback if s.clean and s.server_us_per_call]
+    kam_clean = [s for s in kamailio if s.clean and s.server_us_per_call]
+    if not rb_clean or not kam_clean:
+        return {}
+    common = min(max(s.offered for s in rb_clean), max(s.offered for s in kam_clean))
+    rb = max((s for s in rb_clean if s.offered <= common), key=lambda s: s.offered, default=None)
+    kam = max((s for s in kam_clean if s.offered <= common), key=lambda s: s.offered, default=None)
+    if rb is None or kam is None or not rb.server_us_per_call or not kam.server_us_per_call:
+        return {}
+    return {
+        "ringback_us_per_call": rb.server_us_per_call,
+        "ringback_us_at": rb.offered,
+        "kamailio_us_per_call": kam.server_us_per_call,
+        "kamailio_us_at": kam.offered,
+        "cpu_ratio": kam.server_us_per_call / rb.server_us_per_call,
+        "kamailio_sipp_busy_failed": max(
+            (s.client_cpu_busy for s in kamailio if not s.clean), default=math.nan
+        ),
+    }
 
 
 def best_clean(steps: list[Step]) -> Step | None:
@@ -693,6 +839,7 @@ def main(argv: list[str] | None = None) -> int:
             target: tuple[str, int],
             steps_rates: list[int],
             metrics: RingbackMetrics | None = None,
+            server_pid: int | None = None,
             **kwargs: float,
         ) -> list[Step]:
             return sweep(
@@ -704,18 +851,19 @@ def main(argv: list[str] | None = None) -> int:
                 scenario,
                 numbers,
                 metrics=metrics,
+                server_pid=server_pid,
                 **kwargs,
             )
 
         if args.compare:
-            kam = start_kamailio_peer(
+            kam, kam_pid = start_kamailio_peer(
                 processes,
                 workdir,
                 numbers=args.numbers,
                 children=args.kamailio_children,
                 cpu=args.server_cpu,
             )
-            rb, rb_metrics = start_ringback(
+            rb, rb_metrics, rb_pid = start_ringback(
                 processes,
                 workdir,
                 numbers=args.numbers,
@@ -727,9 +875,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"Kamailio 5.6 stateless redirect + htable ({args.numbers:,} numbers, "
                 f"{args.kamailio_children} UDP workers, CPU {args.server_cpu})"
             )
-            results[kam_title] = run(kam, kamailio_rates)
+            results[kam_title] = run(kam, kamailio_rates, server_pid=kam_pid)
             rb_title = ringback_title(args)
-            results[rb_title] = run(rb, rates, rb_metrics)
+            results[rb_title] = run(rb, rates, rb_metrics, server_pid=rb_pid)
             rb_best, kam_best = best_clean(results[rb_title]), best_clean(results[kam_title])
             if rb_best is not None:
                 at70 = int(round(rb_best.offered * 0.7, -2))
@@ -739,21 +887,32 @@ def main(argv: list[str] | None = None) -> int:
                     f"{args.at70_seconds:g} s, probe 100 calls/s)"
                 )
                 results[at70_title] = run(
-                    rb, [at70], rb_metrics, step_seconds=args.at70_seconds, probe_rate=100.0
+                    rb,
+                    [at70],
+                    rb_metrics,
+                    server_pid=rb_pid,
+                    step_seconds=args.at70_seconds,
+                    probe_rate=100.0,
                 )
                 at70_step = results[at70_title][0]
                 summary["ringback_p99_ms_at_70"] = at70_step.p99
                 summary["ringback_probe_p99_us_at_70"] = at70_step.probe_p99_us
+                if at70_step.stalls:
+                    summary["ringback_own_p99_ms_at_70"] = at70_step.stalls["turnaround_p99_ms"]
             summary["ringback_top"] = rb_best.offered if rb_best else 0
             summary["kamailio_top"] = kam_best.offered if kam_best else 0
             if rb_best and kam_best:
                 summary["ratio"] = rb_best.offered / kam_best.offered
+                # The tops measure whichever gives out first, the server or sipp (one
+                # thread, one CPU): the server CPU each spends per call, at the highest
+                # rate both held clean, is a second per-core ratio sipp cannot cap.
+                summary.update(cpu_ratio(results[rb_title], results[kam_title]))
         elif args.target:
             host, _, port = args.target.rpartition(":")
             target = (host or harness.LOCALHOST, int(port))
             results[f"server at {args.target}"] = run(target, rates)
         elif args.ringback:
-            target, target_metrics = start_ringback(
+            target, target_metrics, target_pid = start_ringback(
                 processes,
                 workdir,
                 numbers=args.numbers,
@@ -761,9 +920,11 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
                 cpus=args.server_cpus,
             )
-            results[ringback_title(args)] = run(target, rates, target_metrics)
+            results[ringback_title(args)] = run(
+                target, rates, target_metrics, server_pid=target_pid
+            )
         elif args.kamailio_peer:
-            target = start_kamailio_peer(
+            target, target_pid = start_kamailio_peer(
                 processes,
                 workdir,
                 numbers=args.numbers,
@@ -774,7 +935,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"Kamailio 5.6 stateless redirect + htable ({args.numbers:,} numbers, "
                 f"{args.kamailio_children} UDP workers, CPU {args.server_cpu})"
             )
-            results[title] = run(target, rates)
+            results[title] = run(target, rates, server_pid=target_pid)
         else:
             standin, _ = harness.start_standin(
                 processes,
@@ -789,6 +950,8 @@ def main(argv: list[str] | None = None) -> int:
             results[title] = run(standin.addr, rates)
     finally:
         processes.stop_all()
+        for db in DATABASES:
+            db.remove()
         if args.keep:
             log(f"work directory kept: {workdir}")
         else:
@@ -807,8 +970,25 @@ def main(argv: list[str] | None = None) -> int:
             f"{summary['kamailio_top']:,} calls/s, ratio "
             f"{'-' if ratio is None else f'{ratio:.2f}'}**; ringback p99 at 70 % of its top "
             f"rate: {fmt_ms(summary.get('ringback_p99_ms_at_70'))} ms (sipp's clock), "  # type: ignore[arg-type]
-            f"{fmt_us(summary.get('ringback_probe_p99_us_at_70'))} µs (probe)"  # type: ignore[arg-type]
+            f"{fmt_us(summary.get('ringback_probe_p99_us_at_70'))} µs (probe), "  # type: ignore[arg-type]
+            f"≤ {summary.get('ringback_own_p99_ms_at_70', math.nan):g} ms (ringback's clock: "
+            "kernel receipt -> answer sent, no sipp in it)"
         )
+        if "cpu_ratio" in summary:
+            print()
+            print(
+                f"**Per core by CPU, same run: ringback {summary['ringback_us_per_call']:.1f} µs "
+                f"of server CPU per call (at {summary['ringback_us_at']:,} calls/s), Kamailio "
+                f"{summary['kamailio_us_per_call']:.1f} µs (at {summary['kamailio_us_at']:,}), "
+                f"ratio {summary['cpu_ratio']:.2f}** (the servers' processes' own CPU time)"
+                + (
+                    f"; sipp's CPU was up to {summary['kamailio_sipp_busy_failed']:.0%} busy in "
+                    "Kamailio's steps that failed (near 100 %: sipp, not Kamailio, may have set "
+                    "Kamailio's top)"
+                    if not math.isnan(summary["kamailio_sipp_busy_failed"])  # type: ignore[arg-type]
+                    else ""
+                )
+            )
         print()
     print(
         "sipp UAC: INVITE (no SDP) -> 302 -> ACK over UDP, one socket (-t u1), "

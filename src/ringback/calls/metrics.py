@@ -32,6 +32,15 @@ class SipMetrics:
             "Time from an INVITE's arrival to its decision being sent",
             (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
         )
+        self.udp_turnaround = registry.histogram(
+            "ringback_sip_udp_turnaround_seconds",
+            "UDP: from the kernel's receipt of the first datagram of a batch read together "
+            "to the batch's answers handed to the kernel, counted once per datagram of the "
+            "batch (the first waited longest: an upper bound for the others). Includes the "
+            "time queued in the socket, which the decision time does not; only while "
+            "sip.max_receive_age_ms is on (it reads the kernel's receive timestamps)",
+            (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+        )
         self.rate_limited = registry.counter(
             "ringback_sip_rate_limited_total",
             "Requests over their source's sip.rate_limit_per_source, by method and action "

@@ -440,22 +440,29 @@ class _UdpSocket:
         # clock reading per batch: a batch is handled within milliseconds.
         looking = self.timestamps
         oldest = time.time() - endpoint.max_receive_age_s if looking else 0.0
+        first, count = 0.0, 0
         try:
-            self._read_batch(looking, oldest)
+            first, count = self._read_batch(looking, oldest)
         finally:
             endpoint.pump()  # the batch's answers, sent together
+        if first > 0.0:
+            endpoint.metrics.udp_turnaround.observe(time.time() - first, count)
 
-    def _read_batch(self, looking: bool, oldest: float) -> None:
+    def _read_batch(self, looking: bool, oldest: float) -> tuple[float, int]:
+        """Read and handle up to UDP_READ_BUDGET datagrams: (the kernel's receive time of
+        the first, 0.0 if unknown; how many were read)."""
         if RECV_BATCH is None:  # pragma: no cover - _udpio did not build
             self._read_one_by_one(looking, oldest)
-            return
+            return 0.0, 0
         endpoint = self.endpoint
         trusted, metrics = endpoint.trusted, endpoint.metrics
         try:
             batch = RECV_BATCH(self.fd, UDP_READ_BUDGET, looking)
         except OSError as exc:  # e.g. an ICMP error queued on the socket: harmless
             log.debug("UDP receive error: %s", exc)
-            return  # the loop calls again while datagrams wait
+            return 0.0, 0  # the loop calls again while datagrams wait
+        if not batch:
+            return 0.0, 0
         for data, host, port, stamp in batch:
             stale = False
             if looking:
@@ -470,6 +477,7 @@ class _UdpSocket:
                 metrics.shed.inc()
                 continue
             endpoint.receive(data, (host, port), "udp", pump=False)
+        return batch[0][3], len(batch)
 
     def _read_one_by_one(self, looking: bool, oldest: float) -> None:
         """`_read_batch` with the socket module's calls, where _udpio did not build."""
