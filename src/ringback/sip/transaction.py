@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import enum
 import ipaddress
+import operator
 import secrets
 from collections import deque
 from collections.abc import Callable
@@ -80,16 +81,20 @@ POLL_BUDGET = 256
 STALE_BUDGET = 1024
 
 
+_WHEN = operator.itemgetter(0)  # a timer entry's time
+
+
 def _fresh_gens() -> bytearray:
-    """One generation per timer slot, counting modulo 256. A bytearray, not a list: the
-    garbage collector does not track it, so a full collection walks one object fewer per
-    transaction in flight (tens of thousands under load). The wrap is harmless: a slot
-    restarts at most a dozen times (Timer G's doublings) while an old entry is queued."""
+    """One generation per timer slot, counting 1..255 (0: never started, and every slot of
+    a dropped transaction). A bytearray, not a list: the garbage collector does not track
+    it, so a full collection walks one object fewer per transaction in flight (tens of
+    thousands under load). The wrap is harmless: a slot restarts at most a dozen times
+    (Timer G's doublings) while an old entry is queued."""
     return bytearray(7)
 
 
 def _bump(gens: bytearray, slot: int) -> int:
-    gen = gens[slot] = (gens[slot] + 1) & 0xFF
+    gen = gens[slot] = gens[slot] % 255 + 1
     return gen
 
 
@@ -458,7 +463,7 @@ class ServerTransactionLayer:
                 due.append(queue.popleft())
                 budget -= 1
         if len(due) > 1:
-            due.sort(key=lambda item: item[0])
+            due.sort(key=_WHEN)
         for when, tx, slot, gen in due:
             if tx.gens[slot] != gen:
                 continue
@@ -508,7 +513,7 @@ class ServerTransactionLayer:
             queue = self._timers[delay] = deque()
         entry = (when, tx, slot, gen)
         if queue and queue[-1][0] > when:  # a caller's clock went backwards: keep it sorted
-            bisect.insort(queue, entry, key=lambda item: item[0])
+            bisect.insort(queue, entry, key=_WHEN)
         else:
             queue.append(entry)
 
@@ -518,9 +523,7 @@ class ServerTransactionLayer:
     def _drop(self, tx: _Tx) -> None:
         if self._txs.get(tx.key) is tx:
             del self._txs[tx.key]
-        gens = tx.gens
-        for i in range(len(gens)):
-            _bump(gens, i)
+        tx.gens = bytearray(7)  # generation 0 everywhere: every queued entry of it is stale
         if tx.prov_pending is not None:
             rseq, cseq = tx.prov_pending
             self._prack_index.pop((tx.call_id, cseq, rseq, tx.prov_tag), None)
