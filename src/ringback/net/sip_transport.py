@@ -277,7 +277,7 @@ class SipEndpoint:
 
     def _arm(self) -> None:
         """Keep one timer armed at the controller's next deadline, at most one wake per
-        TIMER_RESOLUTION_S: under load every call has its own deadline (Timers G, H, I),
+        TIMER_RESOLUTION_S: under load every call has its own deadlines (Timers G, I),
         and waking for each would cost more than the calls themselves."""
         now = self.clock()
         if self._timer is not None and self._timer_at <= now + self.controller.t1:

@@ -72,12 +72,14 @@ _G, _H, _I, _J, _L, _P, _X = range(7)
 # together, tens of thousands in one poll would hold the event loop for tens of ms; in slices
 # of this size a poll takes well under a millisecond and calls are answered in between (the
 # shell polls again at once while timers are overdue). 2,000 held the loop 5-9 ms at
-# 10,500 calls/s, where each call leaves three entries (G, H, I) to pass through here.
+# 10,500 calls/s, when each call left three entries (G, H, I) to pass through here (a UDP
+# call ACKed in time leaves two now: G, I).
 POLL_BUDGET = 256
 # Stale timer entries dropped per `next_deadline`, at most. One call never ACKed keeps its
 # live Timer H at the head of its queue for 32 s, and the stale entries of every call
-# ACKed meanwhile pile up behind it (560,000 at 17,500 calls/s): dropped all at once when
-# it fires, they held the loop 306 ms.
+# ended meanwhile pile up behind it (over TCP, whose Timer H starts with the response;
+# 560,000 at 17,500 calls/s when UDP calls did so too): dropped all at once when it fires,
+# they held the loop 306 ms.
 STALE_BUDGET = 1024
 
 
