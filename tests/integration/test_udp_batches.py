@@ -11,10 +11,15 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from test_sip_transport import endpoint
+from test_sip_transport import endpoint, invite, udp_exchange
 
+import ringback.net.sip_transport as sip_transport
 from ringback._udpio import recv_batch, send_batch
-from ringback.net.sip_transport import SO_TIMESTAMPNS, SipEndpoint
+from ringback.calls import CallController, SipMetrics
+from ringback.metrics import Registry
+from ringback.net.sip_transport import SO_TIMESTAMPNS, SipEndpoint, TrustedSources
+from ringback.registry.listing_index import ListingIndex
+from ringback.registry.numbers import NumberingPlan
 
 
 def pair(family: int, host: str) -> tuple[socket.socket, socket.socket]:
@@ -178,3 +183,30 @@ async def test_the_endpoint_sends_what_the_batch_could_not_and_loses_only_the_ba
     finally:
         receiver.close()
         await sip.stop()
+
+
+async def test_without_the_compiled_module_the_socket_calls_answer_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where _udpio did not build: recvmsg/recvfrom and sendto, with the same answers."""
+    monkeypatch.setattr(sip_transport, "RECV_BATCH", None)
+    monkeypatch.setattr(sip_transport, "SEND_BATCH", None)
+    for max_age in (0.0, 1.0):  # recvfrom, and recvmsg with receive timestamps
+        metrics = SipMetrics(Registry())
+        controller = CallController(
+            ListingIndex(), NumberingPlan(), metrics, index_ready=lambda: True
+        )
+        sip = SipEndpoint(
+            controller, metrics, TrustedSources(["127.0.0.0/8"]), max_receive_age_s=max_age
+        )
+        await sip.start(["127.0.0.1"], 0)
+        assert all(udp.timestamps == (max_age > 0) for udp in sip.udp)
+        try:
+            port = sip.port
+            answer = await udp_exchange(
+                socket.AF_INET, "127.0.0.1", port, lambda local, port=port: invite(port, local)
+            )
+            assert answer is not None and answer.startswith(b"SIP/2.0 302 "), answer
+            assert metrics.requests.get("INVITE") == 1
+        finally:
+            await sip.stop()

@@ -451,7 +451,7 @@ class _UdpSocket:
     def _read_batch(self, looking: bool, oldest: float) -> tuple[float, int]:
         """Read and handle up to UDP_READ_BUDGET datagrams: (the kernel's receive time of
         the first, 0.0 if unknown; how many were read)."""
-        if RECV_BATCH is None:  # pragma: no cover - _udpio did not build
+        if RECV_BATCH is None:  # _udpio did not build
             self._read_one_by_one(looking, oldest)
             return 0.0, 0
         endpoint = self.endpoint
@@ -525,7 +525,7 @@ class _UdpSocket:
         """Send `messages` ((data, destination)), in one system call where _udpio built;
         a failure loses that datagram only (logged, or counted for a full send buffer)."""
         failures: Iterable[tuple[int, int]]
-        if SEND_BATCH is None:  # pragma: no cover - _udpio did not build
+        if SEND_BATCH is None:  # _udpio did not build
             failures = [(i, 0) for i in range(len(messages))]
         else:
             failures = SEND_BATCH(self.fd, self.sock.family, messages) or ()
