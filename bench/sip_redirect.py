@@ -1,7 +1,8 @@
 """SIP redirect benchmark: how many INVITE -> 302 -> ACK calls per second a server sustains.
 
 The load is sipp (UAC, tests/interop/sipp/invite_302.xml with its SDP offer stripped to keep it
-lean, the called number drawn from a CSV of unlisted numbers), pinned to CPU 1 with taskset.
+lean, the called number drawn from a CSV of unlisted numbers), pinned to CPU 1 with taskset,
+sending the calls due every 10 ms together (sipp's -timer_resol; see --timer-resol).
 The rate steps up (default 2,000 -> 30,000 calls/s); each step is bounded in calls (rate x
 --step-seconds) and in time (sipp -timeout, then kill by PID). For each step it prints the
 offered rate, achieved calls/s, failed calls, retransmissions, response time p50/p90/p99 (from
@@ -426,6 +427,7 @@ def run_step(
     probe_rate: float = 0.0,
     server_cpu: int = 0,
     server_pid: int | None = None,
+    timer_resol_ms: int = 10,
 ) -> Step:
     calls = max(1, int(rate * step_seconds))
     jiffies = cpu_jiffies()
@@ -457,6 +459,7 @@ def run_step(
             "-max_log_size", "5000000",
             "-max_recv_loops", "5000",
             "-max_sched_loops", "5000",
+            "-timer_resol", str(timer_resol_ms),
         ],
     )  # fmt: skip
     after = cpu_jiffies()
@@ -686,6 +689,7 @@ def sweep(
             probe_rate=args.probe_rate if probe_rate is None else probe_rate,
             server_cpu=args.server_cpu,
             server_pid=server_pid,
+            timer_resol_ms=args.timer_resol,
         )
         step.settled_s = settled
         if metrics is not None and before is not None:
@@ -809,6 +813,16 @@ def main(argv: list[str] | None = None) -> int:
         help="run this bench and everything it starts (both servers, sipp, the probe) at this "
         "niceness, e.g. -10 on a shared machine, so that other users' processes take less "
         "of their CPUs; the same for every process measured (0: unchanged)",
+    )
+    ap.add_argument(
+        "--timer-resol",
+        type=int,
+        default=10,
+        help="sipp -timer_resol in ms (sipp's default, 10): sipp sends the calls due in each "
+        "such period together, so every step is a train of bursts of rate x this (190 "
+        "INVITEs at once at 19,000 calls/s) and the last of each burst waits for the rest. "
+        "1 spreads them out, as calls from many callers are; on this machine that was not "
+        "better at every rate (bench/RESULTS.md, session 7)",
     )
     ap.add_argument("--json", type=Path, help="also write the steps (and summary) as JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -992,7 +1006,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
     print(
         "sipp UAC: INVITE (no SDP) -> 302 -> ACK over UDP, one socket (-t u1), "
-        f"-buff_size {BUFF}, pinned to CPU {args.client_cpu}; response time = INVITE sent "
+        f"-buff_size {BUFF}, -timer_resol {args.timer_resol} ms, pinned to CPU "
+        f"{args.client_cpu}; response time = INVITE sent "
         "-> 302 received, from -trace_rtt (sipp's clock here moves in 4 ms steps). Probe: "
         f"{args.probe_rate:g} extra calls/s from Python (perf_counter_ns, same CPU as sipp) in "
         "the middle 60 % of each step, INVITE -> final response; includes Python's overhead."
