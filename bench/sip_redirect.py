@@ -821,8 +821,8 @@ def main(argv: list[str] | None = None) -> int:
         help="sipp -timer_resol in ms (sipp's default, 10): sipp sends the calls due in each "
         "such period together, so every step is a train of bursts of rate x this (190 "
         "INVITEs at once at 19,000 calls/s) and the last of each burst waits for the rest. "
-        "1 spreads them out, as calls from many callers are; on this machine that was not "
-        "better at every rate (bench/RESULTS.md, session 7)",
+        "1 spreads them out, as calls from many callers are; on this machine it was not "
+        "better: more retransmissions and a longer tail (bench/RESULTS.md, session 7)",
     )
     ap.add_argument("--json", type=Path, help="also write the steps (and summary) as JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
