@@ -216,9 +216,8 @@ class RingbackMetrics:
     """`ringback serve`'s /metrics, read between steps: the event-loop stall histogram
     (`ringback_loop_lag_seconds`), full collections and transactions in memory."""
 
-    def __init__(self, http_port: int, pid: int | None = None) -> None:
+    def __init__(self, http_port: int) -> None:
         self.url = f"http://{harness.LOCALHOST}:{http_port}/metrics"
-        self.pid = pid  # the one ringback process (one worker): its CPU time is read too
 
     def read(self) -> dict[str, float]:
         import urllib.request
@@ -230,9 +229,6 @@ class RingbackMetrics:
             if line.startswith("ringback_") and " " in line:
                 name, _, value = line.rpartition(" ")
                 out[name] = float(value)
-        if self.pid is not None:  # utime + stime, fields 14 and 15 of /proc/PID/stat
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-            out["cpu_s"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return out
 
     def stalls(self, before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -254,7 +250,6 @@ class RingbackMetrics:
             out[f"turnaround_p{q}_ms"] = turnaround_quantile(before, after, q / 100)
         key = "ringback_loop_cpu_wait_seconds"  # ready to run, but another process had CPU 0
         out["cpu_wait_s"] = after.get(key, 0) - before.get(key, 0)
-        out["cpu_s"] = after.get("cpu_s", 0) - before.get("cpu_s", 0)
         return out
 
     def settle(self, quiet: float, limit_s: float) -> float:
@@ -538,15 +533,16 @@ def table(title: str, steps: list[Step]) -> str:
 
 def stall_table(title: str, steps: list[Step]) -> str:
     """Per step: how many 10 ms ticks of ringback's loop watch ran late by at least N ms, the
-    full garbage collections in the step, and how long ringback was ready to run but another
-    process had its CPU (schedstat)."""
+    full garbage collections in the step, how long ringback was ready to run but another
+    process had its CPU (schedstat), and ringback's own turnaround (its CPU per call is in
+    the step table)."""
     heads = " | ".join(f"≥ {b} ms" for b in STALL_BOUNDS_MS)
     out = [
         f"#### {title}: event-loop stalls (`ringback_loop_lag_seconds`)",
         "",
         f"| offered calls/s | settled s | ticks | {heads} | full gcs | gc pause ms "
-        "| waited for CPU s | CPU s | CPU µs/call | ringback's clock p50 / p99 ms |",
-        "|---:|---:|---:|" + "---:|" * len(STALL_BOUNDS_MS) + "---:|---:|---:|---:|---:|---:|",
+        "| waited for CPU s | ringback's clock p50 / p99 ms |",
+        "|---:|---:|---:|" + "---:|" * len(STALL_BOUNDS_MS) + "---:|---:|---:|---:|",
     ]
     for s in steps:
         st = s.stalls or {}
@@ -554,8 +550,7 @@ def stall_table(title: str, steps: list[Step]) -> str:
         out.append(
             f"| {s.offered:,} | {s.settled_s:.0f} | {st.get('ticks', 0):,.0f} | {cells} "
             f"| {st.get('gc_count', 0):.0f} | {1000 * st.get('gc_sum', 0):.1f} "
-            f"| {st.get('cpu_wait_s', 0):.2f} | {st.get('cpu_s', 0):.1f} "
-            f"| {1e6 * st.get('cpu_s', 0) / max(1, s.successful):.0f} "
+            f"| {st.get('cpu_wait_s', 0):.2f} "
             f"| ≤ {st.get('turnaround_p50_ms', math.nan):g} / "
             f"≤ {st.get('turnaround_p99_ms', math.nan):g} |"
         )
@@ -638,8 +633,7 @@ def start_ringback(
                 ready = len(reported) >= workers
             if ready:
                 log(f"ringback ready on {harness.LOCALHOST}:{sip_port}")
-                pid = proc.pid if workers == 1 else None
-                return (harness.LOCALHOST, sip_port), RingbackMetrics(http_port, pid), proc.pid
+                return (harness.LOCALHOST, sip_port), RingbackMetrics(http_port), proc.pid
         except OSError:
             pass
         if not proc.alive():

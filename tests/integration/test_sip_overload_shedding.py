@@ -8,11 +8,7 @@ import asyncio
 import socket
 import time
 
-from ringback.calls import CallController, SipMetrics
-from ringback.metrics import Registry
-from ringback.net.sip_transport import SipEndpoint, TrustedSources
-from ringback.registry.listing_index import ListingIndex
-from ringback.registry.numbers import NumberingPlan
+from test_sip_transport import endpoint
 
 
 def message(method: str, port: int, local_port: int, n: int) -> bytes:
@@ -30,10 +26,7 @@ def message(method: str, port: int, local_port: int, n: int) -> bytes:
 
 
 async def test_invites_that_queued_too_long_are_shed_and_fresh_ones_answered() -> None:
-    metrics = SipMetrics(Registry())
-    controller = CallController(ListingIndex(), NumberingPlan(), metrics, index_ready=lambda: True)
-    sip = SipEndpoint(controller, metrics, TrustedSources(["127.0.0.0/8"]), max_receive_age_s=1.0)
-    await sip.start(["127.0.0.1"], 0)
+    sip, metrics = await endpoint(["127.0.0.0/8"], ["127.0.0.1"], max_receive_age_s=1.0)
     loop = asyncio.get_running_loop()
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
@@ -67,10 +60,7 @@ async def test_invites_that_queued_too_long_are_shed_and_fresh_ones_answered() -
 
 
 async def test_with_shedding_off_a_stalled_node_answers_everything_late() -> None:
-    metrics = SipMetrics(Registry())
-    controller = CallController(ListingIndex(), NumberingPlan(), metrics, index_ready=lambda: True)
-    sip = SipEndpoint(controller, metrics, TrustedSources(["127.0.0.0/8"]))
-    await sip.start(["127.0.0.1"], 0)
+    sip, metrics = await endpoint(["127.0.0.0/8"], ["127.0.0.1"])
     loop = asyncio.get_running_loop()
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
@@ -92,10 +82,7 @@ async def test_the_turnaround_histogram_counts_the_time_a_batch_waited_in_the_so
     """ringback_sip_udp_turnaround_seconds: INVITEs that queued 300 ms while the node was
     stalled show 300 ms and more (kernel receipt -> answers sent), not the microseconds
     their decision took."""
-    metrics = SipMetrics(Registry())
-    controller = CallController(ListingIndex(), NumberingPlan(), metrics, index_ready=lambda: True)
-    sip = SipEndpoint(controller, metrics, TrustedSources(["127.0.0.0/8"]), max_receive_age_s=1.0)
-    await sip.start(["127.0.0.1"], 0)
+    sip, metrics = await endpoint(["127.0.0.0/8"], ["127.0.0.1"], max_receive_age_s=1.0)
     loop = asyncio.get_running_loop()
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))

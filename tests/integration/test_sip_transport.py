@@ -44,10 +44,14 @@ def invite(
     ).encode()
 
 
-async def endpoint(trusted: list[str], hosts: list[str]) -> tuple[SipEndpoint, SipMetrics]:
+async def endpoint(
+    trusted: list[str], hosts: list[str], *, max_receive_age_s: float = 0.0
+) -> tuple[SipEndpoint, SipMetrics]:
     metrics = SipMetrics(Registry())
     controller = CallController(ListingIndex(), NumberingPlan(), metrics, index_ready=lambda: True)
-    sip = SipEndpoint(controller, metrics, TrustedSources(trusted))
+    sip = SipEndpoint(
+        controller, metrics, TrustedSources(trusted), max_receive_age_s=max_receive_age_s
+    )
     await sip.start(hosts, 0)
     return sip, metrics
 

@@ -15,11 +15,7 @@ from test_sip_transport import endpoint, invite, udp_exchange
 
 import ringback.net.sip_transport as sip_transport
 from ringback._udpio import recv_batch, send_batch
-from ringback.calls import CallController, SipMetrics
-from ringback.metrics import Registry
-from ringback.net.sip_transport import SO_TIMESTAMPNS, SipEndpoint, TrustedSources
-from ringback.registry.listing_index import ListingIndex
-from ringback.registry.numbers import NumberingPlan
+from ringback.net.sip_transport import SO_TIMESTAMPNS, SipEndpoint
 
 
 def pair(family: int, host: str) -> tuple[socket.socket, socket.socket]:
@@ -192,14 +188,7 @@ async def test_without_the_compiled_module_the_socket_calls_answer_the_same(
     monkeypatch.setattr(sip_transport, "RECV_BATCH", None)
     monkeypatch.setattr(sip_transport, "SEND_BATCH", None)
     for max_age in (0.0, 1.0):  # recvfrom, and recvmsg with receive timestamps
-        metrics = SipMetrics(Registry())
-        controller = CallController(
-            ListingIndex(), NumberingPlan(), metrics, index_ready=lambda: True
-        )
-        sip = SipEndpoint(
-            controller, metrics, TrustedSources(["127.0.0.0/8"]), max_receive_age_s=max_age
-        )
-        await sip.start(["127.0.0.1"], 0)
+        sip, metrics = await endpoint(["127.0.0.0/8"], ["127.0.0.1"], max_receive_age_s=max_age)
         assert all(udp.timestamps == (max_age > 0) for udp in sip.udp)
         try:
             port = sip.port

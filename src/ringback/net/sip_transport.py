@@ -429,7 +429,7 @@ class _UdpSocket:
         self.port: int = sock.getsockname()[1]
         self.fd = sock.fileno()
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(sock.fileno(), self._readable)
+        self._loop.add_reader(self.fd, self._readable)
         self.closed = False
 
     def _readable(self) -> None:
@@ -451,18 +451,18 @@ class _UdpSocket:
     def _read_batch(self, looking: bool, oldest: float) -> tuple[float, int]:
         """Read and handle up to UDP_READ_BUDGET datagrams: (the kernel's receive time of
         the first, 0.0 if unknown; how many were read)."""
-        if RECV_BATCH is None:  # _udpio did not build
-            self._read_one_by_one(looking, oldest)
-            return 0.0, 0
-        endpoint = self.endpoint
-        trusted, metrics = endpoint.trusted, endpoint.metrics
         try:
-            batch = RECV_BATCH(self.fd, UDP_READ_BUDGET, looking)
+            if RECV_BATCH is None:  # _udpio did not build
+                batch = self._recv_with_socket(looking)
+            else:
+                batch = RECV_BATCH(self.fd, UDP_READ_BUDGET, looking)
         except OSError as exc:  # e.g. an ICMP error queued on the socket: harmless
             log.debug("UDP receive error: %s", exc)
             return 0.0, 0  # the loop calls again while datagrams wait
         if not batch:
             return 0.0, 0
+        endpoint = self.endpoint
+        trusted, metrics = endpoint.trusted, endpoint.metrics
         checked, allowed = "", False  # one switch sends most datagrams: its verdict, kept
         for data, host, port, stamp in batch:
             stale = False
@@ -482,38 +482,30 @@ class _UdpSocket:
             endpoint.receive(data, (host, port), "udp", pump=False)
         return batch[0][3], len(batch)
 
-    def _read_one_by_one(self, looking: bool, oldest: float) -> None:
-        """`_read_batch` with the socket module's calls, where _udpio did not build."""
-        endpoint, sock = self.endpoint, self.sock
-        trusted, metrics = endpoint.trusted, endpoint.metrics
-        for _ in range(UDP_READ_BUDGET):
-            stale = False
+    def _recv_with_socket(self, timestamps: bool) -> list[tuple[bytes, str, int, float]]:
+        """What `RECV_BATCH` returns, read with the socket module where _udpio did not
+        build: recvmsg with the receive timestamps when asked, else recvfrom."""
+        sock = self.sock
+        batch: list[tuple[bytes, str, int, float]] = []
+        while len(batch) < UDP_READ_BUDGET:
+            stamp = 0.0
             try:
-                if looking:
+                if timestamps:
                     data, ancillary, _flags, addr = sock.recvmsg(65535, _ANC_SIZE)
-                    if ancillary:
-                        level, kind, raw = ancillary[0]
+                    for level, kind, raw in ancillary:
                         if kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET:
                             seconds, nanoseconds = _unpack_timespec(raw)
-                            stale = seconds + nanoseconds * 1e-9 < oldest
-                    looking = stale
+                            stamp = seconds + nanoseconds * 1e-9
                 else:
                     data, addr = sock.recvfrom(65535)
             except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # e.g. an ICMP error queued on the socket: harmless
-                log.debug("UDP receive error: %s", exc)
-                continue
-            host = addr[0]
-            if not trusted(host):
-                metrics.untrusted.inc()
-                continue
-            if len(data) < 4 or data.isspace():
-                continue  # keep-alive (CRLF) or noise
-            if stale and data.startswith(b"INVITE "):
-                metrics.shed.inc()
-                continue
-            endpoint.receive(data, (host, addr[1]), "udp", pump=False)
+                break
+            except OSError:
+                if batch:
+                    break  # the error comes again on the next read
+                raise
+            batch.append((data, addr[0], addr[1], stamp))
+        return batch
 
     def sendto(self, data: bytes, dest: Address) -> None:
         try:
@@ -531,20 +523,20 @@ class _UdpSocket:
             failures = SEND_BATCH(self.fd, self.sock.family, messages) or ()
         for index, error in failures:
             data, dest = messages[index]
-            try:
-                if error == 0:  # not a numeric address of this family: the socket module
+            if error in (errno.EAGAIN, errno.EWOULDBLOCK):
+                self.endpoint.metrics.send_dropped.inc()
+            elif error:
+                log.info("SIP send to %s failed: %s", dest, os.strerror(error))
+            else:  # not a numeric address of this family: the socket module
+                try:
                     self.sendto(data, dest)
-                elif error in (errno.EAGAIN, errno.EWOULDBLOCK):
-                    self.endpoint.metrics.send_dropped.inc()
-                else:
-                    raise OSError(error, os.strerror(error))
-            except (OSError, ValueError, TypeError) as exc:
-                log.info("SIP send to %s failed: %s", dest, exc)
+                except (OSError, ValueError, TypeError) as exc:
+                    log.info("SIP send to %s failed: %s", dest, exc)
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._loop.remove_reader(self.sock.fileno())
+            self._loop.remove_reader(self.fd)
             self.sock.close()
 
 

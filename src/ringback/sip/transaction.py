@@ -525,7 +525,7 @@ class ServerTransactionLayer:
     def _drop(self, tx: _Tx) -> None:
         if self._txs.get(tx.key) is tx:
             del self._txs[tx.key]
-        tx.gens = bytearray(7)  # generation 0 everywhere: every queued entry of it is stale
+        tx.gens = _fresh_gens()  # generation 0 everywhere: every queued entry of it is stale
         if tx.prov_pending is not None:
             rseq, cseq = tx.prov_pending
             self._prack_index.pop((tx.call_id, cseq, rseq, tx.prov_tag), None)
