@@ -24,19 +24,32 @@ class Counter:
     def __init__(self, name: str, help: str, labels: tuple[str, ...] = ()) -> None:
         self.name, self.help, self.label_names = name, help, labels
         self.values: dict[tuple[str, ...], float] = {}
+        self.cells: dict[tuple[str, ...], list[int]] = {}
 
     def inc(self, *labels: str, by: float = 1) -> None:
         self.values[labels] = self.values.get(labels, 0) + by
 
+    def cell(self, *labels: str) -> list[int]:
+        """The one-element list a hot path bumps for these labels (``cell[0] += 1``, a
+        fifth of :meth:`inc`'s cost); counted with the rest."""
+        found = self.cells.get(labels)
+        if found is None:
+            found = self.cells[labels] = [0]
+        return found
+
     def get(self, *labels: str) -> float:
-        return self.values.get(labels, 0)
+        cell = self.cells.get(labels)
+        return self.values.get(labels, 0) + (cell[0] if cell is not None else 0)
 
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} counter"
-        if not self.label_names and not self.values:
+        totals = dict(self.values)
+        for labels, cell in list(self.cells.items()):
+            totals[labels] = totals.get(labels, 0) + cell[0]
+        if not self.label_names and not totals:
             yield f"{self.name} 0"
-        for labels, value in sorted(self.values.items()):
+        for labels, value in sorted(totals.items()):
             yield f"{self.name}{_labels(self.label_names, labels)} {value:g}"
 
 
