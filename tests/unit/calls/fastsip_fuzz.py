@@ -52,6 +52,9 @@ def main() -> None:
             data, "192.0.2.10", 5070, bool(i & 1), 65535, 128, 8192, names
         )
         _fastsip.ack_key(data)
+        cut = rnd.randrange(len(data) + 1)
+        tag = _fastsip.derived_tag(data[:16].ljust(16, b"k"), data[:cut], data[cut:])
+        assert len(tag) == 12, tag
         accepted += isinstance(answer, tuple)
     print(f"fuzzed {count} accepted {accepted}")
 
