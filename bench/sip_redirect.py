@@ -907,18 +907,20 @@ def main(argv: list[str] | None = None) -> int:
             results[rb_title] = run(rb, rates, rb_metrics, server_pid=rb_pid)
             rb_best, kam_best = best_clean(results[rb_title]), best_clean(results[kam_title])
             # Each server at 70 % of its own top for --at70-seconds, with the probe: the
-            # latency target is ringback's; Kamailio's is the same measure of the peer.
-            for name, best, target, metrics, pid in (
-                ("ringback", rb_best, rb, rb_metrics, rb_pid),
-                ("kamailio", kam_best, kam, None, kam_pid),
+            # latency target is ringback's; Kamailio's is the same measure of the peer. Then
+            # ringback at Kamailio's 70 % rate: both servers' latency at one offered load.
+            for name, server, best, target, metrics, pid, whose in (
+                ("ringback", "ringback", rb_best, rb, rb_metrics, rb_pid, "its"),
+                ("kamailio", "Kamailio", kam_best, kam, None, kam_pid, "its"),
+                ("ringback_at_peer", "ringback", kam_best, rb, rb_metrics, rb_pid, "Kamailio's"),
             ):
                 if best is None:
                     continue
                 at70 = int(round(best.offered * 0.7, -2))
                 time.sleep(args.pause)
                 at70_title = (
-                    f"{'ringback' if name == 'ringback' else 'Kamailio'} at 70 % of its top "
-                    f"rate ({at70:,} calls/s, {args.at70_seconds:g} s, probe 100 calls/s)"
+                    f"{server} at 70 % of {whose} top rate ({at70:,} calls/s, "
+                    f"{args.at70_seconds:g} s, probe 100 calls/s)"
                 )
                 results[at70_title] = run(
                     target,
@@ -929,6 +931,7 @@ def main(argv: list[str] | None = None) -> int:
                     probe_rate=100.0,
                 )
                 at70_step = results[at70_title][0]
+                summary[f"{name}_rate_at_70"] = at70
                 summary[f"{name}_p99_ms_at_70"] = at70_step.p99
                 summary[f"{name}_probe_p99_us_at_70"] = at70_step.probe_p99_us
                 summary[f"{name}_retransmissions_at_70"] = at70_step.retransmissions
@@ -1015,6 +1018,15 @@ def main(argv: list[str] | None = None) -> int:
                 "of calls at 5 ms or more), "
                 f"{fmt_us(summary.get('kamailio_probe_p99_us_at_70'))} µs (probe)"  # type: ignore[arg-type]
                 if "kamailio_p99_ms_at_70" in summary
+                else ""
+            )
+            + (
+                f"; ringback's at Kamailio's 70 % ({summary['ringback_at_peer_rate_at_70']:,} "
+                f"calls/s): {fmt_ms(summary['ringback_at_peer_p99_ms_at_70'])} ms (sipp's clock; "  # type: ignore[arg-type]
+                f"{fmt_share(summary.get('ringback_at_peer_slow_share_at_70'))} of calls at 5 "  # type: ignore[arg-type]
+                f"ms or more), {fmt_us(summary.get('ringback_at_peer_probe_p99_us_at_70'))} µs "  # type: ignore[arg-type]
+                "(probe)"
+                if "ringback_at_peer_p99_ms_at_70" in summary
                 else ""
             )
         )
