@@ -37,6 +37,10 @@ class Counter:
             found = self.cells[labels] = [0]
         return found
 
+    def total(self) -> float:
+        """Every label set's count added up."""
+        return sum(self.values.values()) + sum(cell[0] for cell in self.cells.values())
+
     def get(self, *labels: str) -> float:
         cell = self.cells.get(labels)
         return self.values.get(labels, 0) + (cell[0] if cell is not None else 0)

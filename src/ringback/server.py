@@ -268,7 +268,7 @@ class Service:
         assert sip is not None
 
         def sum_of(counter: Counter) -> int:
-            return int(sum(counter.values.values()))
+            return int(counter.total())
 
         def update() -> None:
             m = sip.metrics

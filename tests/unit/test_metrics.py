@@ -17,6 +17,7 @@ def test_a_counter_adds_its_cells_to_what_inc_counted() -> None:
     assert requests.get("INVITE") == 4
     assert requests.get("BYE") == 2
     assert requests.get("OPTIONS") == 0
+    assert requests.total() == 6  # the worker counters' sum (server.py)
     text = registry.render()
     assert 'x_requests_total{method="INVITE"} 4\n' in text
     assert 'x_requests_total{method="BYE"} 2\n' in text

@@ -375,24 +375,58 @@ def test_stale_timers_behind_an_unacknowledged_call_are_dropped_a_slice_at_a_tim
     assert layer.next_deadline() is None
 
 
-def test_a_udp_302_acked_in_time_costs_two_timer_entries_not_three() -> None:
-    """Timer H is started by Timer G's first firing, not with the 302: a call ACKed within
-    T1 (nearly every call) queues Timer G and Timer I only, and still ends T4 after its
-    ACK; one never ACKed still times out 64*T1 after its 302 (the test above)."""
+def test_a_udp_302_acked_in_time_costs_one_timer_entry_and_its_key() -> None:
+    """Timer H is started by Timer G's first firing, not with the 302, and the ACK leaves
+    only the key for Timer I: a call ACKed within T1 (nearly every call) queues Timer G
+    alone, and still ends T4 after its ACK; one never ACKed still times out 64*T1 after its
+    302 (the test above)."""
     layer = ServerTransactionLayer()
     calls = 100
     for i in range(calls):
         key = (f"z9hG4bK-quick{i}", "198.51.100.1", "5060", "INVITE")
         layer.answer_invite(key, SRC, False, b"SIP/2.0 302 Moved Temporarily\r\n\r\n", 0.0)
         assert layer.absorb_ack_key(key[0], key[1], key[2], False, 0.01)
+        assert layer.invite_state(key) is TxState.CONFIRMED
     assert len(layer.take_outgoing()) == calls  # the 302s
-    assert sum(map(len, layer._timers.values())) == 2 * calls
+    assert sum(map(len, layer._timers.values())) == calls  # Timers G
+    assert not layer._txs and len(layer) == calls  # Confirmed: the keys alone
     layer.poll(0.5)  # the Timers G: nothing to resend, nothing started
-    assert layer.take_outgoing() == [] and sum(map(len, layer._timers.values())) == calls
+    assert layer.take_outgoing() == [] and sum(map(len, layer._timers.values())) == 0
+    assert layer.next_deadline() == 5.01
     layer.poll(5.0)
     assert len(layer) == calls  # Timer I runs T4 from the ACK
     layer.poll(5.01)
     assert len(layer) == 0 and layer.next_deadline() is None
+
+
+def test_a_confirmed_302_absorbs_retransmissions_and_matches_a_cancel_until_timer_i() -> None:
+    """Once ACKed, a UDP 302's transaction keeps only its key, and still does what the
+    Confirmed state does (RFC 3261 §17.2.1): retransmitted ACKs and INVITEs are absorbed,
+    nothing is sent, a CANCEL finds it; after Timer I the same branch starts afresh."""
+    layer = ServerTransactionLayer()
+    req = invite()
+    assert layer.receive_request(req, SRC, False, 0.0) is req
+    layer.send_response(req, make_response(req, 302, to_tag="rt1"), 0.0)
+    assert statuses(layer.take_outgoing()) == [302]
+    key = layer.key_of(req)
+    assert layer.receive_request(ack(), SRC, False, 0.1) is None
+    assert layer.invite_state(key) is TxState.CONFIRMED and key not in layer._txs
+    # the full path and the lean path's shortcuts, each absorbing without a word
+    assert layer.receive_request(ack(), SRC, False, 0.2) is None
+    assert layer.absorb_ack_key(key[0], key[1], key[2], False, 0.3)
+    assert layer.receive_request(invite(), SRC, False, 0.4) is None
+    assert layer.resend_last(key)
+    assert layer.take_outgoing() == []
+    cancel = invite(method="CANCEL", cseq="1 CANCEL")
+    assert layer.find_invite_for(cancel) == key
+    layer.poll(0.1 + layer.t4)  # Timer I
+    assert layer.invite_state(key) is None and len(layer) == 0
+    assert layer.find_invite_for(cancel) is None
+    assert not layer.resend_last(key)  # a new INVITE with that branch: a new transaction
+    again = invite()
+    assert layer.receive_request(again, SRC, False, 6.0) is again
+    # an ACK matching nothing still goes to the TU
+    assert layer.receive_request(ack(branch="z9hG4bKother"), SRC, False, 6.1) is not None
 
 
 def test_a_new_transaction_never_sees_the_timers_of_a_dropped_one_with_its_key() -> None:
