@@ -506,6 +506,26 @@ def fmt_share(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.2f} %"
 
 
+def at70_phrase(summary: dict[str, object], name: str, label: str) -> str:
+    """ "; <label> (rate): p99 by sipp's clock, share at 5 ms or more, the probe's p99 (and
+    ringback's own clock)", from the `<name>_..._at_70` summary entries; "" without them."""
+    rate = summary.get(f"{name}_rate_at_70")
+    if not isinstance(rate, int):
+        return ""
+    p99, share = summary.get(f"{name}_p99_ms_at_70"), summary.get(f"{name}_slow_share_at_70")
+    probe, own = summary.get(f"{name}_probe_p99_us_at_70"), summary.get(f"{name}_own_p99_ms_at_70")
+    return (
+        f"; {label} ({rate:,} calls/s): {fmt_ms(p99 if isinstance(p99, float) else None)} ms "
+        f"(sipp's clock; {fmt_share(share if isinstance(share, float) else None)} of calls at "
+        f"5 ms or more), {fmt_us(probe if isinstance(probe, float) else None)} µs (probe)"
+        + (
+            f", ≤ {own:g} ms (ringback's clock: kernel receipt -> answer sent, no sipp in it)"
+            if isinstance(own, float)
+            else ""
+        )
+    )
+
+
 def fmt_ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f}" if v >= 10 else f"{v:.1f}"
 
@@ -1007,28 +1027,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"**Per core, same run: ringback {summary['ringback_top']:,} calls/s, Kamailio "
             f"{summary['kamailio_top']:,} calls/s, ratio "
-            f"{'-' if ratio is None else f'{ratio:.2f}'}**; ringback p99 at 70 % of its top "
-            f"rate: {fmt_ms(summary.get('ringback_p99_ms_at_70'))} ms (sipp's clock), "  # type: ignore[arg-type]
-            f"{fmt_us(summary.get('ringback_probe_p99_us_at_70'))} µs (probe), "  # type: ignore[arg-type]
-            f"≤ {summary.get('ringback_own_p99_ms_at_70', math.nan):g} ms (ringback's clock: "
-            "kernel receipt -> answer sent, no sipp in it)"
-            + (
-                f"; Kamailio's at 70 % of its top: {fmt_ms(summary['kamailio_p99_ms_at_70'])} "  # type: ignore[arg-type]
-                f"ms (sipp's clock; {fmt_share(summary.get('kamailio_slow_share_at_70'))} "  # type: ignore[arg-type]
-                "of calls at 5 ms or more), "
-                f"{fmt_us(summary.get('kamailio_probe_p99_us_at_70'))} µs (probe)"  # type: ignore[arg-type]
-                if "kamailio_p99_ms_at_70" in summary
-                else ""
-            )
-            + (
-                f"; ringback's at Kamailio's 70 % ({summary['ringback_at_peer_rate_at_70']:,} "
-                f"calls/s): {fmt_ms(summary['ringback_at_peer_p99_ms_at_70'])} ms (sipp's clock; "  # type: ignore[arg-type]
-                f"{fmt_share(summary.get('ringback_at_peer_slow_share_at_70'))} of calls at 5 "  # type: ignore[arg-type]
-                f"ms or more), {fmt_us(summary.get('ringback_at_peer_probe_p99_us_at_70'))} µs "  # type: ignore[arg-type]
-                "(probe)"
-                if "ringback_at_peer_p99_ms_at_70" in summary
-                else ""
-            )
+            f"{'-' if ratio is None else f'{ratio:.2f}'}**"
+            + at70_phrase(summary, "ringback", "ringback's p99 at 70 % of its top")
+            + at70_phrase(summary, "kamailio", "Kamailio's at 70 % of its top")
+            + at70_phrase(summary, "ringback_at_peer", "ringback's at Kamailio's 70 %")
         )
         if "cpu_ratio" in summary:
             print()

@@ -49,7 +49,7 @@ class Counter:
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} counter"
         totals = dict(self.values)
-        for labels, cell in list(self.cells.items()):
+        for labels, cell in self.cells.items():
             totals[labels] = totals.get(labels, 0) + cell[0]
         if not self.label_names and not totals:
             yield f"{self.name} 0"

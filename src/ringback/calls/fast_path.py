@@ -26,7 +26,7 @@ from ringback.sip.errors import SipParseError
 from ringback.sip.grammar import token_match
 from ringback.sip.headers import ENCODING, ENCODING_ERRORS, SINGLETONS, canonical
 from ringback.sip.message import Limits
-from ringback.sip.tags import fastest_derived_tag_bytes
+from ringback.sip.tags import derived_tag_bytes
 from ringback.sip.transaction import MAGIC_COOKIE, ServerTransactionLayer
 
 Address = tuple[str, int]
@@ -139,7 +139,7 @@ class FastRedirect:
             return None
         if decision.entry is not None or (self.lab and decision.outcome == LOOP_MARKED):
             return None  # a warning to play, or the lab's call: the full path
-        tag = fastest_derived_tag_bytes(self.tag_key, call_id, from_tag)
+        tag = derived_tag_bytes(self.tag_key, call_id, from_tag)
         contact = decision.contact.encode(ENCODING, ENCODING_ERRORS)
         warning = _WARNING_PREFIX + decision.outcome.encode() + b"\r\n" if decision.skipped else b""
         out = b"".join(

@@ -69,21 +69,20 @@ def siphash24(key: bytes, data: bytes) -> int:
     return v[0] ^ v[1] ^ v[2] ^ v[3]
 
 
-def derived_tag_bytes(key: bytes, call_id: bytes, from_tag: bytes) -> bytes:
+def reference_tag_bytes(key: bytes, call_id: bytes, from_tag: bytes) -> bytes:
     """12 lower-case hex digits (48 bits, as many as :func:`~ringback.sip.responses.new_tag`):
     the first 6 bytes of SipHash-2-4 over Call-ID, a zero byte and From tag."""
-    if COMPILED_TAG is not None:
-        return COMPILED_TAG(key, call_id, from_tag)
     digest = siphash24(key, call_id + b"\x00" + from_tag)
     return digest.to_bytes(8, "little")[:6].hex().encode()
 
 
-def derived_tag(key: bytes, call_id: bytes, from_tag: bytes) -> str:
-    """:func:`derived_tag_bytes` as text."""
-    return derived_tag_bytes(key, call_id, from_tag).decode()
-
-
-# The hot path's choice: the C function itself where it built (no wrapper call).
-fastest_derived_tag_bytes: Callable[[bytes, bytes, bytes], bytes] = (
-    COMPILED_TAG if COMPILED_TAG is not None else derived_tag_bytes
+# The To tag as bytes: the C function itself where it built (the lean path calls it with
+# no wrapper in between), the reference elsewhere.
+derived_tag_bytes: Callable[[bytes, bytes, bytes], bytes] = (
+    COMPILED_TAG if COMPILED_TAG is not None else reference_tag_bytes
 )
+
+
+def derived_tag(key: bytes, call_id: bytes, from_tag: bytes) -> str:
+    """:data:`derived_tag_bytes` as text."""
+    return derived_tag_bytes(key, call_id, from_tag).decode()

@@ -73,7 +73,7 @@ _G, _H, _I, _J, _L, _P, _X = range(7)
 # of this size a poll takes well under a millisecond and calls are answered in between (the
 # shell polls again at once while timers are overdue). 2,000 held the loop 5-9 ms at
 # 10,500 calls/s, when each call left three entries (G, H, I) to pass through here (a UDP
-# call ACKed in time leaves two now: G, I).
+# call ACKed in time now leaves Timer G's entry and its key for Timer I).
 POLL_BUDGET = 256
 # Stale timer entries dropped per `next_deadline`, at most. One call never ACKed keeps its
 # live Timer H at the head of its queue for 32 s, and the stale entries of every call
