@@ -301,27 +301,37 @@ def wait_quiet(cpu: int, limit_s: float = 30.0, busy: float = 0.1) -> float:
     return time.monotonic() - started
 
 
-def cpu_jiffies() -> dict[int, tuple[int, int]]:
-    """Per CPU: (busy, total) jiffies from /proc/stat (busy: all but idle and iowait), so a
-    step's busy share of the server's CPU and of sipp's covers user, kernel and softirq
-    time of whatever ran there (for either server, however many processes it has)."""
-    out: dict[int, tuple[int, int]] = {}
+def cpu_jiffies() -> dict[int, tuple[int, int, int]]:
+    """Per CPU: (busy, total, steal) jiffies from /proc/stat (busy: all but idle and iowait),
+    so a step's busy share of the server's CPU and of sipp's covers user, kernel and softirq
+    time of whatever ran there (for either server, however many processes it has). Steal is
+    time the hypervisor gave another guest while this one wanted the CPU."""
+    out: dict[int, tuple[int, int, int]] = {}
     for line in Path("/proc/stat").read_text().splitlines():
         name, *fields = line.split()
         if name.startswith("cpu") and name[3:].isdigit():
             values = [int(v) for v in fields]
             idle = values[3] + values[4]
-            out[int(name[3:])] = (sum(values) - idle, sum(values))
+            steal = values[7] if len(values) > 7 else 0
+            out[int(name[3:])] = (sum(values) - idle, sum(values), steal)
     return out
 
 
 def busy_seconds(
-    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]], cpu: int
+    before: dict[int, tuple[int, int, int]], after: dict[int, tuple[int, int, int]], cpu: int
 ) -> tuple[float, float]:
     """(busy CPU seconds, busy share) of `cpu` between two `cpu_jiffies` readings."""
     busy = after[cpu][0] - before[cpu][0]
     total = after[cpu][1] - before[cpu][1]
     return busy / os.sysconf("SC_CLK_TCK"), busy / total if total > 0 else 0.0
+
+
+def steal_share(
+    before: dict[int, tuple[int, int, int]], after: dict[int, tuple[int, int, int]], cpu: int
+) -> float:
+    """The share of `cpu`'s time the hypervisor took between two `cpu_jiffies` readings."""
+    total = after[cpu][1] - before[cpu][1]
+    return (after[cpu][2] - before[cpu][2]) / total if total > 0 else 0.0
 
 
 TURNAROUND_BOUNDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
@@ -386,6 +396,10 @@ class Step:
     client_cpu_s: float = 0.0
     client_cpu_busy: float = 0.0
     server_process_cpu_s: float = 0.0  # the server's processes' own CPU time (/proc/PID)
+    # The share of each CPU's time the hypervisor took during the step (/proc/stat steal):
+    # a stall no process here caused, which sipp's clock counts as response time.
+    server_cpu_steal: float = 0.0
+    client_cpu_steal: float = 0.0
 
     @property
     def server_us_per_call(self) -> float | None:
@@ -492,6 +506,8 @@ def run_step(
     step.server_cpu_s, step.server_cpu_busy = busy_seconds(jiffies, after, server_cpu)
     step.server_process_cpu_s = process_cpu
     step.client_cpu_s, step.client_cpu_busy = busy_seconds(jiffies, after, cpu)
+    step.server_cpu_steal = steal_share(jiffies, after, server_cpu)
+    step.client_cpu_steal = steal_share(jiffies, after, cpu)
     return step
 
 
@@ -514,6 +530,7 @@ def at70_phrase(summary: dict[str, object], name: str, label: str) -> str:
         return ""
     p99, share = summary.get(f"{name}_p99_ms_at_70"), summary.get(f"{name}_slow_share_at_70")
     probe, own = summary.get(f"{name}_probe_p99_us_at_70"), summary.get(f"{name}_own_p99_ms_at_70")
+    steal = summary.get(f"{name}_steal_at_70")
     return (
         f"; {label} ({rate:,} calls/s): {fmt_ms(p99 if isinstance(p99, float) else None)} ms "
         f"(sipp's clock; {fmt_share(share if isinstance(share, float) else None)} of calls at "
@@ -521,6 +538,11 @@ def at70_phrase(summary: dict[str, object], name: str, label: str) -> str:
         + (
             f", ≤ {own:g} ms (ringback's clock: kernel receipt -> answer sent, no sipp in it)"
             if isinstance(own, float)
+            else ""
+        )
+        + (
+            f", host steal {100 * steal[0]:.1f} / {100 * steal[1]:.1f} % (server / sipp CPU)"
+            if isinstance(steal, list) and len(steal) == 2
             else ""
         )
     )
@@ -544,8 +566,9 @@ def table(title: str, steps: list[Step]) -> str:
         "",
         "| offered calls/s | calls | achieved calls/s | failed | retransmissions "
         "| p50 ms | p90 ms | p99 ms | calls ≥ 5 ms | probe p50 µs | probe p99 µs "
-        "| server's CPU busy | server µs/call | sipp's CPU busy | clean |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        "| server's CPU busy | server µs/call | sipp's CPU busy | host steal (server / sipp "
+        "CPU) | clean |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for s in steps:
         out.append(
@@ -554,7 +577,9 @@ def table(title: str, steps: list[Step]) -> str:
             f"| {fmt_share(s.slow_share)} "
             f"| {fmt_us(s.probe_p50_us)} | {fmt_us(s.probe_p99_us)}{lost(s)} "
             f"| {s.server_cpu_busy:.0%} | {fmt_us(s.server_us_per_call)} "
-            f"| {s.client_cpu_busy:.0%} | {'yes' if s.clean else 'no'} |"
+            f"| {s.client_cpu_busy:.0%} "
+            f"| {100 * s.server_cpu_steal:.1f} / {100 * s.client_cpu_steal:.1f} % "
+            f"| {'yes' if s.clean else 'no'} |"
         )
     clean = [s for s in steps if s.clean]
     best = max(clean, key=lambda s: s.offered) if clean else None
@@ -958,6 +983,10 @@ def main(argv: list[str] | None = None) -> int:
                 summary[f"{name}_probe_p99_us_at_70"] = at70_step.probe_p99_us
                 summary[f"{name}_retransmissions_at_70"] = at70_step.retransmissions
                 summary[f"{name}_slow_share_at_70"] = at70_step.slow_share
+                summary[f"{name}_steal_at_70"] = [
+                    at70_step.server_cpu_steal,
+                    at70_step.client_cpu_steal,
+                ]
                 if at70_step.stalls:
                     summary[f"{name}_own_p99_ms_at_70"] = at70_step.stalls["turnaround_p99_ms"]
             summary["ringback_top"] = rb_best.offered if rb_best else 0
