@@ -92,6 +92,32 @@ async def test_udp_ipv4_invite_gets_302(sip: tuple[SipEndpoint, SipMetrics]) -> 
     assert f"Contact: <sip:+8613700137000@127.0.0.1:{endpoint_.port};rbk>".encode() in data
 
 
+async def test_each_decided_udp_invite_is_one_decision_time_sample(
+    sip: tuple[SipEndpoint, SipMetrics],
+) -> None:
+    """`ringback_sip_decision_seconds` counts every INVITE decided over UDP once, read in
+    batches or not, and nothing else: a retransmission answered again is no decision."""
+    endpoint_, metrics = sip
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    try:
+        local = sock.getsockname()[1]
+        sent = [
+            invite(endpoint_.port, local, branch=f"z9hG4bK-d{i}", call_id=f"d{i}")
+            for i in range(40)
+        ]
+        for data in [*sent, sent[0]]:  # sent together: read in batches of UDP_READ_BUDGET
+            sock.sendto(data, ("127.0.0.1", endpoint_.port))
+        answers = [await asyncio.wait_for(loop.sock_recv(sock, 65535), 2) for _ in range(41)]
+    finally:
+        sock.close()
+    assert all(a.startswith(b"SIP/2.0 302 ") for a in answers)
+    assert metrics.decision_latency.count == 40
+    assert 0 < metrics.decision_latency.sum < 40 * 0.5
+
+
 async def test_udp_ipv6_invite_gets_302(sip: tuple[SipEndpoint, SipMetrics]) -> None:
     endpoint_, _ = sip
     data = await udp_exchange(
