@@ -87,13 +87,14 @@ async def one_run(calls: int, prepare: int) -> float:
     await endpoint.start(["127.0.0.1"], 0)
     assert controller.fast is not None
     made = batches(prepare, endpoint.port, sink.getsockname()[1], controller.fast.tag_key)
-    wanted = iter(made[: -(-calls // BATCH)])
+    rounds = -(-calls // BATCH)  # batches holding `calls` INVITEs
+    wanted = iter(made[:rounds])
     real_recv = sip_transport.RECV_BATCH
     sip_transport.RECV_BATCH = lambda fd, most, stamps: next(wanted, [])
     reader = endpoint.udp[0]
     try:
         started = time.thread_time()
-        for _ in range(-(-calls // BATCH)):
+        for _ in range(rounds):
             reader._readable()
             await asyncio.sleep(0)  # a turn of the loop, as between wake-ups
         used = time.thread_time() - started

@@ -106,6 +106,18 @@ async def _deliveries(api: Api, token: str, event_type: str) -> list[dict[str, A
     return [d for d in r.body["deliveries"] if d["event_type"] == event_type]
 
 
+async def _listing_deliveries_once(
+    api: Api, token: str, status: str, count: int
+) -> list[dict[str, Any]]:
+    """The `listing.created` deliveries once `count` of them have `status` (at most 15 s)."""
+    for _ in range(300):
+        rows = await _deliveries(api, token, "listing.created")
+        if sum(d["status"] == status for d in rows) == count:
+            break
+        await asyncio.sleep(0.05)
+    return rows
+
+
 async def test_internal_urls_are_refused_at_subscription(database: str, receiver: Receiver) -> None:
     async with node(database, []) as (service, api, op):
         for template, why in INTERNAL:
@@ -142,21 +154,12 @@ async def test_listed_networks_are_allowed_and_checked_again_at_delivery(
         await _event(service)
         # wait for this event's two deliveries, not for any two hits: an audit checkpoint
         # or hourly totals reach the receiver too, and may come first
-        for _ in range(300):
-            rows = await _deliveries(api, op, "listing.created")
-            if [d["status"] for d in rows] == ["delivered"] * 2:
-                break
-            await asyncio.sleep(0.05)
+        rows = await _listing_deliveries_once(api, op, "delivered", 2)
         assert [d["status"] for d in rows] == ["delivered"] * 2, rows
     reached = receiver.hits
     async with node(database, []) as (service, api, op):
         await _event(service)
-
-        for _ in range(300):
-            rows = await _deliveries(api, op, "listing.created")
-            if sum(d["status"] == "failed" for d in rows) == 2:
-                break
-            await asyncio.sleep(0.05)
+        rows = await _listing_deliveries_once(api, op, "failed", 2)
         failed = [d for d in rows if d["status"] == "failed"]
         assert len(failed) == 2
         errors = sorted(d["last_error"] for d in failed)
@@ -190,11 +193,7 @@ async def test_delivery_errors_do_not_tell_port_states_apart(database: str) -> N
                 )
                 assert r.status == 201, r.body
             await _event(service)
-            for _ in range(300):
-                rows = await _deliveries(api, op, "listing.created")
-                if sum(d["status"] == "failed" for d in rows) == 3:
-                    break
-                await asyncio.sleep(0.05)
+            rows = await _listing_deliveries_once(api, op, "failed", 3)
             assert [d["last_error"] for d in rows] == ["failed to connect"] * 3, rows
             assert all(d["last_status"] is None for d in rows)
     finally:
