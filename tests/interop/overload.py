@@ -105,6 +105,17 @@ def cpu_budget(pid: int, fraction: float) -> Iterator[Path]:
                 time.sleep(0.05)
 
 
+def udp_drops(port: int) -> int:
+    """Datagrams the kernel dropped for the UDP socket bound to 127.0.0.1:`port` (its receive
+    buffer was full), from /proc/net/udp; 0 when no such socket."""
+    wanted = f"0100007F:{port:04X}"
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == wanted:
+            return int(fields[-1])
+    return 0
+
+
 def peak_rss_kb(pid: int) -> int:
     """The process's peak resident set (VmHWM), in kB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -179,6 +190,9 @@ class OverloadRun:
     lookup_max_s: float
     lookup_count: int
     lookup_errors: list[str] = field(default_factory=list)
+    # datagrams the switch's socket dropped (receive buffer full): SIP's retransmissions
+    # must repair every one, so a drop is not a failure, but it explains a slow call
+    switch_drops: int = 0
 
     @property
     def failed(self) -> int:
@@ -282,6 +296,7 @@ def run_overload(
     calls = max(1, int(rate * seconds))
     numbers = write_numbers(workdir / f"numbers-{int(rate)}.csv", calls, listed, listed_every)
     log_before = switch.process.log_path.read_text(errors="replace")
+    drops_before = udp_drops(switch.port)
     metrics_before = node.metrics()
     rss_before = rss_kb(node.process.pid)
     with LookupProbe(node, token, listed, probe_interval) as probe:
@@ -324,11 +339,13 @@ def run_overload(
         lookup_max_s=max(lat) if lat else float("nan"),
         lookup_count=len(lat),
         lookup_errors=probe.errors,
+        switch_drops=udp_drops(switch.port) - drops_before,
     )
 
 
 def describe(run: OverloadRun) -> str:
     return (
         f"{HEADER}\n{run.row()}\ndecisions: {run.decisions}\n"
+        f"datagrams the switch's socket dropped (repaired by retransmission): {run.switch_drops}\n"
         f"lookup errors: {run.lookup_errors[:5]}\ncaller:\n{run.caller.describe()}"
     )
