@@ -29,6 +29,7 @@ def test_bench_run_smoke_prints_one_table_with_every_figure(tmp_path: Path) -> N
     names = "\n".join(body)
     for figure in (
         "SIP redirect, highest clean rate per core",
+        "ringback p99 at 70 % of its top rate (sipp, monotonic clock)",
         "call core per redirected call",
         "50,000-change burst",
         "standby node",

@@ -171,7 +171,9 @@ class ProcessSet:
         log_path: Path,
         cwd: Path | None = None,
         cpu: int | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> ManagedProcess:
+        """Start `argv` (pinned to `cpu` when given), with `env` added to this environment."""
         argv = list(argv)
         if cpu is not None:
             argv = [require_binary("taskset"), "-c", str(cpu), *argv]
@@ -184,6 +186,7 @@ class ProcessSet:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env={**os.environ, **env} if env else None,
             )
         proc = ManagedProcess(name, popen, log_path, argv)
         self.processes.append(proc)
@@ -481,13 +484,15 @@ def run_sipp(
     trace_rtt: bool = False,
     cpu: int | None = None,
     processes: ProcessSet | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> SippResult:
     """Run a sipp UAC scenario against `target` to completion and collect its results.
 
     The load is bounded: `-m calls`, a global `-timeout` of `timeout` seconds, and the
     process is killed by PID if it is still running `timeout` + 5 s later. All trace files go
     to a fresh directory under `workdir` (or a temporary directory), kept for inspection.
-    `service` is the called number ([service] in the scenarios); `cpu` pins sipp (taskset).
+    `service` is the called number ([service] in the scenarios); `cpu` pins sipp (taskset);
+    `env` is added to sipp's environment.
     """
     sipp = require_binary("sipp")
     path = scenario_path(scenario)
@@ -530,13 +535,14 @@ def run_sipp(
     if trace_msg:
         argv += ["-trace_msg", "-message_file", str(run_dir / "messages.log")]
     if trace_rtt:
-        argv += ["-trace_rtt", "-rtt_freq", "1000"]
+        # sipp writes the file every -rtt_freq calls and drops what is left at the end
+        argv += ["-trace_rtt", "-rtt_freq", str(min(1000, max(1, calls // 20)))]
     argv += list(extra_args)
 
     owned = processes if processes is not None else ProcessSet()
     started = time.monotonic()
     proc = owned.start(
-        f"sipp {path.stem}", argv, log_path=run_dir / "screen.log", cwd=run_dir, cpu=cpu
+        f"sipp {path.stem}", argv, log_path=run_dir / "screen.log", cwd=run_dir, cpu=cpu, env=env
     )
     timed_out = False
     try:
