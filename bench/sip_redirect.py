@@ -572,6 +572,19 @@ def at70_phrase(summary: dict[str, object], name: str, label: str) -> str:
     )
 
 
+AT70_LABELS = (
+    ("ringback", "ringback's p99 at 70 % of its top"),
+    ("kamailio", "Kamailio's at 70 % of its top"),
+    ("ringback_at_peer", "ringback's at Kamailio's 70 %"),
+    ("kamailio_at_ringback", "Kamailio's at ringback's 70 %"),
+)
+
+
+def at70_phrases(summary: dict[str, object], suffix: str = "") -> str:
+    """The four 70 % steps' phrases, for the clock whose summary keys carry `suffix`."""
+    return "".join(at70_phrase(summary, f"{name}{suffix}", label) for name, label in AT70_LABELS)
+
+
 def fmt_ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f}" if v >= 10 else f"{v:.1f}"
 
@@ -924,6 +937,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the steps (and summary) as JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args(argv)
+    at70_clocks = [c for c in args.at70_clocks.split(",") if c]
+    if unknown := set(at70_clocks) - set(SIPP_CLOCKS):
+        ap.error(f"--at70-clocks: unknown sipp clock(s) {sorted(unknown)}; use {SIPP_CLOCKS}")
 
     harness.require_binary("sipp")
     harness.require_binary("taskset")
@@ -1000,7 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
             # keys name it: "ringback_monotonic_p99_ms_at_70".
             at70_runs = [
                 (clock, *server)
-                for clock in [c for c in args.at70_clocks.split(",") if c]
+                for clock in at70_clocks
                 for server in (
                     ("ringback", "ringback", rb_best, rb, rb_metrics, rb_pid, "its"),
                     ("kamailio", "Kamailio", kam_best, kam, None, kam_pid, "its"),
@@ -1013,8 +1029,6 @@ def main(argv: list[str] | None = None) -> int:
             for clock, name, server, best, target, metrics, pid, whose in at70_runs:
                 if best is None:
                     continue
-                if clock not in SIPP_CLOCKS:
-                    raise SystemExit(f"--at70-clocks: unknown sipp clock {clock!r}")
                 at70 = int(round(best.offered * 0.7, -2))
                 time.sleep(args.pause)
                 at70_title = (
@@ -1113,25 +1127,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"**Per core, same run: ringback {summary['ringback_top']:,} calls/s, Kamailio "
             f"{summary['kamailio_top']:,} calls/s, ratio "
-            f"{'-' if ratio is None else f'{ratio:.2f}'}**"
-            + at70_phrase(summary, "ringback", "ringback's p99 at 70 % of its top")
-            + at70_phrase(summary, "kamailio", "Kamailio's at 70 % of its top")
-            + at70_phrase(summary, "ringback_at_peer", "ringback's at Kamailio's 70 %")
-            + at70_phrase(summary, "kamailio_at_ringback", "Kamailio's at ringback's 70 %")
+            f"{'-' if ratio is None else f'{ratio:.2f}'}**" + at70_phrases(summary)
         )
-        if "ringback_monotonic_rate_at_70" in summary or "kamailio_monotonic_rate_at_70" in summary:
+        if monotonic := at70_phrases(summary, "_monotonic"):
             print()
             print(
                 "**The same 70 % steps with sipp reading CLOCK_MONOTONIC** (upstream sipp's "
-                "clock; the packaged one moves in 4 ms steps)"
-                + at70_phrase(summary, "ringback_monotonic", "ringback's p99 at 70 % of its top")
-                + at70_phrase(summary, "kamailio_monotonic", "Kamailio's at 70 % of its top")
-                + at70_phrase(
-                    summary, "ringback_at_peer_monotonic", "ringback's at Kamailio's 70 %"
-                )
-                + at70_phrase(
-                    summary, "kamailio_at_ringback_monotonic", "Kamailio's at ringback's 70 %"
-                )
+                "clock; the packaged one moves in 4 ms steps)" + monotonic
             )
         if "cpu_ratio" in summary:
             print()
