@@ -7,6 +7,7 @@ figure `bench/run` can read into its one table.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,5 +44,9 @@ def test_bench_run_smoke_prints_one_table_with_every_figure(tmp_path: Path) -> N
         assert figure in names, proc.stdout
     for row in body:
         assert "failed" not in row and "timed out" not in row and "no figure" not in row, row
+    (own_row,) = [
+        r for r in body if r.startswith("| ringback p99 at 70 % of its top rate (sipp, monotonic")
+    ]
+    assert re.search(r"ringback's own clock: [\d.]+ % > 5 ms", own_row), own_row
     (ratio_row,) = [r for r in body if r.startswith("| SIP redirect, highest clean rate")]
     assert " vs " in ratio_row and "calls/s" in ratio_row
