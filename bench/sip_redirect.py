@@ -963,7 +963,11 @@ def main(argv: list[str] | None = None) -> int:
         default="packaged",
         help="sipp's clock for the rate sweeps: packaged (the installed sipp's own, "
         "CLOCK_MONOTONIC_COARSE: 4 ms steps here) or monotonic (CLOCK_MONOTONIC, as upstream "
-        "sipp reads it since February 2026, through an LD_PRELOAD shim) (packaged)",
+        "sipp reads it since February 2026, through an LD_PRELOAD shim) (packaged). The clock "
+        "also paces sipp: with -timer_resol 1 it wakes its call generator every 2 ms on the "
+        "fine clock (every 4 ms on the packaged one), and the generator stops opening calls "
+        "once its millisecond changes, without opening the rest later, so at 25,000+ calls/s "
+        "it opens a few %% fewer calls than asked (bench/RESULTS.md, session 11)",
     )
     ap.add_argument(
         "--at70-clocks",
