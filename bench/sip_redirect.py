@@ -966,8 +966,8 @@ def main(argv: list[str] | None = None) -> int:
         "sipp reads it since February 2026, through an LD_PRELOAD shim) (packaged). The clock "
         "also paces sipp: with -timer_resol 1 it wakes its call generator every 2 ms on the "
         "fine clock (every 4 ms on the packaged one), and the generator stops opening calls "
-        "once its millisecond changes, without opening the rest later, so at 25,000+ calls/s "
-        "it opens a few %% fewer calls than asked (bench/RESULTS.md, session 11)",
+        "once its millisecond changes, without opening the rest later (bench/RESULTS.md, "
+        "session 11)",
     )
     ap.add_argument(
         "--at70-clocks",
