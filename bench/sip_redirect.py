@@ -360,33 +360,40 @@ def steal_share(
 TURNAROUND_BOUNDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 
+TURNAROUND = "ringback_sip_udp_turnaround_seconds"
+
+
+def turnaround_within(
+    before: dict[str, float], after: dict[str, float], bound: float | None
+) -> float:
+    """How many of the step's datagrams ringback's own clock (`TURNAROUND`: the kernel's
+    receipt of a batch's first datagram -> the batch's answers handed to the kernel) answered
+    within `bound` seconds, a bucket bound; all of them with None."""
+    key = f"{TURNAROUND}_count" if bound is None else f'{TURNAROUND}_bucket{{le="{bound:g}"}}'
+    return after.get(key, 0) - before.get(key, 0)
+
+
 def turnaround_quantile(before: dict[str, float], after: dict[str, float], q: float) -> float:
     """The bucket bound (ms) at or below which a fraction `q` of the step's datagrams were
-    answered by ringback's own clock (`ringback_sip_udp_turnaround_seconds`: the kernel's
-    receipt of a batch's first datagram -> the batch's answers handed to the kernel);
-    inf above the last bound, nan without observations."""
-    name = "ringback_sip_udp_turnaround_seconds"
-    total = after.get(f"{name}_count", 0) - before.get(f"{name}_count", 0)
+    answered by ringback's own clock; inf above the last bound, nan without observations."""
+    total = turnaround_within(before, after, None)
     if total <= 0:
         return math.nan
     for bound in TURNAROUND_BOUNDS:
-        key = f'{name}_bucket{{le="{bound:g}"}}'
-        if after.get(key, 0) - before.get(key, 0) >= q * total:
+        if turnaround_within(before, after, bound) >= q * total:
             return bound * 1000
     return math.inf
 
 
 def turnaround_share_over(before: dict[str, float], after: dict[str, float], bound: float) -> float:
     """The share of the step's datagrams that ringback's own clock put above `bound`
-    seconds (a bucket bound of `ringback_sip_udp_turnaround_seconds`); nan without
-    observations. Next to sipp's share at 5 ms or more it says how much of the tail is
-    ringback's: the rest is sipp's and the kernel's, on the other side of the socket."""
-    name = "ringback_sip_udp_turnaround_seconds"
-    total = after.get(f"{name}_count", 0) - before.get(f"{name}_count", 0)
+    seconds (a bucket bound); nan without observations. Next to sipp's share at 5 ms or
+    more it says how much of the tail is ringback's: the rest is sipp's and the kernel's,
+    on the other side of the socket."""
+    total = turnaround_within(before, after, None)
     if total <= 0:
         return math.nan
-    key = f'{name}_bucket{{le="{bound:g}"}}'
-    return 1 - (after.get(key, 0) - before.get(key, 0)) / total
+    return 1 - turnaround_within(before, after, bound) / total
 
 
 # Lateness bounds (ms) of the stall table: ringback_loop_lag_seconds has these buckets.
